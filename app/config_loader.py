@@ -27,8 +27,17 @@ class ConfigError(Exception):
     """A config could not be loaded; the message is a single line naming file and key."""
 
 
-def load_config(path: str | pathlib.Path, cls: type[T], overrides: list[str] | None = None) -> T:
-    """Read `path` and build a `cls` from it; `overrides` are 'dotted.key=yaml_value' strings."""
+def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: list[str] | None = None) -> T:
+    """Read `path` and build a `cls` from it; `overrides` are 'dotted.key=yaml_value' strings.
+
+    With no path, the config is built from the dataclass defaults and the overrides alone
+    (a command run with flags only); errors then name the command line as their source.
+    """
+    if path is None:
+        data: Any = {}
+        for override in overrides or []:
+            data = _apply_override(data, override, "command line")
+        return from_dict(cls, data, source="command line")
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")

@@ -1,0 +1,64 @@
+"""The `lrm-robot` command line: builds objects from configs and flags, nothing else.
+
+Every expected failure (a bad config, a bad store, bad flags) ends as one line
+on stderr and exit code 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app.commands import demos, store, view
+from app.errors import UsageError
+from app.config_loader import ConfigError
+
+COMMANDS = (demos, store, view)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lrm-robot",
+        description="Make robot policies better with Large Reward Models, in ManiSkill3 or on a real arm.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from recordings.errors import StoreError
+
+    errors: list[type[BaseException]] = [ConfigError, UsageError, StoreError]
+    try:
+        from sim.errors import SimError
+    except ImportError:  # pragma: no cover - sim is optional at import time
+        pass
+    else:
+        errors.append(SimError)
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except _expected_errors() as exc:
+        print(f"lrm-robot {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lrm-robot {args.command}: interrupted; committed episodes are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

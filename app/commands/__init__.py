@@ -1,0 +1,1 @@
+"""One module per `lrm-robot` subcommand; each exposes `register(subparsers)`."""

@@ -1,0 +1,90 @@
+"""`lrm-robot store info STORE`: what an episode store holds, at a glance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("store", help="inspect an episode store", description="Inspect an episode store.")
+    actions = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    info = actions.add_parser(
+        "info",
+        help="episodes, frames, cameras, success counts and size on disk",
+        description="Print a summary of an episode store: episodes, frames, cameras, success counts, size on disk.",
+    )
+    info.add_argument("store", help="path to the episode store (a Zarr v3 folder)")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    info.set_defaults(handler=run_info)
+
+
+def summarize(store) -> dict:
+    """Counts a person asks about first; the same dict backs the table and --json."""
+    records = store.episodes()
+
+    def count(predicate) -> int:
+        return sum(1 for r in records if predicate(r.meta))
+
+    return {
+        "path": str(store.path),
+        "episodes": len(records),
+        "frames": sum(r.length for r in records),
+        "fps": store.fps,
+        "cameras": {name: list(shape) for name, shape in store.cameras.items()},
+        "state_dim": store.state_dim,
+        "action_dim": store.action_dim,
+        "by_source": dict(Counter(r.meta.source for r in records)),
+        "tasks": dict(Counter(r.meta.task for r in records)),
+        "oracle_success": count(lambda m: m.oracle_success is True),
+        "oracle_failure": count(lambda m: m.oracle_success is False),
+        "lrm_accepted": count(lambda m: m.lrm_verdict is True),
+        "lrm_rejected": count(lambda m: m.lrm_verdict is False),
+        "operator_accepted": count(lambda m: m.operator_verdict is True),
+        "operator_rejected": count(lambda m: m.operator_verdict is False),
+        "aborted": count(lambda m: m.aborted),
+        "size_bytes": store.size_bytes(),
+    }
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from recordings.store import EpisodeStore
+
+    store = EpisodeStore.open(args.store, mode="r")
+    summary = summarize(store)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    table = Table(title=f"episode store {summary['path']}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("episodes", str(summary["episodes"]))
+    table.add_row("frames", str(summary["frames"]))
+    table.add_row("fps", "-" if summary["fps"] is None else f"{summary['fps']:g}")
+    cameras = ", ".join(f"{name} {h}x{w}" for name, (h, w) in summary["cameras"].items()) or "-"
+    table.add_row("cameras", cameras)
+    table.add_row("state / action dims", f"{summary['state_dim']} / {summary['action_dim']}")
+    table.add_row("by source", ", ".join(f"{k}: {v}" for k, v in summary["by_source"].items()) or "-")
+    table.add_row("tasks", "\n".join(f"{v} x {k}" for k, v in summary["tasks"].items()) or "-")
+    table.add_row("oracle success", f"{summary['oracle_success']} succeeded, {summary['oracle_failure']} failed")
+    table.add_row("LRM verdict", f"{summary['lrm_accepted']} accepted, {summary['lrm_rejected']} rejected")
+    table.add_row(
+        "operator verdict", f"{summary['operator_accepted']} accepted, {summary['operator_rejected']} rejected"
+    )
+    table.add_row("aborted", str(summary["aborted"]))
+    table.add_row("size on disk", _human_bytes(summary["size_bytes"]))
+    Console().print(table)
+    return 0

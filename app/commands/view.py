@@ -1,0 +1,55 @@
+"""`lrm-robot view STORE --episode I`: one episode in rerun (saved .rrd or a live viewer)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+
+from app.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "view",
+        help="show one episode in rerun, or save it as a .rrd recording",
+        description=(
+            "Log one episode of a store to rerun: camera frames, state, action and reward traces "
+            "on the 'frame' and 'time' timelines."
+        ),
+    )
+    parser.add_argument("store", help="path to the episode store")
+    parser.add_argument("--episode", type=int, required=True, metavar="I", help="episode index (see `store info`)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--save", metavar="FILE.rrd", help="write a rerun recording to this file")
+    target.add_argument("--spawn", action="store_true", help="open the rerun viewer and stream the episode to it")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import rerun as rr
+
+    from app.rerun_log import log_episode
+    from recordings.store import EpisodeStore
+
+    store = EpisodeStore.open(args.store, mode="r")
+    if not 0 <= args.episode < store.num_episodes:
+        raise UsageError(f"episode {args.episode} does not exist: {args.store} has {store.num_episodes} episodes")
+    if args.save:
+        out = pathlib.Path(args.save)
+        if out.suffix != ".rrd":
+            raise UsageError(f"--save {args.save}: the file name must end in .rrd")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    recording = rr.RecordingStream("lrm-robot", recording_id=f"{pathlib.Path(args.store).name}-episode-{args.episode}")
+    if args.save:
+        recording.save(str(out))
+    else:
+        recording.spawn()
+    frames = log_episode(recording, store, args.episode)
+    recording.flush()
+    recording.disconnect()
+    where = str(out) if args.save else "the rerun viewer"
+    print(f"logged episode {args.episode} ({frames} frames) to {where}")
+    return 0
