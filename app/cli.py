@@ -42,6 +42,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    action = getattr(args, "store_command", None)
+    return f"{args.command} {action}" if action else args.command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except _expected_errors() as exc:
-        print(f"lrm-robot {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lrm-robot {_command_name(args)}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"lrm-robot {args.command}: interrupted; committed episodes are kept", file=sys.stderr)
+        print(f"lrm-robot {_command_name(args)}: interrupted; committed episodes are kept", file=sys.stderr)
         return 130
 
 
