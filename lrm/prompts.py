@@ -1,0 +1,229 @@
+"""Prompt templates: YAML files under configs/lrm/prompts/, one per modality.
+
+The prompt texts live in files, not code, because a LoRA adapter only works with
+the exact prompt it was trained with: a user who plugs in a published adapter
+copies its prompt into a template. A template says which frames go where, whether
+the model reasons before answering, the JSON key of the answer and the answer
+options with the reward each one maps to.
+
+Loading is strict (unknown key, wrong type, missing file: one line naming the
+file and the key), like the app's config loader, which `lrm` may not import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import yaml
+
+from lrm.types import FRAME_KEYS, MODALITIES, OPTIONAL_FRAMES, REQUIRED_FRAMES
+
+PROMPTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs" / "lrm" / "prompts"
+
+
+class PromptError(ValueError):
+    """A prompt template file is missing or malformed; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptPart:
+    """One piece of the user turn: a text (with `{task}` substituted) or a frame.
+
+    `when` names a frame: the part is only included when the request carries that
+    frame (used for the optional first-frame anchor of the contrastive prompt).
+    """
+
+    text: str | None = None
+    image: str | None = None
+    when: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerOption:
+    """One admissible answer: its JSON literal as the model writes it, and its reward.
+
+    `aliases` are other spellings accepted by the tolerant parser (case-insensitive).
+    """
+
+    text: str
+    value: float
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def literal(self) -> Any:
+        """The decoded JSON value, e.g. "yes", 0.3 or 2."""
+        return json.loads(self.text)
+
+    @property
+    def name(self) -> str:
+        """The key of this option in `Reward.probs`."""
+        return str(self.literal)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTemplate:
+    """A modality's prompt and answer format.
+
+    The answer is `{"<answer_key>": <option>}`. With `reasoning` on, the model writes
+    its reasoning first and the JSON object last; with it off, it answers at once.
+    `snap_numeric` lets the parser map a number between options to the nearest
+    option (progress), instead of calling it a failure.
+    """
+
+    modality: str
+    answer_key: str
+    options: tuple[AnswerOption, ...]
+    user: tuple[PromptPart, ...]
+    reasoning: bool = False
+    system: str | None = None
+    snap_numeric: bool = False
+    answer_suffix: str = "}"
+
+    @property
+    def answer_prefix(self) -> str:
+        """The answer up to where its value starts: the logits mode forces this text."""
+        return '{"' + self.answer_key + '": '
+
+    def answer_text(self, option: AnswerOption) -> str:
+        """The full canonical answer for one option, e.g. '{"task_completed": "yes"}'."""
+        return self.answer_prefix + option.text + self.answer_suffix
+
+    def messages(self, task: str, frame_keys: set[str] | frozenset[str]) -> list[dict[str, Any]]:
+        """Chat messages for the processor's chat template; images are placeholders in frame order.
+
+        Returns the messages; the images must be passed to the processor in the
+        order given by `image_order(frame_keys)`.
+        """
+        content: list[dict[str, Any]] = []
+        for part in self.user:
+            if part.when is not None and part.when not in frame_keys:
+                continue
+            if part.image is not None:
+                content.append({"type": "image"})
+            else:
+                content.append({"type": "text", "text": (part.text or "").replace("{task}", task)})
+        messages: list[dict[str, Any]] = []
+        if self.system:
+            messages.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def image_order(self, frame_keys: set[str] | frozenset[str]) -> list[str]:
+        """Frame keys in the order their images appear in the prompt."""
+        return [
+            part.image
+            for part in self.user
+            if part.image is not None and (part.when is None or part.when in frame_keys)
+        ]
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(PromptTemplate)}
+_PART_KEYS = {f.name for f in dataclasses.fields(PromptPart)}
+_OPTION_KEYS = {f.name for f in dataclasses.fields(AnswerOption)}
+
+
+def load_prompt(path: str | pathlib.Path) -> PromptTemplate:
+    """Read and check one template file."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise PromptError(f"{path}: prompt template not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PromptError(f"{path}: invalid YAML: {getattr(exc, 'problem', None) or type(exc).__name__}") from None
+    return prompt_from_dict(data, source=str(path))
+
+
+def load_default_prompts(directory: str | pathlib.Path = PROMPTS_DIR) -> dict[str, PromptTemplate]:
+    """The three shipped templates, keyed by modality (files named <modality>.yaml)."""
+    directory = pathlib.Path(directory)
+    return {modality: load_prompt(directory / f"{modality}.yaml") for modality in MODALITIES}
+
+
+def prompt_from_dict(data: Any, *, source: str = "<prompt>") -> PromptTemplate:
+    """Build a PromptTemplate from plain data with strict checks."""
+    if not isinstance(data, dict):
+        raise PromptError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    _check_keys(data, _TOP_KEYS, source, "")
+    for required in ("modality", "answer_key", "options", "user"):
+        if required not in data:
+            raise PromptError(f"{source}: missing required key {required!r}")
+    modality = _typed(data["modality"], str, source, "modality")
+    if modality not in MODALITIES:
+        raise PromptError(f"{source}: modality: {modality!r} is not one of {list(MODALITIES)}")
+    allowed_frames = REQUIRED_FRAMES[modality] | OPTIONAL_FRAMES[modality]
+
+    parts: list[PromptPart] = []
+    for i, raw in enumerate(_typed(data["user"], list, source, "user")):
+        key = f"user.{i}"
+        _check_keys(_typed(raw, dict, source, key), _PART_KEYS, source, key)
+        text = _typed(raw.get("text"), (str, type(None)), source, f"{key}.text")
+        image = _typed(raw.get("image"), (str, type(None)), source, f"{key}.image")
+        when = _typed(raw.get("when"), (str, type(None)), source, f"{key}.when")
+        if (text is None) == (image is None):
+            raise PromptError(f"{source}: {key}: give exactly one of 'text' or 'image'")
+        for field, frame in (("image", image), ("when", when)):
+            if frame is not None and frame not in allowed_frames:
+                raise PromptError(
+                    f"{source}: {key}.{field}: frame {frame!r} is not used by {modality} "
+                    f"(allowed: {sorted(allowed_frames)}; all frames: {list(FRAME_KEYS)})"
+                )
+        parts.append(PromptPart(text=text, image=image, when=when))
+    shown = {p.image for p in parts if p.image is not None}
+    missing = sorted(REQUIRED_FRAMES[modality] - shown)
+    if missing:
+        raise PromptError(f"{source}: user: the prompt never shows frame(s) {missing}")
+
+    options: list[AnswerOption] = []
+    for i, raw in enumerate(_typed(data["options"], list, source, "options")):
+        key = f"options.{i}"
+        _check_keys(_typed(raw, dict, source, key), _OPTION_KEYS, source, key)
+        if "text" not in raw or "value" not in raw:
+            raise PromptError(f"{source}: {key}: needs 'text' and 'value'")
+        text = _typed(raw["text"], str, source, f"{key}.text")
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            raise PromptError(f"{source}: {key}.text: {text!r} is not a JSON literal (quote strings: '\"yes\"')") from None
+        value = float(_typed(raw["value"], (int, float), source, f"{key}.value"))
+        aliases = tuple(str(a) for a in _typed(raw.get("aliases", []), list, source, f"{key}.aliases"))
+        options.append(AnswerOption(text=text, value=value, aliases=aliases))
+    if len(options) < 2:
+        raise PromptError(f"{source}: options: need at least two answer options")
+    names = [o.name for o in options]
+    if len(set(names)) != len(names):
+        raise PromptError(f"{source}: options: duplicate option {names}")
+
+    return PromptTemplate(
+        modality=modality,
+        answer_key=_typed(data["answer_key"], str, source, "answer_key"),
+        options=tuple(options),
+        user=tuple(parts),
+        reasoning=_typed(data.get("reasoning", False), bool, source, "reasoning"),
+        system=_typed(data.get("system"), (str, type(None)), source, "system"),
+        snap_numeric=_typed(data.get("snap_numeric", False), bool, source, "snap_numeric"),
+        answer_suffix=_typed(data.get("answer_suffix", "}"), str, source, "answer_suffix"),
+    )
+
+
+def _check_keys(data: dict, allowed: set[str], source: str, where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            dotted = f"{where}.{key}" if where else str(key)
+            raise PromptError(f"{source}: {dotted}: unknown key (allowed: {sorted(allowed)})")
+
+
+def _typed(value: Any, types: type | tuple[type, ...], source: str, key: str) -> Any:
+    # bool is an int in Python; a YAML `true` where a number is expected is still a mistake.
+    expected = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in expected:
+        ok = False
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+        raise PromptError(f"{source}: {key}: expected {names}, got {type(value).__name__}")
+    return value
