@@ -127,7 +127,7 @@ def resize_image(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
     height, width = size
     resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.array(resized, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
 def prepare_frames(
