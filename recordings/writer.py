@@ -1,0 +1,308 @@
+"""Streaming an episode into the store while the rollout runs.
+
+Frames are buffered in memory and written one whole time-chunk at a time:
+appending a single frame to a chunked, compressed zarr array would decode and
+re-encode its chunk on every frame (quadratic in the chunk length). Only the
+first chunk of an episode, shared with the previous episode's tail, is
+read-modified-written, once.
+
+Chunk writes run on one background thread with double buffering, so a control
+loop calling `add_frame` at 30 Hz only pays for copying the frame into the
+buffer; compression and disk I/O of the previous chunk overlap with recording
+the next. At most one chunk is in flight, which bounds memory to two chunks.
+
+Nothing written here is visible to readers until `commit()` writes the end
+index (see `EpisodeStore` for the protocol); a killed process leaves a tail
+that the next writer truncates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from recordings import layout
+from recordings.episode import EpisodeMeta, Frame
+from recordings.errors import InvalidEpisodeError, StoreError, WriterStateError
+from recordings.schema import StoreSchema, check_meta, schema_from_frame, validate_frame
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
+
+log = logging.getLogger(__name__)
+
+
+def write_block(
+    root: Path, arrays: dict[str, zarr.Array], start: int, block: dict[str, np.ndarray], *, durable: bool
+) -> None:
+    """Write frames [start, start + L) to every array at once, growing the arrays to fit.
+
+    All arrays are resized and written concurrently on zarr's event loop, so the
+    compression of several cameras' chunks spreads over the available cores.
+    With `durable`, the chunk files are fsynced here, in the background, so that
+    the commit only has to sync metadata.
+    """
+    length = next(iter(block.values())).shape[0]
+    stop = start + length
+
+    async def _write() -> None:
+        await asyncio.gather(
+            *(a.async_array.resize((stop, *a.shape[1:])) for a in arrays.values() if a.shape[0] != stop)
+        )
+        await asyncio.gather(*(arrays[k].async_array.setitem(slice(start, stop), v) for k, v in block.items()))
+
+    sync(_write())
+    if durable:
+        layout.fsync_paths(p for a in arrays.values() for p in layout.chunk_paths(root, a, start, stop))
+
+
+class _Window:
+    """In-memory buffers for the frames of one time-chunk (or the part of it this episode owns)."""
+
+    def __init__(self, schema: StoreSchema, chunk_frames: int) -> None:
+        c = chunk_frames
+        self.arrays: dict[str, np.ndarray] = {
+            layout.camera_key(n): np.empty((c, h, w, 3), np.uint8) for n, (h, w) in schema.cameras.items()
+        }
+        self.arrays[layout.STATE] = np.empty((c, schema.state_dim), np.float32)
+        self.arrays[layout.ACTION] = np.empty((c, schema.action_dim), np.float32)
+        self.arrays[layout.TIMESTAMP] = np.empty((c,), np.float64)
+        self.rewards: dict[str, np.ndarray] = {}
+        self.chunk_frames = c
+        self.start = 0
+        self.capacity = 0
+        self.length = 0
+
+    def reset(self, start: int) -> None:
+        """Start a new window at global frame `start`, ending at the next chunk boundary."""
+        self.start = start
+        self.capacity = self.chunk_frames - start % self.chunk_frames
+        self.length = 0
+        for buf in self.rewards.values():
+            buf.fill(np.nan)
+
+    def reward(self, modality: str) -> np.ndarray:
+        buf = self.rewards.get(modality)
+        if buf is None:
+            buf = self.rewards[modality] = np.full((self.chunk_frames,), np.nan, np.float32)
+        return buf
+
+
+class EpisodeWriter:
+    """Records one episode frame by frame; get one from `EpisodeStore.begin_episode`.
+
+    Leaving a `with` block normally commits; leaving it by an exception
+    discards, unless `commit(aborted=True)` was called first (e.g. from an
+    except handler, to keep what a robot recorded before a fault).
+    """
+
+    def __init__(self, store: EpisodeStore, meta: EpisodeMeta) -> None:
+        check_meta(meta)
+        self._store = store
+        self._meta = copy.deepcopy(meta)
+        self.index = store.num_episodes
+        self.start = store.num_frames
+        self._schema: StoreSchema | None = store.schema
+        self._schema_is_new = self._schema is None
+        self._modalities: list[str] = []
+        self._n = 0
+        self._first_ts: float | None = None
+        self._last_ts: float | None = None
+        self._window: _Window | None = None
+        self._spare: _Window | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._state = "open"  # open | committed | discarded | failed
+        self._failure: str = ""
+
+    # -- public API -----------------------------------------------------------------
+
+    @property
+    def num_frames(self) -> int:
+        """Frames accepted so far (buffered or written)."""
+        return self._n
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def add_frame(self, frame: Frame) -> None:
+        """Validate and buffer one frame; a full time-chunk is handed to the background writer.
+
+        A rejected frame raises InvalidEpisodeError and changes nothing: the
+        episode can continue with the next frame or be discarded.
+        """
+        self._check_open("add_frame")
+        schema = self._schema if self._schema is not None else schema_from_frame(frame)
+        checked = validate_frame(frame, self._n, schema, self._last_ts)
+        self._raise_if_flush_failed()
+        if self._schema is None:
+            self._schema = schema
+        if self._window is None:
+            self._window = _Window(schema, self._store.chunk_frames)
+            self._window.reset(self.start)
+        win = self._window
+        i = win.length
+        for name, img in checked.images.items():
+            win.arrays[layout.camera_key(name)][i] = img
+        win.arrays[layout.STATE][i] = checked.state
+        win.arrays[layout.ACTION][i] = checked.action
+        win.arrays[layout.TIMESTAMP][i] = checked.timestamp
+        for modality, value in checked.rewards.items():
+            if modality not in self._modalities:
+                self._modalities.append(modality)
+            win.reward(modality)[i] = value
+        win.length += 1
+        self._n += 1
+        if self._first_ts is None:
+            self._first_ts = checked.timestamp
+        self._last_ts = checked.timestamp
+        if win.length == win.capacity:
+            self._guard(self._flush)
+
+    def commit(self, aborted: bool = False) -> int:
+        """Write the remaining frames and the metadata, then the end index; returns the episode index.
+
+        `aborted=True` marks the episode aborted (a fault or an operator stop)
+        and keeps the frames recorded so far. An episode with no frames cannot
+        be committed (InvalidEpisodeError; the writer stays open).
+        """
+        self._check_open("commit")
+        if self._n == 0:
+            raise InvalidEpisodeError(f"episode {self.index} has no frames; nothing to commit (discard it instead)")
+        self._guard(self._flush)
+        self._guard(self._wait_pending)
+        meta = self._meta
+        if aborted:
+            meta.aborted = True
+        if meta.duration_s is None:
+            assert self._first_ts is not None and self._last_ts is not None
+            meta.duration_s = self._last_ts - self._first_ts
+        store, start, end, modalities = self._store, self.start, self.start + self._n, list(self._modalities)
+        self._guard(lambda: store._commit_episode(self.index, start, end, meta, modalities))
+        index = self.index
+        self._state = "committed"
+        self._close()
+        return index
+
+    def discard(self) -> None:
+        """Drop the episode: nothing of it stays on disk. Idempotent; an error after commit."""
+        if self._state == "discarded":
+            return
+        if self._state == "committed":
+            raise WriterStateError(f"episode {self.index} is already committed; it cannot be discarded")
+        try:
+            self._wait_pending()
+        except Exception as exc:  # the data is being thrown away anyway
+            log.debug("discarding episode %d after a failed flush: %s", self.index, exc)
+        self._state = "discarded"
+        self._close()
+        self._store._rollback_tail()
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._state in ("committed", "discarded"):
+            return
+        if exc_type is None and self._state == "open":
+            try:
+                self.commit()
+            except BaseException:
+                self._discard_quietly()
+                raise
+        else:
+            self._discard_quietly()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _discard_quietly(self) -> None:
+        try:
+            self.discard()
+        except Exception:
+            log.exception("could not discard episode %d", self.index)
+
+    def _check_open(self, what: str) -> None:
+        if self._state == "failed":
+            raise WriterStateError(
+                f"episode {self.index}: cannot {what}, an earlier write failed ({self._failure}); discard it"
+            )
+        if self._state != "open":
+            raise WriterStateError(f"episode {self.index}: cannot {what}, the episode is already {self._state}")
+
+    def _raise_if_flush_failed(self) -> None:
+        if self._pending is not None and self._pending.done() and self._pending.exception() is not None:
+            self._guard(self._wait_pending)
+
+    def _guard(self, step: Callable[[], None]) -> None:
+        """Run a write step; an I/O failure leaves the writer failed (only discard remains)."""
+        try:
+            step()
+        except StoreError as exc:
+            self._fail(str(exc))
+            raise
+        except Exception as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+            raise WriterStateError(
+                f"episode {self.index}: writing frames failed ({type(exc).__name__}: {exc}); discard it"
+            ) from exc
+
+    def _fail(self, why: str) -> None:
+        if self._state == "open":
+            self._state = "failed"
+            self._failure = why
+
+    def _wait_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _flush(self) -> None:
+        """Hand the current window to the background writer and start the next one."""
+        win = self._window
+        if win is None or win.length == 0:
+            return
+        assert self._schema is not None
+        store = self._store
+        if self._schema_is_new:
+            store._fix_schema(self._schema)
+            self._schema_is_new = False
+        for modality in win.rewards:
+            store._ensure_reward_array(modality, length=win.start)
+        arrays = store._frame_arrays()
+        n = win.length
+        block: dict[str, np.ndarray] = {}
+        for key in arrays:
+            if key in win.arrays:
+                block[key] = win.arrays[key][:n]
+            else:
+                modality = key.rsplit("/", 1)[1]
+                block[key] = win.rewards[modality][:n] if modality in win.rewards else np.full(n, np.nan, np.float32)
+        # The spare window is reused below, so its previous write must be done.
+        self._wait_pending()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"episode-{self.index}-flush")
+        self._pending = self._executor.submit(write_block, store.path, arrays, win.start, block, durable=store.durable)
+        if self._spare is None:
+            self._spare = _Window(self._schema, store.chunk_frames)
+        self._window, self._spare = self._spare, win
+        self._window.reset(win.start + n)
+
+    def _close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._window = self._spare = None
+        self._store._writer_finished(self)
