@@ -14,7 +14,8 @@ Two scoring modes:
   of the single prompt pass; the diverging rest is scored from the KV cache in one
   extra small pass (none when every option diverges in one token). With
   reasoning on, the reasoning is generated first and the options are scored
-  after it. Values are expectations: expected progress over the eleven values,
+  after it (today in a second prefill over prompt + reasoning; reusing the
+  generation's KV cache would save that pass). Values are expectations: expected progress over the eleven values,
   P(completed), P(current more complete) - P(previous more complete).
 """
 
