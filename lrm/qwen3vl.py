@@ -106,7 +106,10 @@ class Qwen3VLRewardModel:
         self.processor = AutoProcessor.from_pretrained(config.model)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
-        base = Qwen3VLForConditionalGeneration.from_pretrained(config.model, dtype=self.dtype, attn_implementation=attn)
+        # device_map loads the weights straight onto the GPU (no full copy in host memory first).
+        base = Qwen3VLForConditionalGeneration.from_pretrained(
+            config.model, dtype=self.dtype, attn_implementation=attn, device_map=self.device
+        )
         self.model = self._attach_adapters(base).to(self.device).eval()
         self._active: str | None = None
         self.stats = ParseStats()
@@ -143,7 +146,8 @@ class Qwen3VLRewardModel:
                 rewards = self._score_batch(modality, [requests[i] for i in chunk], [frames[i] for i in chunk])
                 for i, reward in zip(chunk, rewards, strict=True):
                     results[i] = reward
-        return [r for r in results if r is not None]
+        assert all(r is not None for r in results), "every request belongs to exactly one batch"
+        return results  # type: ignore[return-value]
 
     def reasoning(self, modality: str) -> bool:
         """Whether this modality reasons before answering (template flag unless overridden)."""
