@@ -100,10 +100,8 @@ def build_tokenizer(vocab_size: int = 600):
         show_progress=False,
     )
     bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    model_state = bpe.model
     vocab = bpe.get_vocab()
     merges = _merges_of(bpe)
-    del model_state
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges)
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tokenizer.chat_template = CHAT_TEMPLATE
