@@ -323,3 +323,36 @@ def test_dropped_store_releases_the_lock(tmp_path: Path) -> None:
     gc.collect()
     with EpisodeStore.open(tmp_path / "s", mode="a") as again:
         assert again.num_episodes == 0
+
+
+def test_durable_commit_syncs_before_and_after_the_end_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Power loss must not reorder the frames/JSON after the end index: check the fsync order."""
+    import os as os_mod
+
+    from recordings import store as store_mod
+
+    s = EpisodeStore.create(tmp_path / "s", chunk_frames=4, durable=True)
+    events: list[str] = []
+    real_fsync, real_commit = os_mod.fsync, store_mod._commit_point
+
+    def fsync(fd: int) -> None:
+        events.append("fsync:" + os_mod.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def commit_point(*args: object) -> None:
+        events.append("COMMIT")
+        real_commit(*args)
+
+    monkeypatch.setattr(os_mod, "fsync", fsync)
+    monkeypatch.setattr(store_mod, "_commit_point", commit_point)
+    stream(s, make_episode(0))
+    cut = events.index("COMMIT")
+    before, after = " ".join(events[:cut]), " ".join(events[cut:])
+    root = str(tmp_path / "s")
+    assert f"{root}/data/camera/left/c.0.0.0.0" in before  # frame chunks
+    assert f"{root}/data/camera/left/zarr.json" in before  # array shapes
+    assert f"{root}/meta/episodes/000000.json" in before  # the JSON (synced as its tmp file before the rename)
+    assert f"fsync:{root}/meta/episodes " in before + " "  # ... and its directory entry
+    assert f"{root}/meta/episode_ends/c.0" in after and f"{root}/meta/episode_ends/zarr.json" in after
+    assert f"{root}/meta/episode_ends/c.0" not in before
+    s.close()
