@@ -1,0 +1,15 @@
+"""Expected failures of the simulator package: the CLI prints them as one line, exit code 2."""
+
+from __future__ import annotations
+
+
+class SimError(Exception):
+    """Base class of every expected `sim` error (bad env id, no Vulkan driver, no solver)."""
+
+
+class UnknownEnvError(SimError, ValueError):
+    """An env id this project does not support."""
+
+
+class VulkanSetupError(SimError, RuntimeError):
+    """No Vulkan driver that SAPIEN can use was found."""

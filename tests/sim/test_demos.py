@@ -1,0 +1,72 @@
+"""Motion-planning demonstrations land in a real episode store, one frame per executed step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.errors import SimError
+
+pytestmark = pytest.mark.sim
+
+
+def test_screw_planner_reaches_a_pose():
+    from sim.maniskill_env import make_sim_env
+    from sim.planner import ScrewPlanner
+
+    with make_sim_env(env_id="PickCube-v1") as env:
+        env.reset(seed=0)
+        robot, tcp = env.raw_env.agent.robot, env.raw_env.agent.tcp
+        planner = ScrewPlanner(robot, "panda_hand_tcp")
+        planner.set_base_pose(np.hstack([robot.pose.sp.p, robot.pose.sp.q]))
+        start = tcp.pose.sp
+        goal = np.hstack([start.p + np.array([0.05, -0.05, 0.08]), start.q])
+        result = planner.plan_screw(goal, robot.get_qpos()[0].cpu().numpy(), time_step=1 / env.control_freq)
+        assert result["status"] == "Success" and result["position"].shape[1] == 7
+        for qpos in list(result["position"]) + [result["position"][-1]] * 10:
+            env.step(np.hstack([qpos, 1.0]))
+        assert np.linalg.norm(tcp.pose.sp.p - goal[:3]) < 0.01
+
+
+def test_two_pickcube_demos_into_a_store(tmp_path, monkeypatch):
+    from recordings.store import EpisodeStore
+    from sim.demos import record_demos
+    from sim.maniskill_env import ManiSkillEnv, make_sim_env
+
+    steps = []
+    original_step = ManiSkillEnv.step
+    monkeypatch.setattr(ManiSkillEnv, "step", lambda self, a: (steps.append(1), original_step(self, a))[1])
+
+    store_path = tmp_path / "store"
+    report = record_demos("PickCube-v1", 2, store_path, seed=0, camera_size=(48, 64), progress=False)
+    assert report.complete and report.successes == report.recorded == 2
+    assert report.frames == len(steps)  # one frame per executed step, nothing dropped or invented
+    assert "2/2 successful" in report.summary()
+
+    store = EpisodeStore.open(store_path)
+    records = store.episodes(source="demo")
+    assert [r.index for r in records] == report.episode_indices
+    assert store.cameras == {"base_camera": (48, 64)} and store.fps == 20.0
+    assert sum(r.length for r in records) == len(steps)
+    for record, seed in zip(records, report.seeds, strict=True):
+        meta = record.meta
+        assert meta.oracle_success is True and meta.seed == seed and meta.env_id == "PickCube-v1"
+        assert meta.policy_id == "motionplanning" and meta.task.startswith("pick up the red cube")
+        assert meta.duration_s == pytest.approx(record.length / 20.0)
+
+    episode = store.load_episode(records[0].index)
+    t = len(episode)
+    assert episode.images["base_camera"].shape == (t, 48, 64, 3) and episode.state.shape == (t, 25)
+    assert episode.action.shape == (t, 8) and np.allclose(episode.timestamp, np.arange(t) / 20.0)
+    # frame 0 is the observation before the first action: the state right after reset(seed)
+    with make_sim_env(env_id="PickCube-v1") as env:
+        np.testing.assert_allclose(episode.state[0], env.reset(seed=report.seeds[0]).state, atol=1e-6)
+    store.close()
+
+
+def test_env_without_solver_is_refused(tmp_path):
+    from sim.demos import record_demos
+
+    with pytest.raises(SimError, match="no motion-planning solver for PokeCube-v1"):
+        record_demos("PokeCube-v1", 1, tmp_path / "store", progress=False)
+    assert not (tmp_path / "store").exists()
