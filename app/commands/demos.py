@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 
 from app.config_loader import load_config
+from sim.maniskill_env import SimEnvConfig
 
 
 @dataclass
 class DemosConfig:
-    env_id: str = "PickCube-v1"
+    env: SimEnvConfig = field(default_factory=SimEnvConfig)
     num_episodes: int = 20
     out: pathlib.Path = pathlib.Path("outputs/demos/store")
-    seed: int = 0
-    camera_width: int = 128
-    camera_height: int = 128
-    # Give up after this many solver attempts (default: 3 x num_episodes); failed solves are not kept.
+    seed: int = 0  # first env seed; each further attempt uses the next one
+    # Give up after this many solver attempts (default: 3 x num_episodes).
     max_attempts: int | None = None
+    # Also store failed solves (oracle_success false): negatives for reward-model training.
+    keep_failed: bool = False
+    # After a solve, hold the last action up to this many steps until the oracle reports success
+    # (a released ball or peg may still be moving when the solver returns).
+    settle_steps: int = 10
 
     def __post_init__(self) -> None:
         if self.num_episodes <= 0:
             raise ValueError(f"num_episodes must be positive, got {self.num_episodes}")
-        if self.camera_width <= 0 or self.camera_height <= 0:
-            raise ValueError(f"camera size must be positive, got {self.camera_width}x{self.camera_height}")
+        if self.settle_steps < 0:
+            raise ValueError(f"settle_steps must not be negative, got {self.settle_steps}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,42 +44,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Record successful motion-planning demonstrations (the solvers shipped with ManiSkill) "
             "into an episode store, with camera frames, state, action, the task sentence and the "
-            "oracle success flag. Flags override the config file."
+            "oracle success flag. Flags override the config file. Exit code 1 when fewer than N "
+            "demonstrations succeeded within the attempt limit (those recorded are kept)."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML config (keys of DemosConfig)")
+    parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/demos_pickcube.yaml)")
     parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="ManiSkill env id, e.g. PickCube-v1")
     parser.add_argument("-n", "--num-episodes", type=int, metavar="N", help="successful demonstrations to record")
     parser.add_argument("--out", metavar="STORE", help="episode store to append to (created if missing)")
     parser.add_argument("--seed", type=int, help="first env seed; later attempts use the following seeds")
     parser.add_argument("--camera-size", metavar="WxH", help="camera resolution, e.g. 128x128")
     parser.add_argument("--max-attempts", type=int, help="give up after this many solver attempts")
+    parser.add_argument(
+        "--keep-failed", action="store_true", default=None, help="also store failed solves (oracle success false)"
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     parser.set_defaults(handler=run)
 
 
 def config_from_args(args: argparse.Namespace) -> DemosConfig:
-    overrides = []
-    for key in ("env_id", "num_episodes", "out", "seed", "max_attempts"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={value}")
+    flags = {
+        "env.env_id": args.env_id,
+        "num_episodes": args.num_episodes,
+        "out": args.out,
+        "seed": args.seed,
+        "max_attempts": args.max_attempts,
+        "keep_failed": args.keep_failed,
+    }
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
     if args.camera_size is not None:
         width, _, height = args.camera_size.partition("x")
-        overrides += [f"camera_width={width}", f"camera_height={height}"]
-    return load_config(args.config, DemosConfig, overrides)
+        overrides += [f"env.camera_width={width}", f"env.camera_height={height}"]
+    return load_config(args.config, DemosConfig, overrides + args.set)
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
     from sim.demos import record_demos
 
-    config = config_from_args(args)
     report = record_demos(
-        config.env_id,
+        config.env.env_id,
         config.num_episodes,
         config.out,
         seed=config.seed,
-        camera_size=(config.camera_height, config.camera_width),
+        camera_size=(config.env.camera_height, config.env.camera_width),
         max_attempts=config.max_attempts,
+        keep_failed=config.keep_failed,
+        settle_steps=config.settle_steps,
+        env_config=config.env,
     )
     print(report.summary())
+    if not report.complete:
+        # What was recorded is committed and kept; the exit code tells a script it got fewer.
+        print(
+            f"lrm-robot demos: only {report.successes} of {config.num_episodes} demonstrations succeeded",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -117,7 +117,9 @@ ERRORS = [
     (["demos", "--config", "{tmp}/nope.yaml"], "nope.yaml: config file not found"),
     (["demos", "--config", "{bad_config}"], "unknown key 'num_episode' (did you mean 'num_episodes'?)"),
     (["demos", "-n", "0", "--out", "{tmp}/d"], "num_episodes must be positive"),
-    (["demos", "--camera-size", "wide", "--out", "{tmp}/d"], "key 'camera_width': expected int"),
+    (["demos", "--camera-size", "wide", "--out", "{tmp}/d"], "key 'env.camera_width': expected int"),
+    (["demos", "--env", "FlyToMoon-v1", "--out", "{tmp}/d"], "FlyToMoon-v1"),
+    (["demos", "--set", "env.state_mode=everything", "--out", "{tmp}/d"], "key 'env.state_mode'"),
 ]
 
 
@@ -128,7 +130,7 @@ def test_bad_input_is_one_line_and_exit_2(small_store, tmp_path, argv, expected)
     not_a_store.mkdir()
     (not_a_store / "notes.txt").write_text("hello")
     bad_config = tmp_path / "bad.yaml"
-    bad_config.write_text("env_id: PickCube-v1\nnum_episode: 3\n")
+    bad_config.write_text("env: {env_id: PickCube-v1}\nnum_episode: 3\n")
     values = dict(missing=tmp_path / "missing", not_a_store=not_a_store, store=path, tmp=tmp_path, bad_config=bad_config)
     result = lrm_robot(*[a.format(**values) for a in argv])
     assert result.returncode == 2, result.stderr
@@ -136,3 +138,21 @@ def test_bad_input_is_one_line_and_exit_2(small_store, tmp_path, argv, expected)
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert expected in lines[0]
+
+
+@pytest.mark.sim
+def test_demos_from_the_shipped_config_records_into_a_store(tmp_path):
+    """The shipped config, one episode, small cameras: the command a user runs, end to end."""
+    config = pathlib.Path(__file__).parents[2] / "configs" / "demos_pickcube.yaml"
+    out = tmp_path / "demos"
+    result = lrm_robot(
+        "demos", "--config", str(config), "-n", "1", "--out", str(out), "--camera-size", "64x48"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1/1 successful demonstrations" in result.stdout
+    store = EpisodeStore.open(out, mode="r")
+    (record,) = store.episodes()
+    assert record.meta.source == "demo" and record.meta.oracle_success is True
+    assert record.meta.env_id == "PickCube-v1" and record.meta.task
+    assert store.cameras == {"base_camera": (48, 64)}
+    assert record.length > 10
