@@ -126,7 +126,9 @@ def solver_for(env_id: str) -> Callable[..., Any]:
         with_solver = ", ".join(_supported_with_solver())
         raise SimError(f"no motion-planning solver for {env_id}; demos exist for: {with_solver}")
     from sim.planner import quiet_planner_imports
+    from sim.vulkan import prepare_sim_env
 
+    prepare_sim_env()  # the solver modules import mani_skill, which reads MS_ASSET_DIR at import
     with quiet_planner_imports():  # the solver modules import mplib and toppra
         return importlib.import_module(f"{SOLVER_PACKAGE}.{spec.solver}").solve
 
