@@ -256,6 +256,12 @@ def validate_episode(episode: Episode, schema: StoreSchema) -> CheckedEpisode:
     return CheckedEpisode(episode.meta, images, state, action, ts, rewards)
 
 
+def validate_reward_trace(modality: str, values: Any, length: int) -> np.ndarray:
+    """A whole reward trace for an episode of `length` frames, as float32 (NaN = not queried)."""
+    check_name("reward modality", modality)
+    return _to_float32(f"reward {modality!r}", values, (length,))
+
+
 @dataclass
 class CheckedFrame:
     """A frame after validation, in stored dtypes."""

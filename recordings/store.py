@@ -61,7 +61,13 @@ from recordings.errors import (
 from recordings.layout import DEFAULT_CHUNK_FRAMES, IMAGE_COMPRESSION, VECTOR_COMPRESSION, Compression
 from recordings.lock import WriterLock
 from recordings.recovery import committed_prefix, truncate_tail
-from recordings.schema import StoreSchema, check_meta, schema_from_episode, validate_episode
+from recordings.schema import (
+    StoreSchema,
+    check_meta,
+    schema_from_episode,
+    validate_episode,
+    validate_reward_trace,
+)
 from recordings.writer import EpisodeWriter, write_block
 
 log = logging.getLogger(__name__)
@@ -524,6 +530,50 @@ class EpisodeStore:
         self._remember(rec.index, info, meta)
         self._records[rec.index] = dataclasses.replace(self._records[rec.index], meta=meta)
         return copy.deepcopy(meta)
+
+    def write_rewards(self, index: int, modality: str, values: Any) -> EpisodeRecord:
+        """Set the per-frame reward trace `modality` of a committed episode (NaN = not queried).
+
+        For scoring recorded episodes after the fact (`lrm-robot score`). The
+        values are written into the flat reward array (created full of NaN if
+        the modality is new), synced, and only then is the modality added to
+        the episode JSON by an atomic rewrite: that rewrite is the commit of a
+        new trace, so a crash before it leaves the episode as it was (the next
+        writer keeps the array, NaN elsewhere, which is harmless). Replacing an
+        existing trace is atomic per chunk, not per trace: a crash midway can
+        leave old and new values mixed (never a torn chunk); write it again.
+        Other episodes sharing a chunk keep their values (read-modify-write
+        under the writer lock). Not allowed while an episode is being recorded.
+        """
+        self._require_writable("write_rewards")
+        rec = self.record(index)
+        checked = validate_reward_trace(modality, values, rec.length)
+        key = layout.reward_key(modality)
+        try:
+            self._ensure_reward_array(modality, length=self._num_frames)
+            array = self._arrays[key]
+            array[rec.start : rec.end] = checked  # not write_block: that would resize the array to rec.end
+            if self.durable:
+                chunks = layout.chunk_paths(self._root, array, rec.start, rec.end)
+                layout.fsync_paths([*chunks, self._root / key / "zarr.json"])
+                layout.fsync_dir(self._root / layout.REWARD_DIR)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, StoreError):
+                raise StoreError(
+                    f"{self._root}: writing reward {modality!r} of episode {rec.index} failed: {exc}"
+                ) from exc
+            raise
+        rewards = list(rec.rewards)
+        if modality not in rewards:
+            path = self._root / layout.EPISODES_DIR / layout.episode_json_name(rec.index)
+            info = dict(self._info_cache[rec.index][1])
+            rewards.append(modality)
+            info["rewards"] = rewards
+            layout.write_json_atomic(path, info, durable=self.durable)
+            self._remember(rec.index, info, self._info_cache[rec.index][2])
+        self._records[rec.index] = dataclasses.replace(self._records[rec.index], rewards=tuple(rewards))
+        log.debug("episode %d: wrote reward trace %r (%d frames)", rec.index, modality, rec.length)
+        return self.record(rec.index)
 
     def _require_writable(self, what: str, allow_open_episode: bool = False) -> None:
         if self._mode != "a" or self._lock is None:
