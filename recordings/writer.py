@@ -6,10 +6,12 @@ re-encode its chunk on every frame (quadratic in the chunk length). Only the
 first chunk of an episode, shared with the previous episode's tail, is
 read-modified-written, once.
 
-Chunk writes run on one background thread with double buffering, so a control
-loop calling `add_frame` at 30 Hz only pays for copying the frame into the
-buffer; compression and disk I/O of the previous chunk overlap with recording
-the next. At most one chunk is in flight, which bounds memory to two chunks.
+Chunk writes run on one background thread, in order, so a control loop
+calling `add_frame` at 30 Hz only pays for copying the frame into a buffer;
+compression and disk I/O overlap with recording. Up to MAX_CHUNKS_IN_FLIGHT
+filled chunks may wait for the disk, which absorbs stalls (another process
+hogging the cores, a slow fsync) of about that many chunk durations before
+`add_frame` blocks; memory stays bounded by that many chunk buffers.
 
 Nothing written here is visible to readers until `commit()` writes the end
 index (see `EpisodeStore` for the protocol); a killed process leaves a tail
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +43,10 @@ if TYPE_CHECKING:
     from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
+
+# Filled chunks queued for the background writer before add_frame waits. With
+# 3 x 480x640 cameras and 10-frame chunks that is ~28 MB each, 1/3 s of recording.
+MAX_CHUNKS_IN_FLIGHT = 4
 
 
 def write_block(
@@ -119,9 +126,9 @@ class EpisodeWriter:
         self._first_ts: float | None = None
         self._last_ts: float | None = None
         self._window: _Window | None = None
-        self._spare: _Window | None = None
+        self._free: list[_Window] = []  # buffers whose chunk is on disk, ready for reuse
+        self._inflight: deque[tuple[Future[None], _Window]] = deque()  # in submission order
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
         self._state = "open"  # open | committed | discarded | failed
         self._failure: str = ""
 
@@ -243,7 +250,7 @@ class EpisodeWriter:
             raise WriterStateError(f"episode {self.index}: cannot {what}, the episode is already {self._state}")
 
     def _raise_if_flush_failed(self) -> None:
-        if self._pending is not None and self._pending.done() and self._pending.exception() is not None:
+        if any(f.done() and f.exception() is not None for f, _ in self._inflight):
             self._guard(self._wait_pending)
 
     def _guard(self, step: Callable[[], None]) -> None:
@@ -264,10 +271,12 @@ class EpisodeWriter:
             self._state = "failed"
             self._failure = why
 
-    def _wait_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+    def _wait_pending(self, keep: int = 0) -> None:
+        """Wait (oldest first) until at most `keep` chunk writes are in flight; re-raise a failure."""
+        while len(self._inflight) > keep or (self._inflight and self._inflight[0][0].done()):
+            future, window = self._inflight.popleft()
+            self._free.append(window)
+            future.result()
 
     def _flush(self) -> None:
         """Hand the current window to the background writer and start the next one."""
@@ -290,19 +299,19 @@ class EpisodeWriter:
             else:
                 modality = key.rsplit("/", 1)[1]
                 block[key] = win.rewards[modality][:n] if modality in win.rewards else np.full(n, np.nan, np.float32)
-        # The spare window is reused below, so its previous write must be done.
-        self._wait_pending()
         if self._executor is None:
+            # One worker: chunks are written in order, so array resizes never race.
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"episode-{self.index}-flush")
-        self._pending = self._executor.submit(write_block, store.path, arrays, win.start, block, durable=store.durable)
-        if self._spare is None:
-            self._spare = _Window(self._schema, store.chunk_frames)
-        self._window, self._spare = self._spare, win
+        future = self._executor.submit(write_block, store.path, arrays, win.start, block, durable=store.durable)
+        self._inflight.append((future, win))
+        self._wait_pending(keep=MAX_CHUNKS_IN_FLIGHT)
+        self._window = self._free.pop() if self._free else _Window(self._schema, store.chunk_frames)
         self._window.reset(win.start + n)
 
     def _close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._window = self._spare = None
+        self._window = None
+        self._free.clear()
         self._store._writer_finished(self)

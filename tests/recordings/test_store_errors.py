@@ -309,3 +309,43 @@ def test_missing_store_read_only_and_existing_store_create(tmp_path: Path) -> No
     with pytest.raises(StoreError, match="chunk_frames"):
         EpisodeStore.create(tmp_path / "t", chunk_frames=0)
     assert not (tmp_path / "t").exists()
+
+
+def test_failed_chunk_write_fails_the_episode_not_the_store(
+    store: EpisodeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk error in the background writer surfaces as a one-line error; discard cleans up."""
+    from recordings import writer as writer_mod
+
+    real = writer_mod.write_block
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(writer_mod, "write_block", flaky)
+    before = (store.num_episodes, store.num_frames)
+    ep = make_episode(1, min_len=20, max_len=20)
+    w = store.begin_episode(ep.meta)
+    with pytest.raises(WriterStateError) as err:
+        for t in range(len(ep)):
+            w.add_frame(ep.frame(t))
+        w.commit()
+    assert "No space left on device" in str(err.value) and "\n" not in str(err.value)
+    assert w.state == "failed"
+    with pytest.raises(WriterStateError, match="an earlier write failed"):
+        w.commit(aborted=True)
+    w.discard()
+    assert (store.num_episodes, store.num_frames) == before
+    monkeypatch.setattr(writer_mod, "write_block", real)
+    with EpisodeStore.open(store.path) as reader:
+        assert reader.num_episodes == before[0]
+    with store.begin_episode(ep.meta) as w2:
+        for t in range(len(ep)):
+            w2.add_frame(ep.frame(t))
+    from tests.recordings.store_testdata import assert_same_episode
+
+    assert_same_episode(store.load_episode(-1), ep)
