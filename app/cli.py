@@ -10,11 +10,11 @@ import argparse
 import logging
 import sys
 
-from app.commands import demos, store, view
+from app.commands import demos, score, store, view
 from app.errors import UsageError
 from app.config_loader import ConfigError
 
-COMMANDS = (demos, store, view)
+COMMANDS = (demos, score, store, view)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,12 @@ previous query (dt = K steps ago); at an env's first query there is no earlier
 frame and r_cont is 0. The first frame an env shows after `reset` is its anchor
 (the progress modality's `first` frame). Contrastive can be used signed (+1/-1/0)
 or mapped to [0, 1] as (r + 1) / 2 so that it mixes with the other two.
+
+Baselines ride along: a model with `needs_video = True` (Robometer, TOPReward,
+RoboReward) gets the env's query frames so far as `RewardRequest.video` (the
+frames the loop rendered anyway, K steps apart); the `oracle` backend gets the
+simulator's values passed to `step(frames, oracle=...)`, with the previous
+query's dense reward added for contrastive.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class _EnvState:
     previous: np.ndarray | None = None
     values: dict[str, float] = dataclasses.field(default_factory=dict)
     reward: float = 0.0
+    history: list[np.ndarray] = dataclasses.field(default_factory=list)  # query frames, for video models
+    oracle: dict[str, float] | None = None  # the simulator's values at the previous query
 
 
 class IntervalHoldReward:
@@ -73,10 +81,13 @@ class IntervalHoldReward:
         """Envs whose frame must be rendered this step."""
         return [i for i, s in enumerate(self._envs) if s.steps % self.config.every == 0]
 
-    def step(self, frames: Mapping[int, np.ndarray]) -> np.ndarray:
+    def step(
+        self, frames: Mapping[int, np.ndarray], oracle: Mapping[int, Mapping[str, float]] | None = None
+    ) -> np.ndarray:
         """Advance every env by one step; returns r_t for all envs, shape (num_envs,).
 
-        `frames` must hold a frame for every env in `due()` (others are ignored).
+        `frames` must hold a frame for every env in `due()` (others are ignored);
+        `oracle` (sim only, for the oracle backend) the simulator's values of due envs.
         """
         due = self.due()
         missing = [i for i in due if i not in frames]
@@ -85,7 +96,11 @@ class IntervalHoldReward:
         for i in due:
             if not self._envs[i].task:
                 raise ValueError(f"interval-hold: env {i} has no task; call reset(env, task) first")
-        requests, owners = self._requests(due, frames)
+        needs_video = bool(getattr(self.model, "needs_video", False))
+        if needs_video:
+            for i in due:
+                self._envs[i].history.append(frames[i])
+        requests, owners = self._requests(due, frames, oracle or {}, needs_video)
         if requests:
             rewards = self.model.score(requests)
             self.queries += len(requests)
@@ -96,6 +111,8 @@ class IntervalHoldReward:
             if state.first is None:
                 state.first = frames[i]
             state.previous = frames[i]
+            if oracle and i in oracle:
+                state.oracle = {k: float(v) for k, v in oracle[i].items() if k != "previous_dense_reward"}
             state.reward = self._mix(state)
         out = np.array([s.reward for s in self._envs], dtype=np.float64)
         for state in self._envs:
@@ -106,13 +123,25 @@ class IntervalHoldReward:
         """The held per-modality values of one env (for logging and plots)."""
         return dict(self._envs[env].values)
 
-    def _requests(self, due: list[int], frames: Mapping[int, np.ndarray]) -> tuple[list[RewardRequest], list[tuple[int, str]]]:
+    def _requests(
+        self,
+        due: list[int],
+        frames: Mapping[int, np.ndarray],
+        oracle: Mapping[int, Mapping[str, float]],
+        needs_video: bool,
+    ) -> tuple[list[RewardRequest], list[tuple[int, str]]]:
         requests: list[RewardRequest] = []
         owners: list[tuple[int, str]] = []
         for i in due:
             state = self._envs[i]
             current = frames[i]
             first = state.first if state.first is not None else current
+            video = np.stack(state.history) if needs_video else None
+            sim = None
+            if i in oracle:
+                sim = dict(oracle[i])
+                if state.oracle is not None and "dense_reward" in state.oracle:
+                    sim["previous_dense_reward"] = state.oracle["dense_reward"]
             for modality in self.config.weights:
                 if modality == "contrastive":
                     if state.previous is None:
@@ -130,6 +159,8 @@ class IntervalHoldReward:
                         task=state.task,
                         env_id=i,
                         previous_value=state.values.get(modality),
+                        video=video,
+                        oracle=sim,
                     )
                 )
                 owners.append((i, modality))

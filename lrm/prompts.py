@@ -34,11 +34,15 @@ class PromptPart:
 
     `when` names a frame: the part is only included when the request carries that
     frame (used for the optional first-frame anchor of the contrastive prompt).
+    `video: true` stands for the request's video (the episode so far), shown as
+    up to `video_frames` images sampled evenly, the last one the current frame:
+    whole-episode judges such as RoboReward need it.
     """
 
     text: str | None = None
     image: str | None = None
     when: str | None = None
+    video: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +85,12 @@ class PromptTemplate:
     system: str | None = None
     snap_numeric: bool = False
     answer_suffix: str = "}"
+    video_frames: int = 8
+
+    @property
+    def uses_video(self) -> bool:
+        """Whether the prompt shows the request's video (then every request must carry one)."""
+        return any(part.video for part in self.user)
 
     @property
     def answer_prefix(self) -> str:
@@ -91,17 +101,22 @@ class PromptTemplate:
         """The full canonical answer for one option, e.g. '{"task_completed": "yes"}'."""
         return self.answer_prefix + option.text + self.answer_suffix
 
-    def messages(self, task: str, frame_keys: set[str] | frozenset[str]) -> list[dict[str, Any]]:
+    def messages(
+        self, task: str, frame_keys: set[str] | frozenset[str], video_len: int = 0
+    ) -> list[dict[str, Any]]:
         """Chat messages for the processor's chat template; images are placeholders in frame order.
 
         Returns the messages; the images must be passed to the processor in the
-        order given by `image_order(frame_keys)`.
+        order given by `image_order(frame_keys)` (or `prompt_images` with a video).
+        `video_len` is the number of sampled video frames a video part expands to.
         """
         content: list[dict[str, Any]] = []
         for part in self.user:
             if part.when is not None and part.when not in frame_keys:
                 continue
-            if part.image is not None:
+            if part.video:
+                content.extend({"type": "image"} for _ in range(video_len))
+            elif part.image is not None:
                 content.append({"type": "image"})
             else:
                 content.append({"type": "text", "text": (part.text or "").replace("{task}", task)})
@@ -118,6 +133,29 @@ class PromptTemplate:
             for part in self.user
             if part.image is not None and (part.when is None or part.when in frame_keys)
         ]
+
+    def prompt_images(self, frames: dict[str, Any], video: list[Any] | None) -> list[Any]:
+        """Every image of the prompt in order: named frames and the sampled video frames."""
+        images: list[Any] = []
+        for part in self.user:
+            if part.when is not None and part.when not in frames:
+                continue
+            if part.video:
+                images.extend(video or [])
+            elif part.image is not None:
+                images.append(frames[part.image])
+        return images
+
+
+def sample_video(video: Any, count: int) -> list[Any]:
+    """Up to `count` frames of a (T, H, W, 3) video, evenly spaced, always ending at the last frame."""
+    import numpy as np
+
+    length = len(video)
+    if length <= count:
+        return list(video)
+    index = np.round(np.linspace(0, length - 1, count)).astype(int)
+    return [video[i] for i in index]
 
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(PromptTemplate)}
@@ -163,18 +201,19 @@ def prompt_from_dict(data: Any, *, source: str = "<prompt>") -> PromptTemplate:
         text = _typed(raw.get("text"), (str, type(None)), source, f"{key}.text")
         image = _typed(raw.get("image"), (str, type(None)), source, f"{key}.image")
         when = _typed(raw.get("when"), (str, type(None)), source, f"{key}.when")
-        if (text is None) == (image is None):
-            raise PromptError(f"{source}: {key}: give exactly one of 'text' or 'image'")
+        video = _typed(raw.get("video", False), bool, source, f"{key}.video")
+        if (text is not None) + (image is not None) + video != 1:
+            raise PromptError(f"{source}: {key}: give exactly one of 'text', 'image' or 'video: true'")
         for field, frame in (("image", image), ("when", when)):
             if frame is not None and frame not in allowed_frames:
                 raise PromptError(
                     f"{source}: {key}.{field}: frame {frame!r} is not used by {modality} "
                     f"(allowed: {sorted(allowed_frames)}; all frames: {list(FRAME_KEYS)})"
                 )
-        parts.append(PromptPart(text=text, image=image, when=when))
+        parts.append(PromptPart(text=text, image=image, when=when, video=video))
     shown = {p.image for p in parts if p.image is not None}
     missing = sorted(REQUIRED_FRAMES[modality] - shown)
-    if missing:
+    if missing and not any(p.video for p in parts):  # a video holds the first and current frames
         raise PromptError(f"{source}: user: the prompt never shows frame(s) {missing}")
 
     options: list[AnswerOption] = []
@@ -206,7 +245,15 @@ def prompt_from_dict(data: Any, *, source: str = "<prompt>") -> PromptTemplate:
         system=_typed(data.get("system"), (str, type(None)), source, "system"),
         snap_numeric=_typed(data.get("snap_numeric", False), bool, source, "snap_numeric"),
         answer_suffix=_typed(data.get("answer_suffix", "}"), str, source, "answer_suffix"),
+        video_frames=_video_frames(data.get("video_frames", 8), source),
     )
+
+
+def _video_frames(value: Any, source: str) -> int:
+    count = _typed(value, int, source, "video_frames")
+    if count < 1:
+        raise PromptError(f"{source}: video_frames: must be >= 1, got {count}")
+    return count
 
 
 def _check_keys(data: dict, allowed: set[str], source: str, where: str) -> None:

@@ -31,8 +31,8 @@ from typing import Any, Literal
 import numpy as np
 
 from lrm.parsing import ParseStats, fallback_value, parse_answer
-from lrm.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
-from lrm.types import MODALITIES, Reward, RewardRequest, prepare_frames
+from lrm.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, sample_video
+from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, resize_image
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,11 @@ class Qwen3VLRewardModel:
         call with a one-line error naming its index, not halfway through.
         """
         frames = [prepare_frames(r, i, self.config.image_size) for i, r in enumerate(requests)]
+        for i, request in enumerate(requests):
+            if self.templates[request.modality].uses_video and request.video is None:
+                raise RequestError(
+                    f"request {i}: the {request.modality} prompt shows the episode video; pass request.video"
+                )
         results: list[Reward | None] = [None] * len(requests)
         for modality in MODALITIES:
             indices = [i for i, r in enumerate(requests) if r.modality == modality]
@@ -148,6 +153,11 @@ class Qwen3VLRewardModel:
                     results[i] = reward
         assert all(r is not None for r in results), "every request belongs to exactly one batch"
         return results  # type: ignore[return-value]
+
+    @property
+    def needs_video(self) -> bool:
+        """True when a prompt shows the episode video (RoboReward): callers then pass `video`."""
+        return any(t.uses_video for t in self.templates.values())
 
     def reasoning(self, modality: str) -> bool:
         """Whether this modality reasons before answering (template flag unless overridden)."""
@@ -212,9 +222,13 @@ class Qwen3VLRewardModel:
         texts, images = [], []
         for request, frame in zip(requests, frames, strict=True):
             keys = frozenset(frame)
-            messages = template.messages(request.task, keys)
+            video = None
+            if template.uses_video and request.video is not None:
+                sampled = sample_video(request.video, template.video_frames)
+                video = [resize_image(f, self.config.image_size) for f in sampled]
+            messages = template.messages(request.task, keys, video_len=len(video) if video else 0)
             texts.append(self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-            images.extend(frame[k] for k in template.image_order(keys))
+            images.extend(template.prompt_images(frame, video))
         inputs = self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
         return {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
 

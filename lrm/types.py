@@ -45,6 +45,14 @@ class RewardRequest:
     `previous_value` is the env's last reward of this modality; progress falls back
     to it when the model's answer cannot be parsed (None means 0.0).
     `env_id` / `request_id` only travel along, so a caller can match results.
+
+    Two optional extras serve the baselines, and the LRM ignores them:
+    `video` is the episode so far as (T, H, W, 3) uint8, oldest first, ending at
+    the current frame (whole-trajectory models: Robometer, TOPReward,
+    RoboReward; a backend with `needs_video = True` requires it); `oracle` holds
+    the simulator's values at the current frame (`dense_reward` in [0, 1],
+    `success` 0/1, optionally `previous_dense_reward` at the previous query),
+    filled by a sim rollout loop for the `oracle` backend (see `lrm.oracle`).
     """
 
     modality: Modality
@@ -53,6 +61,8 @@ class RewardRequest:
     env_id: int | str | None = None
     request_id: int | str | None = None
     previous_value: float | None = None
+    video: np.ndarray | None = None
+    oracle: Mapping[str, float] | None = None
 
 
 @dataclasses.dataclass
@@ -113,6 +123,23 @@ def validate_request(request: RewardRequest, index: int) -> None:
         validate_image(image, index=index, key=key)
     if not isinstance(request.task, str) or not request.task.strip():
         raise RequestError(f"request {index}: task must be a non-empty string")
+    if request.video is not None:
+        validate_video(request.video, index=index)
+
+
+def validate_video(video: object, *, index: int) -> np.ndarray:
+    """Check a request's video is uint8 (T, H, W, 3) with T >= 1."""
+    if (
+        not isinstance(video, np.ndarray)
+        or video.dtype != np.uint8
+        or video.ndim != 4
+        or video.shape[3] != 3
+        or min(video.shape[:3]) < 1
+    ):
+        shape = tuple(video.shape) if isinstance(video, np.ndarray) else type(video).__name__
+        dtype = video.dtype if isinstance(video, np.ndarray) else ""
+        raise RequestError(f"request {index}: video must be uint8 (T, H, W, 3), got {dtype} {shape}".replace("  ", " "))
+    return video
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

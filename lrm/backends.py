@@ -1,0 +1,110 @@
+"""One config type and one factory for every reward backend (LeRobot style: config -> make).
+
+A backend YAML (configs/lrm/backends/*.yaml) names its `type` and fills that
+type's section; the other sections keep their defaults and are ignored:
+
+    type: qwen3vl            # qwen3vl | roboreward | oracle | robometer | topreward
+    qwen3vl:
+      model: /models/Qwen3-VL-8B-Instruct
+      adapters: {progress: /models/lrm-progress-lora}
+      mode: logits
+
+Backends and what they answer:
+- `qwen3vl`: the LRM, all three modalities (lrm.qwen3vl).
+- `roboreward`: the same code path, no adapter, the 1-5 rubric prompt over the
+  episode video (configs/lrm/prompts/roboreward.yaml); answers progress only.
+- `oracle`: the simulator's dense reward and success flag (lrm.oracle); sim only.
+- `robometer`, `topreward`: LeRobot's own `lerobot.rewards` classes over the
+  episode video (lrm.lerobot_rewards); progress and completion.
+
+`trace_prefix` names the store traces of this backend, `<prefix><modality>`;
+by default "" for qwen3vl (the LRM owns the plain modality names) and
+"<type>_" for the baselines, so that baseline traces never overwrite LRM ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lrm.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
+from lrm.oracle import OracleBackendConfig
+from lrm.prompts import PROMPTS_DIR
+from lrm.qwen3vl import Qwen3VLBackendConfig
+from lrm.types import MODALITIES, RewardModel
+
+BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward"]
+
+SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
+    "qwen3vl": MODALITIES,
+    "roboreward": ("progress",),
+    "oracle": MODALITIES,
+    "robometer": ("progress", "completion"),
+    "topreward": ("progress", "completion"),
+}
+
+
+def _roboreward_defaults() -> Qwen3VLBackendConfig:
+    return Qwen3VLBackendConfig(
+        model="teetone/RoboReward-8B",
+        prompts={"progress": str(PROMPTS_DIR / "roboreward.yaml")},
+        mode="generate",
+    )
+
+
+@dataclasses.dataclass
+class RewardBackendConfig:
+    """Which backend scores requests, and its settings (module doc)."""
+
+    type: BackendType = "qwen3vl"
+    trace_prefix: str | None = None
+    qwen3vl: Qwen3VLBackendConfig = dataclasses.field(default_factory=Qwen3VLBackendConfig)
+    roboreward: Qwen3VLBackendConfig = dataclasses.field(default_factory=_roboreward_defaults)
+    oracle: OracleBackendConfig = dataclasses.field(default_factory=OracleBackendConfig)
+    robometer: RobometerBackendConfig = dataclasses.field(default_factory=RobometerBackendConfig)
+    topreward: TOPRewardBackendConfig = dataclasses.field(default_factory=TOPRewardBackendConfig)
+
+    def __post_init__(self) -> None:
+        if self.type not in SUPPORTED_MODALITIES:
+            raise ValueError(f"unknown reward backend {self.type!r}, expected one of {list(SUPPORTED_MODALITIES)}")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return SUPPORTED_MODALITIES[self.type]
+
+    def trace_name(self, modality: str) -> str:
+        prefix = self.trace_prefix
+        if prefix is None:
+            prefix = "" if self.type == "qwen3vl" else f"{self.type}_"
+        return f"{prefix}{modality}"
+
+    def describe(self) -> dict[str, str]:
+        """A short provenance record for the store and metrics (which model, which mode)."""
+        section = getattr(self, self.type)
+        out = {"backend": self.type}
+        for name in ("model", "mode", "pretrained_path", "vlm_name"):
+            if hasattr(section, name):
+                out[name] = str(getattr(section, name))
+        return out
+
+
+def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
+    """Build the configured backend; heavy imports happen only for the one chosen."""
+    if config.type in ("qwen3vl", "roboreward"):
+        from lrm.qwen3vl import Qwen3VLRewardModel
+
+        return Qwen3VLRewardModel(getattr(config, config.type))
+    if config.type == "oracle":
+        from lrm.oracle import OracleRewardModel
+
+        return OracleRewardModel(config.oracle)
+    if config.type == "robometer":
+        from lrm.lerobot_rewards import RobometerRewardModel
+
+        return RobometerRewardModel(config.robometer)
+    from lrm.lerobot_rewards import TOPRewardRewardModel
+
+    return TOPRewardRewardModel(config.topreward)
+
+
+__all__ = ["SUPPORTED_MODALITIES", "RewardBackendConfig", "make_reward_backend"]
