@@ -35,7 +35,7 @@ SPECIAL_TOKENS = (
 )
 
 # The Qwen3-VL instruct chat template, reduced to what the reward prompts use
-# (system/user/assistant turns, text and image parts; no tools, no video).
+# and the baselines use (system/user/assistant turns, text, image and video parts; no tools).
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
@@ -45,6 +45,8 @@ CHAT_TEMPLATE = (
     "{%- for content in message['content'] -%}"
     "{%- if content['type'] == 'image' or 'image' in content or 'image_url' in content -%}"
     "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif content['type'] == 'video' or 'video' in content -%}"
+    "{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
     "{%- elif 'text' in content -%}"
     "{{- content['text'] -}}"
     "{%- endif -%}"
@@ -228,3 +230,25 @@ def build_tiny_checkpoint(
         adapters[modality] = path
     logger.info("tiny Qwen3-VL checkpoint written to %s", directory)
     return TinyModelPaths(base=base_dir, adapters=adapters)
+
+
+def build_tiny_robometer(directory: str | pathlib.Path, base: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
+    """A Robometer checkpoint of LeRobot's real architecture on the tiny Qwen3-VL `base`, random heads.
+
+    Built the way LeRobot builds a fresh Robometer (base weights, embedding table
+    resized for its five special tokens), then saved with `save_pretrained` with
+    `pretrained_path` set, so that loading it takes the same path as the published
+    Robometer-4B: architecture from the saved `vlm_config`, weights from safetensors.
+    """
+    import torch
+    from lerobot.rewards.robometer.configuration_robometer import RobometerConfig
+    from lerobot.rewards.robometer.modeling_robometer import RobometerRewardModel
+
+    directory = pathlib.Path(directory)
+    torch.manual_seed(seed)
+    config = RobometerConfig(pretrained_path=None, base_model_id=str(base), torch_dtype="float32", device="cpu")
+    model = RobometerRewardModel(config)
+    config.pretrained_path = str(directory)
+    model.save_pretrained(directory)
+    logger.info("tiny Robometer checkpoint written to %s", directory)
+    return directory
