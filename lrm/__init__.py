@@ -8,7 +8,13 @@ importing `lrm` stays cheap):
 - `lrm.parsing`: parse_answer, fallback_value, ParseStats
 - `lrm.qwen3vl`: Qwen3VLBackendConfig, Qwen3VLRewardModel, make_reward_model
 - `lrm.interval_hold`: IntervalHoldConfig, IntervalHoldReward
-- `lrm.tiny_model`: build_tiny_checkpoint (a tiny random Qwen3-VL for tests/benchmarks)
+- `lrm.backends`: RewardBackendConfig, make_reward_backend (one YAML per backend:
+  qwen3vl | roboreward | oracle | robometer | topreward; configs/lrm/backends/)
+- `lrm.oracle`: OracleRewardModel, oracle_values (the simulator's reward, sim only)
+- `lrm.lerobot_rewards`: Robometer and TOPReward through `lerobot.rewards`
+- `lrm.score_episode`: score_query_frames, EpisodeScores (offline interval-hold scoring)
+- `lrm.plots`: plot_traces (PNG of reward traces against time)
+- `lrm.tiny_model`: build_tiny_checkpoint, build_tiny_robometer (tiny random models for tests/benchmarks)
 """
 
 from lrm.types import MODALITIES, Reward, RewardModel, RewardRequest

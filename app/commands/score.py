@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lrm.backends import RewardBackendConfig
     from lrm.score_episode import query_steps, resolve_modalities
+    from recordings.errors import StoreLockedError
     from recordings.store import EpisodeStore
 
     if args.every < 1:
@@ -84,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     camera = args.camera or next(iter(store.cameras), None)
     if camera not in store.cameras:
         raise UsageError(f"camera {camera!r} is not in {args.store} (cameras: {', '.join(store.cameras) or 'none'})")
+    try:  # fail now, not after minutes of scoring, if a recorder holds the writer lock
+        EpisodeStore.open(args.store, mode="a").close()
+    except StoreLockedError as exc:
+        raise UsageError(f"{exc.args[0].split(';')[0]}; score it when that writer has finished") from None
     record = store.record(args.episode)
     steps = query_steps(record.length, args.every)
     frames, times, stored = _read_episode(store, args.episode, camera, set(steps.tolist()))

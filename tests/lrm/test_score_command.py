@@ -129,6 +129,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path: pathlib.Path, store_path: pathli
     roboreward = "configs/lrm/backends/roboreward.yaml"
     err = _error([*base[:4], "--backend", roboreward, "--modality", "cont"], capsys)
     assert "does not answer 'cont'" in err
+    with EpisodeStore.open(store_path, mode="a"):  # a recorder is running
+        assert "already open for writing by another writer" in _error(base, capsys)
     missing = tmp_path / "missing.yaml"
     missing.write_text(f"type: qwen3vl\nqwen3vl: {{model: {tmp_path / 'no_model'}}}\n")
     assert "cannot build the qwen3vl backend" in _error([*base[:4], "--backend", str(missing)], capsys)
