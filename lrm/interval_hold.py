@@ -15,7 +15,8 @@ or mapped to [0, 1] as (r + 1) / 2 so that it mixes with the other two.
 
 Baselines ride along: a model with `needs_video = True` (Robometer, TOPReward,
 RoboReward) gets the env's query frames so far as `RewardRequest.video` (the
-frames the loop rendered anyway, K steps apart); the `oracle` backend gets the
+frames the loop rendered anyway, K steps apart; kept per env until `reset`, so
+memory grows with episode length / K); the `oracle` backend gets the
 simulator's values passed to `step(frames, oracle=...)`, with the previous
 query's dense reward added for contrastive.
 """
