@@ -10,11 +10,11 @@ import argparse
 import logging
 import sys
 
-from app.commands import demos, score, store, view
+from app.commands import demos, eval_policy, score, store, train_policy, view
 from app.errors import UsageError
 from app.config_loader import ConfigError
 
-COMMANDS = (demos, score, store, view)
+COMMANDS = (demos, score, store, view, train_policy, eval_policy)
 
 
 def build_parser() -> argparse.ArgumentParser:
