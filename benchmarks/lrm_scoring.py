@@ -16,7 +16,8 @@ path as Qwen3-VL-8B; absolute numbers are not the 8B's, ratios are the point),
 or `--model DIR` for a real checkpoint (part 1 only).
 
 Timings are the fastest of `--repeats` runs; on a shared machine (the JSON records
-the load average) small differences are noise, the trends are not.
+the load average) use `--threads 1`, which keeps other processes from stalling
+torch's thread team; small differences are still noise, trends are not.
 
 Example:
     .venv/bin/python benchmarks/lrm_scoring.py --out outputs/benchmarks/lrm_scoring.json
@@ -96,6 +97,8 @@ def bench_modes(model_dir: str, adapters: dict[str, str], args) -> list[dict]:
                     for i in range(batch)
                 ]
                 seconds = timed(lambda: model.score(requests), args.repeats)
+                texts = [r.raw_text for r in model.score(requests)]
+                tokens = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
                 row = {
                     "mode": mode,
                     "reasoning": reasoning,
@@ -103,6 +106,8 @@ def bench_modes(model_dir: str, adapters: dict[str, str], args) -> list[dict]:
                     "seconds_per_batch": round(seconds, 4),
                     "ms_per_query": round(1000 * seconds / batch, 2),
                     "frames_per_s": round(batch / seconds, 2),
+                    # text per answer (logits: reasoning + forced answer prefix); a random model may stop early
+                    "mean_text_tokens": round(float(np.mean(tokens)), 1),
                 }
                 log.info("%s", row)
                 rows.append(row)
@@ -207,11 +212,11 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"{'mode':9} {'reasoning':9} {'batch':>5} {'ms/query':>9} {'frames/s':>9}")
+    print(f"{'mode':9} {'reasoning':9} {'batch':>5} {'ms/query':>9} {'frames/s':>9} {'tokens':>6}")
     for row in result["modes"]:
         print(
             f"{row['mode']:9} {row['reasoning']!s:9} {row['batch']:5d} {row['ms_per_query']:9.1f} "
-            f"{row['frames_per_s']:9.1f}"
+            f"{row['frames_per_s']:9.1f} {row['mean_text_tokens']:6.1f}"
         )
     for row in result.get("steps", []):
         print(f"step {row['step']:4d}  {row['model']:26} frames {row['frames_shown']:4d}  {row['ms_per_query']:9.1f} ms")
