@@ -298,6 +298,12 @@ class EpisodeStore:
         """Bytes on disk under the store directory (everything, including any uncommitted tail)."""
         return layout.tree_size(self._root)
 
+    def export_lerobot(self, out_dir, **options):
+        """Export episodes to a LeRobotDataset; see recordings.lerobot_export.export_lerobot."""
+        from recordings.lerobot_export import export_lerobot  # LeRobot takes seconds to import
+
+        return export_lerobot(self, out_dir, **options)
+
     # -- reading ------------------------------------------------------------------------
 
     def refresh(self) -> int:

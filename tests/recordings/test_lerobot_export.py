@@ -110,7 +110,7 @@ def test_selection_reads_back_frame_exact(stored, tmp_path: Path) -> None:
 def test_fps_override_names_and_no_rewards_by_default(stored, tmp_path: Path) -> None:
     store, episodes = stored
     names = [f"joint_{i}" for i in range(STATE_DIM)]
-    out = export_lerobot(store, tmp_path / "ds", repo_id=REPO_ID, episodes=[1], fps=30, state_names=names)
+    out = store.export_lerobot(tmp_path / "ds", repo_id=REPO_ID, episodes=[1], fps=30, state_names=names)
     dataset = _load(out)
     assert dataset.fps == 30
     assert len(dataset) == LENGTHS[1]
