@@ -22,6 +22,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     info.set_defaults(handler=run_info)
 
+    export = actions.add_parser(
+        "export",
+        help="export selected episodes to a LeRobotDataset",
+        description=(
+            "Export episodes to a LeRobotDataset through LeRobot's own writer. Images are stored "
+            "losslessly (PNG) unless --video; filters combine with AND."
+        ),
+    )
+    export.add_argument("store", help="path to the episode store")
+    export.add_argument("--out", required=True, metavar="DIR", help="dataset root to create")
+    export.add_argument("--repo-id", default="local/lrm-robot", help="LeRobot repo id recorded in the dataset")
+    export.add_argument("--source", action="append", choices=("sim", "robot", "demo"), help="keep these sources")
+    export.add_argument("--task", action="append", help="keep episodes with this task sentence")
+    export.add_argument("--round", action="append", type=int, help="keep episodes of this round")
+    export.add_argument("--accepted", choices=("yes", "no"), help="operator verdict, else the LRM's")
+    export.add_argument("--oracle-success", choices=("yes", "no"), help="simulator's success flag")
+    export.add_argument("--fps", type=float, help="frame rate, for a store that does not record one")
+    export.add_argument("--rewards", action="store_true", help="also export reward traces as reward.<modality>")
+    export.add_argument("--video", action="store_true", help="encode cameras as video (smaller, lossy)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    export.set_defaults(handler=run_export)
+
 
 def summarize(store) -> dict:
     """Counts a person asks about first; the same dict backs the table and --json."""
@@ -87,4 +109,33 @@ def run_info(args: argparse.Namespace) -> int:
     table.add_row("aborted", str(summary["aborted"]))
     table.add_row("size on disk", _human_bytes(summary["size_bytes"]))
     Console().print(table)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from app.errors import UsageError
+    from recordings.store import EpisodeStore
+
+    store = EpisodeStore.open(args.store, mode="r")
+    yes_no = {"yes": True, "no": False, None: None}
+    records = store.episodes(
+        source=args.source,
+        task=args.task,
+        round=args.round,
+        accepted=yes_no[args.accepted],
+        oracle_success=yes_no[args.oracle_success],
+    )
+    if not records:
+        raise UsageError(f"no episode of {args.store} matches the filters")
+    out = store.export_lerobot(
+        args.out,
+        repo_id=args.repo_id,
+        episodes=records,
+        video=args.video,
+        overwrite=args.overwrite,
+        rewards=args.rewards,
+        fps=args.fps,
+    )
+    frames = sum(r.length for r in records)
+    print(f"exported {len(records)} episodes ({frames} frames) to the LeRobotDataset at {out}")
     return 0

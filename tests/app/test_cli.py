@@ -14,7 +14,7 @@ from app.cli import build_parser, main
 from recordings.episode import Episode, EpisodeMeta
 from recordings.store import EpisodeStore
 
-SUBCOMMANDS = [["demos"], ["store"], ["store", "info"], ["view"]]
+SUBCOMMANDS = [["demos"], ["store"], ["store", "info"], ["store", "export"], ["view"]]
 
 
 def lrm_robot(*args: str) -> subprocess.CompletedProcess:
@@ -109,10 +109,30 @@ def test_view_writes_rrd_with_frames_and_traces(small_store, tmp_path):
         np.testing.assert_array_equal(images[t], episode.images["base_camera"][t].ravel())
 
 
+def test_store_export_selects_and_lerobot_reads_back(small_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path, episodes = small_store
+    out = tmp_path / "dataset"
+    result = lrm_robot("store", "export", str(path), "--out", str(out), "--oracle-success", "yes", "--repo-id", "t/x", "--fps", "20")
+    assert result.returncode == 0, result.stderr
+    assert "exported 2 episodes (13 frames)" in result.stdout
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset("t/x", root=out)
+    assert dataset.num_episodes == 2 and len(dataset) == 13
+    expected = [episodes[0].frame(t) for t in range(7)] + [episodes[2].frame(t) for t in range(6)]
+    for item, frame in zip(dataset, expected):
+        image = (item["observation.images.base_camera"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(image, frame.images["base_camera"])
+        np.testing.assert_array_equal(item["action"].numpy(), frame.action)
+
+
 ERRORS = [
     (["store", "info", "{missing}"], "store info: error:"),
     (["store", "info", "{not_a_store}"], "is not an lrm-robot episode store"),
     (["view", "{store}", "--episode", "9", "--save", "{tmp}/x.rrd"], "episode 9 does not exist"),
+    (["store", "export", "{store}", "--out", "{tmp}/ds", "--round", "5"], "no episode of"),
     (["view", "{store}", "--episode", "0", "--save", "{tmp}/x.png"], "must end in .rrd"),
     (["demos", "--config", "{tmp}/nope.yaml"], "nope.yaml: config file not found"),
     (["demos", "--config", "{bad_config}"], "unknown key 'num_episode' (did you mean 'num_episodes'?)"),
