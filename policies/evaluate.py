@@ -87,12 +87,19 @@ class EvalReport:
     seeds: list[int] = field(default_factory=list)
     success_flags: list[bool] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    # The oracle's normalised dense reward (0..1), its best value in each episode: how far a
+    # policy that rarely succeeds still gets (reach, grasp, lift), which success alone hides.
+    max_dense_rewards: list[float] = field(default_factory=list)
     recorded: list[int] = field(default_factory=list)  # store indices of recorded episodes
     elapsed_s: float = 0.0
 
     @property
     def success_rate(self) -> float:
         return self.successes / self.episodes if self.episodes else 0.0
+
+    @property
+    def mean_max_dense_reward(self) -> float:
+        return float(np.mean(self.max_dense_rewards)) if self.max_dense_rewards else 0.0
 
     @property
     def ci95(self) -> tuple[float, float]:
@@ -103,12 +110,14 @@ class EvalReport:
         return (
             f"{self.env_id} {self.policy_id}: success {self.successes}/{self.episodes} = {self.success_rate:.1%} "
             f"(95% CI {lo:.1%}-{hi:.1%}), mean length {np.mean(self.lengths or [0]):.1f} steps, "
+            f"mean best dense reward {self.mean_max_dense_reward:.3f}, "
             f"{self.elapsed_s:.1f} s"
         )
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data.update(success_rate=self.success_rate, ci95=list(self.ci95))
+        data.update(success_rate=self.success_rate, ci95=list(self.ci95),
+                    mean_max_dense_reward=self.mean_max_dense_reward)
         return data
 
 
@@ -164,7 +173,7 @@ def evaluate_policy(
         try:
             for i in range(episodes):
                 ep_seed = seed + i
-                success, length, index = _run_episode(
+                success, length, best, index = _run_episode(
                     policy, env, env_config, ep_seed, limit, store, policy_id=policy_id, round_=round
                 )
                 report.episodes += 1
@@ -172,6 +181,7 @@ def evaluate_policy(
                 report.seeds.append(ep_seed)
                 report.success_flags.append(success)
                 report.lengths.append(length)
+                report.max_dense_rewards.append(best)
                 if index is not None:
                     report.recorded.append(index)
                 bar.update(1)
@@ -189,8 +199,8 @@ def evaluate_policy(
 
 def _run_episode(
     policy: Policy, env: Any, env_config: Any, seed: int, limit: int, store: Any, *, policy_id: str, round_: int
-) -> tuple[bool, int, int | None]:
-    """One episode; returns (oracle success, steps taken, store index or None)."""
+) -> tuple[bool, int, float, int | None]:
+    """One episode; returns (oracle success, steps taken, best dense reward, store index or None)."""
     from recordings.episode import EpisodeMeta, Frame
     from sim.demos import config_hash
 
@@ -206,6 +216,7 @@ def _run_episode(
         writer = store.begin_episode(meta)
     queue: list[np.ndarray] = []
     steps = 0
+    best = env.dense_reward
     try:
         while steps < limit:
             if render:
@@ -220,6 +231,7 @@ def _run_episode(
                                        timestamp=steps / env.control_freq))
             obs, info = env.step(action)
             steps += 1
+            best = max(best, float(info["dense_reward"]))
             if info["success"]:
                 break
         success = env.success
@@ -228,7 +240,7 @@ def _run_episode(
             index = writer.commit()
             store.update_meta(index, oracle_success=success,
                               extra={**store.record(index).meta.extra, "final_dense_reward": env.dense_reward})
-        return success, steps, index
+        return success, steps, best, index
     except BaseException:
         if writer is not None and writer.state == "open":
             writer.discard()

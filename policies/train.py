@@ -215,6 +215,19 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> 
     return x.permute(0, 2, 3, 1).round().to(images.dtype)
 
 
+def _perturb_state(
+    state: torch.Tensor, policy: GaussianActorCritic, scale: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Gaussian noise of `scale` state standard deviations on the input state; the target action stays.
+
+    With relative actions the target offset is taken from the perturbed state,
+    so the policy learns to steer back to the demonstrated target (DART's idea,
+    without re-recording): a cheap remedy for compounding errors.
+    """
+    noise = torch.randn(state.shape, generator=generator) * policy.state_std.cpu() * scale
+    return state + noise
+
+
 def _lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
@@ -253,6 +266,7 @@ def fit_bc(
     warmup_steps: int = 0,
     loss: Literal["mse", "nll"] = "mse",
     image_shift: int = 4,
+    state_noise: float = 0.0,
     seed: int = 0,
     log_every: int = 50,
     val_every: int = 500,
@@ -291,6 +305,8 @@ def fit_bc(
                 group["lr"] = lr * _lr_factor(lr_schedule, step, steps, warmup_steps)
             idx = torch.randint(0, len(train_data), (batch_size,), generator=generator).numpy()
             obs, act = train_data.batch(idx)
+            if state_noise > 0:
+                obs["state"] = _perturb_state(obs["state"], policy, state_noise, generator)
             if image_shift > 0:
                 obs["images"] = {c: random_shift(x, image_shift, generator) for c, x in obs["images"].items()}
             value = policy.bc_loss(obs, act, loss)
@@ -350,6 +366,7 @@ class BCTrainConfig:
     warmup_steps: int = 0
     loss: Literal["mse", "nll"] = "mse"
     image_shift: int = 4  # random-shift augmentation in pixels (0 = off)
+    state_noise: float = 0.0  # Gaussian input-state noise, in state standard deviations (0 = off)
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 1000
@@ -449,7 +466,7 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
 
     def save(step: int, optimizer: torch.optim.Optimizer, generator: torch.Generator, report: FitReport) -> None:
         _save_checkpoint(ckpt, policy, optimizer, generator, step)
-        _write_metrics(out / "metrics.json", config, report, state.get("history", []))
+        _write_metrics(out / "metrics.json", config, report)
 
     report = fit_bc(
         policy,
@@ -464,6 +481,7 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
         warmup_steps=config.warmup_steps,
         loss=config.loss,
         image_shift=config.image_shift,
+        state_noise=config.state_noise,
         seed=config.seed,
         log_every=config.log_every,
         val_every=config.val_every,
@@ -475,7 +493,7 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
         progress=config.progress,
     )
     if report.steps == report.start_step:  # nothing left to do after a resume: still leave metrics
-        _write_metrics(out / "metrics.json", config, report, [])
+        _write_metrics(out / "metrics.json", config, report)
     result = TrainResult(ckpt, report, train_ids, val_ids, len(train_data), len(val_data or []), total_steps)
     log.info("%s", result.summary())
     return result
@@ -507,14 +525,14 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_metrics(path: Path, config: BCTrainConfig, report: FitReport, earlier: list[dict[str, float]]) -> None:
-    """metrics.json: the config, the loss history (appended across resumes) and the latest numbers."""
-    history = list(earlier)
-    if path.is_file():
+def _write_metrics(path: Path, config: BCTrainConfig, report: FitReport) -> None:
+    """metrics.json: the config, the loss history (kept across resumes) and the latest numbers."""
+    history: list[dict[str, float]] = []
+    if path.is_file():  # entries up to the resumed step come from earlier runs; later ones are this run's
         try:
             history = [h for h in json.loads(path.read_text()).get("history", []) if h["step"] <= report.start_step]
-        except (ValueError, KeyError):
-            history = list(earlier)
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s is unreadable; starting a new loss history", path)
     data = {
         "steps": report.steps,
         "train_loss": report.train_loss,

@@ -12,7 +12,7 @@ from recordings.store import EpisodeStore
 
 HERE = Path(__file__).resolve().parent
 DEMO_SEEDS_START = 0  # demos use seeds 0..; evaluations start at 10_000 so they never overlap
-NUM_DEMOS = 25
+NUM_DEMOS = 50
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,7 +54,7 @@ def synthetic_store(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def pickcube_demos(tmp_path_factory) -> Path:
-    """NUM_DEMOS motion-planning demos of PickCube, privileged state, no cameras (~15 s once per session)."""
+    """NUM_DEMOS motion-planning demos of PickCube, privileged state, no cameras (~25 s once per session)."""
     from sim.demos import record_demos
     from sim.maniskill_env import SimEnvConfig
 

@@ -1,0 +1,67 @@
+"""Rolling policies out in ManiSkill: the success interval, recording, and BC beating a random policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.evaluate import RandomPolicy, evaluate_policy, wilson_interval
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(3.8415 / 13.8415, abs=1e-4)  # z^2 / (n + z^2)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(10 / 13.8415, abs=1e-4)
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.sim
+def test_rollouts_are_recorded_into_the_store(tmp_path):
+    from recordings.store import EpisodeStore
+    from sim.maniskill_env import SimEnvConfig
+
+    env = SimEnvConfig(env_id="PickCube-v1", camera_width=32, camera_height=24)
+    report = evaluate_policy(RandomPolicy(seed=0), env, 2, seed=5, max_steps=6, policy_id="random",
+                             record_to=tmp_path / "rollouts", round=3, progress=False)
+    assert report.episodes == 2 and report.seeds == [5, 6] and report.lengths == [6, 6]
+    assert report.successes == 0 and report.recorded == [0, 1]
+    with EpisodeStore.open(tmp_path / "rollouts") as store:
+        assert store.cameras == {"base_camera": (24, 32)}
+        for index, seed in zip(report.recorded, report.seeds, strict=True):
+            meta = store.record(index).meta
+            assert (meta.source, meta.policy_id, meta.round, meta.seed) == ("sim", "random", 3, seed)
+            assert meta.oracle_success is False and meta.env_id == "PickCube-v1"
+            episode = store.load_episode(index)
+            assert len(episode) == 6 and episode.images["base_camera"].shape == (6, 24, 32, 3)
+            assert episode.state.shape == (6, 25) and episode.action.shape == (6, 8)
+
+
+@pytest.mark.sim
+def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
+    """BC on motion-planning demos beats random actions on PickCube, by the simulator's own judgement.
+
+    The success flag itself is too rare at this test's size (50 demos, 20 episodes; the policy
+    succeeds in roughly 5-15% of episodes) to assert a strict win without flakiness: the
+    success-rate comparison over 100 episodes lives in benchmarks/policy_bc.py. Here the test
+    asserts what is robust: the oracle's dense reward (reach, grasp, lift, place) is far above
+    random's, and BC never does worse than random on the success flag.
+    """
+    from policies.actor_critic import ActorCriticConfig
+    from policies.evaluate import load_policy
+    from policies.train import BCTrainConfig, train_bc
+    from sim.maniskill_env import SimEnvConfig
+
+    # The recipe of configs/policies/bc_pickcube.yaml: relative joint targets, chunks of 16, 8 executed.
+    policy_config = ActorCriticConfig(relative_action_dims=list(range(7)), chunk_size=16, n_action_steps=8)
+    result = train_bc(BCTrainConfig(store=pickcube_demos, output_dir=tmp_path / "bc", policy=policy_config,
+                                    steps=3000, lr=1e-3, state_noise=0.1, progress=False))
+    assert result.report.val_loss is not None
+    env = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])
+    n = 20
+    bc = evaluate_policy(load_policy(result.checkpoint), env, n, max_steps=200, progress=False)
+    random = evaluate_policy(RandomPolicy(seed=0), env, n, max_steps=200, progress=False)
+    print(bc.summary(), random.summary(), sep="\n")
+    assert random.successes == 0 and bc.successes >= random.successes
+    assert bc.mean_max_dense_reward > random.mean_max_dense_reward + 0.15, (bc.summary(), random.summary())
