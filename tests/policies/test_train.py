@@ -150,3 +150,20 @@ def test_empty_selection_and_epochs(synthetic_store, tmp_path):
     result = train_bc(_config(synthetic_store, tmp_path / "y", epochs=2.0, val_fraction=0.0,
                               select=[EpisodeFilter(source=["demo"])]))
     assert result.total_steps == 8 and result.val_episodes == []  # ceil(2 * 60 frames / 16)
+
+
+def test_image_policy_end_to_end(synthetic_store, tmp_path):
+    """An image + state policy trains from the store and acts on an observation at another resolution."""
+    from sim.env import Observation
+
+    policy_config = ActorCriticConfig(hidden_dims=[32], cameras=["base_camera"], cnn_channels=[8, 8],
+                                      image_feature_dim=16)
+    result = train_bc(_config(synthetic_store, tmp_path / "img", policy=policy_config, steps=10))
+    policy = GaussianActorCritic.from_pretrained(result.checkpoint)
+    assert policy.needs_images and policy.camera_names == ["base_camera"] and policy.config.image_size == (16, 16)
+    rng = np.random.default_rng(0)
+    obs = Observation(state=rng.standard_normal(5).astype(np.float32), task="t", step=0,
+                      images={"base_camera": rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)})
+    assert policy.act(obs).shape == (3,)
+    with pytest.raises(KeyError, match="needs camera 'base_camera'"):
+        policy.act(Observation(state=obs.state, task="t", step=0))
