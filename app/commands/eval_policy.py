@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="roll a policy out in ManiSkill; oracle success rate with a 95%% interval",
         description=(
             "Roll a policy checkpoint out in ManiSkill for N episodes (seeds seed, seed+1, ...), report the "
-            "simulator's success rate with a 95%% Wilson confidence interval, and optionally record the "
+            "simulator's success rate with a 95% Wilson confidence interval, and optionally record the "
             "episodes into an episode store."
         ),
     )
