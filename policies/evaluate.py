@@ -2,8 +2,9 @@
 
 An episode ends at the first step where the oracle reports success (ManiSkill
 marks it terminated) or after `max_steps`; it counts as a success if the
-oracle said so. Cameras are rendered only when the policy reads images or the
-episode is recorded into a store (a frame costs ~20x a physics step on a CPU).
+oracle said so. Cameras are rendered only when the policy is about to read
+images (not between the steps of an action chunk) or the episode is recorded
+into a store: a frame costs ~20x a physics step on a CPU.
 
 The interval is Wilson's score interval: unlike the normal approximation it
 stays inside [0, 1] and is sensible at 0 or N successes, which is exactly
@@ -205,7 +206,6 @@ def _run_episode(
     from sim.demos import config_hash
 
     record = store is not None
-    render = record or policy.needs_images
     obs = env.reset(seed=seed)
     policy.reset()
     writer = None
@@ -219,7 +219,8 @@ def _run_episode(
     best = env.dense_reward
     try:
         while steps < limit:
-            if render:
+            # Render when the frame is recorded or the policy is about to look (not mid-chunk).
+            if record or (policy.needs_images and not queue):
                 obs.images = env.capture()
             if not queue:
                 out = np.asarray(policy.act(obs), dtype=np.float32)

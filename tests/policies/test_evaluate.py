@@ -65,3 +65,29 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
     print(bc.summary(), random.summary(), sep="\n")
     assert random.successes == 0 and bc.successes >= random.successes
     assert bc.mean_max_dense_reward > random.mean_max_dense_reward + 0.15, (bc.summary(), random.summary())
+
+
+@pytest.mark.sim
+def test_cameras_render_only_for_a_policy_that_reads_them(monkeypatch):
+    """Rendering costs ~20x a physics step on a CPU: a state-only rollout must never capture."""
+    from policies.actor_critic import ActorCriticConfig, make_policy
+    from sim.maniskill_env import ManiSkillEnv, SimEnvConfig
+
+    captures = []
+    original = ManiSkillEnv.capture
+    monkeypatch.setattr(ManiSkillEnv, "capture", lambda self: (captures.append(1), original(self))[1])
+    env = SimEnvConfig(env_id="PickCube-v1", camera_width=32, camera_height=24)
+    state_only = make_policy(ActorCriticConfig(hidden_dims=[16]), state_dim=25, action_dim=8)
+    report = evaluate_policy(state_only, env, 1, max_steps=4, progress=False)
+    assert report.lengths == [4] and captures == []
+
+    seeing = make_policy(ActorCriticConfig(hidden_dims=[16], use_state=False, cameras=["base_camera"],
+                                           cnn_channels=[4], image_feature_dim=8),
+                         state_dim=25, action_dim=8, image_sizes={"base_camera": (24, 32)})
+    report = evaluate_policy(seeing, env, 1, max_steps=4, progress=False)
+    assert report.lengths == [4] and len(captures) == 4  # one frame per decision
+    blind_env = SimEnvConfig(env_id="PickCube-v1", cameras=[])
+    from policies.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="needs camera 'base_camera'"):
+        evaluate_policy(seeing, blind_env, 1, max_steps=2, progress=False)
