@@ -422,6 +422,14 @@ class GaussianActorCritic(nn.Module):
     def camera_names(self) -> list[str]:
         return list(self.config.cameras)
 
+    @property
+    def state_dim(self) -> int:
+        return int(self.config.state_dim or 0)
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.config.action_dim or 0)
+
     def reset(self) -> None:
         """Nothing to forget: the policy is memoryless (one action per observation)."""
 

@@ -164,6 +164,7 @@ def evaluate_policy(
         if missing:
             raise PolicyError(f"the policy needs camera {missing[0]!r}; {env_config.env_id} renders "
                               f"{', '.join(env.camera_names) or 'none'} (check env.cameras)")
+        _check_sizes(policy, env)
         if hasattr(policy, "set_action_bounds"):
             policy.set_action_bounds(env.action_space.low, env.action_space.high)
         if record_to is not None:
@@ -246,6 +247,20 @@ def _run_episode(
         if writer is not None and writer.state == "open":
             writer.discard()
         raise
+
+
+def _check_sizes(policy: Any, env: Any) -> None:
+    """A policy trained on another state layout would act on garbage: refuse with a hint instead."""
+    state_dim = getattr(policy, "state_dim", None)
+    if state_dim and state_dim != env.state_size:
+        raise PolicyError(
+            f"the policy takes states of size {state_dim}, {env.config.env_id} gives {env.state_size} with "
+            f"state_mode {env.config.state_mode!r} (set env.state_mode to what the policy was trained on)"
+        )
+    action_dim = getattr(policy, "action_dim", None)
+    if action_dim and action_dim != int(np.prod(env.action_shape)):
+        raise PolicyError(f"the policy outputs actions of size {action_dim}, the env takes {env.action_shape} "
+                          f"(control_mode {env.config.control_mode!r})")
 
 
 def _open_store(path: str | Path, env: Any, env_config: Any) -> Any:

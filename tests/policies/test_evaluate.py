@@ -91,3 +91,6 @@ def test_cameras_render_only_for_a_policy_that_reads_them(monkeypatch):
 
     with pytest.raises(PolicyError, match="needs camera 'base_camera'"):
         evaluate_policy(seeing, blind_env, 1, max_steps=2, progress=False)
+    privileged = make_policy(ActorCriticConfig(hidden_dims=[16]), state_dim=42, action_dim=8)
+    with pytest.raises(PolicyError, match="states of size 42.*set env.state_mode"):
+        evaluate_policy(privileged, blind_env, 1, max_steps=2, progress=False)
