@@ -184,7 +184,8 @@ def load_pi05(config: Pi05Config) -> tuple[Any, Any, Any]:
     if config.n_action_steps is not None:
         if config.n_action_steps > lerobot_config.chunk_size:
             raise PolicyError(
-                f"n_action_steps {config.n_action_steps} exceeds the checkpoint's chunk_size {lerobot_config.chunk_size}"
+                f"n_action_steps {config.n_action_steps} exceeds the checkpoint's "
+                f"chunk_size {lerobot_config.chunk_size}"
             )
         lerobot_config.n_action_steps = config.n_action_steps
     if config.num_inference_steps is not None:

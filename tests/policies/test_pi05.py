@@ -6,7 +6,10 @@ are exported with `export_lerobot` and loaded with `LeRobotDataset`; a tiny
 PI05Policy is built from the dataset's features and statistics with LeRobot's
 own processors and a locally trained tokenizer, and saved as a checkpoint.
 Everything is then loaded back through the production path
-(`Pi05Policy(Pi05Config(pretrained=...))`).
+(`Pi05Policy(Pi05Config(pretrained=...))`), and fine-tuned from the store
+through `policies.pi05_train.finetune_pi05` (LeRobot's make_policy,
+processors, optimiser and scheduler presets), including from a checkpoint
+shaped like lerobot/pi05_base (other camera names, padded sizes).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def pickcube(tmp_path_factory: pytest.TempPathFactory) -> dict:
             store.append(episode)
     with EpisodeStore.open(store_path, mode="r") as store:
         dataset_root = export_lerobot(store, root / "dataset", repo_id=REPO_ID)
-    return dict(root=root, dataset_root=dataset_root, observation=live, task=task, fps=fps)
+    return dict(root=root, store=store_path, dataset_root=dataset_root, observation=live, task=task, fps=fps)
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +204,75 @@ def test_yaml_config_parses() -> None:
     assert (config.n_action_steps, config.device, config.dtype) == (10, "auto", "auto")
     with pytest.raises(ConfigError, match="dtype"):
         load_config(path, Pi05Config, overrides=["dtype=float16"])
+
+    from policies.pi05_train import Pi05TrainConfig
+
+    train = load_config(path.with_name("pi05_finetune_pickcube.yaml"), Pi05TrainConfig)
+    assert train.rename_map == {"observation.images.base_camera": "observation.images.base_0_rgb"}
+    assert [clause.source for clause in train.select] == [["demo"], ["sim", "robot"]]
+
+
+def test_finetune_from_the_store_and_resume(pickcube: dict, checkpoint: dict, tmp_path: Path) -> None:
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from policies.pi05_train import Pi05TrainConfig, finetune_pi05
+    from policies.train import EpisodeFilter
+
+    config = Pi05TrainConfig(
+        store=pickcube["store"], output_dir=tmp_path / "run", pretrained=str(checkpoint["path"]),
+        select=[EpisodeFilter(source=["demo"])], val_fraction=0.5, steps=2, batch_size=2,
+        optimizer_lr=1e-3, log_every=1, val_every=2, val_batches=1, checkpoint_every=2, progress=False,
+    )
+    result = finetune_pi05(config)
+    assert (result.start_step, result.steps) == (0, 2)
+    assert (len(result.train_episodes), len(result.val_episodes)) == (1, 1)
+    assert result.train_loss is not None and np.isfinite(result.train_loss)
+    assert result.val_loss is not None and np.isfinite(result.val_loss)
+    before = load_file(checkpoint["path"] / "model.safetensors")
+    after = load_file(result.checkpoint / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+    tuned = Pi05Policy(Pi05Config(pretrained=str(result.checkpoint), seed=0))
+    assert tuned.act(pickcube["observation"]).shape == (CHUNK, 8)
+
+    resumed = finetune_pi05(dataclasses.replace(config, steps=3, resume=True))
+    assert (resumed.start_step, resumed.steps) == (2, 3)
+    assert resumed.train_episodes == result.train_episodes
+    with pytest.raises(PolicyError, match="already holds a checkpoint"):
+        finetune_pi05(config)
+
+
+def test_finetune_a_base_like_checkpoint_onto_new_cameras_and_sizes(pickcube: dict, tmp_path: Path) -> None:
+    """Like lerobot/pi05_base: other camera names, padded 32-dim state and action, the base's own stats."""
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.policies.pi05 import PI05Policy
+
+    from policies.pi05_train import Pi05TrainConfig, finetune_pi05
+
+    visual = PolicyFeature(FeatureType.VISUAL, (3, 32, 32))
+    inputs = {f"observation.images.{name}": visual for name in ("base_0_rgb", "left_wrist_0_rgb")}
+    inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (32,))
+    outputs = {"action": PolicyFeature(FeatureType.ACTION, (32,))}
+    base_config = tiny_lerobot_config(inputs, outputs, chunk_size=CHUNK, n_action_steps=CHUNK)
+    unit = {name: np.full(32, value, dtype=np.float32) for name, value in
+            dict(q01=-1.0, q99=1.0, mean=0.0, std=1.0, min=-1.0, max=1.0).items()}
+    stats = {"observation.state": unit, "action": unit}
+    tokenizer = train_tiny_tokenizer(tmp_path / "tokenizer", texts=[pickcube["task"]])
+    torch.manual_seed(1)
+    processors = make_pi05_processors(base_config, stats, tokenizer=str(tmp_path / "tokenizer"))
+    base = save_pi05(PI05Policy(base_config), *processors, tmp_path / "base", tokenizer=tokenizer)
+
+    result = finetune_pi05(Pi05TrainConfig(
+        store=pickcube["store"], output_dir=tmp_path / "run", pretrained=str(base), val_fraction=0.0,
+        rename_map={"observation.images.base_camera": "observation.images.base_0_rgb"},
+        steps=1, batch_size=2, progress=False,
+    ))
+    assert result.val_loss is None and np.isfinite(result.train_loss)
+    tuned = Pi05Policy(Pi05Config(pretrained=str(result.checkpoint),
+                                  cameras={CAMERA: "observation.images.base_0_rgb"}, seed=0))
+    assert (tuned.state_dim, tuned.action_dim) == (25, 8)
+    chunk = tuned.act(pickcube["observation"])  # the wrist camera is absent: LeRobot masks it
+    assert chunk.shape == (CHUNK, 8) and np.isfinite(chunk).all()
