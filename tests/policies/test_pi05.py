@@ -276,3 +276,19 @@ def test_finetune_a_base_like_checkpoint_onto_new_cameras_and_sizes(pickcube: di
     assert (tuned.state_dim, tuned.action_dim) == (25, 8)
     chunk = tuned.act(pickcube["observation"])  # the wrist camera is absent: LeRobot masks it
     assert chunk.shape == (CHUNK, 8) and np.isfinite(chunk).all()
+
+
+def test_rolls_out_through_evaluate_policy(checkpoint: dict, tmp_path: Path) -> None:
+    """The rollout loop renders before each chunk, executes it step by step and records the episode."""
+    from policies.evaluate import evaluate_policy
+    from recordings.store import EpisodeStore
+    from sim.maniskill_env import SimEnvConfig
+
+    policy = Pi05Policy(Pi05Config(pretrained=str(checkpoint["path"]), n_action_steps=3, seed=0))
+    env_config = SimEnvConfig(env_id=ENV_ID, cameras=[CAMERA], camera_width=CAMERA_SIZE, camera_height=CAMERA_SIZE)
+    report = evaluate_policy(policy, env_config, episodes=1, max_steps=7, policy_id="pi05-tiny",
+                             record_to=tmp_path / "rollouts", progress=False)
+    assert report.episodes == 1 and report.lengths == [7]
+    with EpisodeStore.open(tmp_path / "rollouts", mode="r") as store:
+        (record,) = store.episodes()
+        assert record.length == 7 and record.meta.policy_id == "pi05-tiny"
