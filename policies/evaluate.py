@@ -17,6 +17,7 @@ where small evaluations of weak policies land.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -123,13 +124,30 @@ class EvalReport:
 
 
 def load_policy(path: str | Path) -> Any:
-    """The policy saved in checkpoint directory `path` (today: the small actor-critic)."""
+    """The policy saved in checkpoint directory `path`: a LeRobot pi0.5 checkpoint or the small actor-critic.
+
+    A pi0.5 checkpoint loads with the default observation mapping (env camera X
+    feeds observation.images.X); for another mapping build a `Pi05Policy` from a
+    `Pi05Config` (configs/policies/pi05_pickcube.yaml).
+    """
+    if _checkpoint_type(Path(path)) == "pi05":
+        from policies.pi05 import Pi05Config, make_policy
+
+        return make_policy(Pi05Config(pretrained=str(path)))
     from policies.actor_critic import GaussianActorCritic
 
     try:
         return GaussianActorCritic.from_pretrained(path)
     except (FileNotFoundError, ValueError) as exc:
         raise PolicyError(str(exc)) from None
+
+
+def _checkpoint_type(path: Path) -> str | None:
+    """LeRobot writes the policy type into config.json; the actor-critic's config has none."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def evaluate_policy(

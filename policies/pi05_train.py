@@ -58,6 +58,7 @@ class Pi05TrainConfig:
     store: Path
     output_dir: Path
     pretrained: str  # base or fine-tuned checkpoint (folder or hub id) to start from
+    type: Literal["pi05"] = "pi05"  # `lrm-robot train-policy` picks this config by it
     select: list[EpisodeFilter] = field(default_factory=default_selection)
     max_episodes: int | None = None
     val_fraction: float = 0.1

@@ -1,14 +1,19 @@
-"""`lrm-robot train-policy`: behaviour cloning of the small actor-critic from an episode store.
+"""`lrm-robot train-policy`: train a policy on episodes of an episode store.
 
-The config (configs/policies/bc_pickcube.yaml) names the store, the episode
-selection, the policy architecture and the optimisation; flags and `--set`
-override it. Progress and losses show on a progress bar; the checkpoint,
-split and metrics land in the config's output_dir.
+The config names the store, the episode selection, the policy and the
+optimisation; flags and `--set` override it. A config with `type: pi05`
+(configs/policies/pi05_finetune_pickcube.yaml) fine-tunes pi0.5 with LeRobot's
+training pieces; any other (configs/policies/bc_pickcube.yaml) behaviour-clones
+the small actor-critic. Progress and losses show on a progress bar; the
+checkpoint, split and metrics land in the config's output_dir.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
+
+import yaml
 
 from app.config_loader import load_config
 from app.errors import UsageError
@@ -20,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="behaviour-clone a policy on episodes of a store",
         description=(
             "Select episodes of an episode store (demonstrations plus accepted rollouts, by the config's "
-            "filter), hold some out for validation, and behaviour-clone the small actor-critic on the rest. "
+            "filter), hold some out for validation, and train on the rest: pi0.5 through LeRobot for a config with "
+            "`type: pi05`, otherwise behaviour cloning of the small actor-critic. "
             "Writes OUTPUT/checkpoints/last (config, weights, normalisation statistics, optimiser state), "
             "OUTPUT/split.json and OUTPUT/metrics.json; --resume continues from the checkpoint."
         ),
@@ -34,15 +40,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _policy_type(path: str) -> str | None:
+    """The config's `type` key, read before the strict load that needs to know the dataclass."""
+    try:
+        data = yaml.safe_load(pathlib.Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # load_config reports it with file and line
+    return data.get("type") if isinstance(data, dict) else None
+
+
 def run(args: argparse.Namespace) -> int:
     from policies.errors import PolicyError
-    from policies.train import BCTrainConfig, train_bc
 
     flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": args.resume}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    config = load_config(args.config, BCTrainConfig, overrides)
+    if _policy_type(args.config) == "pi05":
+        from policies.pi05_train import Pi05TrainConfig, finetune_pi05
+
+        config, train = load_config(args.config, Pi05TrainConfig, overrides), finetune_pi05
+    else:
+        from policies.train import BCTrainConfig, train_bc
+
+        config, train = load_config(args.config, BCTrainConfig, overrides), train_bc
     try:
-        result = train_bc(config)
+        result = train(config)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     print(result.summary())

@@ -292,3 +292,33 @@ def test_rolls_out_through_evaluate_policy(checkpoint: dict, tmp_path: Path) -> 
     with EpisodeStore.open(tmp_path / "rollouts", mode="r") as store:
         (record,) = store.episodes()
         assert record.length == 7 and record.meta.policy_id == "pi05-tiny"
+
+
+def test_train_and_eval_commands_run_pi05(pickcube: dict, checkpoint: dict, tmp_path: Path, capsys) -> None:
+    """`train-policy` picks pi0.5 by the config's type; `eval-policy` recognises the checkpoint it wrote."""
+    from app.cli import main
+
+    config = tmp_path / "pi05_finetune.yaml"
+    config.write_text(
+        "type: pi05\n"
+        f"store: {pickcube['store']}\n"
+        f"output_dir: {tmp_path / 'run'}\n"
+        f"pretrained: {checkpoint['path']}\n"
+        "val_fraction: 0.0\nsteps: 1\nbatch_size: 2\nprogress: false\n"
+    )
+    assert main(["train-policy", "--config", str(config)]) == 0
+    trained = tmp_path / "run" / "checkpoints" / "last"
+    assert (trained / "model.safetensors").is_file()
+
+    assert main([
+        "eval-policy", "--checkpoint", str(trained), "--episodes", "1", "--record", str(tmp_path / "rollouts"),
+        "--set", "max_steps=3", "--set", f"env.cameras=[{CAMERA}]",
+        "--set", f"env.camera_width={CAMERA_SIZE}", "--set", f"env.camera_height={CAMERA_SIZE}",
+    ]) == 0
+    out = capsys.readouterr().out
+    assert f"{ENV_ID} {trained}: success " in out and "/1 = " in out and "mean length 3.0 steps" in out
+    from recordings.store import EpisodeStore
+
+    with EpisodeStore.open(tmp_path / "rollouts", mode="r") as store:
+        (record,) = store.episodes()
+        assert record.length == 3 and record.meta.policy_id == str(trained)
