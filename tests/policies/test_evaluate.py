@@ -40,13 +40,13 @@ def test_rollouts_are_recorded_into_the_store(tmp_path):
 
 @pytest.mark.sim
 def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
-    """BC on motion-planning demos beats random actions on PickCube, by the simulator's own judgement.
+    """BC on motion-planning demos beats random actions on PickCube, by the simulator's success flag.
 
-    The success flag itself is too rare at this test's size (50 demos, 20 episodes; the policy
-    succeeds in roughly 5-15% of episodes) to assert a strict win without flakiness: the
-    success-rate comparison over 100 episodes lives in benchmarks/policy_bc.py. Here the test
-    asserts what is robust: the oracle's dense reward (reach, grasp, lift, place) is far above
-    random's, and BC never does worse than random on the success flag.
+    The policy succeeds in roughly 10-15% of episodes at this size (50 demos), so it is judged
+    on 60 seeded episodes, where a policy of that rate fails every one with probability < 1e-3;
+    training and evaluation are seeded, so the counts repeat on one machine. The oracle's dense
+    reward (reach, grasp, lift, place) must also be far above random's. The success rate over
+    100 episodes per demo count is in benchmarks/policy_bc.py.
     """
     from policies.actor_critic import ActorCriticConfig
     from policies.evaluate import load_policy
@@ -59,11 +59,11 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
                                     steps=3000, lr=1e-3, state_noise=0.1, progress=False))
     assert result.report.val_loss is not None
     env = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])
-    n = 20
+    n = 60
     bc = evaluate_policy(load_policy(result.checkpoint), env, n, max_steps=200, progress=False)
     random = evaluate_policy(RandomPolicy(seed=0), env, n, max_steps=200, progress=False)
     print(bc.summary(), random.summary(), sep="\n")
-    assert random.successes == 0 and bc.successes >= random.successes
+    assert random.successes == 0 and bc.successes > random.successes, (bc.summary(), random.summary())
     assert bc.mean_max_dense_reward > random.mean_max_dense_reward + 0.15, (bc.summary(), random.summary())
 
 
