@@ -8,12 +8,14 @@ the oracle success flag), e.g. as rollouts for a reward model to judge.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 from dataclasses import dataclass, field
 
 from app.config_loader import load_config
 from app.errors import UsageError
+from policies.pi05 import Pi05Config
 from sim.maniskill_env import SimEnvConfig
 
 
@@ -23,6 +25,9 @@ class EvalPolicyConfig:
 
     checkpoint: pathlib.Path | None = None  # a checkpoint directory; None with policy: random
     policy: str = "checkpoint"  # "checkpoint" or "random" (uniform actions: the floor to beat)
+    # pi0.5 with an explicit observation mapping (see configs/policies/pi05_pickcube.yaml); a pi0.5
+    # checkpoint given as `checkpoint` alone feeds env camera X to observation.images.X.
+    pi05: Pi05Config | None = None
     env: SimEnvConfig = field(default_factory=SimEnvConfig)
     episodes: int = 50
     seed: int = 10_000  # env seed of the first episode; keep it apart from the demos' seeds
@@ -35,8 +40,8 @@ class EvalPolicyConfig:
     def __post_init__(self) -> None:
         if self.policy not in ("checkpoint", "random"):
             raise ValueError(f"policy must be 'checkpoint' or 'random', got {self.policy!r}")
-        if self.policy == "checkpoint" and self.checkpoint is None:
-            raise ValueError("checkpoint is required (or policy: random)")
+        if self.policy == "checkpoint" and self.checkpoint is None and self.pi05 is None:
+            raise ValueError("checkpoint is required (or a pi05 section, or policy: random)")
         if self.episodes <= 0:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
 
@@ -75,6 +80,14 @@ def run(args: argparse.Namespace) -> int:
         if config.policy == "random":
             policy = RandomPolicy(seed=config.seed)  # evaluate_policy gives it the env's action box
             policy_id = config.policy_id or "random"
+        elif config.pi05 is not None:
+            from policies.pi05 import make_policy
+
+            pi05 = config.pi05
+            if config.checkpoint is not None:  # --checkpoint names the weights, the section the mapping
+                pi05 = dataclasses.replace(pi05, pretrained=str(config.checkpoint))
+            policy = make_policy(pi05)
+            policy_id = config.policy_id or pi05.pretrained
         else:
             assert config.checkpoint is not None
             policy = load_policy(config.checkpoint)

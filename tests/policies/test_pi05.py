@@ -322,3 +322,13 @@ def test_train_and_eval_commands_run_pi05(pickcube: dict, checkpoint: dict, tmp_
     with EpisodeStore.open(tmp_path / "rollouts", mode="r") as store:
         (record,) = store.episodes()
         assert record.length == 3 and record.meta.policy_id == str(trained)
+
+    # An explicit mapping from a config's pi05 section; --checkpoint names the weights.
+    eval_config = tmp_path / "eval.yaml"
+    eval_config.write_text(
+        f"pi05:\n  cameras: {{{CAMERA}: observation.images.{CAMERA}}}\n  n_action_steps: 2\n  seed: 0\n"
+        f"env:\n  env_id: {ENV_ID}\n  cameras: [{CAMERA}]\n  camera_width: {CAMERA_SIZE}\n"
+        f"  camera_height: {CAMERA_SIZE}\nepisodes: 1\nmax_steps: 4\n"
+    )
+    assert main(["eval-policy", "--config", str(eval_config), "--checkpoint", str(trained)]) == 0
+    assert "mean length 4.0 steps" in capsys.readouterr().out
