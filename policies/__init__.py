@@ -10,6 +10,12 @@
 - `policies.evaluate`: roll a policy out in ManiSkill, oracle success rate with
   a Wilson 95% interval, optional recording (`evaluate_policy`, `load_policy`,
   `RandomPolicy`). CLI: `lrm-robot eval-policy`.
+- `policies.pi05`: pi0.5 through LeRobot's own `PI05Policy` and processors, with
+  env cameras and state mapped onto its input features by config (`Pi05Config`,
+  `Pi05Policy`, `make_policy`); `policies.pi05_train`: fine-tuning it from the
+  store with LeRobot's training pieces (`Pi05TrainConfig`, `finetune_pi05`;
+  `lrm-robot train-policy` with a `type: pi05` config); `policies.pi05_tiny`: a
+  tiny real-architecture pi0.5 and a locally trained tokenizer, for tests.
 
 Importing this package imports neither torch nor ManiSkill; the modules do.
 """
