@@ -1,0 +1,144 @@
+"""The reward dataset builder on a small synthetic store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrm.dataset import (
+    PROGRESS_LEVELS,
+    DatasetConfig,
+    build_dataset,
+    episode_outcome,
+    keyframe_indices,
+    split_episodes,
+)
+from lrm.synthetic import make_bar_store
+from recordings.episode import EpisodeMeta
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = make_bar_store(tmp_path_factory.mktemp("bars") / "store", tasks=("fill red", "fill green"), successes=5, failures=3, size=16)
+    yield s
+    s.close()
+
+
+def test_keyframe_indices():
+    assert keyframe_indices(11) == list(range(11))
+    assert keyframe_indices(21) == list(range(0, 21, 2))
+    idx = keyframe_indices(30)
+    assert len(idx) == 11 and idx[0] == 0 and idx[-1] == 29
+    assert idx == [int(round(p * 29)) for p in np.linspace(0, 1, 11)]
+    assert keyframe_indices(5, 3) == [0, 2, 4]
+
+
+def test_episode_outcome():
+    assert episode_outcome(EpisodeMeta(task="t", source="sim", oracle_success=True)) is True
+    assert episode_outcome(EpisodeMeta(task="t", source="robot", operator_verdict=True)) is True
+    assert episode_outcome(EpisodeMeta(task="t", source="robot", lrm_verdict=True)) is True
+    assert episode_outcome(EpisodeMeta(task="t", source="sim", oracle_success=False)) is False
+    assert episode_outcome(EpisodeMeta(task="t", source="robot", operator_verdict=False, lrm_verdict=True)) is False
+    assert episode_outcome(EpisodeMeta(task="t", source="robot")) is None
+
+
+def test_split_is_deterministic_by_episode_and_stable():
+    eps = list(range(20))
+    tr, va = split_episodes(eps, 0.25, seed=3)
+    assert (tr, va) == split_episodes(eps, 0.25, seed=3)
+    assert len(va) == 5 and not set(tr) & set(va) and sorted(tr + va) == eps
+    assert split_episodes(eps, 0.25, seed=4)[1] != va
+    # stratified: each group gets at least one val episode, keeps one for training
+    groups = [i % 2 == 0 for i in eps[:4]]
+    tr2, va2 = split_episodes(eps[:4], 0.1, seed=0, groups=groups)
+    assert len(va2) == 2 and {g for e, g in zip(eps[:4], groups) if e in va2} == {True, False}
+    assert split_episodes(eps, 0.0, seed=0) == (eps, [])
+
+
+def test_build_dataset_examples(store):
+    ds = build_dataset(store, DatasetConfig(val_fraction=0.25, seed=1, clip_fractions=[0.5]))
+    assert ds.camera == "cam"
+    assert not set(ds.train_episodes) & set(ds.val_episodes)
+    assert sorted(ds.train_episodes + ds.val_episodes) == list(range(16))
+    assert {ex.episode for ex in ds.val} == set(ds.val_episodes)
+    everything = ds.train + ds.val
+    succ = {r.index: r for r in store.episodes(oracle_success=True)}
+    # progress: 11 keyframes per successful episode, labels 0.0..1.0, first frame as anchor
+    prog = [ex for ex in everything if ex.modality == "progress"]
+    assert {ex.episode for ex in prog} == set(succ)
+    for ep, rec in succ.items():
+        mine = [ex for ex in prog if ex.episode == ep]
+        assert [ex.label for ex in mine] == pytest.approx(list(PROGRESS_LEVELS))
+        assert [ex.frames["current"] for ex in mine] == keyframe_indices(rec.length)
+        assert all(ex.frames["first"] == 0 and ex.task == rec.meta.task for ex in mine)
+    assert {ex.answer for ex in prog} == {f"{p:.1f}" for p in PROGRESS_LEVELS}
+    # completion: positives are final frames of successes; negatives of every kind
+    comp = [ex for ex in everything if ex.modality == "completion"]
+    pos = [ex for ex in comp if ex.label == 1.0]
+    assert len(pos) == len(succ)
+    assert all(ex.frames["current"] == succ[ex.episode].length - 1 and ex.kind == "final" for ex in pos)
+    kinds = {ex.kind for ex in comp if ex.label == 0.0}
+    assert kinds == {"non_final", "failed", "clipped"}
+    failed_finals = [
+        ex for ex in comp if ex.kind == "failed" and ex.frames["current"] == store.record(ex.episode).length - 1
+    ]
+    assert len(failed_finals) == 6 and all(ex.answer == "no" for ex in failed_finals)
+    # contrastive: both orders of each pair, both answers, later = more complete
+    cont = [ex for ex in everything if ex.modality == "contrastive"]
+    assert {ex.episode for ex in cont} == set(succ)
+    assert len(cont) == len(succ) * 55 * 2
+    assert {ex.answer for ex in cont} == {"1", "2"}
+    for ex in cont:
+        assert (ex.frames["current"] > ex.frames["previous"]) == (ex.label > 0)
+        assert ex.frames["first"] == 0
+    # deterministic
+    again = build_dataset(store, DatasetConfig(val_fraction=0.25, seed=1, clip_fractions=[0.5]))
+    assert again.train == ds.train and again.val == ds.val
+
+
+def test_options_filter_and_sample(store):
+    cfg = DatasetConfig(
+        modalities=["contrastive"], tasks=["fill green"], contrastive_pairs_per_episode=7,
+        contrastive_min_gap=3, contrastive_anchor=False, val_fraction=0.0,
+    )
+    ds = build_dataset(store, cfg)
+    assert ds.val == [] and {ex.modality for ex in ds.train} == {"contrastive"}
+    assert {ex.task for ex in ds.train} == {"fill green"}
+    assert len(ds.train) == 5 * 7 * 2
+    assert all("first" not in ex.frames for ex in ds.train)
+    assert all(abs(ex.frames["current"] - ex.frames["previous"]) >= 6 for ex in ds.train)
+    assert build_dataset(store, cfg).train == ds.train
+    counts = ds.counts()
+    assert counts["train"] == {"contrastive": 70} and counts["val"] == {}
+
+
+def test_rationale_and_materialise(store):
+    ds = build_dataset(
+        store,
+        DatasetConfig(modalities=["progress", "contrastive"], contrastive_pairs_per_episode=2),
+        rationale=lambda ex, meta: f"{meta.task}: {ex.label:.1f}" if ex.modality == "progress" else None,
+    )
+    prog = [ex for ex in ds.train if ex.modality == "progress"]
+    assert all(ex.rationale == f"{ex.task}: {ex.label:.1f}" for ex in prog)
+    assert all(ex.rationale is None for ex in ds.train if ex.modality == "contrastive")
+    some = ds.train[:3] + ds.val[:2] + ds.train[-2:]
+    frames = ds.load_frames(some)
+    for ex, fr in zip(some, frames):
+        assert set(fr) == set(ex.frames)
+        images = store.load_episode(ex.episode).images["cam"]
+        for key, t in ex.frames.items():
+            assert fr[key].dtype == np.uint8 and np.array_equal(fr[key], images[t])
+    small = ds.load_frames(some[:1], size=(8, 12))
+    assert small[0]["current"].shape == (8, 12, 3)
+    reqs = ds.requests(some)
+    assert [r.modality for r in reqs] == [ex.modality for ex in some]
+    assert reqs[0].task == some[0].task
+
+
+def test_config_errors_and_camera(store):
+    with pytest.raises(ValueError, match="modalities"):
+        DatasetConfig(modalities=["vibes"])
+    with pytest.raises(ValueError, match="clip_fractions"):
+        DatasetConfig(clip_fractions=[1.0])
+    with pytest.raises(ValueError, match="camera 'wrist'"):
+        build_dataset(store, DatasetConfig(camera="wrist"))
