@@ -3,7 +3,7 @@
 A backend YAML (configs/lrm/backends/*.yaml) names its `type` and fills that
 type's section; the other sections keep their defaults and are ignored:
 
-    type: qwen3vl            # qwen3vl | roboreward | oracle | robometer | topreward
+    type: qwen3vl            # qwen3vl | roboreward | oracle | robometer | topreward | lite
     qwen3vl:
       model: /models/Qwen3-VL-8B-Instruct
       adapters: {progress: /models/lrm-progress-lora}
@@ -16,6 +16,8 @@ Backends and what they answer:
 - `oracle`: the simulator's dense reward and success flag (lrm.oracle); sim only.
 - `robometer`, `topreward`: LeRobot's own `lerobot.rewards` classes over the
   episode video (lrm.lerobot_rewards); progress and completion.
+- `lite`: the compact CNN reward model (lrm.lite), all three modalities, from
+  a checkpoint written by `lrm.lite.train_lite`.
 
 `trace_prefix` names the store traces of this backend, `<prefix><modality>`;
 by default "" for qwen3vl (the LRM owns the plain modality names) and
@@ -28,12 +30,13 @@ import dataclasses
 from typing import Literal
 
 from lrm.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
+from lrm.lite_config import LiteBackendConfig
 from lrm.oracle import OracleBackendConfig
 from lrm.prompts import PROMPTS_DIR
 from lrm.qwen3vl import Qwen3VLBackendConfig
 from lrm.types import MODALITIES, RewardModel
 
-BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward"]
+BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite"]
 
 SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
     "qwen3vl": MODALITIES,
@@ -41,6 +44,7 @@ SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
     "oracle": MODALITIES,
     "robometer": ("progress", "completion"),
     "topreward": ("progress", "completion"),
+    "lite": MODALITIES,
 }
 
 
@@ -63,6 +67,7 @@ class RewardBackendConfig:
     oracle: OracleBackendConfig = dataclasses.field(default_factory=OracleBackendConfig)
     robometer: RobometerBackendConfig = dataclasses.field(default_factory=RobometerBackendConfig)
     topreward: TOPRewardBackendConfig = dataclasses.field(default_factory=TOPRewardBackendConfig)
+    lite: LiteBackendConfig = dataclasses.field(default_factory=LiteBackendConfig)
 
     def __post_init__(self) -> None:
         if self.type not in SUPPORTED_MODALITIES:
@@ -82,7 +87,7 @@ class RewardBackendConfig:
         """A short provenance record for the store and metrics (which model, which mode)."""
         section = getattr(self, self.type)
         out = {"backend": self.type}
-        for name in ("model", "mode", "pretrained_path", "vlm_name"):
+        for name in ("model", "mode", "pretrained_path", "vlm_name", "checkpoint"):
             if hasattr(section, name):
                 out[name] = str(getattr(section, name))
         return out
@@ -98,6 +103,10 @@ def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
         from lrm.oracle import OracleRewardModel
 
         return OracleRewardModel(config.oracle)
+    if config.type == "lite":
+        from lrm.lite import make_lite_backend
+
+        return make_lite_backend(config.lite)
     if config.type == "robometer":
         from lrm.lerobot_rewards import RobometerRewardModel
 

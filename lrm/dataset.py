@@ -219,6 +219,35 @@ class RewardDataset:
                 out[i] = frames
         return out  # type: ignore[return-value]
 
+    def image_bank(
+        self, examples: Iterable[Example], size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, list[dict[str, int]]]:
+        """Every distinct frame the examples use, once: (N, H, W, 3) uint8, and per example key -> row.
+
+        Keyframes are shared by many examples (a frame is in progress, completion
+        and up to twenty contrastive pairs), so training holds each image once.
+        """
+        examples = list(examples)
+        rows: dict[tuple[int, int], int] = {}
+        refs: list[dict[str, int]] = []
+        for ex in examples:
+            refs.append({key: rows.setdefault((ex.episode, t), len(rows)) for key, t in ex.frames.items()})
+        wanted: dict[int, list[tuple[int, int]]] = {}
+        for (episode, t), row in rows.items():
+            wanted.setdefault(episode, []).append((t, row))
+        bank: np.ndarray | None = None
+        for episode, items in wanted.items():
+            images = self.store.load_episode(episode).images[self.camera]
+            for t, row in items:
+                image = resize_image(np.ascontiguousarray(images[t]), size)
+                if bank is None:
+                    bank = np.empty((len(rows), *image.shape), np.uint8)
+                bank[row] = image
+        if bank is None:
+            h, w = size if size is not None else self.store.cameras[self.camera]
+            bank = np.empty((0, h, w, 3), np.uint8)
+        return bank, refs
+
     def requests(self, examples: Iterable[Example], size: tuple[int, int] | None = None) -> list[RewardRequest]:
         """The examples as RewardRequests (for scoring any backend against their labels)."""
         examples = list(examples)
