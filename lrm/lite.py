@@ -16,11 +16,14 @@ task string (`tasks`; an unknown task gets the shared "unknown" row 0).
 
 A checkpoint is a directory with config.json (`LiteConfig`) and
 model.safetensors; `LiteRewardModel.from_pretrained` rebuilds it exactly.
-`train_lite` trains one from a `lrm.dataset.RewardDataset`.
+`train_lite` trains one from a `lrm.dataset.RewardDataset`; `distill_lite`
+trains one on another backend's scores of the same examples (teacher to
+student, e.g. a Qwen3-VL LRM on a GPU machine compressed into this model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -45,8 +48,10 @@ __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "LiteRewardModel",
+    "distill_lite",
     "evaluate_lite",
     "make_lite_backend",
+    "teacher_labels",
     "train_lite",
 ]
 
@@ -281,12 +286,14 @@ def _losses(
     labels = labels.to(model.device)
     if modality == "progress":
         values = model.bin_values
+        labels = labels.clamp(0, 1)
         if cfg.progress_label_sigma > 0:
             target = torch.softmax(-((values[None] - labels[:, None]) ** 2) / (2 * cfg.progress_label_sigma**2), -1)
         else:
             target = F.one_hot((labels * (len(values) - 1)).round().long(), len(values)).float()
         return -(target * out.log_softmax(-1)).sum(-1).mean()
-    target = (labels > 0.5).float() if modality == "completion" else (labels > 0).float()
+    # Soft targets: ground truth gives 0/1 and +-1; a teacher (distill_lite) gives probabilities.
+    target = labels.clamp(0, 1) if modality == "completion" else ((labels + 1) / 2).clamp(0, 1)
     return F.binary_cross_entropy_with_logits(out, target, pos_weight=pos_weight)
 
 
@@ -322,7 +329,8 @@ def train_lite(
     if "completion" in split.data and cfg.balance_completion:
         labels = split.data["completion"]["label"]
         n_pos = float((labels > 0.5).sum())
-        if n_pos > 0:
+        hard = bool(((labels == 0) | (labels == 1)).all())  # soft (teacher) targets are matched as given
+        if hard and 0 < n_pos < len(labels):
             pos_weight = torch.tensor((len(labels) - n_pos) / n_pos, device=model.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / max(cfg.steps, 1), 1.0))))
@@ -353,6 +361,57 @@ def train_lite(
     if output_dir is not None:
         model.save_pretrained(output_dir)
         (Path(output_dir) / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    return model, history
+
+
+def teacher_labels(
+    dataset: RewardDataset,
+    examples: list[Example],
+    teacher: Any,
+    *,
+    size: tuple[int, int] | None = None,
+    batch_size: int = 64,
+) -> list[Example]:
+    """The examples relabelled with another backend's rewards (any RewardModel): the distillation targets.
+
+    progress: the teacher's value (its expectation in logits mode); completion:
+    P(yes) where the teacher gives probabilities, else its 0/1 value;
+    contrastive: its value in [-1, 1]. Backends that need the episode video
+    (Robometer, TOPReward, RoboReward) are refused: examples hold keyframes only.
+    """
+    if getattr(teacher, "needs_video", False):
+        raise ValueError("the teacher needs the episode video; distill from a frame-based backend (qwen3vl, lite)")
+    out: list[Example] = []
+    for s in range(0, len(examples), batch_size):
+        chunk = examples[s : s + batch_size]
+        rewards = teacher.score(dataset.requests(chunk, size))
+        for ex, r in zip(chunk, rewards, strict=True):
+            value = float(r.value)
+            if ex.modality == "completion" and r.probs and "yes" in r.probs:
+                value = float(r.probs["yes"])
+            out.append(dataclasses.replace(ex, label=value, kind=f"teacher:{ex.kind}"))
+    return out
+
+
+def distill_lite(
+    dataset: RewardDataset,
+    teacher: Any,
+    train_config: LiteTrainConfig | None = None,
+    model_config: LiteConfig | None = None,
+    *,
+    model: LiteRewardModel | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    teacher_image_size: tuple[int, int] | None = None,
+) -> tuple[LiteRewardModel, dict[str, Any]]:
+    """Train the compact model on a teacher backend's scores of `dataset.train` (teacher to student).
+
+    The held-out metrics in the history still compare with the ground truth of
+    `dataset.val`, so they say how good the student is, not how close to the teacher.
+    """
+    train = teacher_labels(dataset, dataset.train, teacher, size=teacher_image_size)
+    relabelled = dataclasses.replace(dataset, train=train)
+    model, history = train_lite(relabelled, train_config, model_config, model=model, output_dir=output_dir)
+    history["teacher"] = type(teacher).__name__
     return model, history
 
 

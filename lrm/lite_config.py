@@ -72,7 +72,7 @@ class LiteTrainConfig:
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"progress": 1.0, "completion": 1.0, "contrastive": 1.0}
     )
-    balance_completion: bool = True  # weight positives by negatives/positives
+    balance_completion: bool = True  # weight positives by negatives/positives (0/1 labels only, not a teacher's)
     shift_augment: int = 2  # random translation by up to this many pixels; 0: none
     log_every: int = 100
 

@@ -163,3 +163,50 @@ def test_shipped_configs_load():
     assert backend.type == "lite" and backend.lite.checkpoint
     run = load_config(root / "lite_train.yaml", LiteRunConfig)
     assert run.model.image_size == (64, 64) and run.dataset.num_keyframes == 11 and run.train.steps > 0
+
+
+class _InvertedTeacher:
+    """A frame-based 'backend' that reads the bar from the pixels and reports progress backwards."""
+
+    needs_video = False
+
+    @staticmethod
+    def _fraction(image: np.ndarray) -> float:
+        return float((image.max(-1) > 100).any(0).mean())
+
+    def score(self, requests):
+        from lrm.types import Reward
+
+        out = []
+        for r in requests:
+            f = self._fraction(r.frames["current"])
+            if r.modality == "progress":
+                out.append(Reward(1.0 - f, "", None))
+            elif r.modality == "completion":
+                out.append(Reward(0.0, "", {"yes": 0.25, "no": 0.75}))
+            else:
+                out.append(Reward(float(np.sign(self._fraction(r.frames["previous"]) - f)), "", None))
+        return out
+
+
+def test_distillation_follows_the_teacher(dataset):
+    from lrm.lite import distill_lite, teacher_labels
+
+    labelled = teacher_labels(dataset, dataset.train[:30], _InvertedTeacher())
+    assert [ex.episode for ex in labelled] == [ex.episode for ex in dataset.train[:30]]
+    comp = [ex for ex in labelled if ex.modality == "completion"]
+    assert comp and all(ex.label == 0.25 and ex.kind.startswith("teacher:") for ex in comp)
+    model, history = distill_lite(dataset, _InvertedTeacher(), LiteTrainConfig(steps=150, batch_size=32, seed=0), SMALL)
+    # judged against the ground truth, the student learnt the teacher's reversed progress
+    assert history["val"]["progress_spearman"] < -0.5
+    assert history["val"]["contrastive_accuracy"] < 0.1
+    assert history["teacher"] == "_InvertedTeacher"
+    comp_val = [ex for ex in dataset.val if ex.modality == "completion"]
+    p_yes = [r.value for r in model.score(dataset.requests(comp_val))]
+    assert np.mean(p_yes) == pytest.approx(0.25, abs=0.1)  # soft targets are matched, not re-balanced
+
+    class _VideoTeacher:
+        needs_video = True
+
+    with pytest.raises(ValueError, match="video"):
+        teacher_labels(dataset, dataset.train[:2], _VideoTeacher())
