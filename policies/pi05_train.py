@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from policies.errors import PolicyError
 from policies.pi05 import TOKENIZER_DIR, resolve_device_dtype, save_pi05
-from policies.train import EpisodeFilter, default_selection, select_episodes, split_episodes
+from policies.train import EpisodeFilter, check_resume, default_selection, episode_split
 
 log = logging.getLogger(__name__)
 
@@ -134,26 +134,11 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     torch.manual_seed(config.seed)
     out = Path(config.output_dir)
     ckpt = out / CHECKPOINT_DIR
-    resuming = config.resume and (ckpt / TRAINING_STATE).is_file()
-    if config.resume and not resuming:
-        log.warning("resume: no checkpoint in %s, starting from %s", ckpt, config.pretrained)
-    if not config.resume and ckpt.exists():
-        raise PolicyError(f"{out} already holds a checkpoint; set resume: true or choose another output_dir")
+    resuming = check_resume(out, config.resume, starting_from=config.pretrained)
 
     # 1-2. select, split, export, load
     with EpisodeStore.open(config.store, mode="r") as store:
-        if resuming:
-            split = json.loads((out / "split.json").read_text())
-            train_ids, val_ids = split["train"], split["val"]
-        else:
-            selected = select_episodes(store, config.select)
-            if config.max_episodes is not None:
-                selected = selected[: config.max_episodes]
-            if not selected:
-                raise PolicyError(f"{config.store}: no episode matches the selection ({store.num_episodes} in store)")
-            train_ids, val_ids = split_episodes(selected, config.val_fraction, config.seed)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}) + "\n")
+        train_ids, val_ids = episode_split(store, config, out, resuming)
         roots = {}
         for name, ids in (("train", train_ids), ("val", val_ids)):
             if ids:

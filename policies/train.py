@@ -411,6 +411,37 @@ class TrainResult:
         )
 
 
+def check_resume(out: Path, resume: bool, *, starting_from: str) -> bool:
+    """Whether a run continues OUTPUT's checkpoint; refuses to start over one unless told to resume."""
+    ckpt = out / CHECKPOINT_DIR
+    resuming = resume and (ckpt / TRAINING_STATE).is_file()
+    if resume and not resuming:
+        log.warning("resume: no checkpoint in %s, starting from %s", ckpt, starting_from)
+    if not resume and ckpt.exists():
+        raise PolicyError(f"{out} already holds a checkpoint; set resume: true or choose another output_dir")
+    return resuming
+
+
+def episode_split(store: Any, config: Any, out: Path, resuming: bool) -> tuple[list[int], list[int]]:
+    """Train / validation episode indices: the run's saved split when resuming, else a fresh one saved to OUTPUT.
+
+    `config` carries store, select, max_episodes, val_fraction and seed (BCTrainConfig, Pi05TrainConfig).
+    """
+    split_path = out / "split.json"
+    if resuming:
+        split = json.loads(split_path.read_text())
+        return split["train"], split["val"]
+    selected = select_episodes(store, config.select)
+    if config.max_episodes is not None:
+        selected = selected[: config.max_episodes]
+    if not selected:
+        raise PolicyError(f"{config.store}: no episode matches the selection ({store.num_episodes} in store)")
+    train_ids, val_ids = split_episodes(selected, config.val_fraction, config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    split_path.write_text(json.dumps({"train": train_ids, "val": val_ids}) + "\n")
+    return train_ids, val_ids
+
+
 def train_bc(config: BCTrainConfig) -> TrainResult:
     """Select, split, load, normalise, fit, checkpoint: behaviour cloning from the store end to end."""
     from recordings.store import EpisodeStore
@@ -420,23 +451,10 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
     torch.manual_seed(config.seed)
     out = Path(config.output_dir)
     ckpt = out / CHECKPOINT_DIR
-    resuming = config.resume and (ckpt / TRAINING_STATE).is_file()
-    if config.resume and not resuming:
-        log.warning("resume: no checkpoint in %s, starting from scratch", ckpt)
-    if not config.resume and ckpt.exists():
-        raise PolicyError(f"{out} already holds a checkpoint; set resume: true or choose another output_dir")
+    resuming = check_resume(out, config.resume, starting_from="scratch")
 
     with EpisodeStore.open(config.store, mode="r") as store:
-        if resuming:
-            split = json.loads((out / "split.json").read_text())
-            train_ids, val_ids = split["train"], split["val"]
-        else:
-            selected = select_episodes(store, config.select)
-            if config.max_episodes is not None:
-                selected = selected[: config.max_episodes]
-            if not selected:
-                raise PolicyError(f"{config.store}: no episode matches the selection ({store.num_episodes} in store)")
-            train_ids, val_ids = split_episodes(selected, config.val_fraction, config.seed)
+        train_ids, val_ids = episode_split(store, config, out, resuming)
         log.info("loading %d train + %d validation episodes from %s", len(train_ids), len(val_ids), config.store)
         cameras = list(config.policy.cameras)
         chunk = config.policy.chunk_size
@@ -461,8 +479,6 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
             )
         except ValueError as exc:
             raise PolicyError(str(exc)) from None
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}) + "\n")
 
     def save(step: int, optimizer: torch.optim.Optimizer, generator: torch.Generator, report: FitReport) -> None:
         _save_checkpoint(ckpt, policy, optimizer, generator, step)
