@@ -7,14 +7,30 @@ on stderr and exit code 2; a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import pkgutil
 import sys
+from types import ModuleType
 
-from app.commands import demos, eval_policy, score, store, train_policy, view
+import app.commands
 from app.errors import UsageError
 from app.config_loader import ConfigError
 
-COMMANDS = (demos, score, store, view, train_policy, eval_policy)
+
+def discover_commands() -> list[ModuleType]:
+    """Every module in `app.commands` with a `register(subparsers)` is a subcommand.
+
+    Adding a command means adding a module, never editing this file; `ORDER`
+    (default 100) places a command in `--help`, ties broken by name.
+    """
+    modules = [
+        importlib.import_module(f"app.commands.{info.name}")
+        for info in pkgutil.iter_modules(app.commands.__path__)
+        if not info.name.startswith("_")
+    ]
+    commands = [m for m in modules if callable(getattr(m, "register", None))]
+    return sorted(commands, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
+    for command in discover_commands():
         command.register(subparsers)
     return parser
 
@@ -33,6 +49,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from recordings.errors import StoreError
 
     errors: list[type[BaseException]] = [ConfigError, UsageError, StoreError]
+    for command in discover_commands():
+        # a command may declare the domain errors it expects (e.g. a driver fault)
+        errors.extend(getattr(command, "EXPECTED_ERRORS", ()))
     try:
         from sim.errors import SimError
     except ImportError:  # pragma: no cover - sim is optional at import time

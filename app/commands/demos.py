@@ -37,6 +37,8 @@ class DemosConfig:
             raise ValueError(f"settle_steps must not be negative, got {self.settle_steps}")
 
 
+ORDER = 10
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demos",

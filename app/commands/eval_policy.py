@@ -46,6 +46,8 @@ class EvalPolicyConfig:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
 
 
+ORDER = 60
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval-policy",

@@ -27,6 +27,8 @@ from app.errors import UsageError
 log = logging.getLogger(__name__)
 
 
+ORDER = 40
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score",

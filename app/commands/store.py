@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 
+ORDER = 20
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("store", help="inspect an episode store", description="Inspect an episode store.")
     actions = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)

@@ -19,6 +19,8 @@ from app.config_loader import load_config
 from app.errors import UsageError
 
 
+ORDER = 50
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train-policy",

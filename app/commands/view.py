@@ -11,6 +11,8 @@ from app.errors import UsageError
 log = logging.getLogger(__name__)
 
 
+ORDER = 30
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "view",
