@@ -26,8 +26,28 @@ once. The split is by episode (no episode's frames in both), deterministic
 and seeded, stratified by success, and stable when episodes are added
 (episodes are ranked by a hash of (seed, episode index)).
 
-Sources: the episode store. LeRobotDatasets on disk are a later addition
-(issue 5).
+Rewound segments (`rewind_segments_per_episode`, off by default): a
+successful episode played forward to a turn frame k and then backwards to an
+earlier frame m, i.e. the displayed video 0, 1, ..., k, k-1, ..., m. Keyframes
+are sampled over the *displayed* video, and every pair (earlier displayed,
+later displayed) whose later frame lies in the rewound part becomes a
+contrastive example in displayed order, kind "rewound": label -1 when the
+later-displayed frame is the earlier (less complete) one in real time, +1
+when the rewind has not yet gone back past the other frame. For a backend
+that sees two frames these are reversed pairs at frames off the eleven
+keyframes; they teach that "later on screen" does not mean "more done".
+
+Rationales (`rationale`): "none" leaves `Example.rationale` empty;
+"template" fills progress and contrastive examples from the task sentence and
+the label (see `template_rationale`: it states the answer in words, so it
+teaches the answer format, not visual reasoning); "stored" uses an episode's
+own annotations, `EpisodeMeta.extra["rationales"]` = {frame index (as a
+string): text}, and falls back to the template where a frame has none.
+Completion never gets one (the LRM answers it directly). A `rationale`
+callable passed to `build_dataset` overrides all of this.
+
+Sources: an episode store, a LeRobotDataset on disk, or several of them
+(`lrm.lerobot_source.open_sources`): anything with the store's reading API.
 """
 
 from __future__ import annotations
@@ -37,7 +57,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -53,10 +73,13 @@ __all__ = [
     "build_dataset",
     "episode_outcome",
     "keyframe_indices",
+    "rewind_order",
     "split_episodes",
+    "template_rationale",
 ]
 
 PROGRESS_LEVELS: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
+RATIONALE_MODES = ("none", "template", "stored")
 
 
 @dataclass
@@ -75,6 +98,8 @@ class DatasetConfig:
     tasks: list[str] | None = None  # only these tasks; None: all
     sources: list[str] | None = None  # only these EpisodeMeta sources; None: all
     min_length: int = 2  # shorter episodes are skipped
+    rewind_segments_per_episode: int = 0  # rewound contrastive segments per successful episode (module doc)
+    rationale: Literal["none", "template", "stored"] = "none"  # module doc
 
     def __post_init__(self) -> None:
         if self.num_keyframes < 2:
@@ -92,6 +117,10 @@ class DatasetConfig:
             raise ValueError("contrastive_pairs_per_episode must be positive or None")
         if self.min_length < 2:
             raise ValueError(f"min_length must be at least 2, got {self.min_length}")
+        if self.rewind_segments_per_episode < 0:
+            raise ValueError(f"rewind_segments_per_episode must be >= 0, got {self.rewind_segments_per_episode}")
+        if self.rationale not in RATIONALE_MODES:
+            raise ValueError(f"rationale must be one of {RATIONALE_MODES}, got {self.rationale!r}")
 
 
 @dataclass(frozen=True)
@@ -268,8 +297,10 @@ def build_dataset(
 ) -> RewardDataset:
     """Sample the examples of every usable episode of `store` and split them by episode.
 
-    `rationale(example, episode_meta)` may return a reasoning text for an
-    example (kept in `Example.rationale`); None leaves it empty.
+    `store`: an EpisodeStore or any source with its reading API
+    (`lrm.lerobot_source`). `rationale(example, episode_meta)` may return a
+    reasoning text for an example (kept in `Example.rationale`); it overrides
+    `config.rationale`.
     """
     config = config or DatasetConfig()
     cameras = list(store.cameras)
@@ -300,6 +331,9 @@ def build_dataset(
         examples = _episode_examples(rec.index, rec.length, rec.meta.task, success, config)
         if rationale is not None:
             examples = [dataclasses.replace(ex, rationale=rationale(ex, rec.meta)) for ex in examples]
+        elif config.rationale != "none":
+            stored = _stored_rationales(rec.meta) if config.rationale == "stored" else {}
+            examples = [dataclasses.replace(ex, rationale=_rationale(ex, stored)) for ex in examples]
         (val if rec.index in val_set else train).extend(examples)
     log.info(
         "reward dataset: %d train / %d val examples from %d / %d episodes (%d skipped)",
@@ -341,4 +375,90 @@ def _episode_examples(episode: int, length: int, task: str, success: bool, confi
                 if config.contrastive_anchor:
                     frames["first"] = 0
                 out.append(Example("contrastive", episode, frames, task, label, "pair", success))
+        for r in range(config.rewind_segments_per_episode):
+            out.extend(_rewound_examples(episode, length, task, config, r))
     return out
+
+
+def rewind_order(length: int, turn: int, back_to: int) -> list[int]:
+    """Displayed frame order of a rewound segment: 0, 1, ..., turn, turn-1, ..., back_to."""
+    if not 0 <= back_to < turn < length:
+        raise ValueError(f"need 0 <= back_to < turn < length, got back_to={back_to}, turn={turn}, length={length}")
+    return list(range(turn + 1)) + list(range(turn - 1, back_to - 1, -1))
+
+
+def _rewound_examples(episode: int, length: int, task: str, config: DatasetConfig, r: int) -> list[Example]:
+    """Contrastive pairs of one rewound segment, in displayed order (module doc)."""
+    if length < 3:
+        return []
+    rng = np.random.default_rng([config.seed, episode, r, 1])  # 1: this sampler's own stream
+    turn = int(rng.integers(max(1, length // 3), length))  # far enough in that rewinding shows something
+    back_to = int(rng.integers(0, turn))
+    shown = rewind_order(length, turn, back_to)
+    positions = keyframe_indices(len(shown), config.num_keyframes)
+    real = [shown[p] for p in positions]
+    pairs = [
+        (i, j)
+        for i in range(len(positions))
+        for j in range(i + config.contrastive_min_gap, len(positions))
+        if positions[j] > turn and real[i] != real[j]
+    ]
+    if config.contrastive_pairs_per_episode is not None and len(pairs) > config.contrastive_pairs_per_episode:
+        chosen = rng.choice(len(pairs), size=config.contrastive_pairs_per_episode, replace=False)
+        pairs = [pairs[c] for c in sorted(chosen)]
+    out = []
+    for i, j in pairs:
+        frames = {"previous": real[i], "current": real[j]}
+        if config.contrastive_anchor:
+            frames["first"] = 0
+        label = 1.0 if real[j] > real[i] else -1.0
+        out.append(Example("contrastive", episode, frames, task, label, "rewound", True))
+    return out
+
+
+def template_rationale(example: Example) -> str | None:
+    """A reasoning text built from the task sentence and the label alone (None for completion).
+
+    It says the answer in words, so it teaches the answer format, not how to
+    see progress; use real annotations ("stored") when there are any.
+    """
+    task = example.task.rstrip(".")
+    if example.modality == "progress":
+        p = example.label
+        if p <= 0.0:
+            state = "nothing of the task is done yet; the scene looks as in the first frame"
+        elif p >= 1.0:
+            state = "the task looks finished"
+        else:
+            state = f"the task looks about {round(p * 100)}% done"
+        return f"The task is: {task}. Compared with the first frame, {state}."
+    if example.modality == "contrastive":
+        more, less = ("2", "1") if example.label > 0 else ("1", "2")
+        return f"The task is: {task}. Image {more} shows the task further along than image {less}."
+    return None
+
+
+def _stored_rationales(meta: Any) -> dict[int, str]:
+    raw = (getattr(meta, "extra", None) or {}).get("rationales") or {}
+    if not isinstance(raw, dict):
+        log.warning("episode meta extra['rationales'] is a %s, not {frame: text}; ignored", type(raw).__name__)
+        return {}
+    out = {}
+    for key, text in raw.items():
+        try:
+            out[int(key)] = str(text)
+        except (TypeError, ValueError):
+            log.warning("episode meta extra['rationales'] key %r is not a frame index; ignored", key)
+    return out
+
+
+def _rationale(example: Example, stored: dict[int, str]) -> str | None:
+    """The episode's own text for the example's frame(s) where it has one, else the template."""
+    if example.modality == "progress" and example.frames["current"] in stored:
+        return stored[example.frames["current"]]
+    if example.modality == "contrastive":
+        prev, cur = stored.get(example.frames["previous"]), stored.get(example.frames["current"])
+        if prev is not None and cur is not None:
+            more = "2" if example.label > 0 else "1"
+            return f"Image 1: {prev} Image 2: {cur} So image {more} is further along."
+    return template_rationale(example)

@@ -142,3 +142,148 @@ def test_config_errors_and_camera(store):
         DatasetConfig(clip_fractions=[1.0])
     with pytest.raises(ValueError, match="camera 'wrist'"):
         build_dataset(store, DatasetConfig(camera="wrist"))
+
+
+# --------------------------------------------------------------------------- rewound segments
+
+
+def test_rewind_order_by_hand():
+    from lrm.dataset import rewind_order
+
+    assert rewind_order(6, 4, 1) == [0, 1, 2, 3, 4, 3, 2, 1]
+    with pytest.raises(ValueError, match="back_to"):
+        rewind_order(6, 2, 2)
+
+
+def test_rewound_pairs_are_in_displayed_order(store):
+    base = DatasetConfig(modalities=["contrastive"], val_fraction=0.0, seed=2)
+    plain = build_dataset(store, base)
+    cfg = DatasetConfig(modalities=["contrastive"], val_fraction=0.0, seed=2, rewind_segments_per_episode=2)
+    ds = build_dataset(store, cfg)
+    rewound = [ex for ex in ds.train if ex.kind == "rewound"]
+    assert [ex for ex in ds.train if ex.kind == "pair"] == plain.train  # the plain pairs are unchanged
+    assert rewound and {ex.episode for ex in rewound} <= set(ds.train_episodes)
+    assert all(ex.success for ex in rewound)
+    for ex in rewound:
+        # label: does the later-displayed frame ("current") come later in real time?
+        assert (ex.label > 0) == (ex.frames["current"] > ex.frames["previous"])
+        assert ex.frames["current"] != ex.frames["previous"] and ex.frames["first"] == 0
+    # mostly the rewind shows the task undone: later on screen, less complete
+    assert sum(ex.label < 0 for ex in rewound) > len(rewound) / 2
+    assert build_dataset(store, cfg).train == ds.train  # seeded
+    capped = build_dataset(store, DatasetConfig(**{**cfg.__dict__, "contrastive_pairs_per_episode": 3}))
+    per_episode = {}
+    for ex in capped.train:
+        if ex.kind == "rewound":
+            per_episode[ex.episode] = per_episode.get(ex.episode, 0) + 1
+    assert max(per_episode.values()) <= 2 * 3
+
+
+# --------------------------------------------------------------------------- rationales
+
+
+def test_template_rationale_mentions_task_and_answer(store):
+    ds = build_dataset(store, DatasetConfig(rationale="template", contrastive_pairs_per_episode=2, val_fraction=0.0))
+    for ex in ds.train:
+        if ex.modality == "completion":
+            assert ex.rationale is None
+        else:
+            assert ex.rationale.startswith(f"The task is: {ex.task}.")
+    prog = {ex.label: ex.rationale for ex in ds.train if ex.modality == "progress"}
+    assert "30% done" in prog[0.3] and "finished" in prog[1.0]
+    cont = [ex for ex in ds.train if ex.modality == "contrastive"]
+    assert all(("Image 2 shows" in ex.rationale) == (ex.label > 0) for ex in cont)
+
+
+def test_stored_rationale_wins_where_an_episode_has_one(tmp_path):
+    from lrm.synthetic import make_bar_store
+
+    path = tmp_path / "store"
+    make_bar_store(path, successes=2, failures=0, length=(11, 11), size=8).close()
+    from recordings.store import EpisodeStore
+
+    with EpisodeStore.open(path, "a") as s:
+        s.update_meta(0, extra={"rationales": {"0": "the bar is empty", "10": "the bar is full"}})
+    s = EpisodeStore.open(path, "r")
+    ds = build_dataset(s, DatasetConfig(rationale="stored", val_fraction=0.0, modalities=["progress", "contrastive"]))
+    prog = {(ex.episode, ex.frames["current"]): ex.rationale for ex in ds.train if ex.modality == "progress"}
+    assert prog[(0, 0)] == "the bar is empty" and prog[(0, 10)] == "the bar is full"
+    assert "50% done" in prog[(0, 5)] and "50% done" in prog[(1, 5)]  # no annotation: the template
+    both = [ex for ex in ds.train if ex.episode == 0 and ex.modality == "contrastive"
+            and {ex.frames["previous"], ex.frames["current"]} == {0, 10}]
+    assert {ex.rationale for ex in both} == {
+        "Image 1: the bar is empty Image 2: the bar is full So image 2 is further along.",
+        "Image 1: the bar is full Image 2: the bar is empty So image 1 is further along.",
+    }
+    s.close()
+    with pytest.raises(ValueError, match="rationale"):
+        DatasetConfig(rationale="vibes")
+
+
+# --------------------------------------------------------------------------- LeRobotDatasets on disk
+
+
+@pytest.fixture(scope="module")
+def exported(store, tmp_path_factory):
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    pytest.importorskip("lerobot.datasets.lerobot_dataset")
+    from recordings.lerobot_export import export_lerobot
+
+    return export_lerobot(store, tmp_path_factory.mktemp("lerobot") / "ds", repo_id="local/bars")
+
+
+def test_lerobot_export_gives_the_same_examples_and_pixels(store, exported):
+    from lrm.lerobot_source import LeRobotSource
+
+    source = LeRobotSource(exported)
+    assert source.cameras == store.cameras and source.num_episodes == store.num_episodes
+    cfg = DatasetConfig(val_fraction=0.25, seed=1, contrastive_pairs_per_episode=4)
+    from_store, from_lerobot = build_dataset(store, cfg), build_dataset(source, cfg)
+    # the sidecar carries the store's meta, verdicts included, so sampling and split agree
+    assert from_lerobot.train == from_store.train and from_lerobot.val == from_store.val
+    some = from_store.val[:4] + from_store.train[-3:]
+    for a, b in zip(from_store.load_frames(some), from_lerobot.load_frames(some)):
+        for key in a:
+            assert np.array_equal(a[key], b[key])  # PNG frames come back byte-exact
+    bank, _ = from_lerobot.image_bank(some, size=(8, 8))
+    assert bank.shape[1:] == (8, 8, 3) and bank.dtype == np.uint8
+
+
+def test_lerobot_dataset_without_our_sidecar(exported, tmp_path):
+    import shutil
+
+    from lrm.lerobot_source import LeRobotSource, SourceError
+    from recordings.lerobot_export import SIDECAR_NAME
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(exported, foreign)
+    (foreign / SIDECAR_NAME).unlink()
+    unknown = LeRobotSource(foreign)
+    assert {r.meta.task for r in unknown.episodes()} == {"fill red", "fill green"}
+    assert all(episode_outcome(r.meta) is None for r in unknown.episodes())
+    nothing = build_dataset(unknown, DatasetConfig())  # no verdict, no examples
+    assert nothing.train == [] and nothing.val == []
+    demos = LeRobotSource(foreign, assume_success=True)
+    rec = demos.record(3)
+    assert rec.meta.operator_verdict is True and rec.meta.extra["verdict_from"] == "assume_success"
+    ds = build_dataset(demos, DatasetConfig(modalities=["progress"], val_fraction=0.0, tasks=["fill red"]))
+    assert len(ds.train) == 8 * 11  # every red episode counts as a success now
+    with pytest.raises(SourceError, match="not a LeRobotDataset"):
+        LeRobotSource(tmp_path)
+
+
+def test_store_and_lerobot_together(store, exported):
+    from lrm.lerobot_source import open_source, open_sources
+
+    both = open_sources([store.path, exported])
+    n = store.num_episodes
+    assert both.num_episodes == 2 * n and both.record(n + 2).meta.task == store.record(2).meta.task
+    ds = build_dataset(both, DatasetConfig(modalities=["completion"], val_fraction=0.25, seed=0))
+    assert sorted(ds.train_episodes + ds.val_episodes) == list(range(2 * n))
+    ex = next(e for e in ds.train + ds.val if e.episode >= n)
+    twin = ex.episode - n
+    a = ds.load_frames([ex])[0]["current"]
+    assert np.array_equal(a, store.load_episode(twin).images["cam"][ex.frames["current"]])
+    assert type(open_source(exported)).__name__ == "LeRobotSource"
