@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -176,6 +177,21 @@ class EpisodeWriter:
         self._last_ts = checked.timestamp
         if win.length == win.capacity:
             self._guard(self._flush)
+
+    def update_meta(self, **fields: object) -> EpisodeMeta:
+        """Change attributes of the episode being recorded (e.g. its outcome, known only at the end).
+
+        They are committed together with the episode, so no crash can leave it
+        committed without them (unlike `EpisodeStore.update_meta` after commit).
+        """
+        self._check_open("update_meta")
+        try:
+            meta = dataclasses.replace(self._meta, **copy.deepcopy(fields))
+        except (TypeError, ValueError) as exc:
+            raise InvalidEpisodeError(f"episode {self.index}: {exc}") from None
+        check_meta(meta)
+        self._meta = meta
+        return copy.deepcopy(meta)
 
     def commit(self, aborted: bool = False) -> int:
         """Write the remaining frames and the metadata, then the end index; returns the episode index.
