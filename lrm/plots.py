@@ -1,4 +1,5 @@
-"""PNG plots of reward traces against time, for a person to look at (matplotlib, no display)."""
+"""PNG plots for a person to look at (matplotlib, no display): reward traces against time, and the
+reward-quality suite's cumulative accuracy curve, reward-vs-time per trajectory and ROC curve."""
 
 from __future__ import annotations
 
@@ -49,3 +50,85 @@ def plot_traces(
     plt.close(fig)
     logger.info("plot written to %s", path)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    logger.info("plot written to %s", path)
+    return path
+
+
+def plot_cumulative_accuracy(
+    path: str | pathlib.Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str
+) -> pathlib.Path:
+    """Progress accuracy against the tolerance, one line per named curve (e.g. per backend)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, (tol, acc) in curves.items():
+        ax.plot(tol, acc, linewidth=1.5, label=name)
+    for x in (0.1, 0.2, 0.3):
+        ax.axvline(x, color="grey", linewidth=0.5, linestyle=":")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("tolerance |predicted - true progress|")
+    ax.set_ylabel("fraction within tolerance")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, pathlib.Path(path))
+
+
+def plot_reward_vs_time(
+    path: str | pathlib.Path,
+    traces: list[tuple[np.ndarray, np.ndarray, bool]],
+    title: str,
+    ylabel: str = "reward",
+) -> pathlib.Path:
+    """Reward against normalised time, one line per trajectory: green successes, red failures."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for x, y, success in traces:
+        ax.plot(x, y, color="tab:green" if success else "tab:red", alpha=0.55, linewidth=1.0)
+    ax.plot([], [], color="tab:green", label="success (oracle)")
+    ax.plot([], [], color="tab:red", label="failure (oracle)")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("time / episode length")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, pathlib.Path(path))
+
+
+def plot_roc(
+    path: str | pathlib.Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str
+) -> pathlib.Path:
+    """ROC curves (false- vs true-positive rate), each labelled with its area."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--", label="chance")
+    for name, (fpr, tpr, auc) in curves.items():
+        label = f"{name} (AUC {auc:.3f})" if auc is not None and np.isfinite(auc) else name
+        ax.plot(fpr, tpr, linewidth=1.5, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, pathlib.Path(path))

@@ -1,0 +1,87 @@
+"""`lrm-robot eval-reward --config CONFIG`: measure a reward backend on held-out episodes with ground truth.
+
+The config (configs/lrm/eval/*.yaml, `lrm.reward_eval.RewardEvalConfig`)
+names the episode sources, the backend YAML, which episodes (the dataset
+builder's seeded held-out split, or all) and what to score; the command
+writes OUTPUT/metrics.json (progress, completion, contrastive and
+per-trajectory metrics; NaN written as null) and PNGs (cumulative accuracy
+curve, reward vs time per trajectory, ROC), and prints a short summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from app.config_loader import load_config
+from app.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+ORDER = 45
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval-reward",
+        help="measure a reward backend on held-out episodes (progress, completion, contrastive, vs oracle)",
+        description=(
+            "Score held-out episodes of episode stores or LeRobotDatasets with any reward backend "
+            "(configs/lrm/backends/*.yaml) and compare with ground truth: time-based progress and the success "
+            "verdict (the simulator's oracle in sim). Writes OUTPUT/metrics.json and PNGs."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/lrm/eval/)")
+    parser.add_argument("--output-dir", metavar="DIR", help="where metrics.json and the PNGs go")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lrm.reward_eval import RewardEvalConfig, run_reward_eval
+    from lrm.types import RequestError
+
+    overrides = ([f"output_dir={args.output_dir}"] if args.output_dir else []) + args.set
+    config = load_config(args.config, RewardEvalConfig, overrides)
+    try:
+        report, path = run_reward_eval(config, progress=lambda msg: log.info("scored %s", msg))
+    except (ValueError, RequestError) as exc:
+        raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    print(_summary(report))
+    print(f"metrics: {path}; plots: {', '.join(report['plots']) or 'none'}")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and value != value) else f"{value:.3f}"
+
+
+def _summary(report: dict) -> str:
+    eps = report["episodes"]
+    lines = [f"{report['backend']['backend']}: {eps['count']} episodes ({eps['successes']} successes), split {report['split']}"]
+    if "progress" in report:
+        p = report["progress"]
+        lines.append(
+            f"  progress    n={p['n']}: exact {_fmt(p['exact_accuracy'])}, within 0.1/0.2/0.3 "
+            f"{_fmt(p['accuracy_within_0.1'])}/{_fmt(p['accuracy_within_0.2'])}/{_fmt(p['accuracy_within_0.3'])}, "
+            f"MAE {_fmt(p['mae'])}, RMSE {_fmt(p['rmse'])}"
+        )
+    if "completion" in report:
+        c = report["completion"]
+        lines.append(
+            f"  completion  n={c['n']}: accuracy {_fmt(c['accuracy'])}, precision {_fmt(c['precision'])}, "
+            f"recall {_fmt(c['recall'])}, F1 {_fmt(c['f1'])}"
+        )
+    if "contrastive" in report:
+        c = report["contrastive"]
+        lines.append(
+            f"  contrastive n={c['n']}: direction {_fmt(c['direction_accuracy'])}, "
+            f"Kendall tau {_fmt(c['kendall_tau'])}, Spearman rho {_fmt(c['spearman_rho'])}"
+        )
+    for modality, t in report.get("trajectory", {}).items():
+        lines.append(
+            f"  trajectory {modality}: ROC-AUC {_fmt(t['roc_auc'])}, pairwise {_fmt(t['pairwise_accuracy'])}, "
+            f"Pearson global {_fmt(t['pearson_global'])} / per-trajectory {_fmt(t['pearson_per_trajectory'])}, "
+            f"monotonicity {_fmt(t['monotonicity_success'])}, VOC {_fmt(t['voc'])}"
+        )
+    return "\n".join(lines)
