@@ -126,6 +126,16 @@ class PromptTemplate:
         messages.append({"role": "user", "content": content})
         return messages
 
+    def chat(self, task: str, frames: dict[str, Any], video: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
+        """One request's chat messages and its images in prompt order.
+
+        The one place that turns a request into a prompt, shared by the `qwen3vl`
+        backend and LoRA training (lrm.lora_data), so an adapter sees at training
+        time exactly the prompt it is queried with.
+        """
+        messages = self.messages(task, frozenset(frames), video_len=len(video) if video else 0)
+        return messages, self.prompt_images(frames, video)
+
     def image_order(self, frame_keys: set[str] | frozenset[str]) -> list[str]:
         """Frame keys in the order their images appear in the prompt."""
         return [
@@ -145,6 +155,14 @@ class PromptTemplate:
             elif part.image is not None:
                 images.append(frames[part.image])
         return images
+
+
+def render_prompt(
+    processor: Any, template: PromptTemplate, task: str, frames: dict[str, Any], video: list[Any] | None = None
+) -> tuple[str, list[Any]]:
+    """The prompt text (chat template applied, generation prompt added) and its images for a processor."""
+    messages, images = template.chat(task, frames, video)
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), images
 
 
 def sample_video(video: Any, count: int) -> list[Any]:

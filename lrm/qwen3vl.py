@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lrm.parsing import ParseStats, fallback_value, parse_answer
-from lrm.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, sample_video
+from lrm.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
 from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, resize_image
 
 logger = logging.getLogger(__name__)
@@ -221,14 +221,13 @@ class Qwen3VLRewardModel:
         """Chat prompts and their images into one left-padded batch on the device."""
         texts, images = [], []
         for request, frame in zip(requests, frames, strict=True):
-            keys = frozenset(frame)
             video = None
             if template.uses_video and request.video is not None:
                 sampled = sample_video(request.video, template.video_frames)
                 video = [resize_image(f, self.config.image_size) for f in sampled]
-            messages = template.messages(request.task, keys, video_len=len(video) if video else 0)
-            texts.append(self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-            images.extend(template.prompt_images(frame, video))
+            text, prompt_images = render_prompt(self.processor, template, request.task, frame, video)
+            texts.append(text)
+            images.extend(prompt_images)
         inputs = self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
         return {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
 
