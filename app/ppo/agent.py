@@ -1,0 +1,116 @@
+"""What the PPO loop needs from a policy, and the small actor-critic's side of it.
+
+The loop asks an agent for one *decision* per env: an action chunk of which
+`executed_steps` actions run before the next decision (1 for a plain
+per-step policy). PPO treats the executed part of a chunk as one action: its
+log-probability is that of the executed actions only (the unexecuted tail
+never touches the env, so it carries no credit and would only add variance
+to the ratio), and its reward is the discounted sum over the executed steps.
+
+`stored` is whatever the agent needs to recompute the log-probability of
+the same decision later (the sampled Gaussian sample in normalised units for
+the actor-critic, the whole denoising chain for pi0.5).
+
+Observation batches are {"state": (N, S) float tensor, "images": {camera:
+(N, H, W, 3) uint8 tensor}, "task": [str] * N}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from policies.actor_critic import GaussianActorCritic
+
+__all__ = ["ActorCriticAgent", "Decision", "PPOAgent"]
+
+
+@dataclass
+class Decision:
+    env_actions: np.ndarray  # (N, executed_steps, A) in env units, inside the env's bounds
+    stored: torch.Tensor  # (N, ...) for `evaluate`
+    log_prob: torch.Tensor  # (N,)
+    value: torch.Tensor  # (N,)
+
+
+class PPOAgent(Protocol):
+    executed_steps: int
+    camera_names: list[str]
+
+    def decide(self, obs: Mapping[str, Any]) -> Decision: ...
+
+    def evaluate(self, obs: Mapping[str, Any], stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def value(self, obs: Mapping[str, Any]) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterable[torch.nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def load(self, path: Path) -> None: ...
+
+
+class ActorCriticAgent:
+    """`policies.actor_critic.GaussianActorCritic` under PPO, chunked or not."""
+
+    def __init__(self, policy: GaussianActorCritic, action_low: np.ndarray, action_high: np.ndarray,
+                 log_std: float | None = None) -> None:
+        self.policy = policy
+        config = policy.config
+        self.chunk = config.chunk_size
+        self.executed_steps = config.executed_steps
+        self.action_dim = int(config.action_dim or 0)
+        self.camera_names = list(config.cameras)
+        self.low, self.high = np.asarray(action_low, np.float32), np.asarray(action_high, np.float32)
+        if log_std is not None:
+            if config.state_dependent_std:
+                raise ValueError("policy.log_std cannot reset a state-dependent std")
+            with torch.no_grad():
+                policy.log_std.fill_(float(log_std))
+
+    @property
+    def _executed(self) -> int:
+        return self.executed_steps * self.action_dim
+
+    def decide(self, obs: Mapping[str, Any]) -> Decision:
+        with torch.no_grad():
+            feats = self.policy.features(obs)
+            dist = self.policy.distribution(feats)
+            normed = dist.sample()
+            log_prob = dist.log_prob(normed)[:, : self._executed].sum(-1)
+            value = self.policy.critic(feats).squeeze(-1)
+            actions = self.policy.unnormalize_action(normed, obs["state"])
+        actions = actions.reshape(actions.shape[0], self.chunk, self.action_dim)[:, : self.executed_steps]
+        env_actions = np.clip(actions.cpu().numpy(), self.low, self.high).astype(np.float32)
+        return Decision(env_actions, normed, log_prob, value)
+
+    def evaluate(self, obs: Mapping[str, Any], stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self.policy.features(obs)
+        dist = self.policy.distribution(feats)
+        log_prob = dist.log_prob(stored)[:, : self._executed].sum(-1)
+        entropy = dist.entropy()[:, : self._executed].sum(-1)
+        return log_prob, entropy, self.policy.critic(feats).squeeze(-1)
+
+    def value(self, obs: Mapping[str, Any]) -> torch.Tensor:
+        return self.policy.value(obs)
+
+    def parameters(self) -> Iterable[torch.nn.Parameter]:
+        return [p for p in self.policy.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> ActorCriticAgent:
+        self.policy.train(mode)
+        return self
+
+    def save(self, path: Path) -> None:
+        self.policy.save_pretrained(path)
+
+    def load(self, path: Path) -> None:
+        loaded = GaussianActorCritic.from_pretrained(path, device=self.policy.state_mean.device)
+        self.policy.load_state_dict(loaded.state_dict())

@@ -1,0 +1,141 @@
+"""Every knob of `lrm-robot ppo` in one dataclass tree, loaded from YAML by `app.config_loader`.
+
+CleanRL keeps its hyper-parameters in one `Args` dataclass; `PPOConfig` is
+that, plus where the policy starts, which envs run, where the reward comes
+from and where results go. A run directory holds everything needed to resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lrm.interval_hold import IntervalHoldConfig
+from sim.maniskill_env import SimEnvConfig
+
+__all__ = ["EnvSection", "PPOConfig", "PPOHyper", "PolicySection", "RewardSection"]
+
+
+@dataclass
+class PPOHyper:
+    """The PPO hyper-parameters (names as in CleanRL's ppo_continuous_action.py)."""
+
+    learning_rate: float = 3e-4
+    anneal_lr: bool = True  # linear decay to 0 over the run's iterations
+    gamma: float = 0.99  # per env step; a chunk of n steps discounts by gamma**n
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None  # stop the epochs of an update early past this approximate KL
+    value_warmup_iterations: int = 0  # critic-only updates first: a BC checkpoint's critic is untrained
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
+        if self.num_minibatches < 1 or self.update_epochs < 1:
+            raise ValueError("num_minibatches and update_epochs must be at least 1")
+        if self.clip_coef <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("clip_coef and max_grad_norm must be positive")
+        if self.value_warmup_iterations < 0:
+            raise ValueError("value_warmup_iterations must be >= 0")
+
+
+@dataclass
+class EnvSection:
+    """Which task, how many parallel envs, on which backend.
+
+    `backend`: "cpu" runs `num_envs` single ManiSkill envs in `AsyncVectorEnv`
+    worker processes ("cpu_sync": in this process, one after another);
+    "gpu" one ManiSkill env with `num_envs` sub-scenes on physx_cuda; "auto"
+    picks gpu when torch sees CUDA.
+    """
+
+    sim: SimEnvConfig = field(default_factory=lambda: SimEnvConfig(state_mode="full", cameras=[]))
+    num_envs: int = 4
+    backend: Literal["auto", "cpu", "cpu_sync", "gpu"] = "auto"
+    episode_steps: int = 100  # env steps per episode; all envs reset together (ManiSkill's partial_reset=False)
+    seed: int = 0  # env seeds of iteration i: seed + i * num_envs + (0..num_envs-1)
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
+        if self.episode_steps < 1:
+            raise ValueError(f"episode_steps must be at least 1, got {self.episode_steps}")
+
+
+@dataclass
+class PolicySection:
+    """Where the policy starts: a checkpoint of the small actor-critic (`actor_critic`) or pi0.5 (`pi05`)."""
+
+    type: Literal["actor_critic", "pi05"] = "actor_critic"
+    checkpoint: str = ""  # actor-critic checkpoint directory, or pi0.5 checkpoint folder / hub id
+    log_std: float | None = None  # actor-critic: reset the exploration std (log, normalised units); None keeps it
+    # pi0.5 only (policies.pi05_rl.Pi05RLConfig): noise injected into the denoising chain
+    noise_level: float = 0.5
+    num_inference_steps: int | None = None
+    n_action_steps: int | None = None
+    train_vlm: bool = False  # False: only the action expert, projections and value head are trained
+    device: str = "auto"
+    tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise ValueError("policy.checkpoint is required (a behaviour-cloned actor-critic or a pi0.5 checkpoint)")
+        if self.noise_level <= 0:
+            raise ValueError(f"noise_level must be positive, got {self.noise_level}")
+
+
+@dataclass
+class RewardSection:
+    """r_t = lrm_weight * (interval-held reward-model value) + env_weight * (env dense reward).
+
+    `source: env` is the oracle arm: r_t is the simulator's normalised dense
+    reward every step (env_weight is not used), no reward model, no rendering. `source: lrm` queries
+    `backend` (a configs/lrm/backends/*.yaml) through the interval-hold
+    wrapper; `env_weight` > 0 mixes the env reward in (ablations).
+    """
+
+    source: Literal["lrm", "env"] = "lrm"
+    backend: str = "configs/lrm/backends/lite.yaml"
+    hold: IntervalHoldConfig = field(default_factory=IntervalHoldConfig)
+    camera: str | None = None  # the camera the reward model sees; None = the env's first
+    lrm_weight: float = 1.0
+    env_weight: float = 0.0
+    success_bonus: float = 0.0  # added on steps where the oracle reports success (privileged: ablations only)
+
+    def __post_init__(self) -> None:
+        if self.source == "lrm" and not self.backend:
+            raise ValueError("reward.backend must name a backend YAML when reward.source is 'lrm'")
+
+
+@dataclass
+class PPOConfig:
+    """`lrm-robot ppo --config CONFIG` (configs/ppo/*.yaml)."""
+
+    output_dir: Path = Path("outputs/ppo/run")
+    policy: PolicySection = field(default_factory=lambda: PolicySection(checkpoint="outputs/policies/bc_pickcube/checkpoints/last"))
+    env: EnvSection = field(default_factory=EnvSection)
+    reward: RewardSection = field(default_factory=RewardSection)
+    ppo: PPOHyper = field(default_factory=PPOHyper)
+    iterations: int = 20  # each: one synchronised episode in every env, then one update
+    checkpoint_every: int = 5  # iterations; the last iteration always checkpoints
+    resume: bool = True  # continue from OUTPUT/checkpoints/last when it exists (a killed run, same command)
+    seed: int = 0  # torch seed of iteration i is (seed, i): a resumed run continues identically
+    device: str = "cpu"  # where the actor-critic trains ("auto": cuda when available)
+    num_threads: int | None = None  # torch CPU threads in the learner
+    rerun: bool = True  # write OUTPUT/metrics.rrd
+    plot: bool = True  # write OUTPUT/learning_curve.png
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.checkpoint_every < 1:
+            raise ValueError("iterations and checkpoint_every must be at least 1")

@@ -1,0 +1,295 @@
+"""N ManiSkill envs stepped as one batch, with cameras rendered only for the envs that ask.
+
+Three ways to run them, one interface (`VecSim`: reset, step, capture, close;
+numpy in and out, batch first):
+
+- `AsyncSim` (CPU, the default without a GPU): ManiSkill refuses
+  num_envs > 1 on its CPU backend, so each env lives in its own worker
+  process under gymnasium's `AsyncVectorEnv` (DESIGN.md). A worker holds a
+  `sim.ManiSkillEnv` (the project's Env, which already squeezes ManiSkill's
+  batch of one as CPUGymWrapper would and renders only on `capture`) behind
+  a small gym.Env adapter. `capture(indices)` is one `AsyncVectorEnv.call`:
+  every worker learns its own index at construction and renders only if
+  it is listed, so the others pay nothing.
+- `SyncSim`: the same envs in this process, one after another (tests, debugging).
+- `GPUSim`: one ManiSkill env with `num_envs` parallel sub-scenes
+  (sim_backend physx_cuda). Its cameras render all sub-scenes in one batched
+  pass, so `capture` renders once and returns the envs asked for.
+
+Oracle values (`dense_reward`, normalised to [0, 1], and `success`) come
+with every step: PPO's oracle arm trains on them and the metrics compare
+the reward model with them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+
+from sim.maniskill_env import ManiSkillEnv, SimEnvConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AsyncSim", "GPUSim", "StepResult", "SyncSim", "VecSim", "make_vec_sim"]
+
+Frames = dict[str, np.ndarray]
+
+
+@dataclass
+class StepResult:
+    states: np.ndarray  # (N, S) float32
+    dense_reward: np.ndarray  # (N,) float64, the simulator's normalised dense reward
+    success: np.ndarray  # (N,) bool
+
+
+class VecSim(Protocol):
+    num_envs: int
+    state_size: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    task: str
+    camera_names: list[str]
+
+    def reset(self, seeds: Sequence[int]) -> StepResult: ...
+
+    def step(self, actions: np.ndarray) -> StepResult: ...
+
+    def capture(self, indices: Sequence[int]) -> dict[int, Frames]: ...
+
+    def close(self) -> None: ...
+
+
+# -- CPU: one ManiSkillEnv per env ---------------------------------------------------------------
+
+
+def _gym_adapter_class() -> type:
+    import gymnasium as gym
+
+    class ManiSkillGymAdapter(gym.Env):
+        """A `ManiSkillEnv` as a gym.Env for AsyncVectorEnv workers; never ends an episode by itself."""
+
+        def __init__(self, config: SimEnvConfig, index: int, torch_threads: int = 1) -> None:
+            import torch
+
+            torch.set_num_threads(torch_threads)  # one core per worker; the learner has its own
+            self.index = index
+            self.env = ManiSkillEnv(config)
+            self.action_space = self.env.action_space
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.env.state_size,), np.float32)
+
+        def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+            obs = self.env.reset(seed=seed)
+            return obs.state, self._info()
+
+        def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+            obs, _ = self.env.step(np.asarray(action, dtype=np.float32))
+            return obs.state, float(self.env.dense_reward), False, False, self._info()
+
+        def _info(self) -> dict[str, Any]:
+            return {"success": bool(self.env.success), "dense_reward": float(self.env.dense_reward)}
+
+        def capture_if_listed(self, indices: Sequence[int]) -> Frames | None:
+            return self.env.capture() if self.index in indices else None
+
+        def describe(self) -> dict[str, Any]:
+            space = self.env.action_space
+            return {"task": self.env.task, "cameras": self.env.camera_names,
+                    "low": np.asarray(space.low, np.float32), "high": np.asarray(space.high, np.float32)}
+
+        def close(self) -> None:
+            self.env.close()
+
+    return ManiSkillGymAdapter
+
+
+def _make_adapter(config: SimEnvConfig, index: int) -> Any:
+    from sim.vulkan import prepare_sim_env
+
+    prepare_sim_env()
+    return _gym_adapter_class()(config, index)
+
+
+class AsyncSim:
+    """`num_envs` ManiSkillEnvs in AsyncVectorEnv worker processes (spawned: forking a process that
+    already runs torch threads can deadlock the child)."""
+
+    def __init__(self, config: SimEnvConfig, num_envs: int) -> None:
+        from gymnasium.vector import AsyncVectorEnv
+        from gymnasium.vector.vector_env import AutoresetMode
+
+        self.num_envs = num_envs
+        config = replace(config, capture_every_step=False)
+        self._vec = AsyncVectorEnv(
+            [partial(_make_adapter, config, i) for i in range(num_envs)],
+            shared_memory=False,
+            context="spawn",
+            autoreset_mode=AutoresetMode.DISABLED,
+        )
+        info = self._vec.call("describe")[0]
+        self.task, self.camera_names = info["task"], list(info["cameras"])
+        self.action_low, self.action_high = info["low"], info["high"]
+        self.state_size = int(self._vec.single_observation_space.shape[0])
+
+    def reset(self, seeds: Sequence[int]) -> StepResult:
+        states, info = self._vec.reset(seed=[int(s) for s in seeds])
+        return StepResult(np.asarray(states, np.float32), np.asarray(info["dense_reward"], np.float64),
+                          np.asarray(info["success"], bool))
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        states, reward, _, _, info = self._vec.step(np.asarray(actions, np.float32))
+        return StepResult(np.asarray(states, np.float32), np.asarray(reward, np.float64),
+                          np.asarray(info["success"], bool))
+
+    def capture(self, indices: Sequence[int]) -> dict[int, Frames]:
+        if not len(indices):
+            return {}
+        frames = self._vec.call("capture_if_listed", [int(i) for i in indices])
+        return {i: frames[i] for i in indices}
+
+    def close(self) -> None:
+        self._vec.close()
+
+
+class SyncSim:
+    """The same envs in this process, stepped one after another."""
+
+    def __init__(self, config: SimEnvConfig, num_envs: int) -> None:
+        config = replace(config, capture_every_step=False)
+        self.envs = [ManiSkillEnv(config) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        first = self.envs[0]
+        self.task, self.camera_names, self.state_size = first.task, first.camera_names, first.state_size
+        self.action_low = np.asarray(first.action_space.low, np.float32)
+        self.action_high = np.asarray(first.action_space.high, np.float32)
+
+    def _result(self, states: list[np.ndarray]) -> StepResult:
+        return StepResult(np.stack(states).astype(np.float32),
+                          np.array([e.dense_reward for e in self.envs], np.float64),
+                          np.array([e.success for e in self.envs], bool))
+
+    def reset(self, seeds: Sequence[int]) -> StepResult:
+        return self._result([e.reset(seed=int(s)).state for e, s in zip(self.envs, seeds, strict=True)])
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        return self._result([e.step(np.asarray(a, np.float32))[0].state for e, a in zip(self.envs, actions, strict=True)])
+
+    def capture(self, indices: Sequence[int]) -> dict[int, Frames]:
+        return {int(i): self.envs[int(i)].capture() for i in indices}
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+# -- GPU: one ManiSkill env, many sub-scenes -----------------------------------------------------
+
+
+class GPUSim:
+    """One ManiSkill env with `num_envs` sub-scenes; works with `sim_backend` physx_cuda (many envs) or
+    physx_cpu (exactly one, which is how the tests exercise this class on a machine without a GPU)."""
+
+    def __init__(self, config: SimEnvConfig, num_envs: int) -> None:
+        from sim.maniskill_env import check_env_id
+        from sim.vulkan import prepare_sim_env
+
+        prepare_sim_env()
+        import gymnasium as gym
+        import mani_skill.envs  # noqa: F401  (registers the env ids)
+        from mani_skill.sensors.camera import Camera
+
+        spec = check_env_id(config.env_id)
+        self.config = config
+        self.num_envs = num_envs
+        self.task = (spec.task_with_markers or spec.task) if config.show_goal_markers else spec.task
+        kwargs: dict[str, Any] = dict(
+            num_envs=num_envs,
+            obs_mode="state_dict" if config.state_mode == "full" else "none",
+            reward_mode="normalized_dense",
+            control_mode=config.control_mode,
+            sensor_configs=dict(width=config.camera_width, height=config.camera_height),
+            sim_backend=config.sim_backend,
+            render_backend=config.render_backend,
+        )
+        if config.robot_uids is not None:
+            kwargs["robot_uids"] = config.robot_uids
+        self._gym = gym.make(config.env_id, **kwargs)
+        self.raw = self._gym.unwrapped
+        available = [n for n, s in self.raw.scene.sensors.items() if isinstance(s, Camera)]
+        self.camera_names = available if config.cameras is None else list(config.cameras)
+        space = self.raw.single_action_space
+        self.action_low, self.action_high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+        self._obs: Any = None
+        self._info: dict[str, Any] = {}
+        self.reset(list(range(num_envs)))
+        self.state_size = int(self._states().shape[1])
+
+    def _states(self) -> np.ndarray:
+        import torch
+        from mani_skill.utils import common
+
+        if self.config.state_mode == "full":
+            flat = common.flatten_state_dict(self._obs, use_torch=True)
+        else:
+            robot = self.raw.agent.robot
+            flat = torch.cat([robot.get_qpos(), robot.get_qvel(), self.raw.agent.tcp.pose.raw_pose], dim=-1)
+        return np.asarray(flat.detach().cpu().numpy(), np.float32).reshape(self.num_envs, -1)
+
+    def _result(self, reward: Any) -> StepResult:
+        dense = np.asarray(reward.detach().cpu().numpy(), np.float64).reshape(self.num_envs)
+        success = np.asarray(self._info["success"].detach().cpu().numpy(), bool).reshape(self.num_envs)
+        return StepResult(self._states(), dense, success)
+
+    def reset(self, seeds: Sequence[int]) -> StepResult:
+        self._obs, self._info = self.raw.reset(seed=[int(s) for s in seeds])
+        reward = self.raw.compute_normalized_dense_reward(obs=self._obs, action=None, info=self._info)
+        return self._result(reward)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        import torch
+
+        action = torch.as_tensor(np.asarray(actions, np.float32), device=self.raw.device)
+        self._obs, reward, _, _, self._info = self.raw.step(action)
+        return self._result(reward)
+
+    def capture(self, indices: Sequence[int]) -> dict[int, Frames]:
+        if not len(indices):
+            return {}
+        env = self.raw
+        for obj in env._hidden_objects:  # noqa: SLF001 - as ManiSkillEnv.capture
+            obj.show_visual() if self.config.show_goal_markers else obj.hide_visual()
+        env.scene.update_render(update_sensors=True, update_human_render_cameras=False)
+        images: dict[str, np.ndarray] = {}
+        for name in self.camera_names:
+            sensor = env.scene.sensors[name]
+            sensor.capture()
+            rgb = sensor.get_obs(rgb=True, depth=False, position=False, segmentation=False)["rgb"]
+            images[name] = rgb.detach().cpu().numpy().astype(np.uint8)
+        return {int(i): {n: np.ascontiguousarray(images[n][int(i)]) for n in self.camera_names} for i in indices}
+
+    def close(self) -> None:
+        self._gym.close()
+
+
+def resolve_backend(backend: str) -> str:
+    if backend != "auto":
+        return backend
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def make_vec_sim(config: SimEnvConfig, num_envs: int, backend: str = "auto") -> VecSim:
+    """The vectorised envs for `backend` ("auto": gpu when torch sees CUDA, else cpu workers)."""
+    backend = resolve_backend(backend)
+    if backend == "gpu":
+        if config.sim_backend == "physx_cpu" and num_envs > 1:
+            config = replace(config, sim_backend="physx_cuda", render_backend="gpu")
+        return GPUSim(config, num_envs)
+    if backend == "cpu_sync" or num_envs == 1:
+        return SyncSim(config, num_envs)
+    return AsyncSim(config, num_envs)
