@@ -1,0 +1,122 @@
+"""`lrm-robot train-lrm --config CONFIG`: train a reward model on the episodes of a store.
+
+The config's `type` picks what is trained (configs/lrm/train/):
+
+- `qwen3vl_lora` (the default): one LoRA adapter per modality on a Qwen3-VL with
+  TRL (SFT for progress and completion, DPO for contrastive), see lrm.lora_train;
+- `lite`: the compact CNN reward model from the dataset's labels (lrm.lite);
+- `lite_distill`: the compact model from a teacher backend's scores (`teacher:`
+  names a backend YAML), e.g. a GPU-trained Qwen3-VL LRM compressed for a CPU.
+
+Every run writes OUTPUT/report.json and OUTPUT/backend.yaml, a backend config
+that `score`, `eval-reward` and the RL loop load as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+
+import yaml
+
+from app.config_loader import load_config
+from app.errors import UsageError
+
+ORDER = 45
+TYPES = ("qwen3vl_lora", "lite", "lite_distill")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-lrm",
+        help="train a reward model (Qwen3-VL LoRA adapters or the compact lite model) on a store",
+        description=(
+            "Build reward-model examples from a store's episodes (11 keyframes per episode, completion "
+            "negatives, contrastive pairs) and train: Qwen3-VL LoRA adapters with TRL (type: qwen3vl_lora, "
+            "the default), the compact lite model (type: lite), or the lite model distilled from a teacher "
+            "backend (type: lite_distill). Writes OUTPUT/report.json and OUTPUT/backend.yaml."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/lrm/train/)")
+    parser.add_argument("--store", metavar="STORE", help="episode store to train on")
+    parser.add_argument("--output-dir", metavar="DIR", help="where the adapters / model and the report go")
+    parser.add_argument("--steps", type=int, help="optimiser steps (per modality for LoRA)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    parser.set_defaults(handler=run)
+
+
+def _config_type(path: str) -> str:
+    """The config's `type`, read before the strict load that needs to know the dataclass."""
+    try:
+        data = yaml.safe_load(pathlib.Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return TYPES[0]  # load_config reports the file or YAML problem with its line
+    kind = data.get("type", TYPES[0]) if isinstance(data, dict) else TYPES[0]
+    if kind not in TYPES:
+        raise UsageError(f"{path}: type: {kind!r} is not one of {', '.join(TYPES)}")
+    return kind
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: must be at least 1")
+    flags = {"store": args.store, "output_dir": args.output_dir, "train.steps": args.steps}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
+    kind = _config_type(args.config)
+    if kind == "qwen3vl_lora":
+        from lrm.lora_train import LoraRunConfig
+
+        config = load_config(args.config, LoraRunConfig, overrides)
+        report = _run_lora(config)
+        for modality, entry in report["modalities"].items():
+            before, after = entry["loss_before"], entry["loss_after"]
+            change = ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before)
+            print(f"{modality}: {entry['trainer']} {entry['steps']} steps on {entry['records']} records; loss {change}")
+        print(f"adapters in {pathlib.Path(config.output_dir) / 'adapters'}; backend config {report['backend_config']}")
+        return 0
+    from lrm.lite_runs import LiteDistillRun, LiteTrainRun
+
+    config = load_config(args.config, LiteDistillRun if kind == "lite_distill" else LiteTrainRun, overrides)
+    report = _run_lite(config)
+    val = report["history"].get("val", {})
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items())
+    print(f"lite model in {report['checkpoint']} ({report['history']['seconds']:.1f} s); held-out: {shown or 'none'}")
+    return 0
+
+
+def _run_lora(config):
+    from lrm.lora_train import train_lora
+
+    if not config.store:
+        raise UsageError("no store: give --store or `store:` in the config")
+    try:
+        return train_lora(config)
+    except (OSError, ValueError) as exc:  # a missing model or prompt file, an unusable store selection
+        raise UsageError(_one_line(exc)) from None
+
+
+def _run_lite(config):
+    from lrm.backends import RewardBackendConfig, make_reward_backend
+    from lrm.lite_runs import LiteDistillRun, run_lite
+
+    if not config.store:
+        raise UsageError("no store: give --store or `store:` in the config")
+    teacher = info = None
+    if isinstance(config, LiteDistillRun):
+        if not config.teacher:
+            raise UsageError("teacher: name the teacher's backend YAML (e.g. configs/lrm/backends/qwen3vl.yaml)")
+        backend = load_config(config.teacher, RewardBackendConfig)
+        try:
+            teacher = make_reward_backend(backend)
+        except (OSError, ValueError, ImportError) as exc:
+            raise UsageError(f"cannot build the teacher ({backend.type}): {_one_line(exc)}") from None
+        info = {**backend.describe(), "config": config.teacher}
+    try:
+        return run_lite(config, teacher=teacher, teacher_info=info)
+    except (OSError, ValueError) as exc:
+        raise UsageError(_one_line(exc)) from None

@@ -1,0 +1,109 @@
+"""Training runs of the compact model for `lrm-robot train-lrm`: from labels (`type: lite`) or a teacher (`type: lite_distill`).
+
+Both read a store (or a LeRobotDataset on disk, `lrm.lerobot_source`) through the dataset builder and write, into `output_dir`, the
+checkpoint `lrm.lite.train_lite` writes (config.json, model.safetensors,
+history.json), a `report.json` (config, example counts, loss history, held-out
+metrics) and a `backend.yaml` that loads the checkpoint as the `lite` backend.
+The teacher of a distillation run is any frame-based backend, named by its
+backend YAML (configs/lrm/backends/*.yaml, or the backend.yaml of a LoRA run);
+the command line loads it, since the strict config loader lives in `app`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from lrm.lite_config import LiteRunConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LiteDistillRun", "LiteTrainRun", "run_lite"]
+
+
+@dataclass
+class LiteTrainRun(LiteRunConfig):
+    """`type: lite`: the compact model trained on the dataset's labels (configs/lrm/train/lite_*.yaml)."""
+
+    type: Literal["lite"] = "lite"
+    assume_success: bool | None = None  # for a LeRobotDataset without verdicts (lrm.lerobot_source)
+
+
+@dataclass
+class LiteDistillRun(LiteRunConfig):
+    """`type: lite_distill`: the compact model trained on a teacher backend's scores of the training examples.
+
+    `teacher` is a backend YAML; `teacher_image_size` resizes the frames handed
+    to the teacher (None: as stored; a qwen3vl teacher resizes to its own size anyway).
+    """
+
+    type: Literal["lite_distill"] = "lite_distill"
+    assume_success: bool | None = None
+    teacher: str = ""
+    teacher_image_size: tuple[int, int] | None = None
+
+
+def run_lite(
+    config: LiteTrainRun | LiteDistillRun,
+    store: Any | None = None,
+    *,
+    teacher: Any | None = None,
+    teacher_info: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Train (or, with `teacher`, distil) the compact model; returns the report also written to report.json."""
+    import yaml
+
+    from lrm.dataset import build_dataset
+    from lrm.lite import distill_lite, train_lite
+    from lrm.lerobot_source import open_source
+
+    distill = isinstance(config, LiteDistillRun)
+    if distill and teacher is None:
+        raise ValueError("a lite_distill run needs its teacher backend")
+    out = Path(config.output_dir)
+    own_store = store is None
+    if own_store:
+        if not config.store:
+            raise ValueError("store: the episode store to train on is not set")
+        store = open_source(config.store, assume_success=config.assume_success)
+    try:
+        dataset = build_dataset(store, config.dataset)
+        if not dataset.train:
+            raise ValueError(f"{config.store or store.path}: no training examples (do the episodes have success verdicts?)")
+        if distill:
+            model, history = distill_lite(
+                dataset, teacher, config.train, config.model, output_dir=out,
+                teacher_image_size=config.teacher_image_size,
+            )  # fmt: skip
+        else:
+            model, history = train_lite(dataset, config.train, config.model, output_dir=out)
+        store_path = str(getattr(store, "path", config.store))
+    finally:
+        if own_store:
+            store.close()
+    report = {
+        "type": config.type,
+        "config": dataclasses.asdict(config),
+        "store": store_path,
+        "camera": dataset.camera,
+        "train_episodes": len(dataset.train_episodes),
+        "val_episodes": len(dataset.val_episodes),
+        "examples": dataset.counts(),
+        "tasks": list(model.config.tasks),
+        "history": history,
+        "checkpoint": str(out),
+    }
+    if distill:
+        report["teacher"] = teacher_info or {"backend": type(teacher).__name__}
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    backend = {"type": "lite", "lite": {"checkpoint": str(out.resolve()), "device": "cpu"}}
+    (out / "backend.yaml").write_text(
+        "# Written by `lrm-robot train-lrm`: the lite backend with the model trained here.\n"
+        + yaml.safe_dump(backend, sort_keys=False)
+    )
+    log.info("lite model written to %s (%.1f s)", out, history.get("seconds", 0.0))
+    return report
