@@ -1,0 +1,98 @@
+"""`lrm-robot operate --config CONFIG`: the Textual operator app over the self-improvement rounds.
+
+The same app for the simulator and a real arm (the config's `env.kind`).
+Everything that can be checked before the screen takes over the terminal is
+checked here, so a bad config still ends with one line and exit code 2; log
+lines go to OUTPUT/operate.log while the app owns the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+
+from app.config_loader import load_config
+from app.errors import UsageError
+
+ORDER = 6
+DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "operate" / "pickcube_sim.yaml"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "operate",
+        help="supervise rollouts and self-improvement rounds in a terminal app (sim or robot)",
+        description=(
+            "Run self-improvement rounds under an operator's eye: a live panel per rollout (task, step, time, "
+            "camera statistics and thumbnail, a sparkline per reward modality, the LRM's verdict with its "
+            "probability), a round dashboard, and keys to mark success or failure (overriding the LRM; both "
+            "verdicts are stored), re-record, pause/resume, abort, emergency stop (e or Esc), next, and rerun "
+            "(v: viewer, w: save .rrd of the last episode)."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="YAML config (default: configs/operate/pickcube_sim.yaml)")
+    parser.add_argument("--rounds", type=int, help="rounds to run")
+    parser.add_argument("--rollouts", type=int, help="rollouts per round")
+    parser.add_argument("--rrd", metavar="DIR", help="save every committed episode as DIR/episode-<i>.rrd")
+    parser.add_argument("--auto-next", action="store_true", default=None,
+                        help="start the next rollout without waiting for the operator")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    parser.set_defaults(handler=run)
+
+
+def load_operate_config(path: str | pathlib.Path | None, overrides: list[str]):
+    """The config with an improve run's checkpoints filled in, checked enough to fail before the app starts."""
+    from app.operator.config import OperateConfig
+
+    config = load_config(path or DEFAULT_CONFIG, OperateConfig, overrides)
+    try:
+        config = config.resolved()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for key, value in (("policy.checkpoint", config.policy.checkpoint),
+                       ("judge.backend.lite.checkpoint",
+                        config.judge.backend.lite.checkpoint if config.judge.backend.type == "lite" else None),
+                       ("env.robot", config.env.robot if config.env.kind == "robot" else None)):
+        if value is not None and not pathlib.Path(value).exists():
+            raise UsageError(f"{key}: {value} does not exist")
+    if config.judge.backend.type == "lite" and not config.judge.backend.lite.checkpoint:
+        raise UsageError("judge.backend.lite.checkpoint is empty: name a trained lite judge, or set improve_run "
+                         "to an `lrm-robot improve` run directory")
+    try:
+        config.judge.judge_config()
+    except ValueError as exc:
+        raise UsageError(f"judge: {exc}") from None
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    flags = {"rounds": args.rounds, "rollouts_per_round": args.rollouts, "rerun_dir": args.rrd,
+             "auto_next": args.auto_next}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
+    config = load_operate_config(args.config, overrides)
+
+    from app.operator.app import OperatorApp
+    from app.operator.session import OperatorSession
+
+    out = pathlib.Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    handler = logging.FileHandler(out / "operate.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers = [handler]  # a stderr handler would scribble over the app's screen
+    try:
+        session = OperatorSession(config)
+        OperatorApp(session).run()
+    finally:
+        root.handlers = saved
+        handler.close()
+    print(f"phase: {session.phase}; store: {config.store_path}; report: {out / 'operate-report.json'}; "
+          f"log: {out / 'operate.log'}")
+    for stats in session.rounds:
+        rate = stats.success_rate
+        print(f"round {stats.round}: {stats.rollouts} rollouts, success {'-' if rate is None else f'{rate:.0%}'}, "
+              f"accepted {stats.accepted}, fine-tune loss {stats.train_loss}")
+    return 1 if session.phase in ("error", "stopped") else 0

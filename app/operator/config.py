@@ -1,0 +1,159 @@
+"""The `lrm-robot operate` config: one YAML (configs/operate/*.yaml) parsed into `OperateConfig`.
+
+Sections:
+- `env`: `kind: sim` (a ManiSkill env, `sim:` is a `SimEnvConfig`) or
+  `kind: robot` (`robot:` names a robot YAML of configs/robot/, built by
+  `robot_drivers`); everything else is the same for both.
+- `improve_run`: optional directory of an `lrm-robot improve` run. Its
+  latest trained policy and its trained judge fill in `policy.checkpoint`
+  and the lite judge's checkpoint when those are left empty, and its store
+  becomes the operator's store (so fine-tuning sees the demonstrations).
+- `policy`: the checkpoint rolled out first (null: uniform random actions,
+  for dry runs), plus the `app.improve` policy section used to fine-tune it
+  after every round.
+- `judge`: the completion reward model that gives each rollout its verdict
+  on the last frame(s) (`app.improve.judge`).
+- `rewards`: the live reward traces shown as sparklines and stored with the
+  frames: a backend (null: the judge's model) queried every `every` steps
+  through `lrm.interval_hold`, one trace per modality in `weights`.
+- `rounds`, `rollouts_per_round`, `rollout`, `selection`, `eval`: as in
+  `lrm-robot improve`.
+- `auto_next`: start the next rollout without waiting for the operator's
+  `next` key (dry runs, tests).
+- `rerun_dir`: save every committed episode as `<dir>/episode-<i>.rrd`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from app.improve.config import EvalConfig, JudgeConfig, PolicySection, SelectionConfig
+from app.rollout import RolloutConfig
+from lrm.backends import RewardBackendConfig
+from lrm.types import MODALITIES
+from sim.maniskill_env import SimEnvConfig
+
+__all__ = ["EnvSection", "JudgeSection", "LiveRewardsConfig", "OperateConfig", "OperatorPolicy"]
+
+
+@dataclass
+class EnvSection:
+    kind: Literal["sim", "robot"] = "sim"
+    sim: SimEnvConfig = field(default_factory=lambda: SimEnvConfig(cameras=["base_camera"]))
+    robot: str | None = None  # path to a robot YAML (robot_drivers.config.RobotEnvConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sim", "robot"):
+            raise ValueError(f"env.kind must be 'sim' or 'robot', got {self.kind!r}")
+        if self.kind == "robot" and not self.robot:
+            raise ValueError("env.kind is 'robot' but env.robot names no robot YAML (e.g. configs/robot/so101.yaml)")
+
+
+@dataclass
+class OperatorPolicy:
+    checkpoint: str | None = None  # a train-policy / improve checkpoint; null = random actions
+    random_seed: int = 0
+    improve: PolicySection = field(default_factory=PolicySection)  # how each round fine-tunes (app.improve)
+
+
+@dataclass
+class JudgeSection:
+    """The completion judge; `app.improve.config.JudgeConfig` without the training part."""
+
+    backend: RewardBackendConfig = field(default_factory=lambda: RewardBackendConfig(type="lite"))
+    camera: str | None = None
+    frames: int = 1
+    combine: Literal["vote", "threshold"] = "threshold"
+    threshold: float = 0.5
+
+    def judge_config(self) -> JudgeConfig:
+        """The JudgeConfig that `app.improve.judge.judge_episode` takes (validated there)."""
+        return JudgeConfig(backend=self.backend, train_from_store=False, camera=self.camera, frames=self.frames,
+                           combine=self.combine, threshold=self.threshold)
+
+
+@dataclass
+class LiveRewardsConfig:
+    backend: RewardBackendConfig | None = None  # null: the judge's model
+    every: int = 10  # K of interval-hold: one query per K steps
+    weights: dict[str, float] = field(default_factory=lambda: {"progress": 1.0, "completion": 1.0})
+    camera: str | None = None  # null: the first camera
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"rewards.every must be at least 1, got {self.every}")
+        bad = [m for m in self.weights if m not in MODALITIES]
+        if bad:
+            raise ValueError(f"rewards.weights: unknown modality {bad[0]!r}, expected one of {MODALITIES}")
+
+
+@dataclass
+class OperateConfig:
+    output_dir: Path = Path("outputs/operate")
+    store: Path | None = None  # null: <improve_run>/store if given, else <output_dir>/store
+    improve_run: Path | None = None
+    env: EnvSection = field(default_factory=EnvSection)
+    policy: OperatorPolicy = field(default_factory=OperatorPolicy)
+    judge: JudgeSection = field(default_factory=JudgeSection)
+    rewards: LiveRewardsConfig = field(default_factory=LiveRewardsConfig)
+    rounds: int = 1
+    rollouts_per_round: int = 10
+    rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(max_steps=100, capture="every_step"))
+    rollout_seed: int = 200_000  # apart from improve's seed blocks: an operated rollout never repeats one
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    finetune: bool = True  # fine-tune after every round (false: only roll out and judge)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(episodes=0))
+    auto_next: bool = False
+    rerun_dir: Path | None = None
+    durable: bool = True
+    num_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+        if self.rollouts_per_round < 1:
+            raise ValueError(f"rollouts_per_round must be at least 1, got {self.rollouts_per_round}")
+        if self.env.kind == "robot" and self.eval.episodes:
+            raise ValueError("eval.episodes needs the simulator's oracle; set it to 0 for env.kind: robot")
+        if self.rewards.enabled and self.rollout.capture != "every_step":
+            # A reward query needs a rendered frame, and only every_step renders frames on a fixed schedule.
+            raise ValueError("rewards need rollout.capture: every_step (or set rewards.enabled: false)")
+
+    @property
+    def store_path(self) -> Path:
+        if self.store is not None:
+            return Path(self.store)
+        if self.improve_run is not None:
+            return Path(self.improve_run) / "store"
+        return Path(self.output_dir) / "store"
+
+    def resolved(self) -> OperateConfig:
+        """A copy with the checkpoints an improve run provides filled in (module doc); ValueError if unusable."""
+        if self.improve_run is None:
+            return self
+        run = Path(self.improve_run)
+        state_file = run / "state.json"
+        try:
+            steps: dict[str, Any] = json.loads(state_file.read_text()).get("steps") or {}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"improve_run {run}: cannot read {state_file.name} ({exc})") from None
+        policy = self.policy
+        if policy.checkpoint is None:
+            trained = sorted((int(k.split("-")[1]), v) for k, v in steps.items()
+                             if k.startswith("train-") and k.split("-")[1].isdigit())
+            if not trained:
+                raise ValueError(f"improve_run {run} has no trained policy yet (no train-<r> step in state.json)")
+            policy = dataclasses.replace(policy, checkpoint=str(trained[-1][1]["checkpoint"]))
+        judge = self.judge
+        if judge.backend.type == "lite" and not judge.backend.lite.checkpoint:
+            done = steps.get("judge-train")
+            if not done:
+                raise ValueError(f"improve_run {run} has no trained judge (no judge-train step in state.json)")
+            lite = dataclasses.replace(judge.backend.lite, checkpoint=str(done["checkpoint"]))
+            judge = dataclasses.replace(judge, backend=dataclasses.replace(judge.backend, lite=lite))
+        return dataclasses.replace(self, policy=policy, judge=judge)

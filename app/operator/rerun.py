@@ -1,0 +1,48 @@
+"""One episode of the store into rerun (app.rerun_log): a saved .rrd or a spawned viewer.
+
+The camera frames and the reward traces go on the same `frame` and `time`
+timelines, so a reward curve lines up with the image it was computed from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["save_episode", "spawn_episode"]
+
+
+def _recording(store: Any, index: int) -> Any:
+    import rerun as rr
+
+    return rr.RecordingStream("lrm-robot", recording_id=f"{Path(store.path).name}-episode-{index}")
+
+
+def save_episode(store: Any, index: int, path: Path) -> int:
+    """Write episode `index` to `path` (.rrd); returns the number of frames logged."""
+    from app.rerun_log import log_episode
+
+    path = Path(path)
+    if path.suffix != ".rrd":
+        raise ValueError(f"{path}: a rerun recording's name must end in .rrd")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recording = _recording(store, index)
+    recording.save(str(path))
+    try:
+        return log_episode(recording, store, index)
+    finally:
+        recording.flush()
+        recording.disconnect()
+
+
+def spawn_episode(store: Any, index: int) -> int:
+    """Start the rerun viewer and stream episode `index` to it; returns the number of frames logged."""
+    from app.rerun_log import log_episode
+
+    recording = _recording(store, index)
+    recording.spawn()
+    try:
+        return log_episode(recording, store, index)
+    finally:
+        recording.flush()
+        recording.disconnect()

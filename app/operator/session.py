@@ -1,0 +1,591 @@
+"""The operator session: rounds of rollouts, verdicts, overrides and fine-tuning, with no UI in it.
+
+`OperatorSession.run()` is the whole job and blocks; a UI runs it in a worker
+thread and calls the command methods (`toggle_pause`, `abort`,
+`emergency_stop`, `rerecord`, `mark`, `next`, `shutdown`) from its own
+thread. Everything the session does is reported through `emit(event)`
+(app.operator.events), called from whichever thread did it, so a UI must
+hand the event to its own thread (Textual: `post_message`).
+
+One round, as `lrm-robot improve` does it, but with a person watching:
+
+    for each slot: roll out (app.rollout.run_rollout, live reward traces via
+        lrm.interval_hold) -> the completion judge on the last frame(s)
+        (app.improve.judge) -> review: the operator may mark success or
+        failure (stored as operator_verdict; the LRM's verdict stays),
+        re-record the slot, or go on (`next`, or at once with auto_next)
+    then: selection (app.improve.selection) -> fine-tune (the improve
+        policy section's trainer) -> optional oracle evaluation (sim)
+
+Threading: the store, the env, the policy and the reward models are used by
+the session's thread only. A mark given while a rollout runs is queued and
+written between two steps of that rollout (the store allows attribute
+updates while an episode is open). The emergency stop is the exception: it
+calls the env's `emergency_stop()` at once from the caller's thread (a robot
+env latches its own stop and holds the arm), latches the rollout control,
+and ends the session; nothing restarts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.operator.config import OperateConfig
+from app.operator.events import (
+    CameraStats,
+    Notice,
+    PhaseChanged,
+    RolloutEnded,
+    RolloutStarted,
+    RoundStats,
+    SessionEvent,
+    StepUpdate,
+    StoreInfo,
+    VerdictChanged,
+)
+from app.rollout import RolloutControl, RolloutResult, StepEvent, run_rollout
+from recordings.episode import EpisodeMeta
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EnvFactory", "LiveRewards", "OperatorSession", "make_env", "thumbnail"]
+
+EnvFactory = Callable[[OperateConfig], Any]
+THUMB_SIZE = (16, 32)  # (rows, cols) of pixels: 8 text lines with half-block characters
+
+
+class _Stopped(Exception):
+    """The emergency stop or a quit ended the session."""
+
+
+def make_env(config: OperateConfig) -> Any:
+    """The env the config names: ManiSkill, or a robot through robot_drivers (imported only then)."""
+    if config.env.kind == "sim":
+        from sim.maniskill_env import make_sim_env
+
+        return make_sim_env(config.env.sim)
+    try:
+        from robot_drivers.config import RobotEnvConfig
+        from robot_drivers.env import make_robot_env
+    except ImportError as exc:
+        raise ValueError(f"env.kind robot needs robot_drivers, which does not import here: {exc}") from None
+    from app.config_loader import load_config
+
+    return make_robot_env(load_config(config.env.robot, RobotEnvConfig))
+
+
+def thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB_SIZE) -> np.ndarray:
+    """Nearest-neighbour downsample to (rows, cols) pixels, uint8 RGB."""
+    rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
+    cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
+    return np.ascontiguousarray(image[rows][:, cols, :3])
+
+
+class LiveRewards:
+    """The rollout's reward_hook: interval-hold queries every K steps, one trace per modality.
+
+    Values go into the frame being recorded only on query steps (the store
+    keeps NaN elsewhere, as `lrm-robot score` does); `held` keeps the last
+    value of every trace for the live display.
+    """
+
+    def __init__(self, model: Any, weights: dict[str, float], every: int, camera: str,
+                 trace_name: Callable[[str], str]) -> None:
+        from lrm.interval_hold import IntervalHoldConfig, IntervalHoldReward
+
+        # The hold object queries on every call (every=1); this class decides when to call it, so a
+        # frame without a render (or a paused step) never makes interval-hold fail for lack of a frame.
+        self._hold = IntervalHoldReward(model, IntervalHoldConfig(every=1, weights=dict(weights)), num_envs=1)
+        self.every = every
+        self.camera = camera
+        self.names = {m: trace_name(m) for m in weights}
+        self.held: dict[str, float] = {}
+        self._last: int | None = None
+
+    def start(self, task: str) -> None:
+        self._hold.reset(0, task)
+        self._last = None
+        self.held = {}
+
+    def __call__(self, observation: Any, step: int) -> dict[str, float]:
+        image = (observation.images or {}).get(self.camera)
+        if image is None or (self._last is not None and step - self._last < self.every):
+            return {}
+        self._hold.step({0: image})
+        self._last = step
+        values = {self.names[m]: float(v) for m, v in self._hold.values(0).items() if m in self.names}
+        self.held.update(values)
+        return values
+
+
+class OperatorSession:
+    """Rounds under an operator's eye (module doc)."""
+
+    def __init__(self, config: OperateConfig, *, emit: Callable[[SessionEvent], None] | None = None,
+                 env_factory: EnvFactory = make_env) -> None:
+        self.config = config.resolved()
+        self.emit: Callable[[SessionEvent], None] = emit or (lambda event: None)
+        self.env_factory = env_factory
+        self.control = RolloutControl()
+        self.env: Any = None
+        self.store: Any = None
+        self.policy: Any = None
+        self.checkpoint: Path | None = Path(self.config.policy.checkpoint) if self.config.policy.checkpoint else None
+        self.judge_model: Any = None
+        self.rewards: LiveRewards | None = None
+        self.phase = "starting"
+        self.rounds: list[RoundStats] = []
+        self.reviewing: int | None = None  # the episode a mark applies to
+        self.done = threading.Event()
+        self._cond = threading.Condition()
+        self._paused = False
+        self._estop = threading.Event()
+        self._quit = False
+        self._advance = False
+        self._redo = False
+        self._marks: list[tuple[int, bool]] = []
+        self._rollout_started = 0.0
+
+    # -- commands (any thread) -------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        with self._cond:
+            return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        return self._estop.is_set()
+
+    def toggle_pause(self) -> bool:
+        """Pause or resume; returns the new state. A pause holds the rollout before its next step."""
+        with self._cond:
+            if self._estop.is_set():
+                return self._paused
+            self._paused = not self._paused
+            paused = self._paused
+            self._cond.notify_all()
+        if paused:
+            self.control.pause()
+        else:
+            self.control.resume()
+        self.emit(PhaseChanged(self.phase, "paused" if paused else "", paused=paused))
+        return paused
+
+    def emergency_stop(self, reason: str = "operator emergency stop") -> None:
+        """Stop everything now, paused or mid-step; the session ends and is not restarted."""
+        self._estop.set()
+        self.control.emergency_stop(reason)  # wakes a paused rollout; nothing downgrades it
+        halt = getattr(self.env, "emergency_stop", None)
+        if callable(halt):
+            try:
+                halt()  # the robot holds at once, even while the rollout thread is inside env.step
+            except Exception as exc:  # the latch above still ends the rollout
+                log.error("env emergency_stop failed: %s", exc)
+        with self._cond:
+            self._cond.notify_all()
+        self.phase = "stopped"
+        self.emit(PhaseChanged("stopped", reason))
+
+    def abort(self) -> None:
+        if self.phase == "rollout":
+            self.control.abort("operator abort")
+        else:
+            self.emit(Notice("abort: no rollout is running", "warning"))
+
+    def rerecord(self) -> None:
+        """Mid-rollout: discard the episode and run the slot again; in review: retire the episode, run again."""
+        if self.phase == "rollout":
+            self.control.rerecord()
+            return
+        with self._cond:
+            if self.phase != "review":
+                self.emit(Notice("re-record: no rollout to redo", "warning"))
+                return
+            self._redo = True
+            self._cond.notify_all()
+
+    def mark(self, success: bool) -> None:
+        """The operator's verdict on the last rollout (overrides the LRM's for selection; both are stored)."""
+        with self._cond:
+            if self.reviewing is None:
+                self.emit(Notice("nothing to mark yet: no rollout has finished", "warning"))
+                return
+            self._marks.append((self.reviewing, success))
+            self._cond.notify_all()
+
+    def next(self) -> None:
+        """Go on: leave the review of the last rollout, or confirm a robot's reset phase."""
+        gate = getattr(self.env, "reset_gate", None)
+        if gate is not None and getattr(gate, "waiting", False):
+            gate.confirm()
+        with self._cond:
+            self._advance = True
+            self._cond.notify_all()
+
+    def shutdown(self) -> None:
+        """End the session at the next safe point (a running rollout is committed as aborted)."""
+        with self._cond:
+            self._quit = True
+            self._cond.notify_all()
+        if self.phase == "rollout":
+            self.control.abort("operator quit")
+        self.control.resume()
+
+    # -- the job (the session's thread) ------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._setup()
+            first = self._first_round()
+            self._wait_for_start(first)
+            for r in range(first, first + self.config.rounds):
+                self._round(r)
+            self._set_phase("done", f"{self.config.rounds} round(s) finished")
+        except _Stopped:
+            if self._estop.is_set():
+                self._set_phase("stopped", "emergency stop: nothing runs until the app is restarted")
+            else:
+                self._set_phase("done", "stopped by the operator")
+        except Exception as exc:
+            log.exception("operator session failed")
+            self._set_phase("error", f"{type(exc).__name__}: {exc}")
+            self.emit(Notice(f"{type(exc).__name__}: {exc}", "error"))
+        finally:
+            self._close()
+            self.done.set()
+
+    def _wait_for_start(self, first_round: int) -> None:
+        """Nothing moves until the operator says so (`next`), unless auto_next."""
+        if self.config.auto_next:
+            return
+        self._set_phase("ready", f"round {first_round} next: press n to start the first rollout")
+        with self._cond:
+            while not (self._advance or self._estop.is_set() or self._quit):
+                self._cond.wait(0.1)
+            self._advance = False
+        self._check()
+
+    def _set_phase(self, phase: str, detail: str = "") -> None:
+        if self._estop.is_set() and phase != "stopped":
+            phase = "stopped"
+        self.phase = phase
+        self.emit(PhaseChanged(phase, detail, paused=self.paused))
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.num_threads:
+            import torch
+
+            torch.set_num_threads(cfg.num_threads)
+        self._set_phase("starting", "building the env")
+        self.env = self.env_factory(cfg)
+        if self._estop.is_set():  # pressed while the env was being built
+            self.emergency_stop()
+            raise _Stopped()
+        from recordings.store import EpisodeStore
+
+        size = (getattr(getattr(self.env, "config", None), "camera_height", None),
+                getattr(getattr(self.env, "config", None), "camera_width", None))
+        create = {}
+        if None not in size:
+            create = {"cameras": {c: size for c in self.env.camera_names},
+                      "state_dim": int(self.env.state_size), "action_dim": int(np.prod(self.env.action_shape)),
+                      "fps": getattr(self.env, "control_freq", None)}
+        self.store = EpisodeStore.open(cfg.store_path, mode="a", durable=cfg.durable, **create)
+        if self.store.cameras and sorted(self.store.cameras) != sorted(self.env.camera_names):
+            raise ValueError(f"{cfg.store_path} holds cameras {sorted(self.store.cameras)}; the env renders "
+                             f"{sorted(self.env.camera_names)}")
+        self._set_phase("starting", "loading the policy and the reward models")
+        self.policy = self._load_policy(self.checkpoint)
+        from lrm.backends import make_reward_backend
+
+        self.judge_model = make_reward_backend(cfg.judge.backend)
+        if cfg.rewards.enabled:
+            backend = cfg.rewards.backend or cfg.judge.backend
+            model = self.judge_model if cfg.rewards.backend is None else make_reward_backend(backend)
+            camera = cfg.rewards.camera or self.env.camera_names[0]
+            if camera not in self.env.camera_names:
+                raise ValueError(f"rewards.camera {camera!r} is not among the env's cameras {self.env.camera_names}")
+            unsupported = [m for m in cfg.rewards.weights if m not in backend.modalities]
+            if unsupported:
+                raise ValueError(f"rewards.weights: the {backend.type} backend has no {unsupported[0]} modality")
+            self.rewards = LiveRewards(model, cfg.rewards.weights, cfg.rewards.every, camera, backend.trace_name)
+        self._store_info()
+
+    def _load_policy(self, checkpoint: Path | None) -> Any:
+        if checkpoint is None:
+            from policies.evaluate import RandomPolicy
+
+            policy = RandomPolicy(seed=self.config.policy.random_seed)
+        elif self.config.policy.improve.type == "pi05":
+            from policies.pi05 import Pi05Config, make_policy
+
+            runtime = self.config.policy.improve.runtime or Pi05Config()
+            policy = make_policy(dataclasses.replace(runtime, pretrained=str(checkpoint)))
+        else:
+            from policies.evaluate import load_policy
+
+            policy = load_policy(checkpoint)
+        if hasattr(policy, "set_action_bounds"):
+            space = getattr(self.env, "action_space", None)
+            if space is None:
+                raise ValueError("the env has no action_space: a random policy needs the action bounds")
+            policy.set_action_bounds(space.low, space.high)
+        return policy
+
+    def _first_round(self) -> int:
+        """One past the newest rollout round in the store (an improve run's store continues its numbering)."""
+        rounds = [r.meta.round for r in self.store.episodes() if r.meta.source in ("sim", "robot")]
+        return max(rounds, default=0) + 1
+
+    def _close(self) -> None:
+        for thing in (self.store, self.env):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception as exc:
+                    log.warning("closing %s: %s", type(thing).__name__, exc)
+
+    def _check(self) -> None:
+        if self._estop.is_set() or self._quit:
+            raise _Stopped()
+
+    def _wait_unpaused(self) -> None:
+        with self._cond:
+            while self._paused and not (self._estop.is_set() or self._quit):
+                self._cond.wait(0.1)
+        self._check()
+
+    def _round(self, round_: int) -> None:
+        cfg = self.config
+        slot = 0
+        while slot < cfg.rollouts_per_round:
+            self._wait_unpaused()
+            result = self._rollout(round_, slot)
+            if result.status == "emergency_stop" or self._estop.is_set():
+                self.emit(RolloutEnded(result.index, "emergency_stop", result.steps, result.reason))
+                raise _Stopped()
+            if result.index is None:
+                self.emit(RolloutEnded(None, result.status, result.steps, result.reason))
+                self._check()
+                self.emit(Notice(f"slot {slot} re-recorded: the episode was discarded"))
+                continue
+            self._judge(result)
+            self._store_info()
+            self._save_rrd(result.index)
+            if self._review(result.index) == "redo":
+                rec = self.store.record(result.index)
+                self.store.update_meta(result.index, aborted=True,
+                                       extra={**rec.meta.extra, "operator_rerecorded": True})
+                self.emit(Notice(f"episode {result.index} retired (aborted); slot {slot} runs again"))
+                continue
+            slot += 1
+        self._apply_marks()
+        stats = self._round_stats(round_)
+        self.emit(stats)
+        if cfg.finetune:
+            stats = self._finetune(round_, stats)
+        if cfg.eval.episodes and cfg.env.kind == "sim":
+            stats = self._evaluate(round_, stats)
+        self.rounds.append(stats)
+        self.emit(stats)
+        self._write_report()
+
+    def _rollout(self, round_: int, slot: int) -> RolloutResult:
+        cfg = self.config
+        seed = cfg.rollout_seed + (round_ - 1) * cfg.rollouts_per_round + slot
+        kind = "robot" if cfg.env.kind == "robot" else "sim"
+        meta = EpisodeMeta(
+            task=self.env.task, source=kind, env_id=cfg.env.sim.env_id if kind == "sim" else "",
+            policy_id=str(self.checkpoint) if self.checkpoint else "random", round=round_,
+            extra={"operator": {"round": round_, "slot": slot}},
+        )
+        if self.rewards is not None:
+            self.rewards.start(self.env.task)
+        with self._cond:
+            self._advance = self._redo = False
+        gate = getattr(self.env, "reset_gate", None)
+        waits = bool(getattr(getattr(getattr(self.env, "config", None), "reset", None), "wait_for_operator", False))
+        self.emit(RolloutStarted(round_, slot, cfg.rollouts_per_round, seed, self.env.task, cfg.rollout.max_steps,
+                                 cfg.rollout.time_limit_s))
+        if gate is not None and waits:
+            self._set_phase("reset", "set the scene, then press n")
+        else:
+            self._set_phase("rollout")
+        self._rollout_started = time.monotonic()
+        first_step = [True]
+
+        def on_step(event: StepEvent) -> None:
+            if first_step[0]:
+                first_step[0] = False
+                if self.phase == "reset":
+                    self._set_phase("rollout")
+            self._between_steps()
+            self.emit(self._step_update(event))
+
+        result = run_rollout(self.env, self.policy, self.store, meta, config=cfg.rollout, seed=seed,
+                             control=self.control, on_step=on_step, reward_hook=self.rewards)
+        self.phase = "judging"
+        return result
+
+    def _between_steps(self) -> None:
+        """Runs between two steps of a rollout, in the rollout's thread."""
+        if self._estop.is_set() and self.control.pending != "emergency_stop":
+            self.control.emergency_stop("operator emergency stop")  # pressed while run_rollout was starting
+        if self._quit and self.control.pending is None:
+            self.control.abort("operator quit")
+        if self.paused and not self.control.paused:
+            self.control.pause()  # run_rollout clears the control when it starts; the operator's pause stands
+        self._apply_marks()
+
+    def _step_update(self, event: StepEvent) -> StepUpdate:
+        cameras = {name: CameraStats.of(image) for name, image in event.images.items()}
+        first = next(iter(event.images.values()), None)
+        return StepUpdate(
+            episode=event.episode_index, step=event.step, time_s=float(event.time_s),
+            wall_s=time.monotonic() - self._rollout_started, cameras=cameras,
+            rewards=dict(self.rewards.held) if self.rewards is not None else {},
+            thumbnail=None if first is None else thumbnail(first),
+        )
+
+    def _judge(self, result: RolloutResult) -> Any:
+        """The completion verdict of a committed rollout (aborted ones are not judged, as in improve)."""
+        from app.improve.judge import judge_episode
+
+        rec = self.store.record(result.index)
+        self.reviewing = result.index
+        if rec.meta.aborted:
+            self.emit(RolloutEnded(result.index, result.status, result.steps, result.reason,
+                                   oracle_success=result.oracle_success))
+            return None
+        self._set_phase("judging")
+        judge_cfg = self.config.judge.judge_config()
+        verdict = judge_episode(self.judge_model, self.store, result.index, judge_cfg)
+        extra = {**rec.meta.extra, "judge": {**verdict.to_json(), "combine": judge_cfg.combine,
+                                             "threshold": judge_cfg.threshold, **judge_cfg.backend.describe()}}
+        self.store.update_meta(result.index, lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
+                               extra=extra)
+        self.emit(RolloutEnded(result.index, result.status, result.steps, result.reason,
+                               lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
+                               oracle_success=result.oracle_success))
+        return verdict
+
+    def _review(self, index: int) -> str:
+        """Wait for the operator's `next` (or re-record); marks are written as they come. Returns next | redo."""
+        if self.config.auto_next:
+            self._apply_marks()
+            return "next"
+        with self._cond:
+            self._advance = False  # a `next` pressed before the verdict was shown does not skip the review
+        self._set_phase("review", f"episode {index}: s/f to mark, r to redo, n for the next rollout")
+        while True:
+            self._apply_marks()
+            with self._cond:
+                if self._estop.is_set() or self._quit:
+                    break
+                if self._redo:
+                    self._redo = self._advance = False
+                    return "redo"
+                if self._advance and not self._marks:
+                    self._advance = False
+                    return "next"
+                self._cond.wait(0.1)
+        self._apply_marks()
+        self._check()
+        return "next"
+
+    def _apply_marks(self) -> None:
+        with self._cond:
+            marks, self._marks = self._marks, []
+        for index, success in marks:
+            rec = self.store.record(index)
+            log_entry = [*rec.meta.extra.get("operator_marks", []), {"verdict": success, "time": time.time()}]
+            meta = self.store.update_meta(index, operator_verdict=success,
+                                          extra={**rec.meta.extra, "operator_marks": log_entry})
+            self.emit(VerdictChanged(index, meta.operator_verdict, meta.lrm_verdict, meta.lrm_score))
+
+    def _round_stats(self, round_: int) -> RoundStats:
+        records = [r for r in self.store.episodes(round=round_) if "operator" in r.meta.extra]
+        valid = [r for r in records if not r.meta.aborted]
+        sim = self.config.env.kind == "sim"
+        return RoundStats(
+            round=round_, rollouts=len(valid), aborted=len(records) - len(valid),
+            lrm_accepted=sum(bool(r.meta.lrm_verdict) for r in valid),
+            operator_marked=sum(r.meta.operator_verdict is not None for r in valid),
+            accepted=sum(bool(r.meta.accepted) for r in valid),
+            oracle_successes=sum(bool(r.meta.oracle_success) for r in valid) if sim else None,
+        )
+
+    def _finetune(self, round_: int, stats: RoundStats) -> RoundStats:
+        from app.improve.selection import select_for_round, selection_clauses
+
+        cfg = self.config
+        indices, counts = select_for_round(self.store, cfg.selection, round_)
+        if not indices:
+            self.emit(Notice(f"round {round_}: nothing selected for fine-tuning (no accepted episodes)", "warning"))
+            return stats
+        self._check()
+        self._set_phase("finetune", f"round {round_}: {counts['demos']} demos + {counts['rollouts']} rollouts")
+        out = Path(cfg.output_dir) / "policy" / f"round-{round_}"
+        section = cfg.policy.improve
+        train_cfg = section.train_config(cfg.store_path, out, selection_clauses(cfg.selection, round_),
+                                         round_=round_, init_from=self.checkpoint)
+        train_cfg.progress = False
+        if hasattr(train_cfg, "num_threads") and train_cfg.num_threads is None:
+            train_cfg.num_threads = cfg.num_threads
+        if section.type == "bc":
+            from policies.train import train_bc
+
+            result = train_bc(train_cfg)
+            loss = result.report.train_loss
+        else:
+            from policies.pi05_train import finetune_pi05
+
+            result = finetune_pi05(train_cfg)
+            loss = result.train_loss
+        self.checkpoint = Path(result.checkpoint)
+        self.policy = self._load_policy(self.checkpoint)
+        self.emit(Notice(f"round {round_}: fine-tuned on {len(indices)} episodes, loss {loss:.4g}"))
+        return dataclasses.replace(stats, train_loss=float(loss), selected=len(indices))
+
+    def _evaluate(self, round_: int, stats: RoundStats) -> RoundStats:
+        from policies.evaluate import evaluate_policy
+
+        self._check()
+        cfg = self.config
+        self._set_phase("evaluate", f"round {round_}: {cfg.eval.episodes} oracle episodes")
+        report = evaluate_policy(self.policy, cfg.env.sim, cfg.eval.episodes, seed=cfg.eval.seed,
+                                 max_steps=cfg.eval.max_steps or cfg.rollout.max_steps,
+                                 policy_id=f"operate-round-{round_}", progress=False)
+        return dataclasses.replace(stats, eval_success=report.success_rate)
+
+    def _store_info(self) -> None:
+        self.emit(StoreInfo(str(self.store.path), self.store.num_episodes, self.store.num_frames))
+
+    def _save_rrd(self, index: int) -> None:
+        if self.config.rerun_dir is None:
+            return
+        from app.operator.rerun import save_episode
+
+        path = Path(self.config.rerun_dir) / f"episode-{index}.rrd"
+        save_episode(self.store, index, path)
+        self.emit(Notice(f"saved {path}"))
+
+    def _write_report(self) -> None:
+        out = Path(self.config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        data = {"store": str(self.config.store_path), "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "rounds": [{**dataclasses.asdict(s), "success_rate": s.success_rate} for s in self.rounds]}
+        tmp = out / "operate-report.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(out / "operate-report.json")

@@ -1,0 +1,242 @@
+"""The operator app's widgets: the live rollout panel and the round dashboard.
+
+They only display session events (app.operator.events); they never call the session.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable, Label, Sparkline, Static
+
+from app.operator.events import RolloutEnded, RolloutStarted, RoundStats, StepUpdate, StoreInfo, VerdictChanged
+
+__all__ = ["PhaseBanner", "RewardTraces", "RolloutPanel", "RoundDashboard", "Thumbnail", "verdict_text"]
+
+SPARK_POINTS = 60  # the sparkline shows the last N steps
+
+
+def _yes_no(value: bool | None, yes: str = "success", no: str = "failure") -> str:
+    return "—" if value is None else (yes if value else no)
+
+
+def verdict_text(lrm: bool | None, score: float | None, operator: bool | None, oracle: bool | None,
+                 status: str = "") -> Text:
+    """One line: the LRM's verdict with P(completed), the operator's override, the oracle (sim)."""
+    text = Text()
+    if lrm is None:
+        text.append("LRM: not judged" + (f" ({status})" if status else ""), style="dim")
+    else:
+        text.append(f"LRM: {_yes_no(lrm)}", style="bold green" if lrm else "bold red")
+        if score is not None:
+            text.append(f"  P(completed)={score:.2f}")
+    text.append("   operator: ")
+    text.append(_yes_no(operator), style="bold" if operator is not None else "dim")
+    if oracle is not None:
+        text.append(f"   oracle: {_yes_no(oracle)}", style="dim")
+    return text
+
+
+class PhaseBanner(Static):
+    """What the session is doing; red and loud after an emergency stop."""
+
+    DEFAULT_CSS = """
+    PhaseBanner { height: 1; padding: 0 1; background: $panel; }
+    PhaseBanner.stopped { background: $error; color: $text; text-style: bold; }
+    PhaseBanner.paused { background: $warning; color: $background; text-style: bold; }
+    """
+
+    def show(self, phase: str, detail: str, paused: bool) -> None:
+        self.set_class(phase == "stopped", "stopped")
+        self.set_class(paused and phase != "stopped", "paused")
+        if phase == "stopped":
+            label = "EMERGENCY STOP"
+        else:
+            label = phase.upper() + (" · PAUSED" if paused else "")
+        self.update(f"{label}  {detail}".rstrip())
+
+
+class Thumbnail(Widget):
+    """A small RGB image drawn with half blocks: two pixel rows per text line."""
+
+    DEFAULT_CSS = "Thumbnail { width: 32; height: 8; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.image: np.ndarray | None = None
+
+    def set_image(self, image: np.ndarray | None) -> None:
+        self.image = image
+        self.refresh()
+
+    def render(self) -> Text:
+        if self.image is None:
+            return Text("no frame yet", style="dim")
+        img = self.image
+        if img.shape[0] % 2:
+            img = np.concatenate([img, img[-1:]], axis=0)
+        out = Text()
+        for y in range(0, img.shape[0], 2):
+            for x in range(img.shape[1]):
+                top, bottom = img[y, x], img[y + 1, x]
+                out.append("▀", style=f"rgb({top[0]},{top[1]},{top[2]}) on rgb({bottom[0]},{bottom[1]},{bottom[2]})")
+            if y + 2 < img.shape[0]:
+                out.append("\n")
+        return out
+
+
+class RewardTraces(Vertical):
+    """One sparkline per reward trace, created when the trace first appears."""
+
+    DEFAULT_CSS = """
+    RewardTraces { height: auto; }
+    RewardTraces Horizontal { height: 1; }
+    RewardTraces Label { width: 26; }
+    RewardTraces Sparkline { width: 1fr; height: 1; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.series: dict[str, list[float]] = {}
+        self._labels: dict[str, Label] = {}
+        self._sparks: dict[str, Sparkline] = {}
+
+    def clear(self) -> None:
+        self.series.clear()
+        for name in self._sparks:
+            self._sparks[name].data = [0.0]
+            self._labels[name].update(f"{name} —")
+
+    def add(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            series = self.series.setdefault(name, [])
+            series.append(float(value))
+            del series[:-SPARK_POINTS]
+            if name not in self._sparks:
+                self._labels[name] = Label()
+                self._sparks[name] = Sparkline([], summary_function=max)
+                self.mount(Horizontal(self._labels[name], self._sparks[name]))
+            self._labels[name].update(f"{name} {value:6.3f}")
+            self._sparks[name].data = list(series)
+
+
+class RolloutPanel(Vertical):
+    """Task, episode, step and time, camera statistics and thumbnail, reward sparklines, the verdict."""
+
+    DEFAULT_CSS = """
+    RolloutPanel { border: round $primary; padding: 0 1; height: 1fr; }
+    RolloutPanel #cams { height: auto; }
+    RolloutPanel #verdict { margin-top: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("waiting for the first rollout", id="title")
+        yield Static("", id="task")
+        yield Static("", id="progress")
+        yield Horizontal(Thumbnail(id="thumb"), Static("", id="cams"), id="camrow")
+        yield RewardTraces(id="rewards")
+        yield Static("", id="verdict")
+
+    def on_mount(self) -> None:
+        self.border_title = "rollout"
+        self.query_one("#camrow").styles.height = "auto"
+        self._started: RolloutStarted | None = None
+        self._episode: int | None = None
+        self._ended: RolloutEnded | None = None
+
+    def started(self, event: RolloutStarted) -> None:
+        self._started = event
+        self._episode, self._ended = None, None
+        self.query_one("#title", Static).update(
+            f"round {event.round} · rollout {event.slot + 1}/{event.slots} · seed {event.seed}")
+        self.query_one("#task", Static).update(Text(f"task: {event.task}"))
+        self.query_one("#progress", Static).update(f"step 0/{event.max_steps}")
+        self.query_one("#verdict", Static).update("")
+        self.query_one(RewardTraces).clear()
+
+    def step(self, event: StepUpdate) -> None:
+        self._episode = event.episode
+        total = f"/{self._started.max_steps}" if self._started else ""
+        cap = f" (cap {self._started.time_limit_s:g} s)" if self._started and self._started.time_limit_s else ""
+        self.query_one("#progress", Static).update(
+            f"episode {event.episode} · step {event.step}{total} · t {event.time_s:.2f} s · wall {event.wall_s:.1f} s{cap}")
+        if event.cameras:
+            lines = [f"{name}: mean {s.mean:6.1f}  min {s.min:3d}  max {s.max:3d}" for name, s in event.cameras.items()]
+            self.query_one("#cams", Static).update("\n".join(lines))
+        if event.thumbnail is not None:
+            self.query_one(Thumbnail).set_image(event.thumbnail)
+        if event.rewards:
+            self.query_one(RewardTraces).add(event.rewards)
+
+    def ended(self, event: RolloutEnded) -> None:
+        self._ended = event
+        if event.episode is None:
+            self.query_one("#verdict", Static).update(Text(f"discarded ({event.status}): {event.reason}", style="yellow"))
+            return
+        head = Text(f"episode {event.episode} ended: {event.status} after {event.steps} steps\n")
+        head.append_text(verdict_text(event.lrm_verdict, event.lrm_score, None, event.oracle_success, event.status))
+        self.query_one("#verdict", Static).update(head)
+
+    def verdict(self, event: VerdictChanged) -> None:
+        if self._ended is None or self._ended.episode != event.episode:
+            return
+        head = Text(f"episode {event.episode} ended: {self._ended.status} after {self._ended.steps} steps\n")
+        head.append_text(verdict_text(event.lrm_verdict, event.lrm_score, event.operator_verdict,
+                                      self._ended.oracle_success))
+        self.query_one("#verdict", Static).update(head)
+
+
+def _fmt(value: float | int | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+class RoundDashboard(Vertical):
+    """Success per round, store size, episodes accepted, last fine-tune loss."""
+
+    DEFAULT_CSS = """
+    RoundDashboard { border: round $secondary; padding: 0 1; height: 1fr; }
+    RoundDashboard DataTable { height: auto; max-height: 12; }
+    RoundDashboard #store { margin-top: 1; }
+    """
+
+    COLUMNS = ("round", "rollouts", "success", "accepted", "oracle", "eval", "ft loss")
+
+    def compose(self) -> ComposeResult:
+        table: DataTable = DataTable(show_cursor=False, zebra_stripes=True)
+        table.can_focus = False  # keys belong to the operator's bindings
+        yield table
+        yield Static("store: —", id="store")
+        yield Static("last fine-tune loss: —", id="loss")
+
+    def on_mount(self) -> None:
+        self.border_title = "rounds"
+        table = self.query_one(DataTable)
+        for name in self.COLUMNS:
+            table.add_column(name, key=name)
+        self.stats: dict[int, RoundStats] = {}
+
+    def round(self, stats: RoundStats) -> None:
+        table = self.query_one(DataTable)
+        key = str(stats.round)
+        rate = stats.success_rate
+        oracle = None if stats.oracle_successes is None else f"{stats.oracle_successes}/{stats.rollouts}"
+        row = (
+            str(stats.round), f"{stats.rollouts}" + (f" (+{stats.aborted} aborted)" if stats.aborted else ""),
+            "—" if rate is None else f"{rate:.0%}", f"{stats.accepted}", oracle or "—",
+            "—" if stats.eval_success is None else f"{stats.eval_success:.0%}", _fmt(stats.train_loss, ".4f"),
+        )
+        if key in table.rows:
+            for column, value in zip(self.COLUMNS, row, strict=True):
+                table.update_cell(key, column, value)
+        else:
+            table.add_row(*row, key=key)
+        self.stats[stats.round] = stats
+        losses = [s.train_loss for _, s in sorted(self.stats.items()) if s.train_loss is not None]
+        if losses:
+            self.query_one("#loss", Static).update(f"last fine-tune loss: {losses[-1]:.4f}")
+
+    def store(self, info: StoreInfo) -> None:
+        self.query_one("#store", Static).update(f"store: {info.episodes} episodes, {info.frames} frames\n{info.path}")

@@ -1,0 +1,302 @@
+"""The operator app driven by Textual's own pilot over a real ManiSkill env, a real store and a real lite judge.
+
+Keys start and review real rollouts end to end (rollout -> live rewards ->
+judge -> operator override -> fine-tune), the override lands in the store
+next to the LRM's verdict, and the emergency stop wins while paused and
+while the rollout thread is inside a step.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.improve.config import PolicySection
+from app.operator.app import OperatorApp
+from app.operator.config import EnvSection, JudgeSection, LiveRewardsConfig, OperateConfig, OperatorPolicy
+from app.operator.session import OperatorSession
+from app.operator.widgets import PhaseBanner, RolloutPanel, RoundDashboard
+from app.rollout import RolloutConfig
+from lrm.backends import RewardBackendConfig
+from lrm.lite_config import LiteBackendConfig
+from recordings.store import EpisodeStore
+from sim.maniskill_env import SimEnvConfig
+
+CAMERA = 32  # pixels: the tests check the plumbing, not image content
+
+
+def sim_config() -> SimEnvConfig:
+    return SimEnvConfig(env_id="PickCube-v1", cameras=["base_camera"], camera_width=CAMERA, camera_height=CAMERA)
+
+
+def make_lite_judge(path: Path) -> Path:
+    """A real compact reward model with random weights (seeded), saved the way train_lite saves one."""
+    import torch
+
+    from lrm.lite import LiteRewardModel
+    from lrm.lite_config import LiteConfig
+
+    torch.manual_seed(0)
+    model = LiteRewardModel(LiteConfig(image_size=(32, 32), cnn_channels=[8, 8], feature_dim=16, hidden_dim=16,
+                                       task_embedding_dim=0))
+    return model.save_pretrained(path)
+
+
+def operate_config(out: Path, judge: Path, **overrides: Any) -> OperateConfig:
+    values: dict[str, Any] = dict(
+        output_dir=out,
+        env=EnvSection(sim=sim_config()),
+        policy=OperatorPolicy(improve=PolicySection(
+            train={"steps": 5, "batch_size": 8, "val_fraction": 0.0, "policy": {"hidden_dims": [16]}})),
+        judge=JudgeSection(backend=RewardBackendConfig(type="lite", lite=LiteBackendConfig(checkpoint=str(judge)))),
+        rewards=LiveRewardsConfig(every=2),
+        rounds=1,
+        rollouts_per_round=2,
+        rollout=RolloutConfig(max_steps=6, time_limit_s=None, capture="every_step"),
+        durable=False,
+    )
+    values.update(overrides)
+    return OperateConfig(**values)
+
+
+class EnvProxy:
+    """The real env, shared between tests (close() does not close it); optionally stalls inside one step.
+
+    `stall_at=k`: step k (0-based) signals `in_step` and waits for `release`, the way a slow robot
+    command keeps the rollout thread inside env.step. `emergency_stop()` records when it was called.
+    """
+
+    def __init__(self, env: Any, stall_at: int | None = None) -> None:
+        self._env = env
+        self.stall_at = stall_at
+        self.steps = 0
+        self.in_step = threading.Event()
+        self.release = threading.Event()
+        self.estops: list[dict[str, Any]] = []
+        self._inside = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def reset(self, seed: int | None = None) -> Any:
+        self.steps = 0
+        return self._env.reset(seed=seed)
+
+    def step(self, action: Any) -> Any:
+        self._inside = True
+        try:
+            if self.steps == self.stall_at:
+                self.in_step.set()
+                self.release.wait(30)
+            out = self._env.step(action)
+            self.steps += 1
+            return out
+        finally:
+            self._inside = False
+
+    def emergency_stop(self) -> None:
+        self.estops.append({"during_step": self._inside, "thread": threading.current_thread().name})
+
+    def close(self) -> None:
+        pass
+
+
+async def wait_for(pilot: Any, condition: Any, timeout: float = 90.0, what: str = "condition") -> None:
+    """Let the app run until `condition()` holds (the session works in its own thread meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+pytestmark = [pytest.mark.sim, pytest.mark.anyio, pytest.mark.filterwarnings("ignore::DeprecationWarning:mani_skill")]
+
+
+@pytest.fixture(scope="module")
+def real_env():
+    from sim.maniskill_env import make_sim_env
+
+    env = make_sim_env(sim_config())
+    env.reset(seed=0)
+    env.capture()  # the first render compiles the shaders (seconds on lavapipe); do it once per module
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory) -> Path:
+    return make_lite_judge(tmp_path_factory.mktemp("judge") / "lite")
+
+
+def _app(config: OperateConfig, env: EnvProxy) -> tuple[OperatorApp, OperatorSession]:
+    session = OperatorSession(config, env_factory=lambda cfg: env)
+    return OperatorApp(session), session
+
+
+def _banner(app: OperatorApp) -> str:
+    return str(app.query_one(PhaseBanner).render())
+
+
+def _verdict_line(app: OperatorApp) -> str:
+    return str(app.query_one(RolloutPanel).query_one("#verdict").render())
+
+
+async def test_keys_run_real_rollouts_and_the_override_lands_in_the_store(real_env, judge, tmp_path):
+    config = operate_config(tmp_path / "run", judge)
+    app, session = _app(config, EnvProxy(real_env))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
+        assert session.store.num_episodes == 0  # nothing moves before the operator says so
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "review", what="the first review")
+        assert app.last_episode == 0
+        assert "P(completed)=" in _verdict_line(app) and "operator: —" in _verdict_line(app)
+        lrm0 = session.store.record(0).meta.lrm_verdict
+        assert lrm0 is not None
+        await pilot.press("f" if lrm0 else "s")  # the operator disagrees with the LRM
+        await wait_for(pilot, lambda: "operator: —" not in _verdict_line(app), what="the override on screen")
+        await pilot.press("w")  # save the reviewed episode as .rrd
+        rrd = config.output_dir / "rerun" / "episode-0.rrd"
+        await wait_for(pilot, lambda: "episode 0 (7 frames)" in str(app.query_one("#notice").render()), what="rrd")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "review" and app.last_episode == 1, what="the second review")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "operator: success" in _verdict_line(app), what="the second mark")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "done", timeout=120, what="the end of the round")
+        stats = app.query_one(RoundDashboard).stats[1]
+        table = app.query_one(RoundDashboard).query_one("DataTable")
+        assert table.row_count == 1
+    assert session.done.wait(30)
+    assert rrd.stat().st_size > 0
+
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 2
+        first, second = store.record(0).meta, store.record(1).meta
+        ep = store.load_episode(0)
+    # the override is stored and the LRM's own verdict and score are kept beside it
+    assert first.operator_verdict is (not lrm0) and first.lrm_verdict is lrm0
+    assert 0.0 < first.lrm_score < 1.0 and first.extra["judge"]["frames"] == [6]
+    assert second.operator_verdict is True and second.lrm_verdict is not None
+    assert first.extra["operator"] == {"round": 1, "slot": 0} and first.round == 1
+    # live reward traces went into the store every 2 steps (NaN between queries), on the camera's frames
+    assert sorted(ep.rewards) == ["lite_completion", "lite_progress"]
+    queried = ~np.isnan(ep.rewards["lite_progress"])
+    assert queried.tolist() == [True, False, True, False, True, False, True]
+    assert len(ep) == 7 and ep.images["base_camera"][3].any()
+    # the dashboard and the report agree with the store: accepted = verdicts that count
+    accepted = int(bool(first.accepted)) + 1
+    assert stats.rollouts == 2 and stats.accepted == accepted and stats.operator_marked == 2
+    assert stats.selected == accepted and stats.train_loss is not None and np.isfinite(stats.train_loss)
+    report = json.loads((config.output_dir / "operate-report.json").read_text())
+    assert report["rounds"][0]["train_loss"] == stats.train_loss
+    assert (config.output_dir / "policy" / "round-1" / "checkpoints" / "last").is_dir()
+
+
+async def test_rerecord_discards_and_abort_keeps_the_frames(real_env, judge, tmp_path):
+    config = operate_config(tmp_path / "run", judge, auto_next=True, finetune=False,
+                            rollout=RolloutConfig(max_steps=40, time_limit_s=None, capture="every_step"))
+    env = EnvProxy(real_env)
+    app, session = _app(config, env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.phase == "rollout" and env.steps >= 2, what="the first steps")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "re-recorded" in str(app.query_one("#notice").render()), what="discard")
+        assert session.store.num_episodes == 0
+        await wait_for(pilot, lambda: app.phase == "rollout" and env.steps >= 3, what="the same slot again")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.phase == "done", timeout=120, what="the end")
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        metas = [store.record(i).meta for i in range(store.num_episodes)]
+        lengths = [store.record(i).length for i in range(store.num_episodes)]
+    assert [m.extra["operator"]["slot"] for m in metas] == [0, 1]  # the discarded try left nothing behind
+    assert metas[0].aborted and metas[0].extra["rollout"]["status"] == "aborted" and metas[0].lrm_verdict is None
+    assert 3 <= lengths[0] < 41 and not metas[1].aborted and lengths[1] == 41
+
+
+async def test_emergency_stop_wins_over_pause(real_env, judge, tmp_path):
+    config = operate_config(tmp_path / "run", judge, auto_next=True, rollouts_per_round=3,
+                            rollout=RolloutConfig(max_steps=400, time_limit_s=None, capture="every_step"))
+    env = EnvProxy(real_env)
+    app, session = _app(config, env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.phase == "rollout" and env.steps >= 3, what="a running rollout")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.paused and "PAUSED" in _banner(app), what="the pause")
+        await pilot.pause(0.3)
+        held = env.steps
+        await pilot.pause(0.5)
+        assert env.steps == held  # paused means no step
+        await pilot.press("e")
+        await wait_for(pilot, session.done.is_set, what="the session to stop")
+        await pilot.pause(0.1)
+        assert app.phase == "stopped" and "EMERGENCY STOP" in _banner(app)
+        await pilot.press("p", "n", "s")  # nothing restarts a stopped session
+        await pilot.pause(0.2)
+        assert app.phase == "stopped" and session.paused and env.steps == held  # p did not resume it
+    assert env.estops and env.estops[0]["during_step"] is False
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 1  # no further rollout started
+        meta, length = store.record(0).meta, store.record(0).length
+    assert meta.aborted and meta.extra["rollout"]["status"] == "emergency_stop"
+    assert meta.extra["rollout"]["steps"] == held and length == held + 1  # frames kept, plus the terminal frame
+
+
+async def test_emergency_stop_reaches_the_env_during_a_step(real_env, judge, tmp_path):
+    config = operate_config(tmp_path / "run", judge, auto_next=True,
+                            rollout=RolloutConfig(max_steps=50, time_limit_s=None, capture="every_step"))
+    env = EnvProxy(real_env, stall_at=3)
+    app, session = _app(config, env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, env.in_step.is_set, what="the rollout thread inside step 3")
+        await pilot.press("e")
+        # the env heard the stop while its step was still running, from the app's thread, not after it
+        assert env.estops[0]["during_step"] is True and not env.release.is_set()
+        await wait_for(pilot, lambda: "EMERGENCY STOP" in _banner(app), what="the stop on screen")
+        env.release.set()
+        await wait_for(pilot, session.done.is_set, what="the session to stop")
+        assert app.phase == "stopped"
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 1
+        meta = store.record(0).meta
+    assert meta.aborted and meta.extra["rollout"]["status"] == "emergency_stop"
+    assert meta.extra["rollout"]["steps"] == 4  # the step in flight finished; no step after it
+
+
+def test_an_improve_run_provides_the_policy_and_the_judge(tmp_path, judge):
+    run = tmp_path / "improve"
+    run.mkdir()
+    steps = {"train-0": {"checkpoint": str(run / "p0")}, "train-2": {"checkpoint": str(run / "p2")},
+             "train-1": {"checkpoint": str(run / "p1")}, "judge-train": {"checkpoint": str(run / "judge")}}
+    (run / "state.json").write_text(json.dumps({"format": "lrm-robot-improve-state", "steps": steps}))
+    config = operate_config(tmp_path / "out", judge, improve_run=run)
+    config.judge.backend.lite.checkpoint = ""
+    resolved = config.resolved()
+    assert resolved.policy.checkpoint == str(run / "p2") and resolved.judge.backend.lite.checkpoint == str(run / "judge")
+    assert resolved.store_path == run / "store"
+    (run / "state.json").write_text(json.dumps({"steps": {}}))
+    with pytest.raises(ValueError, match="no trained policy"):
+        config.resolved()
+
+
+def test_cli_bad_configs_are_one_line_errors(tmp_path, capsys):
+    from app.cli import main
+
+    cfg = tmp_path / "op.yaml"
+    cfg.write_text("env:\n  kind: sim\njudge:\n  backend:\n    type: lite\n    lite:\n      checkpoint: /nonexistent/lite\n")
+    assert main(["operate", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "judge.backend.lite.checkpoint: /nonexistent/lite does not exist" in err
+    cfg.write_text("env:\n  kind: robot\n")
+    assert main(["operate", "--config", str(cfg)]) == 2
+    assert "env.robot names no robot YAML" in capsys.readouterr().err
+    cfg.write_text("rewards:\n  every: 0\n")
+    assert main(["operate", "--config", str(cfg)]) == 2
+    assert "rewards.every" in capsys.readouterr().err
