@@ -1,0 +1,116 @@
+"""The RealSense path through pyrealsense2 itself: frames injected by a software device, recorded to a .bag
+by rs.recorder, and played back through the real rs.pipeline."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from robot_drivers.cameras import CameraConfig, RealSenseCamera, make_camera
+from robot_drivers.errors import CameraFault, RobotError
+
+from .conftest import FRAMES, H, SERIAL, W, realsense_config
+
+
+def read_values(camera: RealSenseCamera, n: int) -> list[tuple[int, int]]:
+    out = []
+    for _ in range(n):
+        image = camera.read()
+        depth = camera.read_depth()
+        assert image.shape == (H, W, 3) and image.dtype == np.uint8
+        assert depth is not None and depth.shape == (H, W) and depth.dtype == np.uint16
+        assert (image == image[0, 0, 0]).all() and (depth == depth[0, 0]).all()
+        out.append((int(image[0, 0, 0]), int(depth[0, 0]) - 1000))
+    return out
+
+
+def test_colour_and_depth_play_back_through_the_pipeline(bag_file):
+    camera = make_camera("front", realsense_config(bag_file))
+    assert isinstance(camera, RealSenseCamera)
+    camera.connect()
+    assert camera.serial_number == SERIAL
+    values = read_values(camera, FRAMES - 5)
+    camera.disconnect()
+    colours = [c for c, _ in values]
+    # Frames arrive in the order injected (the recorder may drop the very first colour frame).
+    assert colours == sorted(colours) and colours[-1] >= FRAMES - 6
+    matched = sum(c == d for c, d in values)
+    assert matched >= len(values) - 2  # colour and depth of the same frameset
+    assert camera.frames_read == FRAMES - 5 and camera.reconnects == 0
+
+
+def test_wrong_serial_number_is_refused(bag_file):
+    camera = make_camera("front", realsense_config(bag_file, serial_number="999"))
+    with pytest.raises(RobotError, match="has serial number 123456789012, not 999"):
+        camera.connect()
+
+
+def test_live_serial_that_is_not_plugged_in_lists_what_is():
+    camera = make_camera("front", CameraConfig(width=W, height=H, fps=30, serial_number="000000000001"))
+    with pytest.raises(RobotError, match=r"no RealSense with this serial number is connected \(connected: "):
+        camera.connect()
+
+
+def test_dropout_is_survived_by_reconnecting(bag_file):
+    """A recording played once stops delivering at its end, as a camera that drops out; reconnecting restarts it."""
+    camera = make_camera("front", realsense_config(bag_file, loop_playback=False))
+    camera.connect()
+    values = []
+    for _ in range(FRAMES + 5):
+        values += read_values(camera, 1)
+        if camera.reconnects:
+            break
+    assert camera.reconnects == 1
+    restarted = [c for c, _ in values[-1:]] + [c for c, _ in read_values(camera, 3)]
+    assert restarted == sorted(restarted) and restarted[0] < 5  # from the start of the stream again
+    camera.disconnect()
+
+
+def test_lasting_dropout_becomes_a_camera_fault(bag_file, tmp_path):
+    bag = pathlib.Path(shutil.copy(bag_file, tmp_path / "unplugged.bag"))
+    camera = make_camera("front", realsense_config(bag, loop_playback=False))
+    camera.connect()
+    read_values(camera, 2)
+    bag.unlink()  # the device is gone: every reconnection fails
+    with pytest.raises(CameraFault, match="camera 'front'.*no frame after 2 reconnection attempt") as info:
+        for _ in range(FRAMES + 5):
+            camera.read()
+    assert info.value.component == "camera:front"
+    assert not camera.is_connected
+
+
+def test_realsense_config_needs_a_device_and_a_stream_format():
+    with pytest.raises(ValueError, match="needs serial_number"):
+        CameraConfig(width=W, height=H, fps=30)
+    with pytest.raises(ValueError, match="needs width, height and fps"):
+        CameraConfig(serial_number="1")
+    with pytest.raises(ValueError, match="unknown camera type 'webcam'"):
+        CameraConfig(type="webcam")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # LeRobot's read thread dies loudly
+def test_lerobot_opencv_camera_that_stops_delivering_is_a_camera_fault(tmp_path):
+    """LeRobot's OpenCVCamera on a short video file: once the file ends its read thread stops."""
+    import cv2
+
+    path = tmp_path / "short.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (W, H))
+    for i in range(5):
+        writer.write(np.full((H, W, 3), 40 * i, np.uint8))
+    writer.release()
+    config = CameraConfig(
+        type="opencv", options={"index_or_path": str(path), "warmup_s": 0}, read_timeout_ms=100,
+        reconnect_attempts=1, reconnect_backoff_s=0.01,
+    )
+    camera = make_camera("wrist", config)
+    from lerobot.cameras.opencv import OpenCVCamera
+
+    assert isinstance(camera.camera, OpenCVCamera)
+    camera.connect()
+    with pytest.raises(CameraFault, match="camera 'wrist'") as info:
+        for _ in range(50):  # the 5 frames are gone within milliseconds; a read then fails for good
+            camera.read()
+    assert info.value.component == "camera:wrist"
