@@ -48,10 +48,11 @@ class SessionMessage(Message):
 
 class OperatorApp(App[None]):
     TITLE = "lrm-robot operate"
+    ENABLE_COMMAND_PALETTE = False  # every key belongs to the operator
     CSS = """
     #main { height: 1fr; }
-    RolloutPanel { width: 3fr; }
-    RoundDashboard { width: 2fr; }
+    RolloutPanel { width: 1fr; }
+    RoundDashboard { width: 64; }
     #notice { height: 1; padding: 0 1; color: $text-muted; }
     #notice.warning { color: $warning; }
     #notice.error { color: $error; text-style: bold; }

@@ -141,7 +141,9 @@ class OperateConfig:
         try:
             steps: dict[str, Any] = json.loads(state_file.read_text()).get("steps") or {}
         except (OSError, ValueError) as exc:
-            raise ValueError(f"improve_run {run}: cannot read {state_file.name} ({exc})") from None
+            raise ValueError(f"improve_run {run}: cannot read {state_file.name} ({exc}); run `lrm-robot improve` "
+                             "there first, or set improve_run: null with policy.checkpoint and the judge's "
+                             "checkpoint") from None
         policy = self.policy
         if policy.checkpoint is None:
             trained = sorted((int(k.split("-")[1]), v) for k, v in steps.items()

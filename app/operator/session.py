@@ -178,7 +178,7 @@ class OperatorSession:
             self.control.pause()
         else:
             self.control.resume()
-        self.emit(PhaseChanged(self.phase, "paused" if paused else "", paused=paused))
+        self.emit(PhaseChanged(self.phase, "press p to resume" if paused else "", paused=paused))
         return paused
 
     def emergency_stop(self, reason: str = "operator emergency stop") -> None:

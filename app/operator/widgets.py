@@ -136,13 +136,13 @@ class RolloutPanel(Vertical):
         yield Static("waiting for the first rollout", id="title")
         yield Static("", id="task")
         yield Static("", id="progress")
-        yield Horizontal(Thumbnail(id="thumb"), Static("", id="cams"), id="camrow")
+        yield Static("", id="cams")
+        yield Thumbnail(id="thumb")
         yield RewardTraces(id="rewards")
         yield Static("", id="verdict")
 
     def on_mount(self) -> None:
         self.border_title = "rollout"
-        self.query_one("#camrow").styles.height = "auto"
         self._started: RolloutStarted | None = None
         self._episode: int | None = None
         self._ended: RolloutEnded | None = None
@@ -164,7 +164,7 @@ class RolloutPanel(Vertical):
         self.query_one("#progress", Static).update(
             f"episode {event.episode} · step {event.step}{total} · t {event.time_s:.2f} s · wall {event.wall_s:.1f} s{cap}")
         if event.cameras:
-            lines = [f"{name}: mean {s.mean:6.1f}  min {s.min:3d}  max {s.max:3d}" for name, s in event.cameras.items()]
+            lines = [f"camera {name}: mean {s.mean:.1f}  min {s.min}  max {s.max}" for name, s in event.cameras.items()]
             self.query_one("#cams", Static).update("\n".join(lines))
         if event.thumbnail is not None:
             self.query_one(Thumbnail).set_image(event.thumbnail)
@@ -224,7 +224,7 @@ class RoundDashboard(Vertical):
         rate = stats.success_rate
         oracle = None if stats.oracle_successes is None else f"{stats.oracle_successes}/{stats.rollouts}"
         row = (
-            str(stats.round), f"{stats.rollouts}" + (f" (+{stats.aborted} aborted)" if stats.aborted else ""),
+            str(stats.round), f"{stats.rollouts}" + (f" +{stats.aborted} ab." if stats.aborted else ""),
             "—" if rate is None else f"{rate:.0%}", f"{stats.accepted}", oracle or "—",
             "—" if stats.eval_success is None else f"{stats.eval_success:.0%}", _fmt(stats.train_loss, ".4f"),
         )
