@@ -1,0 +1,243 @@
+"""The PPO loop in real ManiSkill PickCube: interval-hold in the rollout, failing backends, the CLI end to end
+with the compact reward model, AsyncVectorEnv workers against in-process envs, and resuming a killed run.
+
+The starting policy is a small actor-critic saved with `save_pretrained` (the
+format a behaviour-cloned checkpoint has); its weights are random, which is
+all these tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from app.ppo.config import RewardSection
+from app.ppo.loop import collect_rollout
+from app.ppo.rewards import StepReward
+from lrm.interval_hold import IntervalHoldConfig
+from lrm.oracle import OracleRewardModel
+from lrm.types import Reward
+from policies.actor_critic import ActorCriticConfig, NormStats, make_policy
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_SETS = ["env.sim.env_id=PickCube-v1", "env.sim.state_mode=full", "env.seed=500", "progress=false"]
+STATE_DIM, ACTION_DIM = 42, 8  # PickCube-v1, state_mode full, pd_joint_pos
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    config = ActorCriticConfig(hidden_dims=[32, 32], relative_action_dims=list(range(7)), chunk_size=4,
+                               n_action_steps=2, log_std_init=-1.0)
+    stats = NormStats(np.zeros(STATE_DIM, np.float32), np.ones(STATE_DIM, np.float32),
+                      np.zeros(ACTION_DIM, np.float32), np.full(ACTION_DIM, 0.05, np.float32))
+    policy = make_policy(config, stats=stats, state_dim=STATE_DIM, action_dim=ACTION_DIM)
+    return policy.save_pretrained(tmp_path_factory.mktemp("bc") / "checkpoint")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from app.ppo.vec_env import SyncSim
+    from sim.maniskill_env import SimEnvConfig
+
+    vec = SyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
+                               camera_height=32), 2)
+    yield vec
+    vec.close()
+
+
+@pytest.fixture(scope="module")
+def agent(checkpoint: Path, sim):
+    from app.ppo.agent import ActorCriticAgent
+    from policies.actor_critic import GaussianActorCritic
+
+    return ActorCriticAgent(GaussianActorCritic.from_pretrained(checkpoint), sim.action_low, sim.action_high)
+
+
+class CountingSim:
+    """The real SyncSim, recording which envs each capture rendered."""
+
+    def __init__(self, sim) -> None:
+        self.sim, self.captured = sim, []
+
+    def __getattr__(self, name):
+        return getattr(self.sim, name)
+
+    def capture(self, indices):
+        self.captured.append(list(indices))
+        return self.sim.capture(indices)
+
+
+def _rollout(agent, sim, model, every=3, steps=7):
+    torch.manual_seed(0)
+    section = RewardSection(source="lrm", backend="unused", hold=IntervalHoldConfig(every=every, weights={"progress": 1.0}))
+    reward = StepReward.make(section, sim.num_envs, sim.task, model)
+    counting = CountingSim(sim)
+    rollout = collect_rollout(agent, counting, reward, seeds=[3, 4], episode_steps=steps, gamma=0.9,
+                              reward_camera=None, device=torch.device("cpu"))
+    return rollout, reward, counting.captured
+
+
+def test_interval_hold_in_the_rollout(agent, sim) -> None:
+    rollout, reward, captured = _rollout(agent, sim, OracleRewardModel())
+    # 7 steps, chunks of 2 executed actions: decisions of 2, 2, 2, 1 steps
+    assert rollout.rewards.shape == (4, 2) and rollout.env_steps == 14
+    assert torch.allclose(rollout.discounts, torch.tensor([0.81, 0.81, 0.81, 0.9]))
+    # queries at steps 0, 3, 6 (K = 3) in both envs; only those steps render, and only for those envs
+    assert captured == [[0, 1], [0, 1], [0, 1]]
+    assert reward.query_count == 6 and [q.step for q in rollout.queries if q.env == 0] == [0, 3, 6]
+    # the oracle's progress = the dense reward at the query step, held for K steps
+    for t in range(7):
+        assert np.allclose(rollout.step_rewards[t], np.clip(rollout.dense[3 * (t // 3)], 0, 1))
+    r = rollout.step_rewards
+    assert torch.allclose(rollout.rewards[0], torch.tensor(r[0] + 0.9 * r[1], dtype=torch.float32))
+    assert torch.allclose(rollout.rewards[3], torch.tensor(r[6], dtype=torch.float32))
+
+
+class OneEnvFails(OracleRewardModel):
+    """The real oracle, except for env `bad`: it raises, or answers NaN, after that env's first query."""
+
+    def __init__(self, bad: int, how: str) -> None:
+        super().__init__()
+        self.bad, self.how, self.seen = bad, how, 0
+
+    def score(self, requests):
+        rewards = super().score(requests)
+        for i, request in enumerate(requests):
+            if request.env_id == self.bad:
+                self.seen += 1
+                if self.seen > 1 and self.how == "raise":
+                    raise RuntimeError("backend down for this env")
+                if self.seen > 1:
+                    rewards[i] = Reward(float("nan"), "garbage")
+        return rewards
+
+
+@pytest.mark.parametrize("how", ["raise", "nan"])
+def test_a_failing_backend_for_one_env_is_held_and_counted(agent, sim, how: str) -> None:
+    rollout, reward, _ = _rollout(agent, sim, OneEnvFails(bad=1, how=how))
+    first = float(np.clip(rollout.dense[0, 1], 0, 1))
+    assert np.allclose(rollout.step_rewards[:, 1], first)  # env 1 holds its first value for the whole episode
+    for t in range(7):  # env 0 is scored as usual
+        assert rollout.step_rewards[t, 0] == pytest.approx(float(np.clip(rollout.dense[3 * (t // 3), 0], 0, 1)))
+    assert reward.failures == {1: 2}
+    assert np.isfinite(rollout.step_rewards).all()
+
+
+def _lite_backend(tmp_path: Path, task: str) -> Path:
+    from lrm.lite import LiteRewardModel
+    from lrm.lite_config import LiteConfig
+
+    torch.manual_seed(0)
+    model_dir = LiteRewardModel(LiteConfig(image_size=(32, 32), cnn_channels=[8, 8], feature_dim=16, hidden_dim=16,
+                                           tasks=[task])).save_pretrained(tmp_path / "lite")
+    path = tmp_path / "lite.yaml"
+    path.write_text(f"type: lite\nlite:\n  checkpoint: {model_dir}\n")
+    return path
+
+
+def test_cli_end_to_end_with_the_compact_reward_model(checkpoint: Path, sim, tmp_path: Path, capsys) -> None:
+    from sim.maniskill_env import SUPPORTED_ENVS
+
+    backend = _lite_backend(tmp_path, SUPPORTED_ENVS["PickCube-v1"].task)
+    out = tmp_path / "run"
+    code = main(["ppo", "--config", str(ROOT / "configs/ppo/pickcube_lite.yaml"), "--output-dir", str(out),
+                 "--checkpoint", str(checkpoint), "--iterations", "1", *sum([["--set", s] for s in ENV_SETS + [
+                     "env.backend=cpu_sync", "env.num_envs=2", "env.episode_steps=8", "env.sim.camera_width=32",
+                     "env.sim.camera_height=32", f"reward.backend={backend}", "reward.hold.every=4",
+                     "reward.hold.weights={progress: 0.5, contrastive: 0.5}", "ppo.value_warmup_iterations=0"]], [])])
+    assert code == 0, capsys.readouterr().err
+    assert "PPO: 1 iterations, 16 env steps" in capsys.readouterr().out
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 2 envs x queries at steps 0 and 4; contrastive has nothing to compare with at an env's first query
+    assert row["renders"] == 4 and row["reward_queries"] == 6 and row["backend_failures"] == 0
+    assert row["env_steps"] == 16 and row["env_steps_per_s"] > 0 and row["reward_queries_per_s"] > 0
+    for key in ("success_rate", "mean_reward", "policy_loss", "value_loss", "approx_kl"):
+        assert math.isfinite(row[key]), key
+    assert {"progress/pearson_global", "progress/roc_auc", "contrastive/direction_accuracy", "reward/pairwise_accuracy",
+            "contrastive/monotonicity", "contrastive/progress_recall"} <= set(row)
+    for name in ("metrics.rrd", "learning_curve.png", "checkpoints/last/training_state.pt", "policy/model.safetensors"):
+        assert (out / name).is_file(), name
+
+
+def test_async_workers_step_in_lockstep_with_in_process_envs_and_render_only_when_listed(sim) -> None:
+    from app.ppo.vec_env import AsyncSim
+    from sim.maniskill_env import SimEnvConfig
+
+    workers = AsyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"],
+                                    camera_width=32, camera_height=32), 2)
+    try:
+        assert workers.state_size == sim.state_size and workers.task == sim.task
+        a, b = workers.reset([7, 8]), sim.reset([7, 8])
+        actions = np.tile(a.states[:, :8], 1)  # hold the joints where they are
+        a, b = workers.step(actions), sim.step(actions)
+        assert np.allclose(a.states, b.states, atol=1e-5) and np.allclose(a.dense_reward, b.dense_reward, atol=1e-5)
+        frames = workers.capture([1])
+        assert list(frames) == [1] and frames[1]["base_camera"].shape == (32, 32, 3)
+        assert workers.capture([]) == {}
+    finally:
+        workers.close()
+
+
+def test_bad_configs_are_one_line_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    base = ["ppo", "--config", str(ROOT / "configs/ppo/pickcube_oracle.yaml"), "--output-dir", str(tmp_path / "o")]
+    assert main([*base, "--set", "ppo.gamma=2"]) == 2
+    assert "ppo" in capsys.readouterr().err
+    assert main([*base, "--checkpoint", str(tmp_path / "missing"), "--set", "env.backend=cpu_sync",
+                 "--set", "env.num_envs=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "policy.checkpoint" in err and len(err.splitlines()) == 1
+    assert main([*base, "--checkpoint", str(checkpoint), "--set", "env.backend=cpu_sync", "--set", "env.num_envs=1",
+                 "--set", "env.sim.state_mode=proprio"]) == 2
+    assert "reads a state of 42 values" in capsys.readouterr().err
+    for config in sorted((ROOT / "configs/ppo").glob("*.yaml")):  # every shipped config validates
+        from app.config_loader import load_config
+        from app.ppo.config import PPOConfig
+
+        load_config(config, PPOConfig)
+
+
+def _command(checkpoint: Path, out: Path, iterations: int) -> list[str]:
+    sets = ENV_SETS + ["env.backend=cpu_sync", "env.num_envs=2", "env.episode_steps=8", "checkpoint_every=1",
+                       "rerun=false", "plot=false", "ppo.num_minibatches=2", "ppo.learning_rate=0.001"]
+    return ["ppo", "--config", str(ROOT / "configs/ppo/pickcube_oracle.yaml"), "--output-dir", str(out),
+            "--checkpoint", str(checkpoint), "--iterations", str(iterations), *sum([["--set", s] for s in sets], [])]
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(checkpoint: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    killed = tmp_path / "killed"
+    state = killed / "checkpoints/last/training_state.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", *_command(checkpoint, killed, 4)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(state, weights_only=False)["iteration"] if state.is_file() else 0
+    assert 1 <= done < 4, "the run must be killed after its first checkpoint and before its end"
+
+    assert main(_command(checkpoint, killed, 4)) == 0  # the same command again
+    rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3] and rows[-1]["env_steps"] == 4 * 16
+
+    straight = tmp_path / "straight"
+    assert main(_command(checkpoint, straight, 4)) == 0
+    a, b = load_file(str(killed / "policy/model.safetensors")), load_file(str(straight / "policy/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resumed == uninterrupted, bit for bit
+    assert not torch.equal(a["actor.0.weight"], load_file(str(checkpoint / "model.safetensors"))["actor.0.weight"])
