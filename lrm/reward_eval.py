@@ -66,6 +66,7 @@ __all__ = [
     "evaluate_reward_model",
     "run_reward_eval",
     "select_episodes",
+    "to_jsonable",
     "write_report",
 ]
 
@@ -376,12 +377,12 @@ def _trajectory_report(trajectories: list[dict[str, Any]], modality: str, score:
 # --------------------------------------------------------------------------- output
 
 
-def _jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
     """NaN and infinities become null: strict JSON has no NaN, and a reader must see "undefined"."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         return None if not math.isfinite(float(value)) else float(value)
     if isinstance(value, np.integer):
@@ -396,7 +397,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, name: str = "me
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    path.write_text(json.dumps(_jsonable(report), indent=1, allow_nan=False) + "\n")
+    path.write_text(json.dumps(to_jsonable(report), indent=1, allow_nan=False) + "\n")
     return path
 
 
