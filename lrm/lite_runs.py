@@ -1,9 +1,10 @@
-"""Training runs of the compact model for `lrm-robot train-lrm`: from labels (`type: lite`) or a teacher (`type: lite_distill`).
+"""Compact-model runs of `lrm-robot train-lrm`: from labels (`type: lite`) or a teacher (`type: lite_distill`).
 
-Both read a store (or a LeRobotDataset on disk, `lrm.lerobot_source`) through the dataset builder and write, into `output_dir`, the
-checkpoint `lrm.lite.train_lite` writes (config.json, model.safetensors,
-history.json), a `report.json` (config, example counts, loss history, held-out
-metrics) and a `backend.yaml` that loads the checkpoint as the `lite` backend.
+Both read a store (or a LeRobotDataset on disk, `lrm.lerobot_source`) through
+the dataset builder and write, into `output_dir`, the checkpoint that
+`lrm.lite.train_lite` writes (config.json, model.safetensors, history.json), a
+`report.json` (config, example counts, loss history, held-out metrics) and a
+`backend.yaml` that loads the checkpoint as the `lite` backend.
 The teacher of a distillation run is any frame-based backend, named by its
 backend YAML (configs/lrm/backends/*.yaml, or the backend.yaml of a LoRA run);
 the command line loads it, since the strict config loader lives in `app`.
@@ -73,7 +74,8 @@ def run_lite(
     try:
         dataset = build_dataset(store, config.dataset)
         if not dataset.train:
-            raise ValueError(f"{config.store or store.path}: no training examples (do the episodes have success verdicts?)")
+            where = config.store or store.path
+            raise ValueError(f"{where}: no training examples (do the episodes have success verdicts?)")
         if distill:
             model, history = distill_lite(
                 dataset, teacher, config.train, config.model, output_dir=out,

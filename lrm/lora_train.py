@@ -155,8 +155,16 @@ def _eval_subset(examples: list[Example], count: int, seed: int) -> list[Example
     return [examples[i] for i in sorted(rng.choice(len(examples), count, replace=False))]
 
 
+# What the trainers log that says whether training works: the loss, and how often the answer is right.
+_LOGGED = ("loss", "mean_token_accuracy", "rewards/accuracies", "rewards/margins", "learning_rate")
+
+
 def _losses(history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    return [{"step": int(h["step"]), "loss": float(h["loss"])} for h in history if "loss" in h and "step" in h]
+    return [
+        {"step": int(h["step"]), **{k: float(h[k]) for k in _LOGGED if k in h}}
+        for h in history
+        if "loss" in h and "step" in h
+    ]
 
 
 def _make_trainer(modality: str, config: LoraRunConfig, model: Any, processor: Any, train_data: Any, scratch: str):
@@ -203,7 +211,9 @@ def _make_trainer(modality: str, config: LoraRunConfig, model: Any, processor: A
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(beta=settings.dpo_beta, **common)
-        return DPOTrainer(model=model, args=args, train_dataset=train_data, processing_class=processor, peft_config=lora)
+        return DPOTrainer(
+            model=model, args=args, train_dataset=train_data, processing_class=processor, peft_config=lora
+        )
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(completion_only_loss=True, **common)
@@ -294,7 +304,7 @@ def train_lora(
     *,
     rationale: Any | None = None,
 ) -> dict[str, Any]:
-    """Build the dataset from `config.store` (or an open `store`, or any lrm.lerobot_source source), train every configured modality, write outputs.
+    """Build the dataset from `config.store` (or an open `store`), train every configured modality, write outputs.
 
     `rationale(example, episode_meta)` may supply reasoning texts (lrm.dataset.build_dataset).
     Returns the report that is also written to `<output_dir>/report.json`.

@@ -126,7 +126,9 @@ class PromptTemplate:
         messages.append({"role": "user", "content": content})
         return messages
 
-    def chat(self, task: str, frames: dict[str, Any], video: list[Any] | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
+    def chat(
+        self, task: str, frames: dict[str, Any], video: list[Any] | None = None
+    ) -> tuple[list[dict[str, Any]], list[Any]]:
         """One request's chat messages and its images in prompt order.
 
         The one place that turns a request into a prompt, shared by the `qwen3vl`

@@ -50,7 +50,7 @@ def bare_backend(tiny_qwen3vl: TinyModelPaths) -> Qwen3VLRewardModel:
 
 
 def run_config(tiny: TinyModelPaths, tmp_path, **train) -> LoraRunConfig:
-    settings = dict(steps=8, batch_size=4, gradient_accumulation_steps=1, lr=5e-3, logging_steps=1, eval_examples=8)
+    settings = dict(steps=6, batch_size=2, gradient_accumulation_steps=1, lr=5e-3, logging_steps=1, eval_examples=4)
     settings.update(train)
     return LoraRunConfig(
         output_dir=str(tmp_path),
@@ -145,9 +145,9 @@ def test_sft_lowers_the_loss_and_the_reloaded_adapter_moves_the_backend(
     data = only(dataset, "completion", "no")
     config = run_config(tiny_qwen3vl, tmp_path)
     entry = train_modality("completion", config, data, templates["completion"], tmp_path / "adapters" / "completion")
-    assert entry["trainer"] == "sft" and entry["steps"] == 8
+    assert entry["trainer"] == "sft" and entry["steps"] == 6
     assert entry["loss_after"]["train_subset"] < entry["loss_before"]["train_subset"] - 0.05
-    assert [h["step"] for h in entry["loss_history"]] == list(range(1, 9))
+    assert [h["step"] for h in entry["loss_history"]] == list(range(1, 7))
     saved = tmp_path / "adapters" / "completion"
     assert (saved / "adapter_config.json").is_file() and (saved / "adapter_model.safetensors").is_file()
     assert json.loads((saved / "adapter_config.json").read_text())["r"] == 8
@@ -169,7 +169,7 @@ def test_dpo_lowers_the_loss_and_prefers_the_chosen_answer(
     dataset, templates, tiny_qwen3vl: TinyModelPaths, bare_backend: Qwen3VLRewardModel, tmp_path
 ) -> None:
     data = only(dataset, "contrastive", "2")
-    config = run_config(tiny_qwen3vl, tmp_path, steps=6, dpo_beta=0.5)
+    config = run_config(tiny_qwen3vl, tmp_path, steps=4, dpo_beta=0.5)
     entry = train_modality("contrastive", config, data, templates["contrastive"], tmp_path / "contrastive")
     assert entry["trainer"] == "dpo"
     # a fresh adapter is the reference itself: the DPO loss starts at log 2
@@ -200,9 +200,11 @@ def test_completion_positives_are_balanced(dataset) -> None:
     yes = sum(ex.answer == "yes" for ex in picked)
     no = sum(ex.answer == "no" for ex in picked)
     assert yes > 1 and no // 2 <= yes <= no
-    assert len(_select(dataset.train, "completion", dataclasses.replace(settings, balance_completion=False))) < len(picked)
-    few = _select(dataset.train, "progress", dataclasses.replace(settings, max_train_examples=5))
-    assert len(few) == 5 and few == _select(dataset.train, "progress", dataclasses.replace(settings, max_train_examples=5))
+    unbalanced = dataclasses.replace(settings, balance_completion=False)
+    assert len(_select(dataset.train, "completion", unbalanced)) < len(picked)
+    five = dataclasses.replace(settings, max_train_examples=5)
+    few = _select(dataset.train, "progress", five)
+    assert len(few) == 5 and few == _select(dataset.train, "progress", five)  # seeded
 
 
 def test_config_checks() -> None:
