@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rrd", metavar="DIR", help="save every committed episode as DIR/episode-<i>.rrd")
     parser.add_argument("--auto-next", action="store_true", default=None,
                         help="start the next rollout without waiting for the operator")
+    parser.add_argument("--headless", action="store_true",
+                        help="no screen: run every round unattended (with --auto-next) and exit when done")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     parser.set_defaults(handler=run)
 
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
              "auto_next": args.auto_next}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
     config = load_operate_config(args.config, overrides)
+    if args.headless and not config.auto_next:
+        raise UsageError("--headless has no operator to press `n`: add --auto-next (or auto_next: true)")
 
     from app.operator.app import OperatorApp
     from app.operator.session import OperatorSession
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     root.handlers = [handler]  # a stderr handler would scribble over the app's screen
     try:
         session = OperatorSession(config)
-        OperatorApp(session).run()
+        OperatorApp(session, exit_when_done=args.headless).run(headless=args.headless)
+        session.done.wait(120)  # the session's thread closes the store and the env after the screen has gone
     finally:
         root.handlers = saved
         handler.close()

@@ -71,11 +71,14 @@ class OperatorApp(App[None]):
         Binding("q", "quit_session", "Quit"),
     ]
 
-    def __init__(self, session: Any, *, start: bool = True, rrd_dir: Path | None = None) -> None:
+    def __init__(self, session: Any, *, start: bool = True, rrd_dir: Path | None = None,
+                 exit_when_done: bool = False) -> None:
         """`session`: an OperatorSession (its `emit` is replaced by this app's). `start`: run it on mount
-        (False shows the screens fed by hand, e.g. for snapshots). `rrd_dir`: where `w` saves recordings."""
+        (False shows the screens fed by hand, e.g. for snapshots). `rrd_dir`: where `w` saves recordings.
+        `exit_when_done`: leave once the session has finished, stopped or failed (unattended runs)."""
         super().__init__()
         self.session = session
+        self.exit_when_done = exit_when_done
         session.emit = self._emit
         self.start_session = start
         self.rrd_dir = Path(rrd_dir) if rrd_dir else Path(session.config.output_dir) / "rerun"
@@ -111,6 +114,8 @@ class OperatorApp(App[None]):
                 return  # an emergency stop stays on the screen
             self.phase, self.paused = event.phase, event.paused
             self.query_one(PhaseBanner).show(event.phase, event.detail, event.paused)
+            if self.exit_when_done and event.phase in ("done", "stopped", "error"):
+                self.exit()
         elif isinstance(event, RolloutStarted):
             panel.started(event)
         elif isinstance(event, StepUpdate):

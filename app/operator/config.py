@@ -8,9 +8,9 @@ Sections:
   latest trained policy and its trained judge fill in `policy.checkpoint`
   and the lite judge's checkpoint when those are left empty, and its store
   becomes the operator's store (so fine-tuning sees the demonstrations).
-- `policy`: the checkpoint rolled out first (null: uniform random actions,
-  for dry runs), plus the `app.improve` policy section used to fine-tune it
-  after every round.
+- `policy`: the checkpoint rolled out first (or, for dry runs, `dry_run:
+  random` in simulation or `hold` on a robot), plus the `app.improve`
+  policy section used to fine-tune it after every round.
 - `judge`: the completion reward model that gives each rollout its verdict
   on the last frame(s) (`app.improve.judge`).
 - `rewards`: the live reward traces shown as sparklines and stored with the
@@ -55,7 +55,11 @@ class EnvSection:
 
 @dataclass
 class OperatorPolicy:
-    checkpoint: str | None = None  # a train-policy / improve checkpoint; null = random actions
+    checkpoint: str | None = None  # a train-policy / improve checkpoint
+    # Without a checkpoint: "random" (uniform actions; the simulator's default) or "hold" (command the
+    # measured joints: a dry run that exercises cameras, safety, recording and the judge without moving).
+    # A robot never gets random actions.
+    dry_run: Literal["random", "hold"] | None = None
     random_seed: int = 0
     improve: PolicySection = field(default_factory=PolicySection)  # how each round fine-tunes (app.improve)
 
@@ -120,6 +124,10 @@ class OperateConfig:
             raise ValueError(f"rollouts_per_round must be at least 1, got {self.rollouts_per_round}")
         if self.env.kind == "robot" and self.eval.episodes:
             raise ValueError("eval.episodes needs the simulator's oracle; set it to 0 for env.kind: robot")
+        if self.env.kind == "robot" and self.policy.checkpoint is None and self.improve_run is None:
+            if self.policy.dry_run != "hold":
+                raise ValueError("a robot needs policy.checkpoint (or policy.dry_run: hold, which holds the arm "
+                                 "still); random actions are for the simulator only")
         if self.rewards.enabled and self.rollout.capture != "every_step":
             # A reward query needs a rendered frame, and only every_step renders frames on a fixed schedule.
             raise ValueError("rewards need rollout.capture: every_step (or set rewards.enabled: false)")

@@ -57,7 +57,7 @@ from recordings.episode import EpisodeMeta
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EnvFactory", "LiveRewards", "OperatorSession", "make_env", "thumbnail"]
+__all__ = ["EnvFactory", "HoldPolicy", "LiveRewards", "OperatorSession", "make_env", "thumbnail"]
 
 EnvFactory = Callable[[OperateConfig], Any]
 THUMB_SIZE = (16, 32)  # (rows, cols) of pixels: 8 text lines with half-block characters
@@ -88,6 +88,19 @@ def thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB_SIZE) -> np.ndarr
     rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
     cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
     return np.ascontiguousarray(image[rows][:, cols, :3])
+
+
+class HoldPolicy:
+    """Commands the measured joint positions (`policy.dry_run: hold`): the arm stays where it is."""
+
+    needs_images = False
+    camera_names: list[str] = []
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def act(self, observation: Any) -> np.ndarray:
+        return np.asarray(observation.state, dtype=np.float32).copy()
 
 
 class LiveRewards:
@@ -226,8 +239,8 @@ class OperatorSession:
     def next(self) -> None:
         """Go on: leave the review of the last rollout, or confirm a robot's reset phase."""
         gate = getattr(self.env, "reset_gate", None)
-        if gate is not None and getattr(gate, "waiting", False):
-            gate.confirm()
+        if gate is not None and (self.phase == "reset" or getattr(gate, "waiting", False)):
+            gate.confirm()  # a confirm given just before the env starts waiting still counts
         with self._cond:
             self._advance = True
             self._cond.notify_all()
@@ -257,9 +270,13 @@ class OperatorSession:
             else:
                 self._set_phase("done", "stopped by the operator")
         except Exception as exc:
-            log.exception("operator session failed")
-            self._set_phase("error", f"{type(exc).__name__}: {exc}")
-            self.emit(Notice(f"{type(exc).__name__}: {exc}", "error"))
+            if self._estop.is_set():  # e.g. a robot env refusing to step or reset once its stop is latched
+                log.info("stopped by the emergency stop: %s: %s", type(exc).__name__, exc)
+                self._set_phase("stopped", "emergency stop: nothing runs until the app is restarted")
+            else:
+                log.exception("operator session failed")
+                self._set_phase("error", f"{type(exc).__name__}: {exc}")
+                self.emit(Notice(f"{type(exc).__name__}: {exc}", "error"))
         finally:
             self._close()
             self.done.set()
@@ -323,7 +340,12 @@ class OperatorSession:
         self._store_info()
 
     def _load_policy(self, checkpoint: Path | None) -> Any:
+        dry_run = self.config.policy.dry_run or ("random" if self.config.env.kind == "sim" else None)
+        if checkpoint is None and dry_run == "hold":
+            return HoldPolicy()
         if checkpoint is None:
+            if self.config.env.kind != "sim":
+                raise ValueError("random actions are for the simulator only: give policy.checkpoint or dry_run: hold")
             from policies.evaluate import RandomPolicy
 
             policy = RandomPolicy(seed=self.config.policy.random_seed)
@@ -433,10 +455,32 @@ class OperatorSession:
             self._between_steps()
             self.emit(self._step_update(event))
 
-        result = run_rollout(self.env, self.policy, self.store, meta, config=cfg.rollout, seed=seed,
-                             control=self.control, on_step=on_step, reward_hook=self.rewards)
+        try:
+            result = run_rollout(self.env, self.policy, self.store, meta, config=cfg.rollout, seed=seed,
+                                 control=self.control, on_step=on_step, reward_hook=self.rewards)
+        finally:
+            report = self._end_env_episode()
         self.phase = "judging"
+        if report is not None and result.index is not None:
+            rec = self.store.record(result.index)
+            self.store.update_meta(result.index, extra={**rec.meta.extra, "robot": report})
+            self.emit(Notice(f"episode {result.index}: {report['summary']}"))
         return result
+
+    def _end_env_episode(self) -> dict[str, Any] | None:
+        """A robot env holds the arm between episodes and reports the achieved rate and the safety clips."""
+        end = getattr(self.env, "end_episode", None)
+        if not callable(end):
+            return None
+        try:
+            report = end()
+        except Exception as exc:
+            log.warning("end_episode failed: %s", exc)
+            return None
+        out = {"summary": report.summary()} if hasattr(report, "summary") else {}
+        if dataclasses.is_dataclass(report):
+            out.update(json.loads(json.dumps(dataclasses.asdict(report), default=str)))
+        return out
 
     def _between_steps(self) -> None:
         """Runs between two steps of a rollout, in the rollout's thread."""
@@ -513,6 +557,10 @@ class OperatorSession:
             meta = self.store.update_meta(index, operator_verdict=success,
                                           extra={**rec.meta.extra, "operator_marks": log_entry})
             self.emit(VerdictChanged(index, meta.operator_verdict, meta.lrm_verdict, meta.lrm_score))
+            lrm = "not judged" if meta.lrm_verdict is None else (
+                f"{'success' if meta.lrm_verdict else 'failure'}, P={meta.lrm_score:.2f}")
+            self.emit(Notice(f"episode {index} marked {'success' if success else 'failure'} by the operator "
+                             f"(LRM: {lrm}; both kept)"))
 
     def _round_stats(self, round_: int) -> RoundStats:
         records = [r for r in self.store.episodes(round=round_) if "operator" in r.meta.extra]

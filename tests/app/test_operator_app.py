@@ -300,3 +300,26 @@ def test_cli_bad_configs_are_one_line_errors(tmp_path, capsys):
     cfg.write_text("rewards:\n  every: 0\n")
     assert main(["operate", "--config", str(cfg)]) == 2
     assert "rewards.every" in capsys.readouterr().err
+
+
+def test_cli_headless_run_saves_rrd_and_prints_the_rounds(tmp_path, judge, capsys):
+    import yaml
+
+    from app.cli import main
+    from app.config_loader import config_to_dict
+
+    config = operate_config(tmp_path / "run", judge, finetune=False, rollouts_per_round=1,
+                            rollout=RolloutConfig(max_steps=4, time_limit_s=None, capture="every_step"))
+    path = tmp_path / "operate.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(config)))
+    assert main(["operate", "--config", str(path), "--headless"]) == 2  # nobody there to press n
+    assert "--auto-next" in capsys.readouterr().err
+    rc = main(["operate", "--config", str(path), "--headless", "--auto-next", "--rrd", str(tmp_path / "rrd")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "phase: done" in out and "round 1: 1 rollouts" in out
+    assert (tmp_path / "rrd" / "episode-0.rrd").stat().st_size > 0
+    assert (tmp_path / "run" / "operate.log").is_file()
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 1 and store.record(0).length == 5
+        assert store.record(0).meta.lrm_verdict is not None

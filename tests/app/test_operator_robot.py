@@ -1,0 +1,100 @@
+"""The operator app on the hardware path, without hardware: robot_drivers' RobotEnv over LeRobot's SO-101
+class on the simulated motor bus, with a RealSense camera replayed from a .bag through pyrealsense2.
+
+The same keys as in simulation: `n` starts, `n` confirms the reset phase the
+robot env waits in, `s` marks, `e` latches the robot's own emergency stop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("pyrealsense2")
+robot_drivers = pytest.importorskip("robot_drivers.env")
+
+from app.config_loader import config_to_dict  # noqa: E402
+from app.operator.app import OperatorApp  # noqa: E402
+from app.operator.config import EnvSection, OperatorPolicy  # noqa: E402
+from app.operator.session import OperatorSession, make_env  # noqa: E402
+from app.rollout import RolloutConfig  # noqa: E402
+from recordings.store import EpisodeStore  # noqa: E402
+from robot_drivers.arms import ArmConfig, SimulatedBusConfig  # noqa: E402
+from robot_drivers.arms.simulated_bus import SimulatedMotorsBus  # noqa: E402
+from robot_drivers.cameras import CameraConfig  # noqa: E402
+from robot_drivers.cameras.realsense_bag import write_bag  # noqa: E402
+from robot_drivers.config import ResetConfig, RobotEnvConfig  # noqa: E402
+from robot_drivers.safety import SafetyConfig  # noqa: E402
+from tests.app.test_operator_app import make_lite_judge, operate_config, wait_for  # noqa: E402
+
+pytestmark = [pytest.mark.anyio]
+H, W = 48, 64
+
+
+@pytest.fixture(autouse=True)
+def _fresh_simulated_devices():
+    SimulatedMotorsBus.forget_devices()
+    yield
+    SimulatedMotorsBus.forget_devices()
+
+
+def _robot_yaml(tmp_path) -> str:
+    frames = [np.full((H, W, 3), 40 + 4 * i, np.uint8) for i in range(30)]
+    bag = write_bag(tmp_path / "front.bag", frames, fps=30, serial_number="123456789012")
+    config = RobotEnvConfig(
+        task="pick up the red cube",
+        arm=ArmConfig(type="so101_follower", port="/dev/simulated-operate", id="operate_arm",
+                      calibration_dir=tmp_path / "calibration", simulated=True,
+                      simulation=SimulatedBusConfig(command_latency_s=0.001, max_speed=400.0)),
+        cameras={"front": CameraConfig(width=W, height=H, fps=30, playback_file=bag, serial_number="123456789012",
+                                       read_timeout_ms=300)},
+        control_hz=50.0,
+        safety=SafetyConfig(joint_low=[-90.0] * 5 + [0.0], joint_high=[90.0] * 5 + [100.0], max_delta_per_tick=4.0,
+                            watchdog_timeout_s=0.5),
+        reset=ResetConfig(wait_for_operator=True),
+    )
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(config)))
+    return str(path)
+
+
+async def test_robot_env_reset_gate_marks_and_emergency_stop(tmp_path):
+    judge = make_lite_judge(tmp_path / "judge")
+    config = operate_config(
+        tmp_path / "run", judge, env=EnvSection(kind="robot", robot=_robot_yaml(tmp_path)),
+        policy=OperatorPolicy(dry_run="hold"), finetune=False,
+        rollout=RolloutConfig(max_steps=6, time_limit_s=5.0, capture="every_step"),
+    )
+    envs = []
+
+    def factory(cfg):
+        envs.append(make_env(cfg))  # the config's own path: robot YAML -> robot_drivers.make_robot_env
+        return envs[-1]
+
+    session = OperatorSession(config, env_factory=factory)
+    app = OperatorApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "reset", what="the robot's reset phase")
+        await pilot.pause(0.3)
+        assert session.store.num_episodes == 0 and envs[0].reset_gate.waiting  # held until the operator confirms
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "review", what="the review")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "marked success" in str(app.query_one("#notice").render()), what="the mark")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "reset" and envs[0].reset_gate.waiting, what="the next reset")
+        await pilot.press("e")
+        await wait_for(pilot, session.done.is_set, what="the stop")
+        assert app.phase == "stopped"
+    env = envs[0]
+    assert env.estop.is_set and not env.connected  # the robot's own stop latched; the session closed it
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 1  # the e-stop in the reset phase started no episode
+        meta, ep = store.record(0).meta, store.load_episode(0)
+    assert meta.source == "robot" and meta.operator_verdict is True and meta.lrm_verdict is not None
+    assert meta.extra["robot"]["steps"] == 6 and "Hz" in meta.extra["robot"]["summary"]
+    assert ep.images["front"].shape[1:] == (H, W, 3) and ep.images["front"][0].any()
+    np.testing.assert_allclose(ep.action[:6], ep.state[:6], atol=1e-4)  # the dry run commanded the measured joints
