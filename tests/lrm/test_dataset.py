@@ -287,3 +287,42 @@ def test_store_and_lerobot_together(store, exported):
     a = ds.load_frames([ex])[0]["current"]
     assert np.array_equal(a, store.load_episode(twin).images["cam"][ex.frames["current"]])
     assert type(open_source(exported)).__name__ == "LeRobotSource"
+
+
+def test_lerobot_next_success_gives_the_verdict(tmp_path):
+    """A LeRobotDataset written by LeRobot itself (no sidecar) with a `next.success` feature, as its sim datasets."""
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
+    import PIL.Image
+
+    from lrm.lerobot_source import LeRobotSource
+    from lrm.synthetic import bar_frame
+
+    features = {
+        "observation.images.top": {"dtype": "image", "shape": (12, 12, 3), "names": ["height", "width", "channels"]},
+        "next.success": {"dtype": "bool", "shape": (1,), "names": None},
+    }
+    root = tmp_path / "sim_ds"
+    ds = lerobot_dataset.LeRobotDataset.create("local/sim", fps=10, features=features, root=root, use_videos=False)
+    rng = np.random.default_rng(0)
+    pixels = []
+    for episode, (length, reached) in enumerate([(11, True), (6, False), (13, True)]):
+        for t in range(length):
+            image = bar_frame(t / (length - 1), episode, 12, rng)
+            pixels.append(image)
+            done = reached and t == length - 1
+            ds.add_frame({"observation.images.top": PIL.Image.fromarray(image),
+                          "next.success": np.array([done]), "task": f"task {episode % 2}"})
+        ds.save_episode()
+    ds.finalize()
+
+    source = LeRobotSource(root)
+    assert source.cameras == {"top": (12, 12)}
+    assert [r.meta.oracle_success for r in source.episodes()] == [True, False, True]
+    assert [r.length for r in source.episodes()] == [11, 6, 13]
+    assert [r.index for r in source.episodes(task="task 0")] == [0, 2]
+    assert np.array_equal(source.load_episode(1).images["top"][5], pixels[11 + 5])
+    built = build_dataset(source, DatasetConfig(modalities=["completion"], val_fraction=0.0))
+    assert sum(ex.label for ex in built.train) == 2  # the final frames of the two successes
