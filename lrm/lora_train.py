@@ -251,10 +251,11 @@ def train_modality(
 
     train_data = as_dataset(train_examples)
     plain = [ex for ex in dataset.train if ex.modality == modality]
+    seen = list({id(ex): ex for ex in train_examples}.values())  # the subsample, without the repeats
     val = [ex for ex in dataset.val if ex.modality == modality]
     evals = {}
     if settings.eval_examples:
-        evals["train_subset"] = as_dataset(_eval_subset(plain, settings.eval_examples, settings.seed))
+        evals["train_subset"] = as_dataset(_eval_subset(seen, settings.eval_examples, settings.seed))
         if val:
             evals["val"] = as_dataset(_eval_subset(val, settings.eval_examples, settings.seed))
 
@@ -316,7 +317,6 @@ def train_lora(
 
     templates = config.templates()
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     own_store = store is None
     if own_store:
         if not config.store:
@@ -324,6 +324,7 @@ def train_lora(
         store = open_source(config.store, assume_success=config.assume_success)
     try:
         dataset = build_dataset(store, config.dataset, rationale=rationale)
+        out.mkdir(parents=True, exist_ok=True)
         report: dict[str, Any] = {
             "type": config.type,
             "config": dataclasses.asdict(config),
