@@ -372,6 +372,9 @@ class BCTrainConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     resume: bool = False  # continue from OUTPUT/checkpoints/last
+    # Fine-tune: start from this checkpoint's weights and normalisation statistics (e.g. the previous
+    # round's policy) instead of a new policy; the `policy` section is then ignored. None = from scratch.
+    init_from: Path | None = None
     num_threads: int | None = None  # torch CPU threads; None = torch's default
     progress: bool = True
 
@@ -456,8 +459,9 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
     with EpisodeStore.open(config.store, mode="r") as store:
         train_ids, val_ids = episode_split(store, config, out, resuming)
         log.info("loading %d train + %d validation episodes from %s", len(train_ids), len(val_ids), config.store)
-        cameras = list(config.policy.cameras)
-        chunk = config.policy.chunk_size
+        arch = config.policy if config.init_from is None else _checkpoint_arch(config.init_from)
+        cameras = list(arch.cameras)
+        chunk = arch.chunk_size
         train_data = load_frames(store, train_ids, cameras, chunk)
         val_data = load_frames(store, val_ids, cameras, chunk) if val_ids else None
 
@@ -470,6 +474,12 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
         policy = GaussianActorCritic.from_pretrained(ckpt)
         state = torch.load(ckpt / TRAINING_STATE, weights_only=False)
         log.info("resuming from %s at step %d of %d", ckpt, state["step"], total_steps)
+    elif config.init_from is not None:
+        try:
+            policy = GaussianActorCritic.from_pretrained(config.init_from)
+        except (FileNotFoundError, ValueError) as exc:
+            raise PolicyError(f"init_from: {exc}") from None
+        log.info("fine-tuning %s", config.init_from)
     else:
         stats = compute_stats(train_data.state, train_data.action, config.policy.std_floor, config.policy)
         try:
@@ -513,6 +523,14 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
     result = TrainResult(ckpt, report, train_ids, val_ids, len(train_data), len(val_data or []), total_steps)
     log.info("%s", result.summary())
     return result
+
+
+def _checkpoint_arch(path: Path) -> ActorCriticConfig:
+    """The architecture of the checkpoint to fine-tune (its cameras and chunk size decide the frames to load)."""
+    try:
+        return ActorCriticConfig.from_json(json.loads((Path(path) / "config.json").read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise PolicyError(f"init_from: {path} is not an actor-critic checkpoint ({exc})") from None
 
 
 def _save_checkpoint(

@@ -1,0 +1,68 @@
+"""`lrm-robot improve`: the self-improvement rounds, the application's main job.
+
+Roll the policy out N times, judge every terminal frame with the completion
+reward model, keep the accepted rollouts, fine-tune on demonstrations plus
+kept rollouts, evaluate, repeat for R rounds (app.improve.loop). The run
+directory holds the store, the checkpoints, state.json, report.json and
+success.png; the same command run again continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+from app.config_loader import load_config
+from app.errors import UsageError
+
+ORDER = 5
+DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "improve" / "pickcube_cpu.yaml"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "improve",
+        help="self-improvement rounds: roll out, judge, keep the successes, fine-tune, evaluate",
+        description=(
+            "Run R self-improvement rounds: N rollouts recorded into the run's episode store, the completion "
+            "reward model's verdict on each rollout's last frame(s), fine-tuning on the demonstrations plus the "
+            "accepted rollouts, and an oracle evaluation (simulation) per round. Writes OUTPUT/report.json and "
+            "OUTPUT/success.png and prints success per round with the filter's precision and recall. Run the "
+            "same command again to continue an interrupted run."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="YAML config (default: configs/improve/pickcube_cpu.yaml)")
+    parser.add_argument("--output-dir", metavar="DIR", help="run directory (resumed if it holds a run)")
+    parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
+    parser.add_argument("--restart", action="store_true", help="delete the run directory first")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.improve.config import ImproveConfig
+
+    flags = {"output_dir": args.output_dir, "rounds": args.rounds, "progress": False if args.no_progress else None}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
+    config = load_config(args.config or DEFAULT_CONFIG, ImproveConfig, overrides)
+
+    from app.improve.loop import ImproveRun, reset_run
+    from app.improve.report import format_table
+    from lrm.types import RequestError
+    from policies.errors import PolicyError
+
+    if args.restart:
+        reset_run(pathlib.Path(config.output_dir))
+    try:
+        report = ImproveRun(config).run()
+    except (PolicyError, RequestError) as exc:
+        raise UsageError(str(exc)) from None
+    out = pathlib.Path(config.output_dir)
+    print()
+    print(format_table(report))
+    print(f"report: {out / 'report.json'}  plot: {out / 'success.png'}  store: {out / 'store'}")
+    print("phases (s): " + json.dumps(report["phases"]))
+    return 0

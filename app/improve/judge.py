@@ -1,0 +1,162 @@
+"""The completion judge: a rollout's last frame(s) -> a verdict and a score, stored next to the other verdicts.
+
+Any backend with the completion modality judges (`lrm.backends`): the compact
+`lite` model trained here from the store, or the Qwen3-VL LRM with its
+completion adapter on a GPU machine. P(completed) is the backend's
+probability of "yes" where it gives one (logits mode, lite), else its 0/1
+answer.
+
+With k > 1 frames (the last k frames that hold a rendered image) the
+per-frame P are combined by
+- `threshold`: accept when the mean P >= threshold;
+- `vote`: accept when a strict majority of frames has P >= threshold
+  (a tie rejects: keeping a failure costs more than dropping a success).
+The stored score is the mean P in both cases.
+
+The judge never sees the answer: `train_judge` builds the compact model's
+training set from an explicit list of episode indices (the demonstrations,
+plus calibration episodes on their own seeds when configured), never from
+the rollouts it will judge, and returns a provenance record that the round
+report prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.improve.config import JudgeConfig
+from lrm.types import RewardRequest
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Verdict", "combine", "judge_episode", "judged_frames", "p_completed", "train_judge"]
+
+
+@dataclass
+class Verdict:
+    accepted: bool
+    score: float  # mean P(completed) over the judged frames
+    frame_scores: list[float]
+    frames: list[int]  # frame indices within the episode
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def combine(scores: Sequence[float], how: str, threshold: float) -> tuple[bool, float]:
+    """(accepted, mean P) of per-frame P(completed) values (module doc)."""
+    if not len(scores):
+        raise ValueError("no frame scores to combine")
+    p = np.asarray(scores, dtype=np.float64)
+    mean = float(p.mean())
+    if how == "threshold":
+        return mean >= threshold, mean
+    if how == "vote":
+        yes = int((p >= threshold).sum())
+        return 2 * yes > len(p), mean
+    raise ValueError(f"unknown combine rule {how!r} (vote or threshold)")
+
+
+def p_completed(reward: Any) -> float:
+    """P(completed) of a completion Reward: its probability of "yes" if it has one, else its value."""
+    probs = getattr(reward, "probs", None)
+    if probs and "yes" in probs:
+        return float(probs["yes"])
+    return float(np.clip(reward.value, 0.0, 1.0))
+
+
+def judged_frames(record: Any, k: int) -> list[int]:
+    """Those of the last k frames of an episode that hold a rendered image (a rollout lists them; others have all)."""
+    info = record.meta.extra.get("rollout") or {}
+    captured = info.get("captured")
+    frames = list(captured) if captured else list(range(record.length))
+    return [t for t in frames if t >= record.length - k]
+
+
+def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Verdict:
+    """Score the last `config.frames` frames of episode `index` and combine them."""
+    record = store.record(index)
+    camera = config.camera or next(iter(store.cameras))
+    frames = judged_frames(record, config.frames)
+    images = store.load_episode(index).images[camera]
+    requests = [RewardRequest(modality="completion", frames={"current": np.ascontiguousarray(images[t])},
+                              task=record.meta.task, request_id=t) for t in frames]
+    scores = [p_completed(r) for r in model.score(requests)]
+    accepted, score = combine(scores, config.combine, config.threshold)
+    return Verdict(accepted=accepted, score=score, frame_scores=scores, frames=frames)
+
+
+class _StoreView:
+    """The store as the dataset builder sees it: only `indices`; for `hide_oracle` only the operator's verdict
+    labels an episode (its oracle flag and any LRM verdict are hidden)."""
+
+    def __init__(self, store: Any, indices: Sequence[int], hide_oracle: Sequence[int] = ()) -> None:
+        self._store = store
+        self._indices = sorted(indices)
+        self._hide = set(hide_oracle)
+        self.path = store.path
+        self.cameras = store.cameras
+
+    def episodes(self, **filters: Any) -> list[Any]:
+        out = []
+        for rec in self._store.episodes(indices=self._indices, **filters):
+            if rec.index in self._hide:
+                rec = dataclasses.replace(rec, meta=dataclasses.replace(rec.meta, oracle_success=None, lrm_verdict=None))
+            out.append(rec)
+        return out
+
+    def load_episode(self, index: int) -> Any:
+        if index not in self._indices:
+            raise KeyError(f"episode {index} is not part of the judge's training data")
+        return self._store.load_episode(index)
+
+
+def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
+                out_dir: Path, *, label_source: str = "oracle") -> dict[str, Any]:
+    """Train the compact completion model on these episodes only; save it to `out_dir`; return its provenance.
+
+    Demonstrations are labelled by construction (the final frame completes the
+    task; earlier keyframes and the clipped prefix do not). Calibration
+    episodes are labelled by `label_source`: the simulator's oracle, or the
+    operator's verdict (their oracle flag is then hidden from the builder).
+    """
+    from lrm.dataset import build_dataset
+    from lrm.lite import train_lite
+
+    train = config.train
+    hide = list(calibration) if label_source == "operator" else []
+    view = _StoreView(store, [*demos, *calibration], hide_oracle=hide)
+    dataset_cfg = dataclasses.replace(train.dataset, camera=config.camera or train.dataset.camera)
+    dataset = build_dataset(view, dataset_cfg)
+    if not dataset.train:
+        raise ValueError("the judge has no training examples (no labelled demonstrations with images?)")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _, history = train_lite(dataset, train.train, train.model, output_dir=tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)  # a checkpoint directory appears whole or not at all
+    counts = dataset.counts()
+    return {
+        "backend": "lite",
+        "checkpoint": str(out_dir),
+        "trained_on": {
+            "demonstrations": sorted(demos),
+            "calibration_episodes": sorted(calibration),
+            "calibration_labels": label_source if calibration else None,
+            "rollouts_judged": "none: the judge never trains on the rollouts it judges",
+        },
+        "examples": counts,
+        "validation": history.get("val", {}),
+        "train_seconds": history.get("seconds"),
+        "steps": train.train.steps,
+    }

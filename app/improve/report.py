@@ -1,0 +1,184 @@
+"""The round report: OUT/report.json, OUT/success.png and the table the CLI prints.
+
+Per round: the oracle success rate of the round's policy on the evaluation
+seeds (95% Wilson interval); for its rollouts, how many the oracle calls
+successes, how many the judge kept, and the filter's precision (kept
+rollouts that were real successes) and recall (real successes that were
+kept) against the oracle, both for the LRM's own verdicts and for the
+verdicts that counted (the operator's where given). The judge's provenance
+says what it was trained on; `phases` gives the wall time of every step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_report", "filter_metrics", "format_table", "write_report"]
+
+
+def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
+    """Counts and precision / recall of a keep-or-drop filter against ground truth (NaN -> None when undefined)."""
+    tp = sum(k and t for k, t in zip(kept, truth, strict=True))
+    fp = sum(k and not t for k, t in zip(kept, truth, strict=True))
+    fn = sum(t and not k for k, t in zip(kept, truth, strict=True))
+    tn = len(kept) - tp - fp - fn
+    return {
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+    }
+
+
+def _round_rollouts(store: Any, round_: int) -> dict[str, Any]:
+    records = [r for r in store.episodes(round=round_)
+               if (r.meta.extra.get("improve") or {}).get("phase") == "rollout"]
+    valid = [r for r in records if not r.meta.aborted]
+    judged = [r for r in valid if r.meta.lrm_verdict is not None]
+    out: dict[str, Any] = {
+        "episodes": len(records),
+        "aborted": len(records) - len(valid),
+        "judged": len(judged),
+        "operator_verdicts": sum(r.meta.operator_verdict is not None for r in valid),
+    }
+    with_oracle = [r for r in judged if r.meta.oracle_success is not None]
+    if valid and all(r.meta.oracle_success is not None for r in valid):
+        out["oracle_successes"] = sum(bool(r.meta.oracle_success) for r in valid)
+        out["oracle_success_rate"] = out["oracle_successes"] / len(valid)
+    out["kept"] = sum(bool(r.meta.accepted) for r in judged)
+    if with_oracle:
+        truth = [bool(r.meta.oracle_success) for r in with_oracle]
+        out["lrm_filter"] = filter_metrics([bool(r.meta.lrm_verdict) for r in with_oracle], truth)
+        out["filter"] = filter_metrics([bool(r.meta.accepted) for r in with_oracle], truth)
+    return out
+
+
+def build_report(config: Any, steps: dict[str, Any], store: Any) -> dict[str, Any]:
+    """The report of everything finished so far (steps: the run state's finished steps)."""
+    rounds = []
+    for r in range(0, config.rounds + 1):
+        entry: dict[str, Any] = {"round": r}
+        ev = steps.get(f"eval-{r}")
+        if ev and ev.get("episodes"):
+            entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "mean_max_dense_reward")}
+        tr = steps.get(f"train-{r}")
+        if tr:
+            entry["train"] = {"selected": tr["selected"], "checkpoint": tr["checkpoint"], "init_from": tr["init_from"]}
+        if r >= 1 and steps.get(f"rollouts-{r}") and store is not None:
+            entry["rollouts"] = _round_rollouts(store, r)
+        if len(entry) > 1:
+            rounds.append(entry)
+    base = next((e["eval"]["success_rate"] for e in rounds if e["round"] == 0 and "eval" in e), None)
+    for e in rounds:
+        if base is not None and "eval" in e:
+            e["eval"]["change_from_base"] = e["eval"]["success_rate"] - base
+    judge = steps.get("judge-train")
+    if judge is None:
+        judge = {"backend": config.judge.backend.describe(),
+                 "trained_on": "not trained here: a pretrained completion backend"}
+    return {
+        "env": config.env.env_id,
+        "policy": config.policy.type,
+        "rounds_planned": config.rounds,
+        "rollouts_per_round": config.rollouts_per_round,
+        "selection": {"demos": config.selection.demos, "rollouts": config.selection.rollouts,
+                      "rounds": config.selection.rounds},
+        "judge": {"frames": config.judge.frames, "combine": config.judge.combine,
+                  "threshold": config.judge.threshold, **judge},
+        "rounds": rounds,
+        "phases": {name: info.get("seconds") for name, info in steps.items() if isinstance(info, dict)},
+        "finished": all(f"eval-{r}" in steps for r in range(config.rounds + 1)),
+    }
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """report.json (atomically) and success.png."""
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    os.replace(tmp, out / "report.json")
+    try:
+        _plot(report, out / "success.png")
+    except Exception as exc:  # a missing plot must not cost a run
+        log.warning("could not draw %s: %s", out / "success.png", exc)
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = [(e["round"], e["eval"]) for e in report["rounds"] if "eval" in e]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ax = axes[0]
+    if evals:
+        xs = [r for r, _ in evals]
+        ys = [100 * e["success_rate"] for _, e in evals]
+        lo = [100 * (e["success_rate"] - e["ci95"][0]) for _, e in evals]
+        hi = [100 * (e["ci95"][1] - e["success_rate"]) for _, e in evals]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=4, label="policy (eval seeds, 95% CI)")
+    rolls = [(e["round"], e["rollouts"]) for e in report["rounds"] if "oracle_success_rate" in e.get("rollouts", {})]
+    if rolls:
+        # round r's rollouts are run by round r-1's policy
+        ax.plot([r - 1 for r, _ in rolls], [100 * x["oracle_success_rate"] for _, x in rolls], "s--",
+                label="its rollouts (oracle)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("oracle success (%)")
+    ax.set_title(f"{report['env']}: success per round")
+    ax.set_ylim(0, 100)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax = axes[1]
+    pr = [(e["round"], e["rollouts"]["lrm_filter"]) for e in report["rounds"] if "lrm_filter" in e.get("rollouts", {})]
+    if pr:
+        xs = [r for r, _ in pr]
+        for key, marker in (("precision", "o"), ("recall", "s")):
+            ax.plot(xs, [100 * (m[key] if m[key] is not None else math.nan) for _, m in pr], marker=marker, label=key)
+    ax.set_xlabel("round")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title("LRM filter vs oracle")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The plain-text table of oracle success per round and the filter's precision / recall."""
+    head = f"{'round':>5}  {'policy success (95% CI)':<28} {'its rollouts: oracle / kept':<28} {'precision':>9} {'recall':>7}"
+    lines = [head, "-" * len(head)]
+    by_round = {e["round"]: e for e in report["rounds"]}
+    for r in sorted(by_round):
+        e = by_round[r]
+        ev = e.get("eval")
+        succ = "-" if not ev else f"{ev['successes']}/{ev['episodes']} = {_pct(ev['success_rate'])} " \
+                                  f"[{_pct(ev['ci95'][0])}, {_pct(ev['ci95'][1])}]"
+        nxt = by_round.get(r + 1, {}).get("rollouts")  # round r's policy ran round r+1's rollouts
+        roll, prec, rec = "-", "-", "-"
+        if nxt:
+            oracle = nxt.get("oracle_successes")
+            n = nxt["episodes"] - nxt["aborted"]
+            roll = f"{'-' if oracle is None else oracle}/{n} / {nxt['kept']} kept"
+            f = nxt.get("filter")
+            if f:
+                prec, rec = _pct(f["precision"]), _pct(f["recall"])
+        lines.append(f"{r:>5}  {succ:<28} {roll:<28} {prec:>9} {rec:>7}")
+    trained = report["judge"].get("trained_on")
+    if isinstance(trained, dict):
+        lines.append(f"judge: compact model trained on {len(trained['demonstrations'])} demonstrations"
+                     f" + {len(trained['calibration_episodes'])} calibration episodes; never on judged rollouts")
+    else:
+        lines.append(f"judge: {report['judge'].get('backend')} ({trained})")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""The run's manifest: which steps of `lrm-robot improve` are finished, written atomically.
+
+`OUT/state.json` maps a step name ("demos", "train-0", "rollouts-1", ...) to
+what the step produced (counts, paths, seconds). A step is recorded only
+once it is complete; a step that was interrupted is simply not there and is
+continued from what is on disk (committed episodes in the store, the
+trainer's checkpoint). Every write goes to a temporary file that is fsynced
+and renamed over the old one, so a SIGKILL or a power loss leaves either
+the old or the new manifest, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from app.errors import UsageError
+
+__all__ = ["RunState"]
+
+STATE_FILE = "state.json"
+FORMAT = "lrm-robot-improve-state"
+
+
+class RunState:
+    """Finished steps of one run directory (module doc)."""
+
+    def __init__(self, path: Path, fingerprint: str, steps: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.steps: dict[str, Any] = steps or {}
+
+    @classmethod
+    def load_or_create(cls, out_dir: Path, fingerprint: str) -> RunState:
+        """The run's state; a run directory started with a different config is refused (one line)."""
+        path = out_dir / STATE_FILE
+        if not path.is_file():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            state = cls(path, fingerprint)
+            state.save()
+            return state
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise UsageError(f"{path} is unreadable ({exc}); move the run directory away to start over") from None
+        if data.get("format") != FORMAT:
+            raise UsageError(f"{path} is not an improve-run state file")
+        if data.get("fingerprint") != fingerprint:
+            raise UsageError(
+                f"{out_dir} holds a run started with a different config (only `rounds` may change when "
+                "resuming); choose another output_dir"
+            )
+        return cls(path, fingerprint, dict(data.get("steps") or {}))
+
+    def done(self, step: str) -> bool:
+        return step in self.steps
+
+    def get(self, step: str) -> Any:
+        return self.steps.get(step)
+
+    def mark(self, step: str, info: Any) -> None:
+        self.steps[step] = info
+        self.save()
+
+    def save(self) -> None:
+        data = {"format": FORMAT, "fingerprint": self.fingerprint, "steps": self.steps}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data, indent=2, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

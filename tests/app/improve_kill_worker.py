@@ -1,0 +1,42 @@
+"""Subprocess for the improve resume tests: runs `ImproveRun` and SIGKILLs itself at a chosen event.
+
+    python improve_kill_worker.py CONFIG.yaml EVENT KEY=VALUE...
+
+The process kills itself (SIGKILL: no cleanup, no atexit, no flush) the first
+time `ImproveRun` reports event EVENT whose info matches every KEY=VALUE
+(values compared as strings), e.g. `rollout-step round=1 slot=1 step=5` lands
+in the middle of recording an episode. Exit code 3 means the event never came.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def main() -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from app.config_loader import load_config
+    from app.improve.config import ImproveConfig
+    from app.improve.loop import ImproveRun
+
+    config_path, event, *conditions = sys.argv[1:]
+    wanted = dict(c.split("=", 1) for c in conditions)
+
+    def events(name: str, info: dict) -> None:
+        if name == event and all(str(info.get(k)) == v for k, v in wanted.items()):
+            print(f"killing at {name} {info}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    ImproveRun(load_config(config_path, ImproveConfig), events=events).run()
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

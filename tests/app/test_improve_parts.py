@@ -1,0 +1,238 @@
+"""The pieces of `lrm-robot improve` that need no simulator: configs, selection rules, the judge's
+combination rules and provenance, the run manifest and the report's filter numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.config_loader import ConfigError, load_config
+from app.errors import UsageError
+from app.improve.config import ImproveConfig, JudgeConfig, SelectionConfig
+from app.improve.judge import combine, judge_episode, judged_frames, p_completed, train_judge
+from app.improve.report import filter_metrics, format_table
+from app.improve.selection import select_for_round
+from app.improve.state import RunState
+from lrm.types import Reward
+from recordings.episode import Episode, EpisodeMeta
+from recordings.store import EpisodeStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- configs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pickcube_cpu.yaml", "pickcube_pi05_gpu.yaml"])
+def test_shipped_configs_load_with_the_real_loader(name):
+    config = load_config(ROOT / "configs" / "improve" / name, ImproveConfig)
+    assert config.rounds == 2 and config.env.env_id == "PickCube-v1"
+    assert "completion" in config.judge.backend.modalities
+    train = config.policy.train_config(Path("s"), Path("o"), [], round_=1, init_from=Path("prev"))
+    if name == "pickcube_cpu.yaml":
+        assert config.policy.type == "bc" and config.judge.backend.type == "lite" and config.judge.train_from_store
+        assert str(train.init_from) == "prev" and train.steps == 1500  # finetune overrides train
+    else:
+        assert config.policy.type == "pi05" and config.judge.backend.type == "qwen3vl"
+        assert config.judge.backend.qwen3vl.adapters["completion"]
+        assert train.pretrained == "prev" and train.steps == 1000
+        assert config.demos.render == "every_frame" and config.rollout.capture == "every_step"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["judge.backend.type=roboreward"], "needs a completion backend"),
+        (["policy.train.stepz=3"], "unknown key 'policy.train.stepz'"),
+        (["policy.finetune.store=x"], "must not set 'store'"),
+        (["judge.frames=3"], "needs rollout.capture: every_step"),
+        (["judge.combine=majority"], "expected one of 'vote', 'threshold'"),
+        (["judge.threshold=1.5"], "strictly between 0 and 1"),
+        (["selection.demos=false", "selection.rollouts=none"], "selects nothing"),
+        (["env.cameras=[]"], "the judge needs a camera"),
+        (["policy.train.policy.cameras=[base_camera]"], "demos.render: every_frame"),
+        (["rollout_seed=0"], "seed blocks overlap"),
+    ],
+)
+def test_bad_configs_are_one_line_errors_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "improve" / "pickcube_cpu.yaml", ImproveConfig, overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_fingerprint_ignores_rounds_but_not_the_recipe():
+    path = ROOT / "configs" / "improve" / "pickcube_cpu.yaml"
+    base = load_config(path, ImproveConfig).fingerprint()
+    assert load_config(path, ImproveConfig, ["rounds=5", "output_dir=/elsewhere"]).fingerprint() == base
+    assert load_config(path, ImproveConfig, ["judge.threshold=0.7"]).fingerprint() != base
+
+
+# -- a synthetic store ---------------------------------------------------------------------------
+
+
+def _episode(rng: np.random.Generator, length: int = 6, **meta) -> Episode:
+    return Episode(
+        meta=EpisodeMeta(task="pick up the cube", **{"source": "sim", **meta}),
+        images={"cam": rng.integers(0, 256, (length, 16, 16, 3), dtype=np.uint8)},
+        state=rng.standard_normal((length, 3)).astype(np.float32),
+        action=rng.standard_normal((length, 2)).astype(np.float32),
+        timestamp=np.arange(length, dtype=np.float64) / 10,
+    )
+
+
+def _rollout(slot: int, round_: int, **meta) -> dict:
+    return dict(round=round_, extra={"improve": {"phase": "rollout", "slot": slot}}, **meta)
+
+
+@pytest.fixture
+def store(tmp_path):
+    rng = np.random.default_rng(0)
+    with EpisodeStore.open(tmp_path / "store", mode="a", durable=False) as s:
+        s.append(_episode(rng, source="demo", oracle_success=True))  # 0
+        s.append(_episode(rng, source="demo", oracle_success=True))  # 1
+        s.append(_episode(rng, round=0, oracle_success=True,  # 2: calibration, oracle-labelled
+                          extra={"improve": {"phase": "calibration", "slot": 0}}))
+        s.append(_episode(rng, **_rollout(0, 1, lrm_verdict=True, oracle_success=True)))  # 3
+        s.append(_episode(rng, **_rollout(1, 1, lrm_verdict=True, oracle_success=False)))  # 4: false positive
+        s.append(_episode(rng, **_rollout(2, 1, lrm_verdict=False, oracle_success=True, operator_verdict=True)))  # 5
+        s.append(_episode(rng, **_rollout(3, 1, lrm_verdict=True, oracle_success=True, aborted=True)))  # 6
+        s.append(_episode(rng, **_rollout(0, 2, lrm_verdict=True, oracle_success=True)))  # 7
+        s.append(_episode(rng, **_rollout(1, 2, lrm_verdict=True, operator_verdict=False, oracle_success=True)))  # 8
+        s.append(_episode(rng, source="robot", **_rollout(2, 2, lrm_verdict=False, oracle_success=False)))  # 9
+        yield s
+
+
+@pytest.mark.parametrize(
+    ("selection", "round_", "expected"),
+    [
+        # demos + accepted (operator over LRM) of rounds 1..r; aborted and calibration never
+        (SelectionConfig(), 1, [0, 1, 3, 4, 5]),
+        (SelectionConfig(), 2, [0, 1, 3, 4, 5, 7]),
+        (SelectionConfig(rounds=1), 2, [0, 1, 7]),
+        (SelectionConfig(rollouts="oracle"), 2, [0, 1, 3, 5, 7, 8]),
+        (SelectionConfig(rollouts="all"), 2, [0, 1, 3, 4, 5, 7, 8, 9]),
+        (SelectionConfig(rollouts="none"), 2, [0, 1]),
+        (SelectionConfig(demos=False), 2, [3, 4, 5, 7]),
+    ],
+)
+def test_selection_rules(store, selection, round_, expected):
+    indices, counts = select_for_round(store, selection, round_)
+    assert indices == expected
+    assert counts == {"demos": sum(i in (0, 1) for i in expected), "rollouts": sum(i not in (0, 1) for i in expected)}
+
+
+# -- the judge -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scores", "how", "threshold", "accepted"),
+    [
+        ([0.9], "threshold", 0.5, True),
+        ([0.4], "threshold", 0.5, False),
+        ([0.9, 0.2, 0.45], "threshold", 0.5, True),  # mean 0.517
+        ([0.9, 0.2, 0.35], "threshold", 0.5, False),  # mean 0.483
+        ([0.9, 0.2, 0.45], "vote", 0.5, False),  # one of three frames says yes
+        ([0.9, 0.6, 0.1], "vote", 0.5, True),  # two of three
+        ([0.9, 0.1], "vote", 0.5, False),  # a tie rejects
+        ([0.35, 0.32], "vote", 0.3, True),
+    ],
+)
+def test_combine_vote_and_threshold(scores, how, threshold, accepted):
+    got, mean = combine(scores, how, threshold)
+    assert got is accepted and mean == pytest.approx(float(np.mean(scores)))
+
+
+def test_combine_refuses_nothing_and_unknown_rules():
+    with pytest.raises(ValueError, match="no frame scores"):
+        combine([], "vote", 0.5)
+    with pytest.raises(ValueError, match="unknown combine rule"):
+        combine([0.5], "average", 0.5)
+
+
+def test_p_completed_prefers_the_probability_of_yes():
+    assert p_completed(Reward(1.0, "yes", {"yes": 0.7, "no": 0.3})) == 0.7
+    assert p_completed(Reward(1.0, '{"task_completed": "yes"}')) == 1.0  # generate mode: the 0/1 answer
+
+
+def test_judged_frames_are_the_rendered_ones_among_the_last_k(store):
+    rec = store.record(3)
+    assert judged_frames(rec, 2) == [4, 5]
+    rec.meta.extra["rollout"] = {"captured": [0, 3, 5]}  # frame 4 was not rendered
+    assert judged_frames(rec, 2) == [5] and judged_frames(rec, 3) == [3, 5]
+
+
+def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(store, tmp_path):
+    config = JudgeConfig()
+    config.train.train.steps = 3
+    config.train.model.image_size = (16, 16)
+    out = tmp_path / "judge"
+    info = train_judge(store, [0, 1], [2], config, out)
+    assert info["trained_on"]["demonstrations"] == [0, 1] and info["trained_on"]["calibration_episodes"] == [2]
+    assert info["trained_on"]["calibration_labels"] == "oracle"
+    # the three episodes each give 11 keyframes (6 frames: repeats) + a clipped frame, nothing else
+    total = sum(v for k, v in info["examples"]["train"].items() if k == "completion") + \
+        sum(v for k, v in info["examples"].get("val", {}).items() if k == "completion")
+    assert total == 3 * 12
+    from lrm.lite import LiteRewardModel
+
+    model = LiteRewardModel.from_pretrained(out)
+    config.frames, config.combine = 2, "vote"
+    verdict = judge_episode(model, store, 4, config)
+    images = store.load_episode(4).images["cam"]
+    from lrm.types import RewardRequest
+
+    direct = [p_completed(r) for r in model.score(
+        [RewardRequest("completion", {"current": np.ascontiguousarray(images[t])}, "pick up the cube") for t in (4, 5)])]
+    assert verdict.frames == [4, 5] and verdict.frame_scores == pytest.approx(direct)
+    assert verdict.accepted == combine(direct, "vote", 0.5)[0]
+
+
+def test_operator_labels_hide_the_oracle_from_the_judge(store, tmp_path):
+    config = JudgeConfig()
+    config.train.train.steps = 1
+    info = train_judge(store, [0, 1], [2, 9], config, tmp_path / "j", label_source="operator")
+    # 2 and 9 have no operator verdict; their oracle flag and the LRM verdict of 9 are hidden: unlabelled, skipped
+    counts = info["examples"]
+    total = sum(v for split in counts.values() for k, v in split.items() if k == "completion")
+    assert total == 2 * 12
+
+
+# -- manifest and report -------------------------------------------------------------------------
+
+
+def test_state_refuses_another_config_and_survives_reload(tmp_path):
+    state = RunState.load_or_create(tmp_path, "abc")
+    state.mark("demos", {"demos": 3})
+    assert RunState.load_or_create(tmp_path, "abc").get("demos") == {"demos": 3}
+    with pytest.raises(UsageError, match="different config"):
+        RunState.load_or_create(tmp_path, "xyz")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_filter_metrics_from_counts():
+    m = filter_metrics([True, True, False, False, True], [True, False, True, False, True])
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 1)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    none = filter_metrics([False, False], [False, False])
+    assert none["precision"] is None and none["recall"] is None
+
+
+def test_table_prints_success_per_round_and_the_filter(tmp_path):
+    report = {
+        "rounds": [
+            {"round": 0, "eval": {"episodes": 100, "successes": 24, "success_rate": 0.24, "ci95": [0.17, 0.33]}},
+            {"round": 1, "eval": {"episodes": 100, "successes": 37, "success_rate": 0.37, "ci95": [0.28, 0.47]},
+             "rollouts": {"episodes": 60, "aborted": 0, "oracle_successes": 15, "kept": 14,
+                          "filter": {"precision": 12 / 14, "recall": 12 / 15}}},
+        ],
+        "judge": {"trained_on": {"demonstrations": [0, 1], "calibration_episodes": []}},
+    }
+    table = format_table(report)
+    lines = table.splitlines()
+    assert "24/100 = 24.0%" in lines[2] and "15/60 / 14 kept" in lines[2] and "85.7%" in lines[2]
+    assert "80.0%" in lines[2] and "37/100 = 37.0%" in lines[3]
+    assert "2 demonstrations" in lines[-1]
+    json.dumps(report)
