@@ -114,20 +114,36 @@ def _make_adapter(config: SimEnvConfig, index: int) -> Any:
     return _gym_adapter_class()(config, index)
 
 
-class AsyncSim:
-    """`num_envs` ManiSkillEnvs in AsyncVectorEnv worker processes (spawned: forking a process that
-    already runs torch threads can deadlock the child)."""
+# Imported once by the fork server, so that each worker forks with them loaded instead of importing anew.
+_PRELOAD = ["torch", "gymnasium", "mani_skill.envs", "app.ppo.vec_env"]
 
-    def __init__(self, config: SimEnvConfig, num_envs: int) -> None:
+
+class AsyncSim:
+    """`num_envs` ManiSkillEnvs in AsyncVectorEnv worker processes.
+
+    Workers come from a fork server (not from this process: forking a process
+    that already runs torch threads can deadlock the child) that has imported
+    ManiSkill once, so N workers cost one import, not N; `context="spawn"`
+    imports in every worker.
+    """
+
+    def __init__(self, config: SimEnvConfig, num_envs: int, context: str = "forkserver") -> None:
+        import multiprocessing
+
         from gymnasium.vector import AsyncVectorEnv
         from gymnasium.vector.vector_env import AutoresetMode
 
+        from sim.vulkan import prepare_sim_env
+
+        prepare_sim_env()  # the fork server inherits the Vulkan / asset-dir environment from here
+        if context == "forkserver":
+            multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
         self.num_envs = num_envs
         config = replace(config, capture_every_step=False)
         self._vec = AsyncVectorEnv(
             [partial(_make_adapter, config, i) for i in range(num_envs)],
             shared_memory=False,
-            context="spawn",
+            context=context,
             autoreset_mode=AutoresetMode.DISABLED,
         )
         info = self._vec.call("describe")[0]
