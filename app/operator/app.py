@@ -98,6 +98,9 @@ class OperatorApp(App[None]):
         if self.start_session:
             self.run_worker(self.session.run, thread=True, name="operator-session", exit_on_error=False)
 
+    def on_unmount(self) -> None:
+        self.session.shutdown()  # however the app closes, the session's thread ends at its next safe point
+
     def _emit(self, event: SessionEvent) -> None:
         self.post_message(SessionMessage(event))
 

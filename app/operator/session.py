@@ -61,6 +61,7 @@ __all__ = ["EnvFactory", "HoldPolicy", "LiveRewards", "OperatorSession", "make_e
 
 EnvFactory = Callable[[OperateConfig], Any]
 THUMB_SIZE = (16, 32)  # (rows, cols) of pixels: 8 text lines with half-block characters
+FRAME_INTERVAL_S = 0.25  # camera statistics and thumbnails go to the screen at most this often
 
 
 class _Stopped(Exception):
@@ -167,6 +168,7 @@ class OperatorSession:
         self._redo = False
         self._marks: list[tuple[int, bool]] = []
         self._rollout_started = 0.0
+        self._last_frame_sent = -1.0
 
     # -- commands (any thread) -------------------------------------------------------------------
 
@@ -250,8 +252,14 @@ class OperatorSession:
         with self._cond:
             self._quit = True
             self._cond.notify_all()
-        if self.phase == "rollout":
+        if self.phase in ("rollout", "reset"):
             self.control.abort("operator quit")
+        if self.phase == "reset":
+            # Release a robot env waiting for the operator: with the abort latched the rollout ends
+            # before its first step and, having no frame, is discarded.
+            gate = getattr(self.env, "reset_gate", None)
+            if gate is not None:
+                gate.confirm()
         self.control.resume()
 
     # -- the job (the session's thread) ------------------------------------------------------------
@@ -319,9 +327,10 @@ class OperatorSession:
                       "state_dim": int(self.env.state_size), "action_dim": int(np.prod(self.env.action_shape)),
                       "fps": getattr(self.env, "control_freq", None)}
         self.store = EpisodeStore.open(cfg.store_path, mode="a", durable=cfg.durable, **create)
-        if self.store.cameras and sorted(self.store.cameras) != sorted(self.env.camera_names):
-            raise ValueError(f"{cfg.store_path} holds cameras {sorted(self.store.cameras)}; the env renders "
-                             f"{sorted(self.env.camera_names)}")
+        expected = create.get("cameras") or {c: self.store.cameras.get(c) for c in self.env.camera_names}
+        if self.store.cameras and self.store.cameras != expected:
+            raise ValueError(f"{cfg.store_path} holds cameras {self.store.cameras}; the env renders {expected} "
+                             "(env.sim must match the store's, e.g. the improve run's env section)")
         self._set_phase("starting", "loading the policy and the reward models")
         self.policy = self._load_policy(self.checkpoint)
         from lrm.backends import make_reward_backend
@@ -445,6 +454,7 @@ class OperatorSession:
         else:
             self._set_phase("rollout")
         self._rollout_started = time.monotonic()
+        self._last_frame_sent = -1.0
         first_step = [True]
 
         def on_step(event: StepEvent) -> None:
@@ -493,8 +503,14 @@ class OperatorSession:
         self._apply_marks()
 
     def _step_update(self, event: StepEvent) -> StepUpdate:
-        cameras = {name: CameraStats.of(image) for name, image in event.images.items()}
-        first = next(iter(event.images.values()), None)
+        images = event.images
+        now = time.monotonic()
+        if now - self._last_frame_sent < FRAME_INTERVAL_S:
+            images = {}  # an operator cannot follow 30 thumbnails a second; the rollout should not pay for them
+        elif images:
+            self._last_frame_sent = now
+        cameras = {name: CameraStats.of(image) for name, image in images.items()}
+        first = next(iter(images.values()), None)
         return StepUpdate(
             episode=event.episode_index, step=event.step, time_s=float(event.time_s),
             wall_s=time.monotonic() - self._rollout_started, cameras=cameras,

@@ -6,6 +6,8 @@ They only display session events (app.operator.events); they never call the sess
 from __future__ import annotations
 
 import numpy as np
+from rich.color import Color
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -17,6 +19,7 @@ from app.operator.events import RolloutEnded, RolloutStarted, RoundStats, StepUp
 __all__ = ["PhaseBanner", "RewardTraces", "RolloutPanel", "RoundDashboard", "Thumbnail", "verdict_text"]
 
 SPARK_POINTS = 60  # the sparkline shows the last N steps
+REDRAW_S = 0.25  # the live panel redraws at most 4 times a second (each redraw holds the GIL the rollout needs)
 
 
 def _yes_no(value: bool | None, yes: str = "success", no: str = "failure") -> str:
@@ -79,10 +82,10 @@ class Thumbnail(Widget):
         if img.shape[0] % 2:
             img = np.concatenate([img, img[-1:]], axis=0)
         out = Text()
-        for y in range(0, img.shape[0], 2):
-            for x in range(img.shape[1]):
-                top, bottom = img[y, x], img[y + 1, x]
-                out.append("▀", style=f"rgb({top[0]},{top[1]},{top[2]}) on rgb({bottom[0]},{bottom[1]},{bottom[2]})")
+        rgb = img.tolist()
+        for y in range(0, len(rgb), 2):
+            for top, bottom in zip(rgb[y], rgb[y + 1], strict=True):
+                out.append("▀", style=Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
             if y + 2 < img.shape[0]:
                 out.append("\n")
         return out
@@ -110,17 +113,22 @@ class RewardTraces(Vertical):
             self._sparks[name].data = [0.0]
             self._labels[name].update(f"{name} —")
 
-    def add(self, values: dict[str, float]) -> None:
+    def record(self, values: dict[str, float]) -> None:
+        """Append one step's values; the screen catches up at the next `show()`."""
         for name, value in values.items():
             series = self.series.setdefault(name, [])
             series.append(float(value))
             del series[:-SPARK_POINTS]
+
+    def show(self) -> None:
+        for name, series in self.series.items():
             if name not in self._sparks:
                 self._labels[name] = Label()
                 self._sparks[name] = Sparkline([], summary_function=max)
                 self.mount(Horizontal(self._labels[name], self._sparks[name]))
-            self._labels[name].update(f"{name} {value:6.3f}")
-            self._sparks[name].data = list(series)
+            if series:
+                self._labels[name].update(f"{name} {series[-1]:6.3f}")
+                self._sparks[name].data = list(series)
 
 
 class RolloutPanel(Vertical):
@@ -146,8 +154,13 @@ class RolloutPanel(Vertical):
         self._started: RolloutStarted | None = None
         self._episode: int | None = None
         self._ended: RolloutEnded | None = None
+        self._pending: StepUpdate | None = None
+        self._cameras: dict = {}
+        self._thumbnail: np.ndarray | None = None
+        self.set_interval(REDRAW_S, self.flush)
 
     def started(self, event: RolloutStarted) -> None:
+        self.flush()
         self._started = event
         self._episode, self._ended = None, None
         self.query_one("#title", Static).update(
@@ -158,20 +171,35 @@ class RolloutPanel(Vertical):
         self.query_one(RewardTraces).clear()
 
     def step(self, event: StepUpdate) -> None:
+        """Take one step's update; the widgets redraw at most every REDRAW_S (see `flush`)."""
+        self._pending = event
+        if event.cameras:
+            self._cameras = event.cameras
+        if event.thumbnail is not None:
+            self._thumbnail = event.thumbnail
+        if event.rewards:
+            self.query_one(RewardTraces).record(event.rewards)
+
+    def flush(self) -> None:
+        """Draw the newest step: redrawing on every step would take CPU from the rollout thread."""
+        event, self._pending = self._pending, None
+        if event is None:
+            return
         self._episode = event.episode
         total = f"/{self._started.max_steps}" if self._started else ""
         cap = f" (cap {self._started.time_limit_s:g} s)" if self._started and self._started.time_limit_s else ""
         self.query_one("#progress", Static).update(
             f"episode {event.episode} · step {event.step}{total} · t {event.time_s:.2f} s · wall {event.wall_s:.1f} s{cap}")
-        if event.cameras:
-            lines = [f"camera {name}: mean {s.mean:.1f}  min {s.min}  max {s.max}" for name, s in event.cameras.items()]
+        if self._cameras:
+            lines = [f"camera {name}: mean {s.mean:.1f}  min {s.min}  max {s.max}" for name, s in self._cameras.items()]
             self.query_one("#cams", Static).update("\n".join(lines))
-        if event.thumbnail is not None:
-            self.query_one(Thumbnail).set_image(event.thumbnail)
-        if event.rewards:
-            self.query_one(RewardTraces).add(event.rewards)
+        if self._thumbnail is not None:
+            self.query_one(Thumbnail).set_image(self._thumbnail)
+            self._thumbnail = None
+        self.query_one(RewardTraces).show()
 
     def ended(self, event: RolloutEnded) -> None:
+        self.flush()  # the last step first, then the verdict under it
         self._ended = event
         if event.episode is None:
             self.query_one("#verdict", Static).update(Text(f"discarded ({event.status}): {event.reason}", style="yellow"))

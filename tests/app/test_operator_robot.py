@@ -98,3 +98,21 @@ async def test_robot_env_reset_gate_marks_and_emergency_stop(tmp_path):
     assert meta.extra["robot"]["steps"] == 6 and "Hz" in meta.extra["robot"]["summary"]
     assert ep.images["front"].shape[1:] == (H, W, 3) and ep.images["front"][0].any()
     np.testing.assert_allclose(ep.action[:6], ep.state[:6], atol=1e-4)  # the dry run commanded the measured joints
+
+
+async def test_quit_during_the_reset_phase_starts_no_episode(tmp_path):
+    judge = make_lite_judge(tmp_path / "judge")
+    config = operate_config(tmp_path / "run", judge, env=EnvSection(kind="robot", robot=_robot_yaml(tmp_path)),
+                            policy=OperatorPolicy(dry_run="hold"), finetune=False)
+    envs = []
+    session = OperatorSession(config, env_factory=lambda cfg: envs.append(make_env(cfg)) or envs[-1])
+    app = OperatorApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "reset" and envs[0].reset_gate.waiting, what="the reset phase")
+        await pilot.press("q")
+    assert session.done.wait(30)
+    assert not envs[0].estop.is_set and not envs[0].connected
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 0

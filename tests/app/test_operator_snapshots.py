@@ -25,6 +25,7 @@ from app.operator.events import (
     VerdictChanged,
 )
 from app.operator.session import OperatorSession
+from app.operator.widgets import RolloutPanel
 
 SIZE = (130, 34)
 TASK = "pick up the red cube and move it to the goal position"
@@ -63,6 +64,7 @@ def _feed(events: list):
     async def run_before(pilot) -> None:
         for event in events:
             pilot.app.show(event)
+        pilot.app.query_one(RolloutPanel).flush()  # draw the last step now, not at the next redraw tick
         await pilot.pause()
 
     return run_before
