@@ -24,8 +24,7 @@ class CameraConfig:
     serial_number: str | None = None  # realsense: which device; required unless playback_file
     use_depth: bool = False  # realsense: also stream depth (z16), aligned to the colour image
     align_depth: bool = True
-    playback_file: pathlib.Path | None = None  # realsense: play a recorded .bag through the real pipeline
-    loop_playback: bool = True
+    playback_file: pathlib.Path | None = None  # realsense: play a recorded .bag (looped) through the real pipeline
     read_timeout_ms: int = 500  # no frame within this -> a dropout
     reconnect_attempts: int = 3  # after a dropout; all failing -> CameraFault, the episode is aborted
     reconnect_backoff_s: float = 0.2

@@ -68,7 +68,9 @@ class RealSenseCamera:
         if c.playback_file is not None:
             if not c.playback_file.is_file():
                 raise RobotError(f"{self!r}: playback file not found")
-            cfg.enable_device_from_file(str(c.playback_file), repeat_playback=c.loop_playback)
+            # Always looped: librealsense 2.56 can crash (SIGSEGV) when a pipeline whose playback
+            # reached its end is stopped, which is what a reconnection would do.
+            cfg.enable_device_from_file(str(c.playback_file), repeat_playback=True)
         else:
             serials = connected_serials()
             if c.serial_number not in serials:
@@ -97,7 +99,7 @@ class RealSenseCamera:
         if pipeline is not None:
             try:
                 pipeline.stop()
-            except RuntimeError as exc:  # already stopped by a dropout
+            except RuntimeError as exc:  # already stopped by the dropout
                 logger.debug("%r: stop failed: %s", self, exc)
 
     def read(self) -> np.ndarray:

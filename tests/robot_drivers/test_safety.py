@@ -155,8 +155,8 @@ def test_episode_timer_cap():
 
 def test_reset_gate_waits_for_the_operator():
     gate, stop = ResetGate(), EmergencyStop()
-    threading.Timer(0.1, gate.confirm).start()
     start = time.monotonic()
+    threading.Timer(0.1, gate.confirm).start()
     assert gate.wait(stop, timeout=5.0)
     assert time.monotonic() - start >= 0.09
     assert not gate.wait(stop, timeout=0.05)  # a confirmation counts once
