@@ -601,9 +601,14 @@ class OperatorSession:
         self._check()
         self._set_phase("finetune", f"round {round_}: {counts['demos']} demos + {counts['rollouts']} rollouts")
         out = Path(cfg.output_dir) / "policy" / f"round-{round_}"
+        tries = 1
+        while out.exists():  # an earlier session's folder: never resume a training on other data
+            tries += 1
+            out = out.with_name(f"round-{round_}-{tries}")
         section = cfg.policy.improve
         train_cfg = section.train_config(cfg.store_path, out, selection_clauses(cfg.selection, round_),
                                          round_=round_, init_from=self.checkpoint)
+        train_cfg.resume = False
         train_cfg.progress = False
         if hasattr(train_cfg, "num_threads") and train_cfg.num_threads is None:
             train_cfg.num_threads = cfg.num_threads

@@ -116,3 +116,28 @@ async def test_quit_during_the_reset_phase_starts_no_episode(tmp_path):
     assert not envs[0].estop.is_set and not envs[0].connected
     with EpisodeStore.open(config.store_path, mode="r") as store:
         assert store.num_episodes == 0
+
+
+async def test_emergency_stop_mid_rollout_holds_the_arm_and_keeps_the_frames(tmp_path):
+    judge = make_lite_judge(tmp_path / "judge")
+    config = operate_config(tmp_path / "run", judge, env=EnvSection(kind="robot", robot=_robot_yaml(tmp_path)),
+                            policy=OperatorPolicy(dry_run="hold"), finetune=False,
+                            rollout=RolloutConfig(max_steps=500, time_limit_s=30.0, capture="every_step"))
+    envs = []
+    session = OperatorSession(config, env_factory=lambda cfg: envs.append(make_env(cfg)) or envs[-1])
+    app = OperatorApp(session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "reset", what="the reset phase")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.phase == "rollout" and envs[0].report.steps >= 5, what="a running rollout")
+        await pilot.press("e")
+        assert envs[0].estop.is_set and envs[0].holding == "e-stop"  # latched and holding before the thread noticed
+        await wait_for(pilot, session.done.is_set, what="the stop")
+        assert app.phase == "stopped"
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert store.num_episodes == 1
+        rec = store.record(0)
+    assert rec.meta.aborted and rec.length >= 5 and rec.meta.operator_verdict is None
+    assert "EmergencyStopped" in rec.meta.extra["rollout"]["reason"] or rec.meta.extra["rollout"]["status"] == "emergency_stop"
