@@ -326,3 +326,16 @@ def test_lerobot_next_success_gives_the_verdict(tmp_path):
     assert np.array_equal(source.load_episode(1).images["top"][5], pixels[11 + 5])
     built = build_dataset(source, DatasetConfig(modalities=["completion"], val_fraction=0.0))
     assert sum(ex.label for ex in built.train) == 2  # the final frames of the two successes
+
+
+def test_reward_eval_reads_a_lerobot_dataset_like_the_store(store, exported):
+    from lrm.lerobot_source import LeRobotSource
+    from lrm.reward_eval import ConstantRewardModel, RewardEvalConfig, evaluate_reward_model
+
+    config = RewardEvalConfig(dataset=DatasetConfig(val_fraction=0.25, seed=1, contrastive_pairs_per_episode=4))
+    a = evaluate_reward_model(ConstantRewardModel(progress=0.3, completion=1.0), store, config)
+    b = evaluate_reward_model(ConstantRewardModel(progress=0.3, completion=1.0), LeRobotSource(exported), config)
+    assert a["episodes"] == b["episodes"] and a["episodes"]["count"] >= 4
+    assert a["progress"] == b["progress"] and a["completion"] == b["completion"]
+    assert [t["length"] for t in a["trajectories"]] == [t["length"] for t in b["trajectories"]]
+    assert b["trajectory"]["progress"]["oracle_values"].startswith("none")  # an export carries no sim traces here
