@@ -7,6 +7,8 @@ robot env waits in, `s` marks, `e` latches the robot's own emergency stop.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import yaml
@@ -132,8 +134,11 @@ async def test_emergency_stop_mid_rollout_holds_the_arm_and_keeps_the_frames(tmp
         await wait_for(pilot, lambda: app.phase == "reset", what="the reset phase")
         await pilot.press("n")
         await wait_for(pilot, lambda: app.phase == "rollout" and envs[0].report.steps >= 5, what="a running rollout")
+        seen = []
+        envs[0].estop.add_listener(lambda reason: seen.append((envs[0].holding, threading.current_thread().name)))
         await pilot.press("e")
-        assert envs[0].estop.is_set and envs[0].holding == "e-stop"  # latched and holding before the thread noticed
+        # the robot's own stop latched and the arm held from the app's thread, not when the rollout thread noticed
+        assert envs[0].estop.is_set and seen == [("e-stop", threading.main_thread().name)]
         await wait_for(pilot, session.done.is_set, what="the stop")
         assert app.phase == "stopped"
     with EpisodeStore.open(config.store_path, mode="r") as store:
