@@ -177,3 +177,32 @@ def test_oracle_without_traces_is_one_line(tmp_path, capsys):
     assert main(["eval-reward", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no 'dense_reward' trace" in err and "\n" not in err
+
+
+def test_tiny_qwen3vl_backend_end_to_end(tmp_path, store_path, tiny_qwen3vl):
+    """The LRM backend through the same command: every answer parsed or counted, values in range."""
+    backend = {
+        "type": "qwen3vl",
+        "qwen3vl": {
+            "model": str(tiny_qwen3vl.base),
+            "adapters": {m: str(p) for m, p in tiny_qwen3vl.adapters.items()},
+            "mode": "logits",
+            "reasoning": False,
+            "image_size": [32, 32],
+            "max_batch_size": 16,
+        },
+    }
+    config = _config(
+        tmp_path, store_path, backend, max_episodes=2, every=6, contrastive_ranking=False, batch_requests=16,
+        trajectory_modalities=["progress"], dataset={"val_fraction": 0.5, "seed": 3, "contrastive_pairs_per_episode": 2,
+                                                     "clip_fractions": []},
+    )
+    assert main(["eval-reward", "--config", str(config)]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["backend"]["backend"] == "qwen3vl" and report["backend"]["mode"] == "logits"
+    assert report["episodes"]["count"] == 2 and report["episodes"]["successes"] == 1
+    assert report["progress"]["n"] == 11 and 0.0 <= report["progress"]["mae"] <= 1.0
+    assert report["completion"]["n"] == 22 and report["contrastive"]["n"] == 4
+    assert report["contrastive"]["round_robin_episodes"] == 0
+    assert all(-1.0 <= v <= 1.0 for t in report["trajectories"] for v in t["rewards"]["progress"])
+    assert report["timing"]["requests"] == 11 + 22 + 4 + sum(len(t["steps"]) for t in report["trajectories"])
