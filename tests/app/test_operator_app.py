@@ -198,6 +198,25 @@ async def test_keys_run_real_rollouts_and_the_override_lands_in_the_store(real_e
     report = json.loads((config.output_dir / "operate-report.json").read_text())
     assert report["rounds"][0]["train_loss"] == stats.train_loss
     assert (config.output_dir / "policy" / "round-1" / "checkpoints" / "last").is_dir()
+    # the saved .rrd: every camera frame, and each reward trace at its queried frames with the stored values
+    frames, traces = _read_rrd(rrd)
+    assert frames == list(range(7))
+    assert traces["/reward/lite_progress"] == [(t, pytest.approx(float(ep.rewards["lite_progress"][t]))) for t in (0, 2, 4, 6)]
+
+
+def _read_rrd(path: Path) -> tuple[list[int], dict[str, list[tuple[int, float]]]]:
+    from rerun.experimental import RrdReader
+
+    frames: list[int] = []
+    traces: dict[str, list[tuple[int, float]]] = {}
+    for chunk in RrdReader(path).store().stream().to_chunks():
+        batch = chunk.to_record_batch()
+        if chunk.entity_path == "/camera/base_camera":
+            frames += batch.column("frame").to_pylist()
+        elif chunk.entity_path.startswith("/reward/"):
+            values = [v[0] for v in batch.column("Scalars:scalars").to_pylist()]
+            traces.setdefault(chunk.entity_path, []).extend(zip(batch.column("frame").to_pylist(), values, strict=True))
+    return sorted(frames), {k: sorted(v) for k, v in traces.items()}
 
 
 async def test_rerecord_discards_and_abort_keeps_the_frames(real_env, judge, tmp_path):
