@@ -226,6 +226,9 @@ class Pi05RLAgent(nn.Module):
         """The trainable parameters only (a frozen VLM is left out of the optimiser)."""
         return [p for p in super().parameters(recurse) if p.requires_grad]
 
+    def value_parameters(self) -> list[nn.Parameter]:
+        return list(self.value_head.parameters())
+
     def train(self, mode: bool = True) -> Pi05RLAgent:
         super().train(mode)
         self.lerobot.train(mode)

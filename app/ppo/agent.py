@@ -50,6 +50,8 @@ class PPOAgent(Protocol):
 
     def parameters(self) -> Iterable[torch.nn.Parameter]: ...
 
+    def value_parameters(self) -> list[torch.nn.Parameter]: ...
+
     def train(self, mode: bool = True) -> Any: ...
 
     def save(self, path: Path) -> None: ...
@@ -103,6 +105,10 @@ class ActorCriticAgent:
 
     def parameters(self) -> Iterable[torch.nn.Parameter]:
         return [p for p in self.policy.parameters() if p.requires_grad]
+
+    def value_parameters(self) -> list[torch.nn.Parameter]:
+        """The critic's own parameters (the image encoders are shared with the actor and are not)."""
+        return list(self.policy.critic.parameters())
 
     def train(self, mode: bool = True) -> ActorCriticAgent:
         self.policy.train(mode)

@@ -22,7 +22,10 @@ class PPOHyper:
     """The PPO hyper-parameters (names as in CleanRL's ppo_continuous_action.py)."""
 
     learning_rate: float = 3e-4
-    anneal_lr: bool = True  # linear decay to 0 over the run's iterations
+    # The critic's rate; None = learning_rate. A behaviour-cloned start has a good actor and an untrained
+    # critic, and the small rate that keeps the actor near BC leaves such a critic useless for a long time.
+    value_learning_rate: float | None = None
+    anneal_lr: bool = True  # linear decay to 0 over the run's iterations (both rates)
     gamma: float = 0.99  # per env step; a chunk of n steps discounts by gamma**n
     gae_lambda: float = 0.95
     num_minibatches: int = 4
@@ -37,8 +40,8 @@ class PPOHyper:
     value_warmup_iterations: int = 0  # critic-only updates first: a BC checkpoint's critic is untrained
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.learning_rate <= 0 or (self.value_learning_rate is not None and self.value_learning_rate <= 0):
+            raise ValueError("learning_rate and value_learning_rate must be positive")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
         if self.num_minibatches < 1 or self.update_epochs < 1:

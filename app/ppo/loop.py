@@ -132,14 +132,14 @@ def collect_rollout(agent: PPOAgent, sim: VecSim, reward: StepReward, *, seeds: 
         stored.append(decision.stored)
         log_probs.append(decision.log_prob)
         values.append(decision.value)
-        rewards.append(torch.as_tensor(total, dtype=torch.float32, device=device))
+        rewards.append(torch.as_tensor(total, dtype=torch.float32, device=decision.value.device))
         discounts.append(gamma**executed)
     images = sim.capture(everyone) if agent.camera_names else None
     with torch.no_grad():
         next_value = agent.value(_obs(result.states, images, agent.camera_names, sim.task, device))
     return Rollout(
         obs=obs_list, stored=torch.stack(stored), log_probs=torch.stack(log_probs), values=torch.stack(values),
-        rewards=torch.stack(rewards), discounts=torch.tensor(discounts, dtype=torch.float32, device=device),
+        rewards=torch.stack(rewards), discounts=torch.tensor(discounts, dtype=torch.float32, device=rewards[0].device),
         next_value=next_value, success_once=success_once, success_end=result.success.copy(),
         step_rewards=np.array(step_rewards), dense=np.array(dense), env_steps=t * n,
         seconds=time.perf_counter() - started, queries=reward.take_queries(),
@@ -160,7 +160,7 @@ def update(agent: PPOAgent, optimizer: torch.optim.Optimizer, rollout: Rollout, 
     """GAE, then `update_epochs` passes of minibatch PPO (module doc, steps 2-3)."""
     h = config.ppo
     T, N = rollout.rewards.shape
-    dones = torch.zeros(T, N)
+    dones = torch.zeros(T, N, device=rollout.rewards.device)
     dones[0] = 1.0  # every env starts its episode at the first decision
     with torch.no_grad():
         advantages, returns = _gae(rollout, dones, h.gae_lambda)
@@ -275,6 +275,18 @@ def make_reward_model(config: PPOConfig) -> RewardModel | None:
 # -- the run -------------------------------------------------------------------------------------------------
 
 
+def _optimizer(agent: PPOAgent, config: PPOConfig) -> torch.optim.Optimizer:
+    """Adam (CleanRL's eps) with the critic in its own group when it has its own rate."""
+    h = config.ppo
+    critic = {id(p) for p in agent.value_parameters()}
+    actor = [p for p in agent.parameters() if id(p) not in critic]
+    value = [p for p in agent.parameters() if id(p) in critic]
+    groups = [{"params": actor, "lr": h.learning_rate, "initial_lr": h.learning_rate},
+              {"params": value, "lr": h.value_learning_rate or h.learning_rate,
+               "initial_lr": h.value_learning_rate or h.learning_rate}]
+    return torch.optim.Adam([g for g in groups if g["params"]], eps=1e-5)
+
+
 def _save_checkpoint(out: Path, agent: PPOAgent, optimizer: torch.optim.Optimizer, iteration: int,
                      env_steps: int, failures: dict[int, int]) -> None:
     """Write into a fresh folder, then swap it in: a kill mid-save leaves the previous checkpoint whole."""
@@ -320,7 +332,7 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
     try:
         agent = make_agent(config, sim, device)
         reward = StepReward.make(config.reward, sim.num_envs, sim.task, reward_model)
-        optimizer = torch.optim.Adam(list(agent.parameters()), lr=config.ppo.learning_rate, eps=1e-5)
+        optimizer = _optimizer(agent, config)
         metrics = MetricsLog(out, rerun=config.rerun, plot=config.plot, title=f"PPO {config.env.sim.env_id}")
         start, env_steps, failures = 0, 0, {}
         state = _load_checkpoint(out) if config.resume else None
@@ -340,9 +352,10 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         for it in range(start, config.iterations):
             torch.manual_seed(config.seed * 1_000_003 + it)
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + it)
-            lr = config.ppo.learning_rate * (linear_anneal(it, config.iterations) if config.ppo.anneal_lr else 1.0)
+            factor = linear_anneal(it, config.iterations) if config.ppo.anneal_lr else 1.0
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = group["initial_lr"] * factor
+            lr = config.ppo.learning_rate * factor
             seeds = [config.env.seed + it * sim.num_envs + e for e in range(sim.num_envs)]
             queries_before, renders_before = reward.query_count, reward.renders
             score_before, render_before = reward.score_seconds, reward.render_seconds
