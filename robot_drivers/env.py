@@ -35,7 +35,7 @@ import numpy as np
 from robot_drivers.arms import Arm, make_arm
 from robot_drivers.cameras import make_cameras
 from robot_drivers.config import RobotEnvConfig
-from robot_drivers.errors import ArmFault, EmergencyStopped, RobotError, RobotFault
+from robot_drivers.errors import ArmFault, EmergencyStopped, RobotConfigError, RobotError, RobotFault
 from robot_drivers.safety import EmergencyStop, EpisodeTimer, ResetGate, SafetyFilter, Watchdog
 from robot_drivers.timing import ControlRate, RateStats
 
@@ -95,7 +95,10 @@ class RobotEnv:
         self.task: str = config.task
         self.arm = arm if arm is not None else make_arm(config.arm)
         self.cameras = cameras if cameras is not None else make_cameras(config.cameras)
-        self.safety = SafetyFilter(config.safety, self.arm.num_joints)
+        try:
+            self.safety = SafetyFilter(config.safety, self.arm.num_joints)
+        except ValueError as exc:  # per-joint lists can only be checked once the arm's joints are known
+            raise RobotConfigError(f"{exc} ({', '.join(self.arm.joint_names)})") from None
         if config.safety.joint_low is None:
             logger.warning("%s has no joint limits configured (safety.joint_low/joint_high)", self.arm.name)
         self.estop = EmergencyStop()
@@ -261,6 +264,13 @@ class RobotEnv:
                 depth[name] = d
         self.last_depth = depth
         return images
+
+    def capture_one(self, name: str) -> np.ndarray:
+        """Read one camera (robot-check times each camera on its own); a failure is a fault as in capture()."""
+        try:
+            return self.cameras[name].read()
+        except RobotFault as exc:
+            raise self._fault(exc) from exc
 
     def read_joints(self) -> np.ndarray:
         """The measured joint positions (float32), outside the episode logic (robot-check, the UI)."""
