@@ -14,7 +14,7 @@ CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[2] / "configs" / "rob
 
 def test_there_are_so101_and_koch_examples():
     names = {p.stem for p in CONFIGS}
-    assert {"so101_realsense", "koch"} <= names
+    assert {"so101", "koch"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -33,7 +33,7 @@ def test_example_config_validates(path):
 
 
 def test_so101_example_uses_a_realsense_with_depth():
-    config = load_config(CONFIGS[[p.stem for p in CONFIGS].index("so101_realsense")], RobotEnvConfig)
+    config = load_config(CONFIGS[[p.stem for p in CONFIGS].index("so101")], RobotEnvConfig)
     front = config.cameras["front"]
     assert front.type == "realsense" and front.use_depth and front.serial_number
 
@@ -54,7 +54,7 @@ def test_so101_example_uses_a_realsense_with_depth():
     ],
 )
 def test_config_mistakes_are_one_line_errors(override, message, tmp_path):
-    path = CONFIGS[[p.stem for p in CONFIGS].index("so101_realsense")]
+    path = CONFIGS[[p.stem for p in CONFIGS].index("so101")]
     with pytest.raises((ConfigError, ValueError)) as info:
         config = load_config(path, RobotEnvConfig, [override])
         # Per-joint list lengths are only known against the arm: the env checks them when it is built.

@@ -12,7 +12,7 @@ from app.cli import main
 
 from .conftest import FRAMES, H, SERIAL, W
 
-CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "robot" / "so101_realsense.yaml"
+CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "robot" / "so101.yaml"
 
 
 def dry_run(tmp_path: pathlib.Path, bag: pathlib.Path, simulated: bool = True) -> list[str]:
