@@ -132,6 +132,16 @@ class RobotEnv:
         return list(self.arm.joint_names)
 
     @property
+    def state_size(self) -> int:
+        """Length of Observation.state: one measured position per joint."""
+        return self.arm.num_joints
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """One target position per joint, in the same order and units as the state."""
+        return (self.arm.num_joints,)
+
+    @property
     def control_freq(self) -> float:
         return self.config.control_hz
 

@@ -230,6 +230,7 @@ def test_observation_mirrors_the_sim_observation(make_env, bag_file):
     assert obs.state.dtype == np.float32 and obs.state.shape == (6,) and obs.step == 0
     assert obs.task == "pick up the red cube" and set(obs.images) == {"front"} and set(obs.depth) == {"front"}
     assert env.camera_names == ["front"]
+    assert env.state_size == 6 and env.action_shape == (6,) and env.control_freq == 50.0
 
 
 def recorded_rollout(env: RobotEnv, store_path: pathlib.Path, after_steps: int, break_it) -> tuple:
