@@ -353,6 +353,10 @@ def train_lora(
             "image_size": list(config.image_size) if config.image_size is not None else None,
         },
     }
+    if not any(entry["with_rationale"] for entry in report["modalities"].values()):
+        # Adapters trained without rationales answer at once; scoring them without a reasoning pass is
+        # what they learnt, and in logits mode one forward pass instead of a generation.
+        backend["qwen3vl"]["reasoning"] = False
     (out / "backend.yaml").write_text(
         "# Written by `lrm-robot train-lrm`: the qwen3vl backend with the adapters trained here.\n"
         + yaml.safe_dump(backend, sort_keys=False)

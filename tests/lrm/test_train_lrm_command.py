@@ -76,6 +76,7 @@ def test_lora_run_writes_adapters_that_the_backend_loads(
     # the written backend config loads the adapters, named by modality, in the unchanged qwen3vl backend
     backend_config = load_config(out / "backend.yaml", RewardBackendConfig, ["qwen3vl.mode=logits"])
     assert set(backend_config.qwen3vl.adapters) == {"completion"}
+    assert backend_config.qwen3vl.reasoning is False  # trained without rationales: answer at once
     backend = make_reward_backend(backend_config)
     rewards = backend.score(requests_for(np.full((32, 32, 3), 90, np.uint8)))
     assert [r.parsed_ok for r in rewards] == [True] * 3
