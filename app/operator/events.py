@@ -114,4 +114,5 @@ class Notice:
     severity: str = "information"  # information | warning | error
 
 
-SessionEvent = PhaseChanged | RolloutStarted | StepUpdate | RolloutEnded | VerdictChanged | RoundStats | StoreInfo | Notice
+SessionEvent = (PhaseChanged | RolloutStarted | StepUpdate | RolloutEnded | VerdictChanged | RoundStats | StoreInfo
+                | Notice)

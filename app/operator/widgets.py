@@ -188,8 +188,8 @@ class RolloutPanel(Vertical):
         self._episode = event.episode
         total = f"/{self._started.max_steps}" if self._started else ""
         cap = f" (cap {self._started.time_limit_s:g} s)" if self._started and self._started.time_limit_s else ""
-        self.query_one("#progress", Static).update(
-            f"episode {event.episode} · step {event.step}{total} · t {event.time_s:.2f} s · wall {event.wall_s:.1f} s{cap}")
+        self.query_one("#progress", Static).update(f"episode {event.episode} · step {event.step}{total} · "
+                                                   f"t {event.time_s:.2f} s · wall {event.wall_s:.1f} s{cap}")
         if self._cameras:
             lines = [f"camera {name}: mean {s.mean:.1f}  min {s.min}  max {s.max}" for name, s in self._cameras.items()]
             self.query_one("#cams", Static).update("\n".join(lines))
@@ -202,7 +202,8 @@ class RolloutPanel(Vertical):
         self.flush()  # the last step first, then the verdict under it
         self._ended = event
         if event.episode is None:
-            self.query_one("#verdict", Static).update(Text(f"discarded ({event.status}): {event.reason}", style="yellow"))
+            line = Text(f"discarded ({event.status}): {event.reason}", style="yellow")
+            self.query_one("#verdict", Static).update(line)
             return
         head = Text(f"episode {event.episode} ended: {event.status} after {event.steps} steps\n")
         head.append_text(verdict_text(event.lrm_verdict, event.lrm_score, None, event.oracle_success, event.status))

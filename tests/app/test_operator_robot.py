@@ -145,4 +145,7 @@ async def test_emergency_stop_mid_rollout_holds_the_arm_and_keeps_the_frames(tmp
         assert store.num_episodes == 1
         rec = store.record(0)
     assert rec.meta.aborted and rec.length >= 5 and rec.meta.operator_verdict is None
-    assert "EmergencyStopped" in rec.meta.extra["rollout"]["reason"] or rec.meta.extra["rollout"]["status"] == "emergency_stop"
+    # which of the two latches the rollout thread meets first depends on where the stop found it:
+    # the robot env's (env.step raises EmergencyStopped) or the rollout control's
+    info = rec.meta.extra["rollout"]
+    assert "EmergencyStopped" in info["reason"] or info["status"] == "emergency_stop"
