@@ -81,12 +81,12 @@ class RealSenseCamera:
         if c.use_depth:
             cfg.enable_stream(rs.stream.depth, c.width, c.height, rs.format.z16, c.fps)
         pipeline = rs.pipeline()
-        profile = pipeline.start(cfg)
-        device = profile.get_device()
-        serial = device.get_info(rs.camera_info.serial_number)
+        # The serial is checked on the resolved device, before streaming: librealsense 2.56 can corrupt
+        # its heap when a playback pipeline is stopped right after it started.
+        serial = cfg.resolve(rs.pipeline_wrapper(pipeline)).get_device().get_info(rs.camera_info.serial_number)
         if c.serial_number is not None and serial != c.serial_number:
-            pipeline.stop()
             raise RobotError(f"{self!r}: the device has serial number {serial}, not {c.serial_number}")
+        device = pipeline.start(cfg).get_device()
         self.serial_number = serial
         if c.playback_file is not None:
             # One frameset per read, in recorded order: a replay is deterministic however slow the reader.
