@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
+    parser.add_argument("--modalities", nargs="+", default=["contrastive", "progress", "completion"])
     parser.add_argument(
         "--targets", nargs="+", default=None, help="LoRA target modules (default: lrm.lora_train.DEFAULT_TARGETS)"
     )
@@ -98,6 +99,7 @@ def main() -> None:
         "output_dir": str(work / "out"),
         "model": str(tiny.base),
         "image_size": [32, 32],
+        "modalities": args.modalities,
         "dataset": dataset_section,
         "lora": {"r": args.rank, "alpha": 2 * args.rank, "dropout": 0.0, "target_modules": targets},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "gradient_accumulation_steps": 1,
@@ -112,7 +114,7 @@ def main() -> None:
     report = json.loads((work / "out" / "report.json").read_text())
 
     dataset = build_dataset(store, DatasetConfig(**dataset_section))
-    val = dataset.val
+    val = [ex for ex in dataset.val if ex.modality in args.modalities]
     requests = dataset.requests(val, (32, 32))
     # the adapters were trained without rationales: they answer at once, so the options are scored right away
     scoring = ["qwen3vl.mode=logits", "qwen3vl.reasoning=false"]
