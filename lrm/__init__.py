@@ -15,9 +15,14 @@ importing `lrm` stays cheap):
 - `lrm.score_episode`: score_query_frames, EpisodeScores (offline interval-hold scoring)
 - `lrm.plots`: plot_traces (PNG of reward traces against time)
 - `lrm.dataset`: build_dataset, Example, RewardDataset (11 keyframes per episode, completion
-  negatives, contrastive pairs, seeded split by episode, from store episodes)
-- `lrm.lite`, `lrm.lite_config`: the compact CNN reward model with the three heads
-  (LiteRewardModel, train_lite, distill_lite, evaluate_lite)
+  negatives, contrastive pairs with optional rewound segments, rationales, seeded split by
+  episode); `lrm.lerobot_source`: LeRobotDatasets on disk as a source
+- `lrm.lite`, `lrm.lite_config`, `lrm.lite_runs`: the compact CNN reward model with the three
+  heads (LiteRewardModel, train_lite, distill_lite, evaluate_lite) and its training runs
+- `lrm.lora_data`, `lrm.lora_train`: Qwen3-VL LoRA adapters with TRL (SFT for progress and
+  completion, DPO for contrastive), prompts exactly the qwen3vl backend's
+- `lrm.metrics`: the reward-quality metrics (contrastive, progress, completion, per trajectory)
+- `lrm.reward_eval`: the reward-quality suite of `lrm-robot eval-reward` (JSON + PNGs)
 - `lrm.synthetic`: make_bar_store (a store whose progress is visible, for tests)
 - `lrm.tiny_model`: build_tiny_checkpoint, build_tiny_robometer (tiny random models for tests/benchmarks)
 """

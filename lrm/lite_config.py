@@ -3,7 +3,7 @@
 - `LiteConfig`: the architecture, saved as a checkpoint's config.json;
 - `LiteTrainConfig`: training hyper-parameters (`lrm.lite.train_lite`);
 - `LiteBackendConfig`: the `lite` section of a backend YAML (which checkpoint, batch size);
-- `LiteRunConfig`: a whole training run (configs/lrm/lite_train.yaml): store, output, the three above.
+- `LiteRunConfig`: a whole training run (configs/lrm/train/lite_*.yaml, `type: lite`): store, output, the three above.
 """
 
 from __future__ import annotations

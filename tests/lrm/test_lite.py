@@ -156,12 +156,12 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     from app.config_loader import load_config
-    from lrm.lite_config import LiteRunConfig
+    from lrm.lite_runs import LiteTrainRun
 
     root = Path(__file__).resolve().parents[2] / "configs" / "lrm"
     backend = load_config(root / "backends" / "lite.yaml", RewardBackendConfig)
     assert backend.type == "lite" and backend.lite.checkpoint
-    run = load_config(root / "lite_train.yaml", LiteRunConfig)
+    run = load_config(root / "train" / "lite_pickcube.yaml", LiteTrainRun)
     assert run.model.image_size == (64, 64) and run.dataset.num_keyframes == 11 and run.train.steps > 0
 
 
