@@ -112,7 +112,6 @@ class RobotEnv:
         self._in_episode = False
         self._step = 0
         self._holding: str | None = None  # why the arm is holding (watchdog, time cap, e-stop, fault)
-        self._watchdog_events = 0
         self._background_fault: RobotFault | None = None
         self._report = EpisodeReport()
         self._stop_thread = threading.Event()
@@ -236,7 +235,6 @@ class RobotEnv:
         report = self._report
         report.steps = self._step
         report.duration_s = self.timer.elapsed()
-        report.watchdog_holds += int(watchdog_hold)
         report.time_capped = report.time_capped or truncated
         if safe is not None:
             report.clipped_bounds += int(safe.clipped_bounds)
@@ -415,7 +413,10 @@ class RobotEnv:
             logger.warning("%s: no fresh action in time; holding position", why)
             try:
                 self._hold_now(why)
-                self._watchdog_events += 1
+                if why == "watchdog":
+                    self._report.watchdog_holds += 1
+                else:
+                    self._report.time_capped = True
             except RobotFault as exc:
                 self._background_fault = exc
 
