@@ -95,24 +95,51 @@ def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Ve
     return Verdict(accepted=accepted, score=score, frame_scores=scores, frames=frames)
 
 
-class _StoreView:
-    """The store as the dataset builder sees it: only `indices`; for `hide_oracle` only the operator's verdict
-    labels an episode (its oracle flag and any LRM verdict are hidden)."""
+def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], config: JudgeConfig,
+                      label_source: str) -> Any:
+    """Add the judged frames of labelled calibration episodes: exactly what the judge is later asked about.
 
-    def __init__(self, store: Any, indices: Sequence[int], hide_oracle: Sequence[int] = ()) -> None:
+    A calibration episode is a rollout like those judged (same policy kind, own
+    seeds), rendered only where a rollout is, so its examples are the frames a
+    verdict reads, labelled by the oracle (sim) or the operator's verdict; an
+    unlabelled one is skipped. A seeded fifth of them is held out.
+    """
+    from lrm.dataset import Example, split_episodes
+
+    labelled = []
+    for index in calibration:
+        meta = store.record(index).meta
+        label = meta.oracle_success if label_source == "oracle" else meta.operator_verdict
+        if label is not None:
+            labelled.append((index, bool(label)))
+    train_eps, val_eps = split_episodes([i for i, _ in labelled], dataset.config.val_fraction, dataset.config.seed,
+                                        groups=[y for _, y in labelled])
+    train, val = list(dataset.train), list(dataset.val)
+    for index, label in labelled:
+        rec = store.record(index)
+        for t in judged_frames(rec, config.frames):
+            ex = Example("completion", index, {"current": t}, rec.meta.task, float(label), "calibration", label)
+            (val if index in val_eps else train).append(ex)
+    view = _StoreView(store, [*dataset.train_episodes, *dataset.val_episodes, *train_eps, *val_eps])
+    return dataclasses.replace(dataset, store=view, train=train, val=val,
+                               train_episodes=[*dataset.train_episodes, *train_eps],
+                               val_episodes=[*dataset.val_episodes, *val_eps])
+
+
+class _StoreView:
+    """The store as the dataset builder sees it: only the episodes in `indices`."""
+
+    def __init__(self, store: Any, indices: Sequence[int]) -> None:
         self._store = store
         self._indices = sorted(indices)
-        self._hide = set(hide_oracle)
         self.path = store.path
         self.cameras = store.cameras
 
     def episodes(self, **filters: Any) -> list[Any]:
-        out = []
-        for rec in self._store.episodes(indices=self._indices, **filters):
-            if rec.index in self._hide:
-                rec = dataclasses.replace(rec, meta=dataclasses.replace(rec.meta, oracle_success=None, lrm_verdict=None))
-            out.append(rec)
-        return out
+        return self._store.episodes(indices=self._indices, **filters)
+
+    def record(self, index: int) -> Any:
+        return self._store.record(index)
 
     def load_episode(self, index: int) -> Any:
         if index not in self._indices:
@@ -126,17 +153,18 @@ def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], co
 
     Demonstrations are labelled by construction (the final frame completes the
     task; earlier keyframes and the clipped prefix do not). Calibration
-    episodes are labelled by `label_source`: the simulator's oracle, or the
-    operator's verdict (their oracle flag is then hidden from the builder).
+    episodes give their judged frames, labelled by `label_source`: the
+    simulator's oracle, or the operator's verdict.
     """
     from lrm.dataset import build_dataset
     from lrm.lite import train_lite
 
     train = config.train
-    hide = list(calibration) if label_source == "operator" else []
-    view = _StoreView(store, [*demos, *calibration], hide_oracle=hide)
+    view = _StoreView(store, demos)
     dataset_cfg = dataclasses.replace(train.dataset, camera=config.camera or train.dataset.camera)
     dataset = build_dataset(view, dataset_cfg)
+    if calibration:
+        dataset = _with_calibration(dataset, store, calibration, config, label_source)
     if not dataset.train:
         raise ValueError("the judge has no training examples (no labelled demonstrations with images?)")
     tmp = out_dir.with_name(out_dir.name + ".tmp")

@@ -93,6 +93,10 @@ class ImproveRun:
         from recordings.store import EpisodeStore
         from sim.maniskill_env import make_sim_env
 
+        if all(self.state.done(step) for step in self.steps()):
+            log.info("%s: every step is done; the report again", self.out)
+            with EpisodeStore.open(self.out / "store", mode="r") as self.store:
+                return self._write_report()
         self.env = make_sim_env(cfg.env)
         try:
             cameras = {n: (cfg.env.camera_height, cfg.env.camera_width) for n in self.env.camera_names}
@@ -117,7 +121,18 @@ class ImproveRun:
         finally:
             if self.store is not None:
                 self.store.close()
+                self.store = None
             self.env.close()
+
+    def steps(self) -> list[str]:
+        """Every step of the run, in order (the names in state.json)."""
+        cfg = self.config
+        names = ["demos", "train-0", "eval-0"]
+        names += ["calibration"] if cfg.judge.calibration_episodes else []
+        names += ["judge-train"] if cfg.judge.train_from_store else []
+        for r in range(1, cfg.rounds + 1):
+            names += [f"rollouts-{r}", f"judge-{r}", f"train-{r}", f"eval-{r}"]
+        return names
 
     def _step(self, name: str, body: Callable[[], dict[str, Any]]) -> None:
         assert self.state is not None
@@ -302,10 +317,9 @@ class ImproveRun:
         return self._run_slots(round_, "rollout", n, cfg.rollout_seed + (round_ - 1) * n, round_ - 1, cfg.rollout)
 
     def _calibration(self) -> dict[str, Any]:
-        """Base-policy episodes for the judge's training only: every frame rendered (its keyframes need images)."""
+        """Base-policy rollouts on their own seeds, for the judge's training only (never selected, never judged)."""
         cfg = self.config
-        rollout_cfg = dataclasses.replace(cfg.rollout, capture="every_step")
-        info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, rollout_cfg)
+        info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, cfg.rollout)
         if cfg.judge.calibration_labels == "operator":
             unlabelled = [i for i in info["indices"] if self.store.record(i).meta.operator_verdict is None]
             if unlabelled:

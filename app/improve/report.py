@@ -24,16 +24,12 @@ __all__ = ["build_report", "filter_metrics", "format_table", "write_report"]
 
 
 def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
-    """Counts and precision / recall of a keep-or-drop filter against ground truth (NaN -> None when undefined)."""
-    tp = sum(k and t for k, t in zip(kept, truth, strict=True))
-    fp = sum(k and not t for k, t in zip(kept, truth, strict=True))
-    fn = sum(t and not k for k, t in zip(kept, truth, strict=True))
-    tn = len(kept) - tp - fp - fn
-    return {
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-    }
+    """Counts and precision / recall (lrm.metrics) of a keep-or-drop filter against ground truth; None when undefined."""
+    from lrm.metrics import confusion_counts, precision, recall
+
+    counts = confusion_counts(list(kept), list(truth))
+    p, r = precision(counts), recall(counts)
+    return {**counts, "precision": None if math.isnan(p) else p, "recall": None if math.isnan(r) else r}
 
 
 def _round_rollouts(store: Any, round_: int) -> dict[str, Any]:
@@ -177,8 +173,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{r:>5}  {succ:<28} {roll:<28} {prec:>9} {rec:>7}")
     trained = report["judge"].get("trained_on")
     if isinstance(trained, dict):
+        labels = f" ({trained['calibration_labels']} labels)" if trained.get("calibration_labels") else ""
         lines.append(f"judge: compact model trained on {len(trained['demonstrations'])} demonstrations"
-                     f" + {len(trained['calibration_episodes'])} calibration episodes; never on judged rollouts")
+                     f" + {len(trained['calibration_episodes'])} calibration rollouts on their own seeds{labels};"
+                     " never on a rollout it judged")
     else:
         lines.append(f"judge: {report['judge'].get('backend')} ({trained})")
     return "\n".join(lines)

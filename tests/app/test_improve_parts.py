@@ -172,10 +172,10 @@ def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(stor
     info = train_judge(store, [0, 1], [2], config, out)
     assert info["trained_on"]["demonstrations"] == [0, 1] and info["trained_on"]["calibration_episodes"] == [2]
     assert info["trained_on"]["calibration_labels"] == "oracle"
-    # the three episodes each give 11 keyframes (6 frames: repeats) + a clipped frame, nothing else
-    total = sum(v for k, v in info["examples"]["train"].items() if k == "completion") + \
-        sum(v for k, v in info["examples"].get("val", {}).items() if k == "completion")
-    assert total == 3 * 12
+    # each demo gives 11 keyframes (6 frames: repeats) + a clipped frame; the calibration episode its judged frame
+    examples = info["examples"]
+    assert sum(split.get("completion", 0) for split in examples.values()) == 2 * 12 + 1
+    assert sum(split.get("completion_yes", 0) for split in examples.values()) == 2 + 1
     from lrm.lite import LiteRewardModel
 
     model = LiteRewardModel.from_pretrained(out)
@@ -190,14 +190,14 @@ def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(stor
     assert verdict.accepted == combine(direct, "vote", 0.5)[0]
 
 
-def test_operator_labels_hide_the_oracle_from_the_judge(store, tmp_path):
+def test_calibration_labelled_by_the_operator_ignores_the_oracle(store, tmp_path):
     config = JudgeConfig()
     config.train.train.steps = 1
-    info = train_judge(store, [0, 1], [2, 9], config, tmp_path / "j", label_source="operator")
-    # 2 and 9 have no operator verdict; their oracle flag and the LRM verdict of 9 are hidden: unlabelled, skipped
+    info = train_judge(store, [0, 1], [2, 8, 9], config, tmp_path / "j", label_source="operator")
+    # only 8 has an operator verdict: False, against its oracle's True; 2 and 9 are unlabelled and skipped
     counts = info["examples"]
-    total = sum(v for split in counts.values() for k, v in split.items() if k == "completion")
-    assert total == 2 * 12
+    assert sum(split.get("completion", 0) for split in counts.values()) == 2 * 12 + 1
+    assert sum(split.get("completion_yes", 0) for split in counts.values()) == 2
 
 
 # -- manifest and report -------------------------------------------------------------------------
@@ -234,5 +234,5 @@ def test_table_prints_success_per_round_and_the_filter(tmp_path):
     lines = table.splitlines()
     assert "24/100 = 24.0%" in lines[2] and "15/60 / 14 kept" in lines[2] and "85.7%" in lines[2]
     assert "80.0%" in lines[2] and "37/100 = 37.0%" in lines[3]
-    assert "2 demonstrations" in lines[-1]
+    assert "2 demonstrations + 0 calibration" in lines[-1]
     json.dumps(report)
