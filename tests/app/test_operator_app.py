@@ -142,6 +142,18 @@ def _app(config: OperateConfig, env: EnvProxy) -> tuple[OperatorApp, OperatorSes
     return OperatorApp(session), session
 
 
+async def _settled(pilot: Any, value: Any, quiet: float = 0.5, timeout: float = 30.0) -> Any:
+    """The value once it has not changed for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last = value()
+    while time.monotonic() < deadline:
+        await pilot.pause(quiet)
+        if value() == last:
+            return last
+        last = value()
+    raise AssertionError("the value kept changing")
+
+
 def _banner(app: OperatorApp) -> str:
     return str(app.query_one(PhaseBanner).render())
 
@@ -251,9 +263,8 @@ async def test_emergency_stop_wins_over_pause(real_env, judge, tmp_path):
         await wait_for(pilot, lambda: app.phase == "rollout" and env.steps >= 3, what="a running rollout")
         await pilot.press("p")
         await wait_for(pilot, lambda: app.paused and "PAUSED" in _banner(app), what="the pause")
-        await pilot.pause(0.3)
-        held = env.steps
-        await pilot.pause(0.5)
+        held = await _settled(pilot, lambda: env.steps)  # a step already under way may still finish
+        await pilot.pause(1.0)
         assert env.steps == held  # paused means no step
         await pilot.press("e")
         await wait_for(pilot, session.done.is_set, what="the session to stop")
