@@ -86,11 +86,11 @@ class RealSenseCamera:
         serial = cfg.resolve(rs.pipeline_wrapper(pipeline)).get_device().get_info(rs.camera_info.serial_number)
         if c.serial_number is not None and serial != c.serial_number:
             raise RobotError(f"{self!r}: the device has serial number {serial}, not {c.serial_number}")
-        device = pipeline.start(cfg).get_device()
+        # A playback runs in real time, like a live camera: a slow reader gets the latest frames, not a
+        # backlog. (Non-real-time playback couples the reader to librealsense's playback thread, and
+        # stopping such a pipeline crashed librealsense 2.56 now and then.)
+        pipeline.start(cfg)
         self.serial_number = serial
-        if c.playback_file is not None:
-            # One frameset per read, in recorded order: a replay is deterministic however slow the reader.
-            device.as_playback().set_real_time(False)
         self._align = rs.align(rs.stream.color) if c.use_depth and c.align_depth else None
         self._pipeline = pipeline
 

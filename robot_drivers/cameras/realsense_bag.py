@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import pathlib
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ def write_bag(
     fps: int = 30,
     serial_number: str = "000000000000",
     depth_units: float = 0.001,
+    paced: bool = True,
 ) -> pathlib.Path:
     """Record `color` frames ((H, W, 3) uint8) and optional `depth` frames ((H, W) uint16) as a .bag."""
     import pyrealsense2 as rs
@@ -67,7 +69,12 @@ def write_bag(
     for sensor, (_, profile, _, _) in zip(sensors, sources):
         sensor.open(profile)
         sensor.start(lambda frame: None)
+    start = time.perf_counter()
     for i in range(len(color)):
+        if paced:
+            # The recorder stamps frames with their arrival time: injected at `fps`, the bag replays in
+            # real time like a live camera (injected at once, it would last a few milliseconds).
+            time.sleep(max(0.0, start + i / fps - time.perf_counter()))
         for software_sensor, profile, bpp, frames in sources:
             pixels = np.ascontiguousarray(frames[i])
             frame = rs.software_video_frame()

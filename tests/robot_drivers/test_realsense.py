@@ -32,14 +32,16 @@ def test_colour_and_depth_play_back_through_the_pipeline(bag_file):
     assert isinstance(camera, RealSenseCamera)
     camera.connect()
     assert camera.serial_number == SERIAL
-    values = read_values(camera, FRAMES - 5)
+    values = read_values(camera, FRAMES)
     camera.disconnect()
-    colours = [c for c, _ in values]
-    # Frames arrive in the order injected (the recorder may drop the very first colour frame).
-    assert colours == sorted(colours) and colours[-1] >= FRAMES - 6
+    # The recording plays in real time, looped: reads move forward through it (a slow reader skips some;
+    # where the loop wraps, one frameset may repeat the last colour frame).
+    steps = [(b[0] - a[0]) % FRAMES for a, b in zip(values, values[1:])]
+    assert all(0 <= s <= 10 for s in steps) and steps.count(0) <= 2, str(values)
+    assert len({c for c, _ in values}) >= FRAMES - 12
     matched = sum(c == d for c, d in values)
     assert matched >= len(values) - 2  # colour and depth of the same frameset
-    assert camera.frames_read == FRAMES - 5 and camera.reconnects == 0
+    assert camera.frames_read == FRAMES and camera.reconnects == 0
 
 
 def test_wrong_serial_number_is_refused(bag_file):
@@ -67,7 +69,7 @@ def test_dropout_is_survived_by_reconnecting(bag_file):
     values = read_values(camera, 4)
     assert camera.reconnects == 1
     colours = [c for c, _ in values]
-    assert colours == sorted(colours) and colours[0] < 5  # the stream started again from the recording's start
+    assert colours[0] < 5  # the stream started again from the recording's start
     assert sum(c == d for c, d in values) >= 3
     camera.disconnect()
 
@@ -95,17 +97,18 @@ def test_realsense_config_needs_a_device_and_a_stream_format():
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # LeRobot's read thread dies loudly
-def test_lerobot_opencv_camera_that_stops_delivering_is_a_camera_fault(tmp_path):
-    """LeRobot's OpenCVCamera on a short video file: once the file ends its read thread stops."""
+def test_lerobot_opencv_camera_reads_frames_then_faults_when_they_stop(tmp_path):
+    """LeRobot's OpenCVCamera on a video file: its read thread decodes the file (10000 frames, ~0.6 s here)
+    as if it were a live camera; once the file ends the thread stops and reading becomes a CameraFault."""
     import cv2
 
-    path = tmp_path / "short.avi"
+    path = tmp_path / "camera.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (W, H))
-    for i in range(5):
-        writer.write(np.full((H, W, 3), 40 * i, np.uint8))
+    for i in range(10000):
+        writer.write(np.full((H, W, 3), i * 250 // 10000, np.uint8))  # brightness ramps up over the file
     writer.release()
     config = CameraConfig(
-        type="opencv", options={"index_or_path": str(path), "warmup_s": 0}, read_timeout_ms=100,
+        type="opencv", options={"index_or_path": str(path), "warmup_s": 0}, read_timeout_ms=200,
         reconnect_attempts=1, reconnect_backoff_s=0.01,
     )
     camera = make_camera("wrist", config)
@@ -113,7 +116,13 @@ def test_lerobot_opencv_camera_that_stops_delivering_is_a_camera_fault(tmp_path)
 
     assert isinstance(camera.camera, OpenCVCamera)
     camera.connect()
+    frames = [camera.read() for _ in range(5)]
+    assert all(f.shape == (H, W, 3) and f.dtype == np.uint8 for f in frames)
+    values = [int(f[0, 0, 0]) for f in frames]
+    assert values == sorted(values)  # frames come in the file's order
+    assert camera.frames_read == 5 and camera.read_depth() is None
     with pytest.raises(CameraFault, match="camera 'wrist'") as info:
-        for _ in range(50):  # the 5 frames are gone within milliseconds; a read then fails for good
+        for _ in range(10000):
             camera.read()
     assert info.value.component == "camera:wrist"
+    camera.disconnect()
