@@ -10,9 +10,9 @@ configs/improve/pickcube_cpu.yaml with larger N (rollouts per round) and M
   the counts, and what the judge was trained on (the demonstrations only);
 - the wall time of every phase and in total, and the machine's load average
   (the machine is shared: say so next to any number).
-`--oracle-selection` adds a second run, identical except that the kept rollouts
-are the oracle's successes (a perfect judge), to tell the judge's share of any
-shortfall from the method's.
+`--oracle-selection` then redoes round 1 from the very same rollouts, kept by the
+oracle instead of the judge (a perfect filter; `_oracle_ablation`), to tell the
+judge's share of any shortfall from the method's.
 
 Example:
     .venv/bin/python benchmarks/improve_pickcube.py --rollouts 150 --eval-episodes 200 \
@@ -56,6 +56,35 @@ def _run(out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
             "overrides": overrides}
 
 
+def _oracle_ablation(lrm_dir: Path, out: Path, args: argparse.Namespace) -> dict:
+    """Round 1 again from the very same rollouts, kept by the oracle instead of the judge (a perfect filter).
+
+    The LRM run's directory up to its round-1 verdicts is copied (demos, base policy, its evaluation,
+    the round-1 rollouts are identical by construction) and only round 1's fine-tuning and evaluation
+    run, with selection.rollouts=oracle: the difference from the LRM run's round 1 is the judge's doing.
+    """
+    import shutil
+
+    from app.improve.state import STATE_FILE
+
+    overrides = [f"output_dir={out}", f"rollouts_per_round={args.rollouts}", f"eval.episodes={args.eval_episodes}",
+                 "rounds=1", f"progress={str(not args.no_progress).lower()}", *args.set, "selection.rollouts=oracle"]
+    config = load_config(CONFIG, ImproveConfig, overrides)
+    reset_run(out)
+    shutil.copytree(lrm_dir, out, ignore=shutil.ignore_patterns("round-2", "round-1", "report.json", "success.png"))
+    state = json.loads((out / STATE_FILE).read_text())
+    keep = ["demos", "train-0", "eval-0", "calibration", "judge-train", "rollouts-1", "judge-1"]
+    state["steps"] = {k: v for k, v in state["steps"].items() if k in keep}
+    state["fingerprint"] = config.fingerprint()
+    (out / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    # Round-2 episodes of the copied store stay, unused: with rounds=1 only round 1's rollouts are selectable.
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    report = ImproveRun(config).run()
+    return {"report": report, "wall_s": time.perf_counter() - started, "load_before": load_before,
+            "load_after": os.getloadavg(), "overrides": overrides, "copied_from": str(lrm_dir)}
+
+
 def _verdict(report: dict, wall_s: float, budget_s: float) -> list[str]:
     rounds = {e["round"]: e for e in report["rounds"]}
     lines = []
@@ -95,7 +124,7 @@ def main() -> int:
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                "lrm": _run(args.out / "lrm", args, [])}
     if args.oracle_selection:
-        results["oracle_selection"] = _run(args.out / "oracle", args, ["selection.rollouts=oracle"])
+        results["oracle_selection"] = _oracle_ablation(args.out / "lrm", args.out / "oracle", args)
     for name, res in results.items():
         if name == "machine":
             continue

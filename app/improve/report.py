@@ -153,7 +153,7 @@ def _pct(x: float | None) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The plain-text table of oracle success per round and the filter's precision / recall."""
-    head = f"{'round':>5}  {'policy success (95% CI)':<28} {'its rollouts: oracle / kept':<28} {'precision':>9} {'recall':>7}"
+    head = f"{'round':>5}  {'policy success (95% CI)':<28} {'its next rollouts: oracle / kept':<32} {'precision':>9} {'recall':>7}"
     lines = [head, "-" * len(head)]
     by_round = {e["round"]: e for e in report["rounds"]}
     for r in sorted(by_round):
@@ -170,7 +170,9 @@ def format_table(report: dict[str, Any]) -> str:
             f = nxt.get("filter")
             if f:
                 prec, rec = _pct(f["precision"]), _pct(f["recall"])
-        lines.append(f"{r:>5}  {succ:<28} {roll:<28} {prec:>9} {rec:>7}")
+        lines.append(f"{r:>5}  {succ:<28} {roll:<32} {prec:>9} {rec:>7}")
+    lines.append("(row r: the policy after round r on the evaluation seeds; its next rollouts are round r+1's,"
+                 " kept by the judge with that precision and recall against the oracle)")
     trained = report["judge"].get("trained_on")
     if isinstance(trained, dict):
         labels = f" ({trained['calibration_labels']} labels)" if trained.get("calibration_labels") else ""
