@@ -33,6 +33,9 @@ Measured on the 2-core development machine, shared (load average 5-8 during the 
 
 The oracle's own gain is inside the noise (overlapping intervals), so the ratio says nothing yet; the
 PPO budget a 2-core machine affords here is ~1/50 of the paper's (320 envs x 30 iterations).
+With 3x the env steps on PickCube (--tasks PickCube-v1 --env-steps 46080 --skip-render-cost, 60
+iterations, load 5-6.5, 1023 s): (a) 10/100, (b) 9/100 [4.8, 16.2%], (c) 10/100: still no gain from
+either reward at this budget.
 Reward-vs-oracle agreement of the lite model during PPO (mean over iterations): PushCube progress
 Pearson 0.92 (per trajectory 0.98), ROC-AUC 0.96; PickCube 0.41 (0.61), 0.64.
 Rendering only at query steps: 153 env-steps/s vs 28.7 when every env renders every step (5.3x),
