@@ -241,3 +241,21 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(checkpoint: Path, tmp_pat
     a, b = load_file(str(killed / "policy/model.safetensors")), load_file(str(straight / "policy/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # resumed == uninterrupted, bit for bit
     assert not torch.equal(a["actor.0.weight"], load_file(str(checkpoint / "model.safetensors"))["actor.0.weight"])
+
+
+def test_the_batched_gpu_backend_class_matches_the_in_process_env_on_one_cpu_scene(sim) -> None:
+    """GPUSim runs one ManiSkill env with N sub-scenes; physx_cpu allows N = 1, which this machine can check."""
+    from app.ppo.vec_env import GPUSim
+    from sim.maniskill_env import SimEnvConfig
+
+    batched = GPUSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
+                                  camera_height=32), 1)
+    try:
+        a, b = batched.reset([11]), sim.reset([11, 12])
+        assert batched.state_size == sim.state_size and np.allclose(a.states[0], b.states[0], atol=1e-5)
+        actions = b.states[:, :8].copy()
+        a, b = batched.step(actions[:1]), sim.step(actions)
+        assert np.allclose(a.states[0], b.states[0], atol=1e-5) and a.dense_reward[0] == pytest.approx(b.dense_reward[0], abs=1e-5)
+        assert batched.capture([0])[0]["base_camera"].shape == (32, 32, 3) and batched.capture([]) == {}
+    finally:
+        batched.close()
