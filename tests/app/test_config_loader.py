@@ -76,6 +76,16 @@ def test_overrides_apply_with_yaml_types(tmp_path):
     assert run.env.cameras["base_camera"].width == 32
 
 
+def test_float_field_takes_yaml_1_1_scientific_notation(tmp_path):
+    # PyYAML reads 3e-4 (no dot) as the string '3e-4'; users write it that way in YAML and in --set
+    run = load_config(write(tmp_path, "env: {env_id: PickCube-v1}\nlearning_rate: 3e-4\n"), Run, ["episodes=2"])
+    assert run.learning_rate == pytest.approx(3e-4)
+    run = load_config(write(tmp_path, "env: {env_id: PickCube-v1}\n"), Run, ["learning_rate=1E-5"])
+    assert run.learning_rate == pytest.approx(1e-5)
+    with pytest.raises(ConfigError, match="key 'learning_rate': expected float, got str 'fast'"):
+        load_config(write(tmp_path, "env: {env_id: PickCube-v1}\nlearning_rate: fast\n"), Run)
+
+
 BROKEN = [
     ("env: {env_id: PickCube-v1}\nepisodez: 3\n", "unknown key 'episodez' (did you mean 'episodes'?)"),
     ("env: {env_id: PickCube-v1, camras: {}}\n", "unknown key 'env.camras' (did you mean 'cameras'?)"),
