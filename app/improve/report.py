@@ -124,6 +124,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         # round r's rollouts are run by round r-1's policy
         ax.plot([r - 1 for r, _ in rolls], [100 * x["oracle_success_rate"] for _, x in rolls], "s--",
                 label="its rollouts (oracle)")
+    ticks = list(range(report["rounds_planned"] + 1))
+    ax.set_xticks(ticks)
     ax.set_xlabel("round")
     ax.set_ylabel("oracle success (%)")
     ax.set_title(f"{report['env']}: success per round")
@@ -136,7 +138,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         xs = [r for r, _ in pr]
         for key, marker in (("precision", "o"), ("recall", "s")):
             ax.plot(xs, [100 * (m[key] if m[key] is not None else math.nan) for _, m in pr], marker=marker, label=key)
-    ax.set_xlabel("round")
+    ax.set_xticks(ticks[1:] or ticks)
+    ax.set_xlabel("round (its rollouts)")
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
     ax.set_title("LRM filter vs oracle")
