@@ -199,13 +199,13 @@ class OperatorSession:
     def emergency_stop(self, reason: str = "operator emergency stop") -> None:
         """Stop everything now, paused or mid-step; the session ends and is not restarted."""
         self._estop.set()
-        self.control.emergency_stop(reason)  # wakes a paused rollout; nothing downgrades it
         halt = getattr(self.env, "emergency_stop", None)
         if callable(halt):
             try:
                 halt()  # the robot holds at once, even while the rollout thread is inside env.step
-            except Exception as exc:  # the latch above still ends the rollout
+            except Exception as exc:  # the control's latch below still ends the rollout
                 log.error("env emergency_stop failed: %s", exc)
+        self.control.emergency_stop(reason)  # wakes a paused rollout; nothing downgrades it
         with self._cond:
             self._cond.notify_all()
         self.phase = "stopped"

@@ -137,8 +137,9 @@ async def test_emergency_stop_mid_rollout_holds_the_arm_and_keeps_the_frames(tmp
         seen = []
         envs[0].estop.add_listener(lambda reason: seen.append((envs[0].holding, threading.current_thread().name)))
         await pilot.press("e")
-        # the robot's own stop latched and the arm held from the app's thread, not when the rollout thread noticed
-        assert envs[0].estop.is_set and seen[0] == ("e-stop", threading.main_thread().name)
+        # the robot's own stop latched, and the key's handler (the app's thread) commanded the hold itself; the
+        # rollout thread may also repeat it, and a hold waits for a bus transaction in flight, so order varies
+        assert envs[0].estop.is_set and ("e-stop", threading.main_thread().name) in seen
         await wait_for(pilot, session.done.is_set, what="the stop")
         assert app.phase == "stopped"
     # run_rollout repeats the stop when its control sees it between two steps; a latched stop stays latched
