@@ -97,7 +97,7 @@ class LiteRunConfig:
     """One training run of the compact model: which store, where to write, and the settings."""
 
     store: str = ""
-    output_dir: str = "outputs/lite/model"
+    output_dir: str = "outputs/lite/pickcube"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: LiteConfig = field(default_factory=LiteConfig)
     train: LiteTrainConfig = field(default_factory=LiteTrainConfig)
