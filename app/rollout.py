@@ -113,8 +113,11 @@ class RolloutConfig:
 class RolloutControl:
     """Operator commands for a running rollout; every method is safe to call from another thread.
 
-    A control object serves one rollout at a time; `run_rollout` clears its
-    pending command when it starts (a stale abort never hits the next episode).
+    A control object serves one rollout at a time; `run_rollout` clears a
+    pending abort or re-record when it starts (a stale abort never hits the
+    next episode) but never an emergency stop: that stays latched, and every
+    later `run_rollout` refuses to move the env, until an operator calls
+    `clear_emergency_stop()`.
     """
 
     def __init__(self) -> None:
@@ -157,9 +160,17 @@ class RolloutControl:
                 self._command, self._reason = command, reason
             self._cond.notify_all()
 
+    def clear_emergency_stop(self) -> None:
+        """The operator's explicit release of a latched emergency stop."""
+        with self._cond:
+            if self._command == "emergency_stop":
+                self._command, self._reason = None, ""
+
     def _clear(self) -> None:
         with self._cond:
-            self._command, self._reason, self._paused = None, "", False
+            self._paused = False
+            if self._command != "emergency_stop":
+                self._command, self._reason = None, ""
 
     def _wait(self) -> tuple[str | None, str, float]:
         """Block while paused (a command wakes it); returns (command, reason, seconds spent paused)."""
@@ -237,6 +248,15 @@ def run_rollout(
     cfg = config or RolloutConfig()
     control = control or RolloutControl()
     control._clear()
+    if control.pending == "emergency_stop":  # latched: not even env.reset() may move a robot
+        halt = getattr(env, "emergency_stop", None)
+        if callable(halt):
+            halt()
+        log.warning("emergency stop latched (%s): the rollout does not start", control._reason)
+        return RolloutResult(index=None, status="emergency_stop", steps=0, frames=0, seed=seed,
+                             oracle_success=None, ever_success=None, final_dense_reward=None,
+                             max_dense_reward=None, duration_s=0.0, paused_s=0.0, reason=control._reason,
+                             judge_images={})
     cameras = list(store.cameras) if store.cameras else list(env.camera_names)
     missing = [c for c in getattr(policy, "camera_names", []) if c not in env.camera_names]
     if missing:
@@ -348,8 +368,11 @@ def run_rollout(
         raise
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}"
+        # a robot env raises its own fault when the e-stop lands inside a step: the outcome is still the e-stop
+        stopped = control.pending == "emergency_stop" or getattr(exc, "component", None) == "e-stop"
         if writer.state == "open" and writer.num_frames > 0:
-            index = _commit(writer, env, sim, "error", reason, steps, captured, cfg, ever, best,
+            index = _commit(writer, env, sim, "emergency_stop" if stopped else "error", reason, steps, captured, cfg,
+                            ever, best,
                             time.monotonic() - started - paused_s, aborted=True, terminal=False)
             log.error("episode %d aborted by an error after %d steps (frames kept): %s", index, steps, reason)
         elif writer.state in ("open", "failed"):

@@ -182,3 +182,57 @@ def test_emergency_stop_wins_over_a_later_command(env, tmp_path):
                              config=RolloutConfig(max_steps=20, time_limit_s=None))
         rec = store.record(result.index)
     assert result.status == "emergency_stop" and rec.meta.aborted and rec.length == 3 and result.steps == 2
+
+
+class _Watched:
+    """The real env, with its resets and emergency stops counted; optionally its e-stop latch trips mid-step."""
+
+    def __init__(self, env, estop_at_step: int | None = None):
+        self._env, self.resets, self.halts, self.steps = env, 0, 0, 0
+        self.estop_at_step = estop_at_step
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    def reset(self, seed=None):
+        self.resets += 1
+        self.steps = 0
+        return self._env.reset(seed=seed)
+
+    def step(self, action):
+        if self.estop_at_step is not None and self.steps == self.estop_at_step:
+            from robot_drivers.errors import EmergencyStopped  # what a robot env raises once its latch is set
+
+            raise EmergencyStopped("emergency stop is latched (button); clear it to continue", component="e-stop")
+        self.steps += 1
+        return self._env.step(action)
+
+    def emergency_stop(self):
+        self.halts += 1
+
+
+def test_latched_emergency_stop_refuses_every_rollout_until_cleared(env, tmp_path):
+    watched, control = _Watched(env), RolloutControl()
+    control.emergency_stop("pressed between episodes")
+    with EpisodeStore.open(tmp_path / "s", mode="a", durable=False) as store:
+        for _ in range(2):  # a latch is not consumed by the rollout it stopped
+            result = run_rollout(watched, _policy(env), store, _meta(env), seed=7, control=control,
+                                 config=RolloutConfig(max_steps=5, time_limit_s=None))
+            assert result.status == "emergency_stop" and result.index is None
+        assert watched.resets == 0 and watched.halts == 2 and store.num_episodes == 0
+        control.clear_emergency_stop()
+        result = run_rollout(watched, _policy(env), store, _meta(env), seed=7, control=control,
+                             config=RolloutConfig(max_steps=3, time_limit_s=None))
+    assert result.status == "step_limit" and result.index == 0 and watched.resets == 1
+
+
+def test_a_robot_e_stop_inside_a_step_is_stored_as_an_emergency_stop(env, tmp_path):
+    from robot_drivers.errors import EmergencyStopped
+
+    with EpisodeStore.open(tmp_path / "s", mode="a", durable=False) as store:
+        with pytest.raises(EmergencyStopped):
+            run_rollout(_Watched(env, estop_at_step=3), _policy(env), store, _meta(env), seed=8,
+                        config=RolloutConfig(max_steps=20, time_limit_s=None))
+        rec = store.record(0)
+    assert rec.meta.aborted and rec.length == 4  # the frames up to the step that was refused
+    assert rec.meta.extra["rollout"]["status"] == "emergency_stop"
