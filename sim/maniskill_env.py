@@ -111,6 +111,20 @@ class SimEnvConfig:
     def spec(self) -> EnvSpec:
         return check_env_id(self.env_id)
 
+    def gym_kwargs(self) -> dict[str, Any]:
+        """The `gym.make` keyword arguments of this config (one env here; vectorised PPO adds `num_envs`)."""
+        kwargs: dict[str, Any] = dict(
+            obs_mode="state_dict" if self.state_mode == "full" else "none",
+            reward_mode="normalized_dense",
+            control_mode=self.control_mode,
+            sensor_configs=dict(width=self.camera_width, height=self.camera_height),
+            sim_backend=self.sim_backend,
+            render_backend=self.render_backend,
+        )
+        if self.robot_uids is not None:
+            kwargs["robot_uids"] = self.robot_uids
+        return kwargs
+
 
 _RENDER_KEEPALIVE: dict[str, Any] = {}
 
@@ -156,17 +170,7 @@ class ManiSkillEnv:
         import gymnasium as gym
         import mani_skill.envs  # noqa: F401  (registers the env ids)
 
-        kwargs: dict[str, Any] = dict(
-            obs_mode="state_dict" if config.state_mode == "full" else "none",
-            reward_mode="normalized_dense",
-            control_mode=config.control_mode,
-            sensor_configs=dict(width=config.camera_width, height=config.camera_height),
-            sim_backend=config.sim_backend,
-            render_backend=config.render_backend,
-        )
-        if config.robot_uids is not None:
-            kwargs["robot_uids"] = config.robot_uids
-        self._gym_env = gym.make(config.env_id, **kwargs)
+        self._gym_env = gym.make(config.env_id, **config.gym_kwargs())
         self.raw_env = self._gym_env.unwrapped  # the ManiSkill BaseEnv; stepped directly, no gym wrappers
         if self.raw_env.scene.can_render():
             _keep_render_context(self.raw_env.backend.render_device)

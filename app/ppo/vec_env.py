@@ -222,18 +222,7 @@ class GPUSim:
         self.config = config
         self.num_envs = num_envs
         self.task = (spec.task_with_markers or spec.task) if config.show_goal_markers else spec.task
-        kwargs: dict[str, Any] = dict(
-            num_envs=num_envs,
-            obs_mode="state_dict" if config.state_mode == "full" else "none",
-            reward_mode="normalized_dense",
-            control_mode=config.control_mode,
-            sensor_configs=dict(width=config.camera_width, height=config.camera_height),
-            sim_backend=config.sim_backend,
-            render_backend=config.render_backend,
-        )
-        if config.robot_uids is not None:
-            kwargs["robot_uids"] = config.robot_uids
-        self._gym = gym.make(config.env_id, **kwargs)
+        self._gym = gym.make(config.env_id, num_envs=num_envs, **config.gym_kwargs())
         self.raw = self._gym.unwrapped
         available = [n for n, s in self.raw.scene.sensors.items() if isinstance(s, Camera)]
         self.camera_names = available if config.cameras is None else list(config.cameras)
