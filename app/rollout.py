@@ -98,6 +98,9 @@ class RolloutConfig:
     judge_frames: int = 1  # on_demand: render the last k frames for the judge
     record_terminal: bool = True  # add the observation after the last action as a final frame
     stop_on_success: bool = False  # sim only: end at the oracle's success (the oracle then steers)
+    # sim only: the simulator's `dense_reward` and `success` at each frame's state as reward traces, so that
+    # `eval-reward` can measure a judge against the oracle on these very episodes (nothing trains on them)
+    record_oracle: bool = True
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -289,6 +292,10 @@ def run_rollout(
 
     def record(t: int, action: np.ndarray, images: dict[str, np.ndarray]) -> dict[str, float]:
         rewards = dict(reward_hook(obs, t)) if reward_hook is not None else {}
+        if sim and cfg.record_oracle:
+            rewards.setdefault("success", float(bool(env.success)))
+            if hasattr(env, "dense_reward"):
+                rewards.setdefault("dense_reward", float(env.dense_reward))
         if images:
             captured.append(writer.num_frames)
             for c in cameras:

@@ -201,7 +201,9 @@ async def test_keys_run_real_rollouts_and_the_override_lands_in_the_store(real_e
     assert second.operator_verdict is True and second.lrm_verdict is not None
     assert first.extra["operator"] == {"round": 1, "slot": 0} and first.round == 1
     # live reward traces went into the store every 2 steps (NaN between queries), on the camera's frames
-    assert sorted(ep.rewards) == ["lite_completion", "lite_progress"]
+    # (next to the simulator's own traces, which every sim rollout records at every frame)
+    assert sorted(ep.rewards) == ["dense_reward", "lite_completion", "lite_progress", "success"]
+    assert not np.isnan(ep.rewards["dense_reward"]).any()
     queried = ~np.isnan(ep.rewards["lite_progress"])
     assert queried.tolist() == [True, False, True, False, True, False, True]
     assert len(ep) == 7 and ep.images["base_camera"][3].any()

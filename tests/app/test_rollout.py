@@ -78,6 +78,10 @@ def test_normal_episode_records_every_frame_and_the_terminal_state(env, tmp_path
     np.testing.assert_array_equal(ep.action[12], ep.action[11])  # the terminal frame holds the last action
     assert [e.step for e in events] == list(range(1, 13))
     assert events[0].episode_index == result.index and events[10].images and not events[5].images
+    # the simulator's own traces at every frame's state, for measuring a judge against the oracle later
+    assert set(ep.rewards) == {"dense_reward", "success"} and np.isfinite(ep.rewards["dense_reward"]).all()
+    assert ep.rewards["dense_reward"][-1] == pytest.approx(result.final_dense_reward)
+    assert ep.rewards["success"][-1] == float(result.oracle_success)
 
 
 def test_policy_that_needs_images_is_shown_a_render_whenever_it_acts(env, tmp_path):
