@@ -31,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,15 @@ from recordings.episode import EpisodeMeta
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConcatSource", "LeRobotSource", "SourceError", "SourceRecord", "open_source", "open_sources"]
+__all__ = [
+    "ConcatSource",
+    "LeRobotSource",
+    "SourceError",
+    "SourceRecord",
+    "open_source",
+    "open_sources",
+    "training_source",
+]
 
 IMAGE_PREFIX = "observation.images."
 
@@ -312,3 +321,18 @@ def open_sources(paths: Sequence[str | os.PathLike[str]], *, assume_success: boo
         raise SourceError("no source paths given")
     sources = [open_source(p, assume_success=assume_success) for p in paths]
     return sources[0] if len(sources) == 1 else ConcatSource(sources)
+
+
+@contextmanager
+def training_source(store: Any | None, path: str | None, *, assume_success: bool | None = None) -> Iterator[Any]:
+    """The source a training run reads: the caller's open `store` (left open), else `path` opened and closed here."""
+    if store is not None:
+        yield store
+        return
+    if not path:
+        raise ValueError("store: the episode store to train on is not set")
+    source = open_source(path, assume_success=assume_success)
+    try:
+        yield source
+    finally:
+        source.close()

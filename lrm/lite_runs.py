@@ -60,18 +60,13 @@ def run_lite(
 
     from lrm.dataset import build_dataset
     from lrm.lite import distill_lite, train_lite
-    from lrm.lerobot_source import open_source
+    from lrm.lerobot_source import training_source
 
     distill = isinstance(config, LiteDistillRun)
     if distill and teacher is None:
         raise ValueError("a lite_distill run needs its teacher backend")
     out = Path(config.output_dir)
-    own_store = store is None
-    if own_store:
-        if not config.store:
-            raise ValueError("store: the episode store to train on is not set")
-        store = open_source(config.store, assume_success=config.assume_success)
-    try:
+    with training_source(store, config.store, assume_success=config.assume_success) as store:
         dataset = build_dataset(store, config.dataset)
         if not dataset.train:
             where = config.store or store.path
@@ -84,9 +79,6 @@ def run_lite(
         else:
             model, history = train_lite(dataset, config.train, config.model, output_dir=out)
         store_path = str(getattr(store, "path", config.store))
-    finally:
-        if own_store:
-            store.close()
     report = {
         "type": config.type,
         "config": dataclasses.asdict(config),

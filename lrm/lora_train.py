@@ -313,16 +313,11 @@ def train_lora(
     import yaml
 
     from lrm.dataset import build_dataset
-    from lrm.lerobot_source import open_source
+    from lrm.lerobot_source import training_source
 
     templates = config.templates()
     out = Path(config.output_dir)
-    own_store = store is None
-    if own_store:
-        if not config.store:
-            raise ValueError("store: the episode store to train on is not set")
-        store = open_source(config.store, assume_success=config.assume_success)
-    try:
+    with training_source(store, config.store, assume_success=config.assume_success) as store:
         dataset = build_dataset(store, config.dataset, rationale=rationale)
         out.mkdir(parents=True, exist_ok=True)
         report: dict[str, Any] = {
@@ -341,9 +336,6 @@ def train_lora(
             report["modalities"][modality] = entry
             _write_json(out / "report.json", report)  # a crash in a later modality keeps the earlier ones
         report["seconds"] = round(time.perf_counter() - started, 2)
-    finally:
-        if own_store:
-            store.close()
     backend = {
         "type": "qwen3vl",
         "qwen3vl": {

@@ -494,8 +494,6 @@ class OperatorSession:
 
     def _between_steps(self) -> None:
         """Runs between two steps of a rollout, in the rollout's thread."""
-        if self._estop.is_set() and self.control.pending != "emergency_stop":
-            self.control.emergency_stop("operator emergency stop")  # pressed while run_rollout was starting
         if self._quit and self.control.pending is None:
             self.control.abort("operator quit")
         if self.paused and not self.control.paused:
