@@ -1,7 +1,10 @@
 """The `lrm-robot improve` config: one YAML (configs/improve/*.yaml) parsed into `ImproveConfig`.
 
-Sections: `env` (the simulator, or later a robot), `demos` (the motion-planning
-demonstrations recorded into the run's store), `policy` (what is trained and
+Sections: `env` (where rollouts run, `app.env_choice`: `kind: sim` with a
+ManiSkill `sim:` section, or `kind: robot` with a robot YAML), `demos` (the
+demonstrations recorded into the run's store first: motion-planned in
+simulation, or copied from an existing store, e.g. teleoperated demos on a
+robot), `policy` (what is trained and
 rolled out: the small actor-critic by behaviour cloning, or pi0.5 through
 LeRobot), `judge` (the completion reward model and how it turns the last
 frames into a verdict), `rounds` (how many, rollouts per round, caps,
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from app.env_choice import EnvSection
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.dataset import DatasetConfig
@@ -48,20 +52,38 @@ EVAL_SEED = 900_000
 
 @dataclass
 class DemosConfig:
-    """Scripted demonstrations (ManiSkill's motion planners) recorded into the run's store first."""
+    """The demonstrations recorded into the run's store first (source "demo").
+
+    `source: plan`: ManiSkill's motion planners (simulation only).
+    `source: store`: copied from the EpisodeStore at `store` (teleoperated
+    demos on a robot, or any demos a user brings to a sim run): the first
+    `count` of its successful episodes, i.e. not aborted and with a verdict
+    of success (the operator's, else the oracle's, else the LRM's) or, with
+    no verdict at all, recorded as demonstrations (source "demo"); failures
+    are never copied, because the judge's training takes every demonstration
+    as a success.
+    """
 
     count: int = 50
-    seed: int = DEMO_SEED  # seeds seed, seed + 1, ...
-    max_attempts: int | None = None  # solver runs before giving up; None = 3 * count
-    # judge_keyframes: render only the frames the judge's training reads (a state-only policy);
+    seed: int = DEMO_SEED  # plan: seeds seed, seed + 1, ...
+    max_attempts: int | None = None  # plan: solver runs before giving up; None = 3 * count
+    # plan: judge_keyframes: render only the frames the judge's training reads (a state-only policy);
     # every_frame: render all (a policy that learns from images needs them)
     render: Literal["judge_keyframes", "every_frame"] = "judge_keyframes"
+    source: Literal["plan", "store"] = "plan"
+    store: str | None = None  # source store: an EpisodeStore directory
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ValueError(f"count must be at least 1, got {self.count}")
         if self.render not in ("judge_keyframes", "every_frame"):
             raise ValueError(f"demos.render must be judge_keyframes or every_frame, got {self.render!r}")
+        if self.source not in ("plan", "store"):
+            raise ValueError(f"demos.source must be 'plan' or 'store', got {self.source!r}")
+        if self.source == "store" and not self.store:
+            raise ValueError("demos.source is 'store' but demos.store names no store directory")
+        if self.source == "plan" and self.store:
+            raise ValueError("demos.store is set but demos.source is 'plan': set demos.source: store to copy it")
 
 
 @dataclass
@@ -180,7 +202,9 @@ class SelectionConfig:
 
 @dataclass
 class EvalConfig:
-    """Oracle evaluation of every round's policy on the same fresh seeds (sim only)."""
+    """Evaluation of every round's policy: in simulation the oracle's success on the same fresh seeds;
+    on a robot `episodes` rollouts judged like the round's (the operator's verdict where given, else the LRM's).
+    """
 
     episodes: int = 100
     seed: int = EVAL_SEED
@@ -196,7 +220,7 @@ class ImproveConfig:
     """`lrm-robot improve`: demos -> base policy -> R rounds of roll out, judge, select, fine-tune, evaluate."""
 
     output_dir: Path = Path("outputs/improve")
-    env: SimEnvConfig = field(default_factory=SimEnvConfig)
+    env: EnvSection = field(default_factory=lambda: EnvSection(sim=SimEnvConfig()))
     demos: DemosConfig = field(default_factory=DemosConfig)
     policy: PolicySection = field(default_factory=PolicySection)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -215,11 +239,13 @@ class ImproveConfig:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
         if self.rollouts_per_round < 1:
             raise ValueError(f"rollouts_per_round must be at least 1, got {self.rollouts_per_round}")
-        cams = self.env.cameras
+        cams = None if self.env.is_robot else self.env.sim.cameras
         if cams is not None and not cams:
-            raise ValueError("env.cameras is empty: the judge needs a camera (e.g. [base_camera])")
+            raise ValueError("env.sim.cameras is empty: the judge needs a camera (e.g. [base_camera])")
         if self.judge.camera is not None and cams is not None and self.judge.camera not in cams:
-            raise ValueError(f"judge.camera {self.judge.camera!r} is not among env.cameras {cams}")
+            raise ValueError(f"judge.camera {self.judge.camera!r} is not among env.sim.cameras {cams}")
+        if self.env.is_robot:
+            self._check_robot()
         if self.judge.frames > 1 and self.rollout.capture == "on_demand" and self.rollout.stop_on_success:
             raise ValueError("judge.frames > 1 with rollout.stop_on_success needs rollout.capture: every_step "
                              "(an early end cannot be foreseen, so only the terminal frame would be rendered)")
@@ -236,6 +262,22 @@ class ImproveConfig:
         if len({s for s, _ in blocks}) != len(blocks):
             raise ValueError(f"seed blocks overlap: {blocks}")
 
+    def _check_robot(self) -> None:
+        """What needs the simulator's oracle or planner cannot run on a robot (one line each, naming the key)."""
+        if self.demos.source == "plan":
+            raise ValueError("demos.source: plan (motion planning) needs the simulator; on a robot set "
+                             "demos.source: store and demos.store: a store of teleoperated demonstrations")
+        if self.judge.calibration_episodes and self.judge.calibration_labels == "oracle":
+            raise ValueError("judge.calibration_labels: oracle needs the simulator; on a robot set "
+                             "judge.calibration_labels: operator")
+        if self.rollout.stop_on_success:
+            raise ValueError("rollout.stop_on_success needs the simulator's oracle; on a robot set it to false "
+                             "(rollout.time_limit_s caps an episode)")
+        if self.rollout.time_limit_s is None:
+            raise ValueError("rollout.time_limit_s is required on a robot (e.g. 30: the paper's cap)")
+        if self.selection.rollouts == "oracle":
+            raise ValueError("selection.rollouts: oracle needs the simulator; on a robot use accepted")
+
     def fingerprint(self) -> str:
         """A hash of everything that decides the run's results (not rounds, output_dir or progress)."""
         from app.config_loader import config_to_dict
@@ -243,4 +285,10 @@ class ImproveConfig:
         data = config_to_dict(self)
         for key in ("rounds", "output_dir", "progress"):
             data.pop(key, None)
+        if not self.env.is_robot:
+            # the shape before the env section and demos.source existed: earlier sim runs still resume
+            data["env"] = data["env"]["sim"]
+            if self.demos.source == "plan":
+                for key in ("source", "store"):
+                    data["demos"].pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,5 +1,6 @@
 """Demonstrations for a run: planned without cameras, then replayed into the run's store with the few renders
-the judge's training reads.
+the judge's training reads (`demos.source: plan`, simulation); or copied from an existing store
+(`demos.source: store`: teleoperated demos on a robot, or any a user brings), `copy_demos`.
 
 On a CPU a camera frame costs ~20-70x a physics step, and a PickCube
 demonstration is ~75 steps, so rendering every frame of 100 demonstrations
@@ -16,6 +17,7 @@ any on-demand rollout does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from recordings.episode import EpisodeMeta
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplayPolicy", "frames_to_render", "replay_demos"]
+__all__ = ["ReplayPolicy", "copy_demos", "frames_to_render", "is_successful", "replay_demos"]
 
 
 class ReplayPolicy:
@@ -91,6 +93,88 @@ def replay_demos(planned: Any, store: Any, env: Any, *, env_id: str, config_hash
         if events is not None:
             events("demo-replayed", {"seed": rec.meta.seed, "index": result.index})
     return added
+
+
+def is_successful(meta: EpisodeMeta) -> bool:
+    """Whether a source episode may become a demonstration (DemosConfig: never a failure).
+
+    The first verdict given decides (the operator's, else the simulator's, else
+    the LRM's); an episode without any is a success only when it was recorded
+    as a demonstration (source "demo", e.g. teleoperated).
+    """
+    if meta.aborted:
+        return False
+    for verdict in (meta.operator_verdict, meta.oracle_success, meta.lrm_verdict):
+        if verdict is not None:
+            return bool(verdict)
+    return meta.source == "demo"
+
+
+def _dims(env: Any) -> tuple[int, int]:
+    """(state dim, action dim) of an env: a robot gives action_shape, a ManiSkill env its action_space."""
+    shape = getattr(env, "action_shape", None) or env.action_space.shape
+    return int(env.state_size), int(np.prod(shape))
+
+
+def copy_demos(source_path: Path, store: Any, env: Any, cameras: dict[str, tuple[int, int]], *, count: int,
+               episode_fields: dict[str, Any], events: Any = None) -> dict[str, Any]:
+    """Copy the first `count` successful episodes of the store at `source_path` into `store` as demonstrations.
+
+    Only the env's cameras are copied. A resumed run counts the copies already
+    in `store` (each names its source index) and copies only the rest. Raises
+    ValueError (one line) when the source is not a store, holds too few
+    successful episodes, or its cameras, state or action do not match the env.
+    """
+    from recordings.errors import StoreError
+    from recordings.store import EpisodeStore
+
+    try:
+        source = EpisodeStore.open(source_path, mode="r")
+    except StoreError as exc:
+        raise ValueError(f"demos.store: {exc}") from None
+    with source:
+        state_dim, action_dim = _dims(env)
+        for name, size in cameras.items():
+            if name not in source.cameras:
+                raise ValueError(f"demos.store {source_path} has no camera {name!r} (it has "
+                                 f"{', '.join(source.cameras) or 'none'}); the env's cameras are {', '.join(cameras)}")
+            if tuple(source.cameras[name]) != tuple(size):
+                raise ValueError(f"demos.store {source_path}: camera {name!r} is {source.cameras[name][0]}x"
+                                 f"{source.cameras[name][1]}, the env's is {size[0]}x{size[1]} (height x width)")
+        for what, theirs, ours in (("state", source.state_dim, state_dim), ("action", source.action_dim, action_dim)):
+            if theirs is not None and theirs != ours:
+                raise ValueError(f"demos.store {source_path}: {what} has {theirs} dimensions, the env's has {ours}")
+        usable = [r for r in source.episodes() if is_successful(r.meta)]
+        if len(usable) < count:
+            raise ValueError(f"demos.store {source_path} holds {len(usable)} successful episodes of "
+                             f"{source.num_episodes}; demos.count asks for {count}")
+        wanted = usable[:count]
+        key = str(Path(source_path).resolve())
+        copied = {(r.meta.extra.get("improve") or {}).get("source_index") for r in store.episodes(source="demo")
+                  if (r.meta.extra.get("improve") or {}).get("source_store") == key}
+        todo = [r for r in wanted if r.index not in copied]
+        if copied:
+            log.info("demos: %d of %d copied earlier; %d to go", count - len(todo), count, len(todo))
+        for rec in todo:
+            ep = source.load_episode(rec.index)
+            if rec.meta.task != env.task:
+                log.warning("demo %d of %s is for %r; stored with the env's task %r", rec.index, source_path,
+                            rec.meta.task, env.task)
+            meta = EpisodeMeta(
+                task=env.task, source="demo", env_id=episode_fields["env_id"], policy_id=rec.meta.policy_id,
+                round=0, seed=rec.meta.seed, operator_verdict=rec.meta.operator_verdict,
+                oracle_success=rec.meta.oracle_success, duration_s=rec.meta.duration_s,
+                start_time=rec.meta.start_time, config_hash=rec.meta.config_hash,
+                extra={**rec.meta.extra, "improve": {"phase": "demo", "source_store": key, "source_index": rec.index},
+                       "source_task": rec.meta.task, "source_kind": rec.meta.source},
+            )
+            index = store.append(dataclasses.replace(ep, meta=meta, images={c: ep.images[c] for c in cameras}))
+            if events is not None:
+                events("demo-copied", {"source_index": rec.index, "index": index})
+    demos = store.episodes(source="demo")
+    return {"demos": len(demos), "frames": sum(r.length for r in demos), "source_store": key,
+            "copied": [(r.meta.extra.get("improve") or {}).get("source_index") for r in demos],
+            "rule": "successful episodes only (operator, else oracle, else LRM verdict; no verdict: source demo)"}
 
 
 def planned_store_path(out: Path) -> Path:

@@ -3,11 +3,21 @@
     demos -> train-0 -> eval-0 -> [calibration] -> [judge-train] ->
     for r in 1..R: rollouts-r -> judge-r -> train-r -> eval-r   (report after each round)
 
-- demos: motion-planning demonstrations into OUT/store (source "demo");
+(on a robot eval-0 comes after judge-train: its verdicts need the judge)
+
+The env is the config's `env` section (app.env_choice): ManiSkill or a robot.
+
+- demos: motion-planning demonstrations (simulation), or the successful
+  episodes of an existing store (`demos.source: store`), into OUT/store
+  (source "demo");
 - train-r: round 0 trains the base policy on the demonstrations; round r >= 1
   fine-tunes round r-1's checkpoint on the selection (app.improve.selection);
 - eval-r: the simulator's success rate of round r's policy on the same
   `eval.episodes` fresh seeds every round (paired), with a 95% interval;
+  on a robot (no oracle) `eval.episodes` rollouts of round r's policy
+  through the same `run_rollout` (phase "eval", slots like rollouts, in
+  OUT/eval-store so that no selection ever trains on them), each judged by
+  the operator's verdict where given, else the LRM's;
 - calibration (optional): base-policy rollouts on their own seeds, every frame
   rendered, labelled by the oracle (sim) or the operator, for the judge only;
 - judge-train: the compact completion model trained on the demonstrations
@@ -41,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
 from app.improve.judge import judge_episode, train_judge
@@ -55,6 +66,7 @@ log = logging.getLogger(__name__)
 __all__ = ["EmergencyStop", "ImproveRun"]
 
 Events = Callable[[str, dict[str, Any]], None]
+EVAL_STORE = "eval-store"
 
 
 class EmergencyStop(UsageError):
@@ -71,14 +83,16 @@ class ImproveRun:
     """
 
     def __init__(self, config: ImproveConfig, *, events: Events | None = None,
-                 control: RolloutControl | None = None) -> None:
+                 control: RolloutControl | None = None, env_factory: Callable[[Any], Any] = build_env) -> None:
         self.config = config
+        self.env_factory = env_factory  # EnvSection -> env (a test or a UI may wrap or reuse the env)
         self.out = Path(config.output_dir)
         self.events = events or (lambda name, info: None)
         self.control = control or RolloutControl()
         self.state: RunState | None = None
         self.store: Any = None
         self.env: Any = None
+        self.eval_store: Any = None  # robot runs: OUT/eval-store
         self._judge_model: Any = None
 
     # -- the whole run -------------------------------------------------------------------------
@@ -91,25 +105,31 @@ class ImproveRun:
             torch.set_num_threads(cfg.num_threads)
         self.state = RunState.load_or_create(self.out, cfg.fingerprint())
         from recordings.store import EpisodeStore
-        from sim.maniskill_env import make_sim_env
 
         if all(self.state.done(step) for step in self.steps()):
             log.info("%s: every step is done; the report again", self.out)
             with EpisodeStore.open(self.out / "store", mode="r") as self.store:
+                if (self.out / EVAL_STORE).is_dir():
+                    with EpisodeStore.open(self.out / EVAL_STORE, mode="r") as self.eval_store:
+                        return self._write_report()
                 return self._write_report()
-        self.env = make_sim_env(cfg.env)
+        robot = cfg.env.is_robot
+        self.env = self.env_factory(cfg.env)
         try:
-            cameras = {n: (cfg.env.camera_height, cfg.env.camera_width) for n in self.env.camera_names}
+            cameras = camera_sizes(cfg.env, self.env)
             self.store = EpisodeStore.open(self.out / "store", mode="a", durable=cfg.durable)
             if self.store.cameras and self.store.cameras != cameras:
-                raise UsageError(f"{self.out / 'store'} holds cameras {self.store.cameras}, env.cameras gives {cameras}")
+                raise UsageError(f"{self.out / 'store'} holds cameras {self.store.cameras}, the env gives {cameras}")
             self._step("demos", self._demos)
             self._step("train-0", lambda: self._train(0))
-            self._step("eval-0", lambda: self._eval(0))
+            if not robot:
+                self._step("eval-0", lambda: self._eval(0))
             if cfg.judge.calibration_episodes:
                 self._step("calibration", self._calibration)
             if cfg.judge.train_from_store:
                 self._step("judge-train", self._judge_train)
+            if robot:
+                self._step("eval-0", lambda: self._eval(0))
             self._write_report()
             for r in range(1, cfg.rounds + 1):
                 self._step(f"rollouts-{r}", lambda r=r: self._rollouts(r))
@@ -119,17 +139,19 @@ class ImproveRun:
                 self._write_report()
             return self._write_report()
         finally:
-            if self.store is not None:
-                self.store.close()
-                self.store = None
+            for store in (self.store, self.eval_store):
+                if store is not None:
+                    store.close()
+            self.store = self.eval_store = None
             self.env.close()
 
     def steps(self) -> list[str]:
         """Every step of the run, in order (the names in state.json)."""
         cfg = self.config
-        names = ["demos", "train-0", "eval-0"]
+        names = ["demos", "train-0"] + ([] if cfg.env.is_robot else ["eval-0"])
         names += ["calibration"] if cfg.judge.calibration_episodes else []
         names += ["judge-train"] if cfg.judge.train_from_store else []
+        names += ["eval-0"] if cfg.env.is_robot else []
         for r in range(1, cfg.rounds + 1):
             names += [f"rollouts-{r}", f"judge-{r}", f"train-{r}", f"eval-{r}"]
         return names
@@ -149,7 +171,7 @@ class ImproveRun:
         self.events("step-done", {"step": name, **info})
 
     def _write_report(self) -> dict[str, Any]:
-        report = build_report(self.config, self.state.steps, self.store)
+        report = build_report(self.config, self.state.steps, self.store, self.eval_store)
         write_report(report, self.out)
         return report
 
@@ -165,8 +187,11 @@ class ImproveRun:
         from sim.demos import config_hash, record_demos
 
         cfg = self.config
+        if cfg.demos.source == "store":
+            return self._copy_demos()
+        sim = cfg.env.sim
         path = planned_store_path(self.out)
-        plan_env = dataclasses.replace(cfg.env, cameras=[])
+        plan_env = dataclasses.replace(sim, cameras=[])
         have, next_seed = 0, cfg.demos.seed
         if path.exists():
             with EpisodeStore.open(path, mode="a", durable=cfg.durable) as planned:  # 'a' repairs a torn tail
@@ -175,20 +200,32 @@ class ImproveRun:
                 next_seed = max([cfg.demos.seed - 1, *(r.meta.seed for r in planned.episodes())]) + 1
         missing = cfg.demos.count - have
         if missing > 0:
-            report = record_demos(cfg.env.env_id, missing, path, seed=next_seed, env_config=plan_env,
+            report = record_demos(sim.env_id, missing, path, seed=next_seed, env_config=plan_env,
                                   max_attempts=cfg.demos.max_attempts, progress=cfg.progress)
             if not report.complete:
                 raise UsageError(f"only {have + report.successes} of {cfg.demos.count} demonstrations succeeded "
                                  f"({report.attempts} attempts); lower demos.count or raise demos.max_attempts")
         dataset = cfg.judge.train.dataset
         with EpisodeStore.open(path, mode="r") as planned:
-            replay_demos(planned, self.store, self.env, env_id=cfg.env.env_id, config_hash=config_hash(cfg.env),
+            replay_demos(planned, self.store, self.env, env_id=sim.env_id, config_hash=config_hash(sim),
                          num_keyframes=dataset.num_keyframes, clip_fractions=list(dataset.clip_fractions),
                          every_frame=cfg.demos.render == "every_frame", events=self.events, progress=cfg.progress)
         demos = self.store.episodes(source="demo")
         return {"demos": len(demos), "frames": sum(r.length for r in demos),
                 "replay_failures": sum(not r.meta.oracle_success for r in demos),
                 "seeds": [r.meta.seed for r in demos]}
+
+    def _copy_demos(self) -> dict[str, Any]:
+        """The successful episodes of `demos.store` into the run's store (app.improve.demos.copy_demos)."""
+        from app.improve.demos import copy_demos
+
+        cfg = self.config
+        try:
+            return copy_demos(Path(cfg.demos.store), self.store, self.env, camera_sizes(cfg.env, self.env),
+                              count=cfg.demos.count, episode_fields=episode_fields(cfg.env, self.env),
+                              events=self.events)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     def _policy_dir(self, round_: int) -> Path:
         return self.out / "policy" / f"round-{round_}"
@@ -247,8 +284,10 @@ class ImproveRun:
         cfg = self.config
         if cfg.eval.episodes == 0:
             return {"episodes": 0}
+        if cfg.env.is_robot:
+            return self._eval_rollouts(round_)
         report = evaluate_policy(
-            self._load_policy(round_), cfg.env, cfg.eval.episodes, seed=cfg.eval.seed,
+            self._load_policy(round_), cfg.env.sim, cfg.eval.episodes, seed=cfg.eval.seed,
             max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, policy_id=f"round-{round_}",
             progress=cfg.progress,
         )
@@ -257,42 +296,68 @@ class ImproveRun:
                 "ci95": [lo, hi], "seeds": [report.seeds[0], report.seeds[-1]],
                 "mean_max_dense_reward": report.mean_max_dense_reward, "success_flags": report.success_flags}
 
-    def _done_slots(self, round_: int, phase: str) -> set[int]:
+    def _eval_rollouts(self, round_: int) -> dict[str, Any]:
+        """Robot evaluation: rollouts of round r's policy into OUT/eval-store, judged (operator over LRM)."""
+        from recordings.store import EpisodeStore
+
+        cfg = self.config
+        if self.eval_store is None:
+            self.eval_store = EpisodeStore.open(self.out / EVAL_STORE, mode="a", durable=cfg.durable)
+        rollout = dataclasses.replace(cfg.rollout, max_steps=cfg.eval.max_steps or cfg.rollout.max_steps)
+        info = self._run_slots(round_, "eval", cfg.eval.episodes, cfg.eval.seed, round_, rollout, store=self.eval_store)
+        self._judge_records(self.eval_store, round_, "eval")
+        from app.improve.report import judged_success
+
+        return {**judged_success(_phase_records(self.eval_store, round_, "eval")), "indices": info["indices"],
+                "store": EVAL_STORE}
+
+    def _done_slots(self, round_: int, phase: str, store: Any = None) -> set[int]:
         done = set()
-        for rec in self.store.episodes(round=round_):
+        for rec in (store or self.store).episodes(round=round_):
             tag = rec.meta.extra.get("improve") or {}
-            if tag.get("phase") == phase:
+            info = rec.meta.extra.get("rollout") or {}
+            # a robot's fault or emergency stop says nothing about the policy: that slot runs again
+            retired = rec.meta.source == "robot" and rec.meta.aborted and info.get("status") in ("error", "emergency_stop")
+            if tag.get("phase") == phase and not retired:
                 done.add(int(tag["slot"]))
         return done
 
-    def _run_slots(self, round_: int, phase: str, n: int, seed0: int, policy_round: int, rollout_cfg: Any) -> dict[str, Any]:
+    def _run_slots(self, round_: int, phase: str, n: int, seed0: int, policy_round: int, rollout_cfg: Any,
+                   store: Any = None) -> dict[str, Any]:
         """Roll out slots 0..n-1 that have no committed episode yet; a re-recorded slot runs again."""
-        from sim.demos import config_hash
-
         cfg = self.config
-        done = self._done_slots(round_, phase)
+        store = store if store is not None else self.store
+        fields = episode_fields(cfg.env, self.env)
+        done = self._done_slots(round_, phase, store)
         todo = [i for i in range(n) if i not in done]
         if done:
             log.info("%s round %d: %d of %d rollouts committed earlier; %d to go", phase, round_, len(done), n, len(todo))
         policy = self._load_policy(policy_round) if todo else None
-        if policy is not None and hasattr(policy, "set_action_bounds"):
+        if policy is not None and hasattr(policy, "set_action_bounds") and hasattr(self.env, "action_space"):
             policy.set_action_bounds(self.env.action_space.low, self.env.action_space.high)
         bar = _bar(len(todo), f"{phase} round {round_}", cfg.progress)
         try:
             for slot in todo:
                 while True:
                     meta = EpisodeMeta(
-                        task=self.env.task, source="sim", env_id=cfg.env.env_id, policy_id=f"round-{policy_round}",
-                        round=round_, config_hash=config_hash(cfg.env),
+                        task=self.env.task, source=fields["source"], env_id=fields["env_id"],
+                        policy_id=f"round-{policy_round}", round=round_, config_hash=fields["config_hash"],
                         extra={"improve": {"phase": phase, "slot": slot, "run": self.state.fingerprint},
-                               "state_mode": cfg.env.state_mode, "control_mode": cfg.env.control_mode},
+                               **fields["extra"]},
                     )
 
                     def on_step(event: Any, slot: int = slot) -> None:
                         self.events("rollout-step", {"round": round_, "phase": phase, "slot": slot, "step": event.step})
 
-                    result = run_rollout(self.env, policy, self.store, meta, config=rollout_cfg, seed=seed0 + slot,
-                                         control=self.control, on_step=on_step)
+                    result = None
+                    try:
+                        result = run_rollout(self.env, policy, store, meta, config=rollout_cfg, seed=seed0 + slot,
+                                             control=self.control, on_step=on_step)
+                    except Exception as exc:
+                        _raise_robot_fault(exc, f"{phase} round {round_} slot {slot}")
+                        raise
+                    finally:
+                        _end_robot_episode(self.env, store, result)
                     if result.status == "emergency_stop":
                         raise EmergencyStop(f"emergency stop during {phase} round {round_} slot {slot}: "
                                             f"{result.reason}; run the same command to continue")
@@ -304,11 +369,10 @@ class ImproveRun:
                 bar.update(1)
         finally:
             bar.close()
-        records = [r for r in self.store.episodes(round=round_)
-                   if (r.meta.extra.get("improve") or {}).get("phase") == phase]
+        records = _phase_records(store, round_, phase)
         return {"episodes": len(records), "indices": [r.index for r in records],
                 "aborted": sum(r.meta.aborted for r in records),
-                "oracle_successes": sum(bool(r.meta.oracle_success) for r in records),
+                **({} if cfg.env.is_robot else {"oracle_successes": sum(bool(r.meta.oracle_success) for r in records)}),
                 "frames": sum(r.length for r in records)}
 
     def _rollouts(self, round_: int) -> dict[str, Any]:
@@ -351,28 +415,60 @@ class ImproveRun:
 
     def _judge(self, round_: int) -> dict[str, Any]:
         """A verdict for every rollout of the round that has none yet (a resumed run skips the judged ones)."""
+        judged = self._judge_records(self.store, round_, "rollout")
+        return {"judged": len(judged), "accepted_by_lrm": sum(bool(m.lrm_verdict) for m in judged),
+                "mean_score": float(np.mean([m.lrm_score for m in judged])) if judged else None}
+
+    def _judge_records(self, store: Any, round_: int, phase: str) -> list[Any]:
+        """Judge the round's unaborted episodes of `phase` that have no verdict yet; returns all their metas."""
         cfg = self.config.judge
-        records = [r for r in self.store.episodes(round=round_, aborted=False)
-                   if (r.meta.extra.get("improve") or {}).get("phase") == "rollout"]
+        records = [r for r in _phase_records(store, round_, phase) if not r.meta.aborted]
         todo = [r for r in records if r.meta.lrm_verdict is None]
         if todo:
             model = self._judge_backend()
         for rec in todo:
-            verdict = judge_episode(model, self.store, rec.index, cfg)
+            verdict = judge_episode(model, store, rec.index, cfg)
             extra = {**rec.meta.extra, "judge": {**verdict.to_json(), "combine": cfg.combine,
                                                  "threshold": cfg.threshold, **self._judge_provenance()}}
-            self.store.update_meta(rec.index, lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
-                                   extra=extra)
-            self.events("judged", {"round": round_, "index": rec.index, "accepted": verdict.accepted})
-        judged = [self.store.record(r.index).meta for r in records]
-        return {"judged": len(judged), "accepted_by_lrm": sum(bool(m.lrm_verdict) for m in judged),
-                "mean_score": float(np.mean([m.lrm_score for m in judged])) if judged else None}
+            store.update_meta(rec.index, lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
+                              extra=extra)
+            self.events("judged", {"round": round_, "phase": phase, "index": rec.index, "accepted": verdict.accepted})
+        return [store.record(r.index).meta for r in records]
 
     def _judge_provenance(self) -> dict[str, Any]:
         backend = self.config.judge.backend
         if self.config.judge.train_from_store:
             return {"backend": "lite", "checkpoint": str(self.out / "judge")}
         return backend.describe()
+
+
+def _phase_records(store: Any, round_: int, phase: str) -> list[Any]:
+    return [r for r in store.episodes(round=round_) if (r.meta.extra.get("improve") or {}).get("phase") == phase]
+
+
+def _raise_robot_fault(exc: Exception, where: str) -> None:
+    """A robot's fault ends the run with one line (its episode is kept as aborted; the slot runs again)."""
+    component = getattr(exc, "component", None)
+    if component == "e-stop":
+        raise EmergencyStop(f"emergency stop during {where}: {exc}; run the same command to continue") from None
+    if component is not None:
+        raise UsageError(f"robot fault ({component}) during {where}: {exc}; the episode is kept as aborted; "
+                         "fix it and run the same command to continue") from None
+
+
+def _end_robot_episode(env: Any, store: Any, result: Any) -> None:
+    """A robot holds the arm between episodes; its report (rate, safety clips) goes with the episode."""
+    end = getattr(env, "end_episode", None)
+    if not callable(end):
+        return
+    try:
+        report = end()
+    except Exception as exc:
+        log.warning("end_episode failed: %s", exc)
+        return
+    if result is not None and result.index is not None and hasattr(report, "summary"):
+        rec = store.record(result.index)
+        store.update_meta(result.index, extra={**rec.meta.extra, "robot": {"summary": report.summary()}})
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

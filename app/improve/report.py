@@ -7,6 +7,12 @@ rollouts that were real successes) and recall (real successes that were
 kept) against the oracle, both for the LRM's own verdicts and for the
 verdicts that counted (the operator's where given). The judge's provenance
 says what it was trained on; `phases` gives the wall time of every step.
+
+On a robot there is no oracle and no oracle number is reported: a round's
+success is that of its evaluation rollouts as judged (the operator's verdict
+where given, else the LRM's; `success_measure` says so, and `judged_by` how
+many of each), and the LRM filter's precision and recall are measured
+against the operator's verdicts where both exist ("n/a" without any).
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_report", "filter_metrics", "format_table", "write_report"]
+__all__ = ["build_report", "filter_metrics", "format_table", "judged_success", "write_report"]
+
+ORACLE = "oracle"
+JUDGED = "operator/LRM-judged"
 
 
 def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
@@ -32,7 +41,7 @@ def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
     return {**counts, "precision": None if math.isnan(p) else p, "recall": None if math.isnan(r) else r}
 
 
-def _round_rollouts(store: Any, round_: int) -> dict[str, Any]:
+def _round_rollouts(store: Any, round_: int, robot: bool = False) -> dict[str, Any]:
     records = [r for r in store.episodes(round=round_)
                if (r.meta.extra.get("improve") or {}).get("phase") == "rollout"]
     valid = [r for r in records if not r.meta.aborted]
@@ -52,22 +61,53 @@ def _round_rollouts(store: Any, round_: int) -> dict[str, Any]:
         truth = [bool(r.meta.oracle_success) for r in with_oracle]
         out["lrm_filter"] = filter_metrics([bool(r.meta.lrm_verdict) for r in with_oracle], truth)
         out["filter"] = filter_metrics([bool(r.meta.accepted) for r in with_oracle], truth)
+    elif robot:
+        # the operator's verdict is the only truth there is; the verdicts that counted would equal it
+        both = [r for r in judged if r.meta.operator_verdict is not None]
+        out["filter_truth"] = "operator"
+        out["lrm_filter"] = filter_metrics([bool(r.meta.lrm_verdict) for r in both],
+                                           [bool(r.meta.operator_verdict) for r in both]) if both else None
     return out
 
 
-def build_report(config: Any, steps: dict[str, Any], store: Any) -> dict[str, Any]:
-    """The report of everything finished so far (steps: the run state's finished steps)."""
+def judged_success(records: list[Any]) -> dict[str, Any]:
+    """Success of evaluation episodes by the verdict that counts (operator over LRM), with a 95% interval."""
+    from policies.evaluate import wilson_interval
+
+    valid = [r for r in records if not r.meta.aborted and r.meta.accepted is not None]
+    n, k = len(valid), sum(bool(r.meta.accepted) for r in valid)
+    return {"episodes": n, "successes": k, "success_rate": k / n if n else None,
+            "ci95": list(wilson_interval(k, n)) if n else None, "measure": JUDGED,
+            "judged_by": {"operator": sum(r.meta.operator_verdict is not None for r in valid),
+                          "lrm": sum(r.meta.operator_verdict is None for r in valid)},
+            "aborted": sum(r.meta.aborted for r in records)}
+
+
+def build_report(config: Any, steps: dict[str, Any], store: Any, eval_store: Any = None) -> dict[str, Any]:
+    """The report of everything finished so far (steps: the run state's finished steps).
+
+    On a robot the evaluation is recounted from `eval_store` (OUT/eval-store),
+    so that operator verdicts given after the step count in the next report.
+    """
+    robot = config.env.is_robot
     rounds = []
     for r in range(0, config.rounds + 1):
         entry: dict[str, Any] = {"round": r}
         ev = steps.get(f"eval-{r}")
-        if ev and ev.get("episodes"):
+        if ev and ev.get("episodes") and robot and eval_store is not None:
+            recount = judged_success([x for x in eval_store.episodes(round=r)
+                                      if (x.meta.extra.get("improve") or {}).get("phase") == "eval"])
+            ev = recount if recount["episodes"] else None
+        if ev and ev.get("episodes") and robot:
+            entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "measure",
+                                                "judged_by", "aborted")}
+        elif ev and ev.get("episodes"):
             entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "mean_max_dense_reward")}
         tr = steps.get(f"train-{r}")
         if tr:
             entry["train"] = {"selected": tr["selected"], "checkpoint": tr["checkpoint"], "init_from": tr["init_from"]}
         if r >= 1 and steps.get(f"rollouts-{r}") and store is not None:
-            entry["rollouts"] = _round_rollouts(store, r)
+            entry["rollouts"] = _round_rollouts(store, r, robot)
         if len(entry) > 1:
             rounds.append(entry)
     base = next((e["eval"]["success_rate"] for e in rounds if e["round"] == 0 and "eval" in e), None)
@@ -79,7 +119,8 @@ def build_report(config: Any, steps: dict[str, Any], store: Any) -> dict[str, An
         judge = {"backend": config.judge.backend.describe(),
                  "trained_on": "not trained here: a pretrained completion backend"}
     return {
-        "env": config.env.env_id,
+        "env": config.env.name,
+        "success_measure": JUDGED if robot else ORACLE,
         "policy": config.policy.type,
         "rounds_planned": config.rounds,
         "rollouts_per_round": config.rollouts_per_round,
@@ -127,13 +168,13 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ticks = list(range(report["rounds_planned"] + 1))
     ax.set_xticks(ticks)
     ax.set_xlabel("round")
-    ax.set_ylabel("oracle success (%)")
+    ax.set_ylabel(f"success, {report.get('success_measure', ORACLE)} (%)")
     ax.set_title(f"{report['env']}: success per round")
     ax.set_ylim(0, 100)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax = axes[1]
-    pr = [(e["round"], e["rollouts"]["lrm_filter"]) for e in report["rounds"] if "lrm_filter" in e.get("rollouts", {})]
+    pr = [(e["round"], e["rollouts"]["lrm_filter"]) for e in report["rounds"] if e.get("rollouts", {}).get("lrm_filter")]
     if pr:
         xs = [r for r, _ in pr]
         for key, marker in (("precision", "o"), ("recall", "s")):
@@ -142,7 +183,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("round (its rollouts)")
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
-    ax.set_title("LRM filter vs oracle")
+    ax.set_title("LRM filter vs " + ("operator" if report.get("success_measure") == JUDGED else "oracle"))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -155,8 +196,11 @@ def _pct(x: float | None) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """The plain-text table of oracle success per round and the filter's precision / recall."""
-    head = f"{'round':>5}  {'policy success (95% CI)':<28} {'its next rollouts: oracle / kept':<32} {'precision':>9} {'recall':>7}"
+    """The plain-text table of success per round (oracle, or judged on a robot) and the filter's precision / recall."""
+    robot = report.get("success_measure") == JUDGED
+    success_head = f"success, {JUDGED} (95% CI)" if robot else "policy success (95% CI)"
+    roll_head = "its next rollouts: kept" if robot else "its next rollouts: oracle / kept"
+    head = f"{'round':>5}  {success_head:<28} {roll_head:<32} {'precision':>9} {'recall':>7}"
     lines = [head, "-" * len(head)]
     by_round = {e["round"]: e for e in report["rounds"]}
     for r in sorted(by_round):
@@ -166,7 +210,12 @@ def format_table(report: dict[str, Any]) -> str:
                                   f"[{_pct(ev['ci95'][0])}, {_pct(ev['ci95'][1])}]"
         nxt = by_round.get(r + 1, {}).get("rollouts")  # round r's policy ran round r+1's rollouts
         roll, prec, rec = "-", "-", "-"
-        if nxt:
+        if nxt and robot:
+            n = nxt["episodes"] - nxt["aborted"]
+            roll = f"{nxt['kept']}/{n} kept ({nxt['operator_verdicts']} by operator)"
+            f = nxt.get("lrm_filter")
+            prec, rec = (_pct(f["precision"]), _pct(f["recall"])) if f else ("n/a", "n/a")
+        elif nxt:
             oracle = nxt.get("oracle_successes")
             n = nxt["episodes"] - nxt["aborted"]
             roll = f"{'-' if oracle is None else oracle}/{n} / {nxt['kept']} kept"
@@ -174,8 +223,13 @@ def format_table(report: dict[str, Any]) -> str:
             if f:
                 prec, rec = _pct(f["precision"]), _pct(f["recall"])
         lines.append(f"{r:>5}  {succ:<28} {roll:<32} {prec:>9} {rec:>7}")
-    lines.append("(row r: the policy after round r on the evaluation seeds; its next rollouts are round r+1's,"
-                 " kept by the judge with that precision and recall against the oracle)")
+    if robot:
+        lines.append("(row r: the policy after round r on its evaluation rollouts, a success by the operator's verdict"
+                     " where given, else the LRM's; its next rollouts are round r+1's, kept by the verdict that counts;"
+                     " precision and recall: the LRM's verdicts against the operator's, n/a without any)")
+    else:
+        lines.append("(row r: the policy after round r on the evaluation seeds; its next rollouts are round r+1's,"
+                     " kept by the judge with that precision and recall against the oracle)")
     trained = report["judge"].get("trained_on")
     if isinstance(trained, dict):
         labels = f" ({trained['calibration_labels']} labels)" if trained.get("calibration_labels") else ""

@@ -3,7 +3,8 @@
 Sections:
 - `env`: `kind: sim` (a ManiSkill env, `sim:` is a `SimEnvConfig`) or
   `kind: robot` (`robot:` names a robot YAML of configs/robot/, built by
-  `robot_drivers`); everything else is the same for both.
+  `robot_drivers`); everything else is the same for both (`app.env_choice`,
+  shared with `lrm-robot improve`).
 - `improve_run`: optional directory of an `lrm-robot improve` run. Its
   latest trained policy and its trained judge fill in `policy.checkpoint`
   and the lite judge's checkpoint when those are left empty, and its store
@@ -31,26 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from app.env_choice import EnvSection
 from app.improve.config import EvalConfig, JudgeConfig, PolicySection, SelectionConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.types import MODALITIES
-from sim.maniskill_env import SimEnvConfig
 
 __all__ = ["EnvSection", "JudgeSection", "LiveRewardsConfig", "OperateConfig", "OperatorPolicy"]
-
-
-@dataclass
-class EnvSection:
-    kind: Literal["sim", "robot"] = "sim"
-    sim: SimEnvConfig = field(default_factory=lambda: SimEnvConfig(cameras=["base_camera"]))
-    robot: str | None = None  # path to a robot YAML (robot_drivers.config.RobotEnvConfig)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("sim", "robot"):
-            raise ValueError(f"env.kind must be 'sim' or 'robot', got {self.kind!r}")
-        if self.kind == "robot" and not self.robot:
-            raise ValueError("env.kind is 'robot' but env.robot names no robot YAML (e.g. configs/robot/so101.yaml)")
 
 
 @dataclass

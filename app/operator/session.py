@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from app.env_choice import build_env
 from app.operator.config import OperateConfig
 from app.operator.events import (
     CameraStats,
@@ -69,19 +70,8 @@ class _Stopped(Exception):
 
 
 def make_env(config: OperateConfig) -> Any:
-    """The env the config names: ManiSkill, or a robot through robot_drivers (imported only then)."""
-    if config.env.kind == "sim":
-        from sim.maniskill_env import make_sim_env
-
-        return make_sim_env(config.env.sim)
-    try:
-        from robot_drivers.config import RobotEnvConfig
-        from robot_drivers.env import make_robot_env
-    except ImportError as exc:
-        raise ValueError(f"env.kind robot needs robot_drivers, which does not import here: {exc}") from None
-    from app.config_loader import load_config
-
-    return make_robot_env(load_config(config.env.robot, RobotEnvConfig))
+    """The env the config names: ManiSkill, or a robot through robot_drivers (app.env_choice)."""
+    return build_env(config.env)
 
 
 def thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB_SIZE) -> np.ndarray:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name", ["pickcube_cpu.yaml", "pickcube_pi05_gpu.yaml"])
 def test_shipped_configs_load_with_the_real_loader(name):
     config = load_config(ROOT / "configs" / "improve" / name, ImproveConfig)
-    assert config.rounds == 2 and config.env.env_id == "PickCube-v1"
+    assert config.rounds == 2 and config.env.kind == "sim" and config.env.sim.env_id == "PickCube-v1"
     assert "completion" in config.judge.backend.modalities
     train = config.policy.train_config(Path("s"), Path("o"), [], round_=1, init_from=Path("prev"))
     if name == "pickcube_cpu.yaml":
@@ -52,7 +52,7 @@ def test_shipped_configs_load_with_the_real_loader(name):
         (["judge.combine=majority"], "expected one of 'vote', 'threshold'"),
         (["judge.threshold=1.5"], "strictly between 0 and 1"),
         (["selection.demos=false", "selection.rollouts=none"], "selects nothing"),
-        (["env.cameras=[]"], "the judge needs a camera"),
+        (["env.sim.cameras=[]"], "the judge needs a camera"),
         (["policy.train.policy.cameras=[base_camera]"], "demos.render: every_frame"),
         (["rollout_seed=0"], "seed blocks overlap"),
     ],

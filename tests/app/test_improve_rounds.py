@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("improve_kill_worker.py")
 
 TINY = {
-    "env": {"env_id": "PickCube-v1", "state_mode": "full", "cameras": ["base_camera"], "camera_width": 32,
-            "camera_height": 32, "show_goal_markers": True},
+    "env": {"kind": "sim", "sim": {"env_id": "PickCube-v1", "state_mode": "full", "cameras": ["base_camera"],
+                                   "camera_width": 32, "camera_height": 32, "show_goal_markers": True}},
     "demos": {"count": 3},
     "policy": {
         "type": "bc",
