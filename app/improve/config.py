@@ -253,7 +253,7 @@ class ImproveConfig:
             self.rollout = dataclasses.replace(self.rollout, judge_frames=self.judge.frames)
         if self.policy.reads_images:
             # frames left black by on-demand rendering would be training images of the policy
-            if self.demos.render != "every_frame":
+            if self.demos.source == "plan" and self.demos.render != "every_frame":
                 raise ValueError("the policy learns from images: set demos.render: every_frame")
             if self.rollout.capture != "every_step":
                 raise ValueError("the policy learns from images: set rollout.capture: every_step")

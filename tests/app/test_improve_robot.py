@@ -1,0 +1,258 @@
+"""`lrm-robot improve` on the robot path, without hardware: robot_drivers' RobotEnv over LeRobot's SO-101 class on
+the simulated motor bus, a RealSense camera replayed from a .bag, teleoperated-style demonstrations copied from a
+store recorded first on the same env, the calibration waiting for operator labels, evaluation judged by the LRM
+with an operator's verdict overriding it, no oracle number anywhere, and the config errors of a robot run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("pyrealsense2")
+pytest.importorskip("robot_drivers.env")
+
+from app.config_loader import ConfigError, config_to_dict, load_config  # noqa: E402
+from app.env_choice import EnvSection, build_env  # noqa: E402
+from app.errors import UsageError  # noqa: E402
+from app.improve.config import ImproveConfig  # noqa: E402
+from app.improve.loop import EmergencyStop, ImproveRun  # noqa: E402
+from app.improve.report import format_table  # noqa: E402
+from app.rollout import RolloutConfig, run_rollout  # noqa: E402
+from recordings.episode import Episode, EpisodeMeta  # noqa: E402
+from recordings.store import EpisodeStore  # noqa: E402
+from robot_drivers.arms import ArmConfig, SimulatedBusConfig  # noqa: E402
+from robot_drivers.arms.simulated_bus import SimulatedMotorsBus  # noqa: E402
+from robot_drivers.cameras import CameraConfig  # noqa: E402
+from robot_drivers.cameras.realsense_bag import write_bag  # noqa: E402
+from robot_drivers.config import ResetConfig, RobotEnvConfig  # noqa: E402
+from robot_drivers.safety import SafetyConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+H, W = 48, 64
+TASK = "pick up the red cube"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_simulated_devices():
+    SimulatedMotorsBus.forget_devices()
+    yield
+    SimulatedMotorsBus.forget_devices()
+
+
+def _robot_yaml(tmp_path: Path) -> str:
+    frames = [np.full((H, W, 3), 40 + 4 * i, np.uint8) for i in range(30)]
+    bag = write_bag(tmp_path / "front.bag", frames, fps=30, serial_number="123456789012")
+    config = RobotEnvConfig(
+        task=TASK,
+        arm=ArmConfig(type="so101_follower", port="/dev/simulated-improve", id="improve_arm",
+                      calibration_dir=tmp_path / "calibration", simulated=True,
+                      simulation=SimulatedBusConfig(command_latency_s=0.001, max_speed=400.0)),
+        cameras={"front": CameraConfig(width=W, height=H, fps=30, playback_file=bag, serial_number="123456789012",
+                                       read_timeout_ms=300)},
+        control_hz=50.0,
+        safety=SafetyConfig(joint_low=[-90.0] * 5 + [0.0], joint_high=[90.0] * 5 + [100.0], max_delta_per_tick=4.0,
+                            watchdog_timeout_s=0.5),
+        reset=ResetConfig(wait_for_operator=False),
+    )
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(config)))
+    return str(path)
+
+
+class ScriptedPolicy:
+    """A teleoperator's stand-in: every joint moves a fixed step per tick (within the safety limits)."""
+
+    camera_names: list[str] = []
+    needs_images = False
+
+    def __init__(self, step: np.ndarray) -> None:
+        self.step = np.asarray(step, np.float32)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation):
+        return np.asarray(observation.state, np.float32) + self.step
+
+
+def _record_demos(robot_yaml: str, path: Path) -> None:
+    """Three demonstrations, one failure and one aborted episode, recorded through run_rollout on the robot env."""
+    env = build_env(EnvSection(kind="robot", robot=robot_yaml))
+    try:
+        with EpisodeStore.open(path, mode="a", durable=False) as store:
+            cfg = RolloutConfig(max_steps=8, time_limit_s=5.0, capture="every_step")
+            for i, verdict in enumerate([None, True, False, None, True]):
+                meta = EpisodeMeta(task=TASK, source="demo", policy_id="teleop", operator_verdict=verdict)
+                run_rollout(env, ScriptedPolicy([2.0, -1.0, 1.0, 0.5, 0.0, 3.0 + i]), store, meta, config=cfg)
+                env.end_episode()
+            store.update_meta(3, aborted=True)
+    finally:
+        env.close()
+
+
+def _config(tmp_path: Path, robot_yaml: str, demos: Path, **changes) -> dict:
+    data = {
+        "output_dir": str(tmp_path / "run"),
+        "env": {"kind": "robot", "robot": robot_yaml},
+        "demos": {"source": "store", "store": str(demos), "count": 3},
+        "policy": {
+            "type": "bc",
+            "train": {"policy": {"type": "actor_critic", "cameras": [], "hidden_dims": [16, 16], "chunk_size": 2,
+                                 "n_action_steps": 2},
+                      "steps": 20, "batch_size": 16, "val_fraction": 0.0, "checkpoint_every": 10},
+            "finetune": {"steps": 10},
+        },
+        "judge": {"train": {"dataset": {"modalities": ["completion"], "num_keyframes": 3, "clip_fractions": [0.5],
+                                        "val_fraction": 0.0},
+                            "model": {"image_size": [32, 32], "cnn_channels": [4, 4], "feature_dim": 8,
+                                      "hidden_dim": 8},
+                            "train": {"steps": 10, "batch_size": 8}},
+                  "calibration_episodes": 2, "calibration_labels": "operator"},
+        "rounds": 1,
+        "rollouts_per_round": 2,
+        "rollout": {"max_steps": 6, "time_limit_s": 5.0, "capture": "on_demand", "stop_on_success": False},
+        "eval": {"episodes": 2},
+        "durable": False,
+        "progress": False,
+    }
+    for key, value in changes.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return data
+
+
+def _load(tmp_path: Path, data: dict) -> ImproveConfig:
+    path = tmp_path / "improve.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path, ImproveConfig)
+
+
+def test_improve_rounds_on_a_simulated_so101_with_operator_labels_and_resume(tmp_path):
+    robot_yaml = _robot_yaml(tmp_path)
+    demos = tmp_path / "teleop"
+    _record_demos(robot_yaml, demos)
+    config = _load(tmp_path, _config(tmp_path, robot_yaml, demos))
+    out = Path(config.output_dir)
+
+    # 1. the calibration stops the run until an operator labels its episodes
+    with pytest.raises(UsageError, match="no operator verdict yet"):
+        ImproveRun(config).run()
+    steps = json.loads((out / "state.json").read_text())["steps"]
+    assert list(steps) == ["demos", "train-0"]
+    with EpisodeStore.open(out / "store", mode="a", durable=False) as store:
+        copied = store.episodes(source="demo")
+        # the successful ones only: no verdict (recorded as demos) or the operator's success; not the
+        # operator's failure (2), not the aborted one (3)
+        assert [r.meta.extra["improve"]["source_index"] for r in copied] == [0, 1, 4]
+        assert all(r.meta.task == TASK and r.length == 9 for r in copied)
+        calibration = [r for r in store.episodes(round=0) if r.meta.extra["improve"]["phase"] == "calibration"]
+        assert len(calibration) == 2 and all(r.meta.source == "robot" for r in calibration)
+        assert all(r.meta.oracle_success is None and "summary" in r.meta.extra["robot"] for r in calibration)
+        for rec, label in zip(calibration, [True, False], strict=True):
+            store.update_meta(rec.index, operator_verdict=label)
+
+    # 2. the same command continues; an emergency stop in the first round's second rollout ends it
+    def estop_at(name, info):
+        if name == "rollout-step" and info["phase"] == "rollout" and info["slot"] == 1 and info["step"] == 3:
+            run.env.emergency_stop("test")
+
+    run = ImproveRun(config, events=estop_at)
+    with pytest.raises(EmergencyStop, match="emergency stop during rollout round 1 slot 1"):
+        run.run()
+    steps = json.loads((out / "state.json").read_text())["steps"]
+    assert list(steps) == ["demos", "train-0", "calibration", "judge-train", "eval-0"]
+    assert steps["demos"]["demos"] == 3  # counted, not copied again
+    assert steps["judge-train"]["trained_on"]["calibration_labels"] == "operator"
+
+    # 3. and again: the stopped slot runs again, nothing is duplicated
+    report = ImproveRun(config).run()
+    assert report["finished"] and report["success_measure"] == "operator/LRM-judged"
+    with EpisodeStore.open(out / "store", mode="r") as store:
+        assert len(store.episodes(source="demo")) == 3
+        rolls = [r for r in store.episodes(round=1) if r.meta.extra["improve"]["phase"] == "rollout"]
+        assert [(r.meta.extra["improve"]["slot"], r.meta.aborted) for r in rolls] == [(0, False), (1, True), (1, False)]
+        assert rolls[1].meta.extra["rollout"]["status"] == "emergency_stop"
+        assert all(r.meta.source == "robot" and r.meta.oracle_success is None for r in rolls)
+        assert all(isinstance(r.meta.lrm_verdict, bool) for r in (rolls[0], rolls[2]))
+    with EpisodeStore.open(out / "eval-store", mode="a", durable=False) as evals:
+        for r in (0, 1):
+            eps = [x for x in evals.episodes(round=r) if x.meta.extra["improve"]["phase"] == "eval"]
+            assert sorted(x.meta.extra["improve"]["slot"] for x in eps) == [0, 1]
+            assert all(isinstance(x.meta.lrm_verdict, bool) and x.meta.policy_id == f"round-{r}" for x in eps)
+        first = evals.episodes(round=1)[0]
+        evals.update_meta(first.index, operator_verdict=not first.meta.lrm_verdict)  # the operator overrides
+        lrm_success = sum(bool(x.meta.lrm_verdict) for x in evals.episodes(round=1))
+    for entry in report["rounds"]:
+        assert entry["eval"]["measure"] == "operator/LRM-judged" and entry["eval"]["episodes"] == 2
+        assert entry["eval"]["judged_by"] == {"operator": 0, "lrm": 2}
+    rollouts = next(e for e in report["rounds"] if e["round"] == 1)["rollouts"]
+    assert rollouts["episodes"] == 3 and rollouts["aborted"] == 1 and rollouts["lrm_filter"] is None  # no labels yet
+    text = json.dumps(report) + format_table(report)
+    assert "oracle" not in text.replace("operator", "") and "dense_reward" not in text
+    assert "n/a" in format_table(report)
+
+    # 4. a finished run prints its report again, with the operator's verdict counting over the LRM's
+    again = ImproveRun(config).run()
+    ev = next(e for e in again["rounds"] if e["round"] == 1)["eval"]
+    assert ev["judged_by"] == {"operator": 1, "lrm": 1}
+    assert ev["successes"] == lrm_success + (1 if not first.meta.lrm_verdict else -1)
+    assert json.loads((out / "report.json").read_text())["rounds"] == json.loads(json.dumps(again["rounds"]))
+
+
+def test_demonstrations_that_do_not_fit_the_robot_are_one_line_errors(tmp_path):
+    robot_yaml = _robot_yaml(tmp_path)
+    rng = np.random.default_rng(0)
+    wrong = tmp_path / "wrong"
+    with EpisodeStore.open(wrong, mode="a", durable=False) as store:
+        store.append(Episode(meta=EpisodeMeta(task=TASK, source="demo"),
+                             images={"front": rng.integers(0, 255, (4, 24, 32, 3), dtype=np.uint8)},
+                             state=np.zeros((4, 6), np.float32), action=np.zeros((4, 6), np.float32),
+                             timestamp=np.arange(4) / 30.0))
+    config = _load(tmp_path, _config(tmp_path, robot_yaml, wrong, **{"demos.count": 1}))
+    with pytest.raises(UsageError) as info:
+        ImproveRun(config).run()
+    assert "camera 'front' is 24x32, the env's is 48x64" in str(info.value) and "\n" not in str(info.value)
+    data = _config(tmp_path, robot_yaml, tmp_path / "nowhere", **{"demos.count": 1})
+    config = _load(tmp_path, {**data, "output_dir": str(tmp_path / "run2")})
+    with pytest.raises(UsageError, match="demos.store: .*nowhere"):
+        ImproveRun(config).run()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"demos.source": "plan", "demos.store": None}, "demos.source: plan (motion planning) needs the simulator"),
+        ({"judge.calibration_labels": "oracle"}, "judge.calibration_labels: oracle needs the simulator"),
+        ({"rollout.stop_on_success": True}, "rollout.stop_on_success needs the simulator's oracle"),
+        ({"rollout.time_limit_s": None}, "rollout.time_limit_s is required on a robot"),
+        ({"selection.rollouts": "oracle"}, "selection.rollouts: oracle needs the simulator"),
+        ({"demos.store": None}, "demos.store names no store"),
+    ],
+)
+def test_robot_config_errors_are_one_line(tmp_path, changes, message):
+    data = _config(tmp_path, "robot.yaml", tmp_path / "teleop")
+    data["selection"] = {}
+    for key, value in changes.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, data)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_so101_example_config_loads_and_validates():
+    config = load_config(ROOT / "configs" / "improve" / "so101_robot.yaml", ImproveConfig)
+    assert config.env.is_robot and (ROOT / config.env.robot).is_file()
+    robot = load_config(ROOT / config.env.robot, RobotEnvConfig)
+    assert robot.arm.type == "so101_follower" and "front" in robot.cameras
+    assert config.demos.source == "store" and config.demos.store
+    assert config.judge.backend.type == "lite" and config.judge.train_from_store
+    assert config.judge.calibration_episodes > 0 and config.judge.calibration_labels == "operator"
+    assert config.rollouts_per_round == 60 and config.rollout.time_limit_s == 30.0
+    assert not config.rollout.stop_on_success and config.eval.episodes > 0
+    assert config.judge.camera in (None, *robot.cameras)
+    assert config.policy.train_config(Path("s"), Path("o"), [], round_=1, init_from=Path("prev"))
