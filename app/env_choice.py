@@ -53,8 +53,11 @@ class EnvSection:
         return load_config(self.robot, RobotEnvConfig)
 
 
-def build_env(section: EnvSection) -> Any:
-    """The env the section names: ManiSkill, or a robot (connected) through robot_drivers."""
+def build_env(section: EnvSection, **robot_options: Any) -> Any:
+    """The env the section names: ManiSkill, or a robot (connected) through robot_drivers.
+
+    `robot_options` go to `robot_drivers.env.make_robot_env` (e.g. `operator_ready`, polled in the reset phase).
+    """
     if not section.is_robot:
         from sim.maniskill_env import make_sim_env
 
@@ -62,7 +65,7 @@ def build_env(section: EnvSection) -> Any:
     config = section.robot_config()
     from robot_drivers.env import make_robot_env
 
-    return make_robot_env(config)
+    return make_robot_env(config, **robot_options)
 
 
 def camera_sizes(section: EnvSection, env: Any) -> dict[str, tuple[int, int]]:

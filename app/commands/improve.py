@@ -5,6 +5,11 @@ reward model, keep the accepted rollouts, fine-tune on demonstrations plus
 kept rollouts, evaluate, repeat for R rounds (app.improve.loop). The run
 directory holds the store, the checkpoints, state.json, report.json and
 success.png; the same command run again continues an interrupted run.
+
+`--operator` puts a person at the terminal: on a robot they confirm every
+scene reset (Enter), and after every rollout, calibration and evaluation
+episode they may give its verdict (y / n; Enter leaves it to the judge),
+stored as `operator_verdict` next to the LRM's.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
+from typing import Any, TextIO
 
 from app.config_loader import load_config
 from app.errors import UsageError
@@ -38,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
     parser.add_argument("--restart", action="store_true", help="delete the run directory first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--operator", action="store_true",
+                        help="ask at the terminal: the scene reset before each robot rollout, a verdict after each")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     parser.set_defaults(handler=run)
 
@@ -56,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.restart:
         reset_run(pathlib.Path(config.output_dir))
+    operator = TerminalOperator(sys.stdin, sys.stderr) if args.operator else None
+    improve = ImproveRun(config) if operator is None else operator.attach(ImproveRun, config)
     try:
-        report = ImproveRun(config).run()
+        report = improve.run()
     except (PolicyError, RequestError) as exc:
         raise UsageError(str(exc)) from None
     out = pathlib.Path(config.output_dir)
@@ -66,3 +77,43 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {out / 'report.json'}  plot: {out / 'success.png'}  store: {out / 'store'}")
     print("phases (s): " + json.dumps(report["phases"]))
     return 0
+
+
+class TerminalOperator:
+    """The operator at the terminal (module doc): the robot's reset confirmation and each episode's verdict."""
+
+    def __init__(self, answers: TextIO, prompts: TextIO) -> None:
+        self.answers = answers
+        self.prompts = prompts
+        self.run: Any = None
+
+    def attach(self, run_class: Any, config: Any) -> Any:
+        """An ImproveRun (`run_class`) whose robot env asks for each reset and whose episodes get asked about."""
+        from app.env_choice import build_env
+
+        self.run = run_class(config, events=self.events,
+                             env_factory=lambda section: build_env(section, operator_ready=self.ready))
+        return self.run
+
+    def _ask(self, question: str) -> str:
+        print(question, end="", file=self.prompts, flush=True)
+        line = self.answers.readline()
+        if not line:  # end of input: nobody is there to answer
+            raise UsageError("--operator: the terminal's input ended; run the same command again to continue")
+        return line.strip().lower()
+
+    def ready(self) -> bool:
+        """Polled by the robot's reset phase: blocks until the operator presses Enter."""
+        self._ask("reset the scene, then press Enter to start the next rollout ")
+        return True
+
+    def events(self, name: str, info: dict[str, Any]) -> None:
+        if name != "rollout-done" or info.get("index") is None:
+            return
+        store = self.run.eval_store if info["phase"] == "eval" else self.run.store
+        question = (f"{info['phase']} round {info['round']} slot {info['slot']} (episode {info['index']}): "
+                    "success? [y/n, Enter: the judge decides] ")
+        while (answer := self._ask(question)) not in ("y", "n", ""):
+            print("answer y, n or just Enter", file=self.prompts)
+        if answer:
+            store.update_meta(info["index"], operator_verdict=answer == "y")

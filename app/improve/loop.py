@@ -385,7 +385,8 @@ class ImproveRun:
         cfg = self.config
         info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, cfg.rollout)
         if cfg.judge.calibration_labels == "operator":
-            unlabelled = [i for i in info["indices"] if self.store.record(i).meta.operator_verdict is None]
+            metas = {i: self.store.record(i).meta for i in info["indices"]}
+            unlabelled = [i for i, m in metas.items() if not m.aborted and m.operator_verdict is None]
             if unlabelled:
                 raise UsageError(f"calibration episodes {unlabelled[:5]} have no operator verdict yet; label them "
                                  "(operator UI) and run the same command again")

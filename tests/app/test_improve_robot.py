@@ -5,7 +5,9 @@ with an operator's verdict overriding it, no oracle number anywhere, and the con
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import yaml
 pytest.importorskip("pyrealsense2")
 pytest.importorskip("robot_drivers.env")
 
+from app.cli import main  # noqa: E402
 from app.config_loader import ConfigError, config_to_dict, load_config  # noqa: E402
 from app.env_choice import EnvSection, build_env  # noqa: E402
 from app.errors import UsageError  # noqa: E402
@@ -43,7 +46,7 @@ def _fresh_simulated_devices():
     SimulatedMotorsBus.forget_devices()
 
 
-def _robot_yaml(tmp_path: Path) -> str:
+def _robot_yaml(tmp_path: Path, *, wait_for_operator: bool = False) -> str:
     frames = [np.full((H, W, 3), 40 + 4 * i, np.uint8) for i in range(30)]
     bag = write_bag(tmp_path / "front.bag", frames, fps=30, serial_number="123456789012")
     config = RobotEnvConfig(
@@ -56,7 +59,7 @@ def _robot_yaml(tmp_path: Path) -> str:
         control_hz=50.0,
         safety=SafetyConfig(joint_low=[-90.0] * 5 + [0.0], joint_high=[90.0] * 5 + [100.0], max_delta_per_tick=4.0,
                             watchdog_timeout_s=0.5),
-        reset=ResetConfig(wait_for_operator=False),
+        reset=ResetConfig(wait_for_operator=wait_for_operator),
     )
     path = tmp_path / "robot.yaml"
     path.write_text(yaml.safe_dump(config_to_dict(config)))
@@ -256,3 +259,31 @@ def test_the_so101_example_config_loads_and_validates():
     assert not config.rollout.stop_on_success and config.eval.episodes > 0
     assert config.judge.camera in (None, *robot.cameras)
     assert config.policy.train_config(Path("s"), Path("o"), [], round_=1, init_from=Path("prev"))
+
+
+def test_the_cli_asks_the_operator_for_each_reset_and_verdict(tmp_path, monkeypatch, capsys):
+    demos = tmp_path / "teleop"
+    _record_demos(_robot_yaml(tmp_path), demos)
+    SimulatedMotorsBus.forget_devices()
+    robot_yaml = _robot_yaml(tmp_path, wait_for_operator=True)  # the reset phase waits for the operator
+    data = _config(tmp_path, robot_yaml, demos)
+    path = tmp_path / "improve.yaml"
+    path.write_text(yaml.safe_dump(data))
+    # 2 calibration, 2 eval-0, 2 rollouts, 2 eval-1 episodes: Enter for each reset, then the verdict
+    verdicts = ["y", "n", "y", "", "n", "y", "y", "n"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"\n{v}\n" for v in verdicts)))
+    assert main(["improve", "--config", str(path), "--operator"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("reset the scene") == 8 and captured.err.count("success? [y/n") == 8
+    assert "success, operator/LRM-judged" in captured.out
+    out = Path(data["output_dir"])
+    with EpisodeStore.open(out / "store", mode="r") as store:
+        asked = [r for r in store.episodes() if r.meta.source == "robot"]
+        assert [r.meta.operator_verdict for r in asked] == [True, False, False, True]  # calibration, rollouts
+    with EpisodeStore.open(out / "eval-store", mode="r") as evals:
+        assert [r.meta.operator_verdict for r in evals.episodes()] == [True, None, True, False]
+    report = json.loads((out / "report.json").read_text())
+    assert [e["eval"]["judged_by"] for e in report["rounds"]] == [{"operator": 1, "lrm": 1}, {"operator": 2, "lrm": 0}]
+    assert [e["eval"]["successes"] for e in report["rounds"]][1] == 1
+    rollouts = report["rounds"][1]["rollouts"]
+    assert rollouts["operator_verdicts"] == 2 and rollouts["lrm_filter"]["tp"] + rollouts["lrm_filter"]["fn"] == 1

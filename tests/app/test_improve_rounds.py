@@ -138,3 +138,26 @@ def test_resume_after_sigkill_at_several_points_matches_an_uninterrupted_run(uni
     # training in another process may differ in the last float bits (thread scheduling), nothing more
     assert [e["eval"]["mean_max_dense_reward"] for e in mine] == \
         pytest.approx([e["eval"]["mean_max_dense_reward"] for e in theirs], abs=1e-3)
+
+
+def test_a_sim_run_can_start_from_demonstrations_in_another_store(uninterrupted, tmp_path):
+    """`demos.source: store` in simulation: the successful demos of another run's store, copied once."""
+    reference, _ = uninterrupted
+    path = tmp_path / "from_store.yaml"
+    data = {**TINY, "output_dir": str(tmp_path / "from_store"), "rounds": 0, "eval": {"episodes": 0},
+            "demos": {"source": "store", "store": str(reference / "store"), "count": 2}}
+    path.write_text(yaml.safe_dump(data))
+    report = ImproveRun(load_config(path, ImproveConfig)).run()
+    assert report["finished"]
+    with EpisodeStore.open(reference / "store", mode="r") as theirs, \
+            EpisodeStore.open(tmp_path / "from_store" / "store", mode="r") as mine:
+        copied = mine.episodes()
+        assert [r.meta.extra["improve"]["source_index"] for r in copied] == [0, 1]  # the first two demos
+        for rec in copied:
+            original = theirs.load_episode(rec.meta.extra["improve"]["source_index"])
+            ep = mine.load_episode(rec.index)
+            assert rec.meta.source == "demo" and rec.meta.oracle_success is True
+            assert (ep.images["base_camera"] == original.images["base_camera"]).all()
+            assert (ep.action == original.action).all() and (ep.state == original.state).all()
+    state = json.loads((tmp_path / "from_store" / "state.json").read_text())["steps"]
+    assert state["demos"]["demos"] == 2 and state["train-0"]["selected"] == {"demos": 2, "rollouts": 0}
