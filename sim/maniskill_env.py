@@ -88,7 +88,9 @@ class SimEnvConfig:
     control_mode: str = "pd_joint_pos"  # the motion-planning solvers need pd_joint_pos(_vel)
     camera_width: int = 128
     camera_height: int = 128
-    cameras: list[str] | None = None  # which of the task's cameras capture() renders; None = all
+    # which cameras capture() renders; None = the task's sensor cameras. A task's human-render
+    # camera (PickCube's "render_camera", a second viewpoint) may be named too, at the same size.
+    cameras: list[str] | None = None
     max_episode_steps: int | None = None  # None = the limit ManiSkill registers for the env id
     seed: int | None = None  # seed of the first reset when reset() is given none
     state_mode: StateMode = "proprio"
@@ -118,6 +120,7 @@ class SimEnvConfig:
             reward_mode="normalized_dense",
             control_mode=self.control_mode,
             sensor_configs=dict(width=self.camera_width, height=self.camera_height),
+            human_render_camera_configs=dict(width=self.camera_width, height=self.camera_height),
             sim_backend=self.sim_backend,
             render_backend=self.render_backend,
         )
@@ -178,9 +181,10 @@ class ManiSkillEnv:
 
         from mani_skill.sensors.camera import Camera
 
-        available = [name for name, sensor in self.raw_env.scene.sensors.items() if isinstance(sensor, Camera)]
+        sensor_cameras = [name for name, sensor in self.raw_env.scene.sensors.items() if isinstance(sensor, Camera)]
+        available = sensor_cameras + [n for n in self.raw_env.scene.human_render_cameras if n not in sensor_cameras]
         if config.cameras is None:
-            self._camera_names = available
+            self._camera_names = sensor_cameras
         else:
             missing = [name for name in config.cameras if name not in available]
             if missing:
@@ -263,13 +267,15 @@ class ManiSkillEnv:
         env = self.raw_env
         for obj in env._hidden_objects:
             obj.show_visual() if self.config.show_goal_markers else obj.hide_visual()
-        env.scene.update_render(update_sensors=True, update_human_render_cameras=False)
-        sensors = [env.scene.sensors[name] for name in self._camera_names]
-        for sensor in sensors:
-            sensor.capture()
+        human = env.scene.human_render_cameras
+        wanted_human = any(name in human and name not in env.scene.sensors for name in self._camera_names)
+        env.scene.update_render(update_sensors=True, update_human_render_cameras=wanted_human)
+        cameras = [env.scene.sensors[name] if name in env.scene.sensors else human[name] for name in self._camera_names]
+        for camera in cameras:
+            camera.capture()
         images = {}
-        for name, sensor in zip(self._camera_names, sensors, strict=True):
-            rgb = sensor.get_obs(rgb=True, depth=False, position=False, segmentation=False)["rgb"]
+        for name, camera in zip(self._camera_names, cameras, strict=True):
+            rgb = camera.get_obs(rgb=True, depth=False, position=False, segmentation=False)["rgb"]
             images[name] = np.ascontiguousarray(rgb[0].cpu().numpy(), dtype=np.uint8)
         return images
 

@@ -160,6 +160,7 @@ class JudgeConfig:
     train_from_store: bool = True
     train: LiteJudgeTraining = field(default_factory=LiteJudgeTraining)
     camera: str | None = None  # the store camera the judge sees; None = the first
+    cameras: list[str] | None = None  # several, shown tiled left to right as one image (instead of `camera`)
     frames: int = 1  # judge the last k frames of each rollout
     combine: Literal["vote", "threshold"] = "threshold"  # vote: majority of per-frame verdicts; threshold: mean P
     threshold: float = 0.5  # on P(completed)
@@ -179,6 +180,10 @@ class JudgeConfig:
             raise ValueError("judge.train_from_store trains the compact model: set judge.backend.type to 'lite'")
         if not self.train_from_store and self.backend.type == "lite" and not self.backend.lite.checkpoint:
             raise ValueError("judge.backend.lite.checkpoint is required when judge.train_from_store is false")
+        if self.camera is not None and self.cameras:
+            raise ValueError("set judge.camera or judge.cameras, not both")
+        if self.cameras is not None and not self.cameras:
+            raise ValueError("judge.cameras is empty: list the cameras to tile, or leave it out")
         if self.calibration_episodes < 0:
             raise ValueError(f"judge.calibration_episodes must be >= 0, got {self.calibration_episodes}")
 
@@ -242,8 +247,9 @@ class ImproveConfig:
         cams = None if self.env.is_robot else self.env.sim.cameras
         if cams is not None and not cams:
             raise ValueError("env.sim.cameras is empty: the judge needs a camera (e.g. [base_camera])")
-        if self.judge.camera is not None and cams is not None and self.judge.camera not in cams:
-            raise ValueError(f"judge.camera {self.judge.camera!r} is not among env.sim.cameras {cams}")
+        for camera in [self.judge.camera] if self.judge.camera is not None else self.judge.cameras or []:
+            if cams is not None and camera not in cams:
+                raise ValueError(f"judge camera {camera!r} is not among env.sim.cameras {cams}")
         if self.env.is_robot:
             self._check_robot()
         if self.judge.frames > 1 and self.rollout.capture == "on_demand" and self.rollout.stop_on_success:

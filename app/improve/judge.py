@@ -13,6 +13,11 @@ per-frame P are combined by
   (a tie rejects: keeping a failure costs more than dropping a success).
 The stored score is the mean P in both cases.
 
+Several cameras (`judge.cameras`) are shown as one image, tiled left to
+right in the listed order, in training and in judging alike: one PickCube
+camera cannot tell a cube 5 cm in front of the goal from one at the goal
+(the offset lies along its line of sight), a second viewpoint can.
+
 The judge never sees the answer: `train_judge` builds the compact model's
 training set from an explicit list of episode indices (the demonstrations,
 plus calibration episodes on their own seeds when configured), never from
@@ -38,7 +43,8 @@ from lrm.types import RewardRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Verdict", "combine", "judge_episode", "judged_frames", "p_completed", "train_judge"]
+__all__ = ["Verdict", "combine", "judge_cameras", "judge_episode", "judged_frames", "p_completed", "tile",
+           "train_judge"]
 
 
 @dataclass
@@ -82,12 +88,30 @@ def judged_frames(record: Any, k: int) -> list[int]:
     return [t for t in frames if t >= record.length - k]
 
 
+def judge_cameras(config: JudgeConfig, store: Any) -> list[str]:
+    """The store cameras the judge sees, in tiling order (the first camera by default)."""
+    cameras = list(config.cameras or [config.camera or next(iter(store.cameras))])
+    missing = [c for c in cameras if c not in store.cameras]
+    if missing:
+        raise ValueError(f"judge camera {missing[0]!r} is not in {store.path} (cameras: {', '.join(store.cameras)})")
+    return cameras
+
+
+def tile(images: dict[str, np.ndarray], cameras: Sequence[str]) -> np.ndarray:
+    """The cameras' images (one frame, or whole episodes) side by side, left to right; one camera as is."""
+    if len(cameras) == 1:
+        return images[cameras[0]]
+    heights = {images[c].shape[-3] for c in cameras}
+    if len(heights) > 1:
+        raise ValueError(f"cameras {list(cameras)} differ in height; they cannot be tiled")
+    return np.concatenate([images[c] for c in cameras], axis=-2)
+
+
 def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Verdict:
     """Score the last `config.frames` frames of episode `index` and combine them."""
     record = store.record(index)
-    camera = config.camera or next(iter(store.cameras))
     frames = judged_frames(record, config.frames)
-    images = store.load_episode(index).images[camera]
+    images = tile(store.load_episode(index).images, judge_cameras(config, store))
     requests = [RewardRequest(modality="completion", frames={"current": np.ascontiguousarray(images[t])},
                               task=record.meta.task, request_id=t) for t in frames]
     scores = [p_completed(r) for r in model.score(requests)]
@@ -120,20 +144,24 @@ def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], conf
         for t in judged_frames(rec, config.frames):
             ex = Example("completion", index, {"current": t}, rec.meta.task, float(label), "calibration", label)
             (val if index in val_eps else train).append(ex)
-    view = _StoreView(store, [*dataset.train_episodes, *dataset.val_episodes, *train_eps, *val_eps])
+    view = _StoreView(store, [*dataset.train_episodes, *dataset.val_episodes, *train_eps, *val_eps],
+                      dataset.store.sources)
     return dataclasses.replace(dataset, store=view, train=train, val=val,
                                train_episodes=[*dataset.train_episodes, *train_eps],
                                val_episodes=[*dataset.val_episodes, *val_eps])
 
 
 class _StoreView:
-    """The store as the dataset builder sees it: only the episodes in `indices`."""
+    """The store as the dataset builder sees it: only the episodes in `indices`, with the judge's (tiled) camera."""
 
-    def __init__(self, store: Any, indices: Sequence[int]) -> None:
+    def __init__(self, store: Any, indices: Sequence[int], cameras: Sequence[str]) -> None:
         self._store = store
         self._indices = sorted(indices)
+        self.sources = list(cameras)
         self.path = store.path
-        self.cameras = store.cameras
+        self.camera = "+".join(self.sources)
+        sizes = [store.cameras[c] for c in self.sources]
+        self.cameras = {**store.cameras, self.camera: (sizes[0][0], sum(w for _, w in sizes))}
 
     def episodes(self, **filters: Any) -> list[Any]:
         return self._store.episodes(indices=self._indices, **filters)
@@ -144,7 +172,10 @@ class _StoreView:
     def load_episode(self, index: int) -> Any:
         if index not in self._indices:
             raise KeyError(f"episode {index} is not part of the judge's training data")
-        return self._store.load_episode(index)
+        episode = self._store.load_episode(index)
+        if len(self.sources) == 1:
+            return episode
+        return dataclasses.replace(episode, images={self.camera: tile(episode.images, self.sources)})
 
 
 def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
@@ -160,8 +191,9 @@ def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], co
     from lrm.lite import train_lite
 
     train = config.train
-    view = _StoreView(store, demos)
-    dataset_cfg = dataclasses.replace(train.dataset, camera=config.camera or train.dataset.camera)
+    cameras = config.cameras or [config.camera or train.dataset.camera or next(iter(store.cameras))]
+    view = _StoreView(store, demos, cameras)
+    dataset_cfg = dataclasses.replace(train.dataset, camera=view.camera)
     dataset = build_dataset(view, dataset_cfg)
     if calibration:
         dataset = _with_calibration(dataset, store, calibration, config, label_source)

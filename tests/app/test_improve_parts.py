@@ -190,6 +190,33 @@ def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(stor
     assert verdict.accepted == combine(direct, "vote", 0.5)[0]
 
 
+def test_several_cameras_are_judged_as_one_tiled_image_in_training_and_judging(tmp_path):
+    rng = np.random.default_rng(1)
+    with EpisodeStore.open(tmp_path / "two", mode="a", durable=False) as two:
+        for i in range(3):
+            ep = _episode(rng, source="demo", oracle_success=True)
+            ep.images["side"] = rng.integers(0, 256, (len(ep), 16, 12, 3), dtype=np.uint8)
+            two.append(ep)
+        config = JudgeConfig(cameras=["side", "cam"])
+        config.train.train.steps = 2
+        config.train.model.image_size = (16, 28)
+        train_judge(two, [0, 1], [], config, tmp_path / "judge")
+        from lrm.lite import LiteRewardModel
+        from lrm.types import RewardRequest
+
+        model = LiteRewardModel.from_pretrained(tmp_path / "judge")
+        verdict = judge_episode(model, two, 2, config)
+        images = two.load_episode(2).images
+        tiled = np.concatenate([images["side"][-1], images["cam"][-1]], axis=1)  # left to right, as listed
+        assert tiled.shape == (16, 28, 3)
+        direct = p_completed(model.score([RewardRequest("completion", {"current": tiled}, "pick up the cube")])[0])
+        assert verdict.frame_scores == pytest.approx([direct])
+        with pytest.raises(ValueError, match="judge camera 'wrist' is not in"):
+            judge_episode(model, two, 2, JudgeConfig(cameras=["cam", "wrist"]))
+    with pytest.raises(ValueError, match="not both"):
+        JudgeConfig(camera="cam", cameras=["cam"])
+
+
 def test_calibration_labelled_by_the_operator_ignores_the_oracle(store, tmp_path):
     config = JudgeConfig()
     config.train.train.steps = 1

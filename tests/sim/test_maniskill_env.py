@@ -107,6 +107,24 @@ def test_capture_every_step_and_camera_selection():
         assert obs.images["hand_camera"].dtype == np.uint8
 
 
+def test_the_human_render_camera_is_a_second_viewpoint_that_shows_the_goal():
+    # PickCube's render_camera looks from the side: the goal sphere's depth, hidden along the base camera's
+    # line of sight, shows there. It renders at the configured size, and only when asked for.
+    config = SimEnvConfig(env_id="PickCube-v1", camera_width=40, camera_height=32, show_goal_markers=True,
+                          cameras=["base_camera", "render_camera"])
+    with make_sim_env(config) as env:
+        assert env.camera_names == ["base_camera", "render_camera"]
+        env.reset(seed=0)
+        images = env.capture()
+        assert {name: im.shape for name, im in images.items()} == {"base_camera": (32, 40, 3),
+                                                                   "render_camera": (32, 40, 3)}
+        assert not np.array_equal(images["base_camera"], images["render_camera"])
+        rgb = images["render_camera"].astype(int)
+        assert (rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2]) > 100).any()  # the green goal sphere
+    with make_sim_env(env_id="PickCube-v1", camera_width=40, camera_height=32) as env:
+        assert env.camera_names == ["base_camera"]  # the default: sensor cameras only
+
+
 def test_truncation_and_bad_action():
     with make_sim_env(env_id="PushCube-v1", max_episode_steps=2) as env:
         env.reset(seed=0)
