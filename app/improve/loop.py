@@ -120,6 +120,8 @@ class ImproveRun:
             self.store = EpisodeStore.open(self.out / "store", mode="a", durable=cfg.durable)
             if self.store.cameras and self.store.cameras != cameras:
                 raise UsageError(f"{self.out / 'store'} holds cameras {self.store.cameras}, the env gives {cameras}")
+            if robot:
+                self.eval_store = EpisodeStore.open(self.out / EVAL_STORE, mode="a", durable=cfg.durable)
             self._step("demos", self._demos)
             self._step("train-0", lambda: self._train(0))
             if not robot:
@@ -298,11 +300,7 @@ class ImproveRun:
 
     def _eval_rollouts(self, round_: int) -> dict[str, Any]:
         """Robot evaluation: rollouts of round r's policy into OUT/eval-store, judged (operator over LRM)."""
-        from recordings.store import EpisodeStore
-
         cfg = self.config
-        if self.eval_store is None:
-            self.eval_store = EpisodeStore.open(self.out / EVAL_STORE, mode="a", durable=cfg.durable)
         rollout = dataclasses.replace(cfg.rollout, max_steps=cfg.eval.max_steps or cfg.rollout.max_steps)
         info = self._run_slots(round_, "eval", cfg.eval.episodes, cfg.eval.seed, round_, rollout, store=self.eval_store)
         self._judge_records(self.eval_store, round_, "eval")
