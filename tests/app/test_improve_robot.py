@@ -271,6 +271,8 @@ def test_the_cli_asks_the_operator_for_each_reset_and_verdict(tmp_path, monkeypa
     path.write_text(yaml.safe_dump(data))
     # 2 calibration, 2 eval-0, 2 rollouts, 2 eval-1 episodes: Enter for each reset, then the verdict
     verdicts = ["y", "n", "y", "", "n", "y", "y", "n"]
+    assert main(["improve", "--config", str(path)]) == 2  # nobody would confirm the resets
+    assert "run with --operator" in capsys.readouterr().err
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"\n{v}\n" for v in verdicts)))
     assert main(["improve", "--config", str(path), "--operator"]) == 0
     captured = capsys.readouterr()
@@ -287,3 +289,29 @@ def test_the_cli_asks_the_operator_for_each_reset_and_verdict(tmp_path, monkeypa
     assert [e["eval"]["successes"] for e in report["rounds"]][1] == 1
     rollouts = report["rounds"][1]["rollouts"]
     assert rollouts["operator_verdicts"] == 2 and rollouts["lrm_filter"]["tp"] + rollouts["lrm_filter"]["fn"] == 1
+
+
+def test_an_arm_fault_ends_the_run_in_one_line_and_the_slot_runs_again(tmp_path):
+    robot_yaml = _robot_yaml(tmp_path)
+    demos = tmp_path / "teleop"
+    _record_demos(robot_yaml, demos)
+    data = _config(tmp_path, robot_yaml, demos, **{"judge.calibration_episodes": 0, "eval.episodes": 0})
+    config = _load(tmp_path, data)
+
+    def unplug_at(name, info):
+        if name == "rollout-step" and info["phase"] == "rollout" and info["slot"] == 0 and info["step"] == 2:
+            run.env.arm.robot.bus.device.unplug()
+
+    run = ImproveRun(config, events=unplug_at)
+    with pytest.raises(UsageError) as failure:
+        run.run()
+    assert "robot fault (arm) during rollout round 1 slot 0" in str(failure.value)
+    assert "\n" not in str(failure.value)
+    run.env.arm.robot.bus.device.replug()  # the cable is back
+    report = ImproveRun(config).run()
+    assert report["finished"]
+    with EpisodeStore.open(Path(config.output_dir) / "store", mode="r") as store:
+        rolls = [r for r in store.episodes(round=1) if r.meta.extra["improve"]["phase"] == "rollout"]
+        assert [(r.meta.extra["improve"]["slot"], r.meta.aborted, r.meta.extra["rollout"]["status"]) for r in rolls] \
+            == [(0, True, "error"), (0, False, "step_limit"), (1, False, "step_limit")]
+        assert "ArmFault" in rolls[0].meta.extra["rollout"]["reason"]
