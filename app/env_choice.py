@@ -11,14 +11,18 @@ camera sizes, the oracle that only a simulator has) is answered here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sim.maniskill_env import SimEnvConfig
 
-__all__ = ["EnvSection", "build_env", "camera_sizes", "episode_fields"]
+log = logging.getLogger(__name__)
+
+__all__ = ["EnvSection", "build_env", "camera_sizes", "end_env_episode", "episode_fields"]
 
 
 @dataclass
@@ -98,3 +102,23 @@ def episode_fields(section: EnvSection, env: Any) -> dict[str, Any]:
     return {"source": "robot", "env_id": "", "config_hash": hashlib.sha256(text.encode()).hexdigest()[:12],
             "extra": {"robot_config": str(section.robot), "joints": list(env.joint_names),
                       "control_hz": float(env.control_freq)}}
+
+
+def end_env_episode(env: Any) -> dict[str, Any] | None:
+    """A robot holds the arm between episodes; its report (summary, rate, safety clips) as JSON, or None.
+
+    None for an env without episodes of its own (the simulator) and when the
+    robot no longer answers (logged: the episode is kept without it).
+    """
+    end = getattr(env, "end_episode", None)
+    if not callable(end):
+        return None
+    try:
+        report = end()
+    except Exception as exc:
+        log.warning("end_episode failed: %s", exc)
+        return None
+    out = {"summary": report.summary()} if hasattr(report, "summary") else {}
+    if dataclasses.is_dataclass(report):
+        out.update(json.loads(json.dumps(dataclasses.asdict(report), default=str)))
+    return out

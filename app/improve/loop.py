@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from app.env_choice import build_env, camera_sizes, episode_fields
+from app.env_choice import build_env, camera_sizes, end_env_episode, episode_fields
 from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
 from app.improve.judge import judge_episode, train_judge
@@ -457,17 +457,10 @@ def _raise_robot_fault(exc: Exception, where: str) -> None:
 
 def _end_robot_episode(env: Any, store: Any, result: Any) -> None:
     """A robot holds the arm between episodes; its report (rate, safety clips) goes with the episode."""
-    end = getattr(env, "end_episode", None)
-    if not callable(end):
-        return
-    try:
-        report = end()
-    except Exception as exc:
-        log.warning("end_episode failed: %s", exc)
-        return
-    if result is not None and result.index is not None and hasattr(report, "summary"):
+    report = end_env_episode(env)
+    if report is not None and result is not None and result.index is not None:
         rec = store.record(result.index)
-        store.update_meta(result.index, extra={**rec.meta.extra, "robot": {"summary": report.summary()}})
+        store.update_meta(result.index, extra={**rec.meta.extra, "robot": report})
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

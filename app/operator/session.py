@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from app.env_choice import build_env
+from app.env_choice import build_env, end_env_episode
 from app.operator.config import OperateConfig
 from app.operator.events import (
     CameraStats,
@@ -469,18 +469,7 @@ class OperatorSession:
 
     def _end_env_episode(self) -> dict[str, Any] | None:
         """A robot env holds the arm between episodes and reports the achieved rate and the safety clips."""
-        end = getattr(self.env, "end_episode", None)
-        if not callable(end):
-            return None
-        try:
-            report = end()
-        except Exception as exc:
-            log.warning("end_episode failed: %s", exc)
-            return None
-        out = {"summary": report.summary()} if hasattr(report, "summary") else {}
-        if dataclasses.is_dataclass(report):
-            out.update(json.loads(json.dumps(dataclasses.asdict(report), default=str)))
-        return out
+        return end_env_episode(self.env)
 
     def _between_steps(self) -> None:
         """Runs between two steps of a rollout, in the rollout's thread."""
