@@ -34,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run R self-improvement rounds: N rollouts recorded into the run's episode store, the completion "
             "reward model's verdict on each rollout's last frame(s), fine-tuning on the demonstrations plus the "
-            "accepted rollouts, and an oracle evaluation (simulation) per round. Writes OUTPUT/report.json and "
-            "OUTPUT/success.png and prints success per round with the filter's precision and recall. Run the "
-            "same command again to continue an interrupted run."
+            "accepted rollouts, and an evaluation per round (the oracle in simulation; on a robot, rollouts judged "
+            "by the operator's verdict where given, else the LRM's). The config's env section picks ManiSkill or a "
+            "robot. Writes OUTPUT/report.json and OUTPUT/success.png and prints success per round with the filter's "
+            "precision and recall. Run the same command again to continue an interrupted run."
         ),
     )
     parser.add_argument("--config", metavar="FILE", default=None,

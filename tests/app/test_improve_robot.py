@@ -315,3 +315,19 @@ def test_an_arm_fault_ends_the_run_in_one_line_and_the_slot_runs_again(tmp_path)
         assert [(r.meta.extra["improve"]["slot"], r.meta.aborted, r.meta.extra["rollout"]["status"]) for r in rolls] \
             == [(0, True, "error"), (0, False, "step_limit"), (1, False, "step_limit")]
         assert "ArmFault" in rolls[0].meta.extra["rollout"]["reason"]
+
+
+def test_the_terminal_operator_asks_again_on_a_bad_answer_and_stops_when_input_ends(tmp_path):
+    from app.commands.improve import TerminalOperator
+
+    with EpisodeStore.open(tmp_path / "store", mode="a", durable=False) as store:
+        store.append(Episode(meta=EpisodeMeta(task=TASK, source="robot"), images={},
+                             state=np.zeros((2, 6), np.float32), action=np.zeros((2, 6), np.float32),
+                             timestamp=np.arange(2) / 30.0))
+        prompts = io.StringIO()
+        operator = TerminalOperator(io.StringIO("maybe\nY\n"), prompts)
+        operator.run = type("Run", (), {"store": store, "eval_store": None})()
+        operator.events("rollout-done", {"phase": "rollout", "round": 1, "slot": 0, "index": 0})
+        assert store.record(0).meta.operator_verdict is True and "answer y, n or just Enter" in prompts.getvalue()
+        with pytest.raises(UsageError, match="input ended"):
+            operator.ready()
