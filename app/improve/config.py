@@ -55,8 +55,9 @@ class DemosConfig:
     """The demonstrations recorded into the run's store first (source "demo").
 
     `source: plan`: ManiSkill's motion planners (simulation only).
-    `source: store`: copied from the EpisodeStore at `store` (teleoperated
-    demos on a robot, or any demos a user brings to a sim run): the first
+    `source: store`: copied from the EpisodeStore or LeRobotDataset folder at
+    `store` (teleoperated demos on a robot, e.g. recorded with LeRobot, or any
+    demos a user brings to a sim run): the first
     `count` of its successful episodes, i.e. not aborted and with a verdict
     of success (the operator's, else the oracle's, else the LRM's) or, with
     no verdict at all, recorded as demonstrations (source "demo"); failures
@@ -71,7 +72,7 @@ class DemosConfig:
     # every_frame: render all (a policy that learns from images needs them)
     render: Literal["judge_keyframes", "every_frame"] = "judge_keyframes"
     source: Literal["plan", "store"] = "plan"
-    store: str | None = None  # source store: an EpisodeStore directory
+    store: str | None = None  # source: an EpisodeStore directory or a LeRobotDataset folder
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -164,6 +165,10 @@ class JudgeConfig:
     frames: int = 1  # judge the last k frames of each rollout
     combine: Literal["vote", "threshold"] = "threshold"  # vote: majority of per-frame verdicts; threshold: mean P
     threshold: float = 0.5  # on P(completed)
+    # k > 0: the judge watches every rollout, looking every k steps, and ends it when P(completed) >= threshold
+    # (it, not the oracle, says when a rollout is done); calibration rollouts then render every k-th frame too,
+    # each labelled by the oracle at that frame
+    watch_every: int = 0
     calibration_episodes: int = 0  # base-policy rollouts on their own seeds, labelled, added to the judge's data
     calibration_labels: Literal["oracle", "operator"] = "oracle"  # who labels them (sim: oracle; robot: operator)
 
@@ -184,6 +189,8 @@ class JudgeConfig:
             raise ValueError("set judge.camera or judge.cameras, not both")
         if self.cameras is not None and not self.cameras:
             raise ValueError("judge.cameras is empty: list the cameras to tile, or leave it out")
+        if self.watch_every < 0:
+            raise ValueError(f"judge.watch_every must be >= 0, got {self.watch_every}")
         if self.calibration_episodes < 0:
             raise ValueError(f"judge.calibration_episodes must be >= 0, got {self.calibration_episodes}")
 

@@ -1,6 +1,7 @@
 """Demonstrations for a run: planned without cameras, then replayed into the run's store with the few renders
 the judge's training reads (`demos.source: plan`, simulation); or copied from an existing store
-(`demos.source: store`: teleoperated demos on a robot, or any a user brings), `copy_demos`.
+(`demos.source: store`: teleoperated demos on a robot, or any a user brings), `copy_demos`: an
+EpisodeStore, or a LeRobotDataset folder (`LeRobotDemos`: what LeRobot's recording tools write).
 
 On a CPU a camera frame costs ~20-70x a physics step, and a PickCube
 demonstration is ~75 steps, so rendering every frame of 100 demonstrations
@@ -29,7 +30,8 @@ from recordings.episode import EpisodeMeta
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReplayPolicy", "copy_demos", "frames_to_render", "is_successful", "replay_demos"]
+__all__ = ["LeRobotDemos", "ReplayPolicy", "copy_demos", "frames_to_render", "is_successful", "open_demos",
+           "replay_demos"]
 
 
 class ReplayPolicy:
@@ -116,23 +118,93 @@ def _dims(env: Any) -> tuple[int, int]:
     return int(env.state_size), int(np.prod(shape))
 
 
+class LeRobotDemos:
+    """A LeRobotDataset folder read like an episode store, for `copy_demos`.
+
+    `lrm.lerobot_source.LeRobotSource` gives the episodes, their verdicts (our
+    exporter's sidecar, `next.success`, or none: a teleoperated demonstration)
+    and the decoded camera frames; LeRobot's own reader gives each frame's
+    `observation.state`, `action` and `timestamp`, which a policy learns from.
+    """
+
+    def __init__(self, root: Path) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        from lrm.lerobot_source import LeRobotSource
+
+        self.source = LeRobotSource(root)
+        self.path = Path(root)
+        self._data = LeRobotDataset(f"local/{self.path.name}", root=self.path)
+        features = self._data.meta.features
+        missing = [k for k in ("observation.state", "action") if k not in features]
+        if missing:
+            raise ValueError(f"demos.store {root}: the LeRobotDataset has no {missing[0]!r}: nothing a policy learns from")
+        self.state_dim = int(np.prod(features["observation.state"]["shape"]))
+        self.action_dim = int(np.prod(features["action"]["shape"]))
+        self._starts = {int(row["episode_index"]): int(row["dataset_from_index"]) for row in self._data.meta.episodes}
+
+    @property
+    def cameras(self) -> dict[str, tuple[int, int]]:
+        return self.source.cameras
+
+    @property
+    def num_episodes(self) -> int:
+        return self.source.num_episodes
+
+    def episodes(self) -> list[Any]:
+        return self.source.episodes()
+
+    def load_episode(self, index: int) -> Any:
+        from recordings.episode import Episode
+
+        rec = self.source.record(index)
+        start = self._starts[rec.index]
+        rows = self._data.hf_dataset.select_columns(["observation.state", "action", "timestamp"])[
+            start:start + rec.length]
+        frames = self.source.load_episode(index).images
+        return Episode(
+            meta=rec.meta,
+            images={c: np.stack([frames[c][t] for t in range(rec.length)]) for c in self.cameras},
+            state=np.stack([np.asarray(x, np.float32).reshape(-1) for x in rows["observation.state"]]),
+            action=np.stack([np.asarray(x, np.float32).reshape(-1) for x in rows["action"]]),
+            timestamp=np.asarray([float(np.asarray(x).reshape(-1)[0]) for x in rows["timestamp"]], np.float64),
+        )
+
+    def __enter__(self) -> LeRobotDemos:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.source.close()
+
+
+def open_demos(path: Path) -> Any:
+    """The demonstrations' source for reading: a LeRobotDataset folder (meta/info.json) or an episode store."""
+    from recordings.errors import StoreError
+    from recordings.store import EpisodeStore
+
+    if (Path(path) / "meta" / "info.json").is_file():
+        from lrm.lerobot_source import SourceError
+
+        try:
+            return LeRobotDemos(Path(path))
+        except SourceError as exc:
+            raise ValueError(f"demos.store: {exc}") from None
+    try:
+        return EpisodeStore.open(path, mode="r")
+    except StoreError as exc:
+        raise ValueError(f"demos.store: {exc}") from None
+
+
 def copy_demos(source_path: Path, store: Any, env: Any, cameras: dict[str, tuple[int, int]], *, count: int,
                episode_fields: dict[str, Any], events: Any = None) -> dict[str, Any]:
-    """Copy the first `count` successful episodes of the store at `source_path` into `store` as demonstrations.
+    """Copy the first `count` successful episodes at `source_path` (`open_demos`) into `store` as demonstrations.
 
     Only the env's cameras are copied. A resumed run counts the copies already
     in `store` (each names its source index) and copies only the rest. Raises
     ValueError (one line) when the source is not a store, holds too few
     successful episodes, or its cameras, state or action do not match the env.
     """
-    from recordings.errors import StoreError
-    from recordings.store import EpisodeStore
-
-    try:
-        source = EpisodeStore.open(source_path, mode="r")
-    except StoreError as exc:
-        raise ValueError(f"demos.store: {exc}") from None
-    with source:
+    with open_demos(source_path) as source:
         state_dim, action_dim = _dims(env)
         for name, size in cameras.items():
             if name not in source.cameras:

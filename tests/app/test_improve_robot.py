@@ -331,3 +331,26 @@ def test_the_terminal_operator_asks_again_on_a_bad_answer_and_stops_when_input_e
         assert store.record(0).meta.operator_verdict is True and "answer y, n or just Enter" in prompts.getvalue()
         with pytest.raises(UsageError, match="input ended"):
             operator.ready()
+
+
+def test_demonstrations_from_a_lerobot_dataset(tmp_path):
+    """Teleoperated demos as LeRobot writes them: a LeRobotDataset folder (here exported from a store)."""
+    robot_yaml = _robot_yaml(tmp_path)
+    demos = tmp_path / "teleop"
+    _record_demos(robot_yaml, demos)
+    with EpisodeStore.open(demos, mode="r") as store:
+        dataset = store.export_lerobot(tmp_path / "lerobot", fps=50)
+    data = _config(tmp_path, robot_yaml, dataset, **{"judge.calibration_episodes": 0, "eval.episodes": 0})
+    config = _load(tmp_path, {**data, "rounds": 0})
+    assert ImproveRun(config).run()["finished"]
+    with EpisodeStore.open(demos, mode="r") as theirs, \
+            EpisodeStore.open(Path(config.output_dir) / "store", mode="r") as mine:
+        copied = mine.episodes()
+        # LeRobot episodes 0..4 are the store's; the exporter's sidecar keeps the verdicts and the aborted flag
+        assert [r.meta.extra["improve"]["source_index"] for r in copied] == [0, 1, 4]
+        for rec in copied:
+            original, ep = theirs.load_episode(rec.meta.extra["improve"]["source_index"]), mine.load_episode(rec.index)
+            assert rec.meta.source == "demo" and rec.meta.task == TASK
+            np.testing.assert_array_equal(ep.images["front"], original.images["front"])  # lossless images
+            np.testing.assert_array_equal(ep.state, original.state)
+            np.testing.assert_array_equal(ep.action, original.action)
