@@ -55,7 +55,7 @@ from app.env_choice import build_env, camera_sizes, end_env_episode, episode_fie
 from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
 from app.improve.judge import judge_episode, train_judge
-from app.improve.report import build_report, write_report
+from app.improve.report import build_report, judged_success, phase_records, write_report
 from app.improve.selection import select_for_round
 from app.improve.state import RunState
 from app.rollout import RolloutControl, run_rollout
@@ -304,9 +304,7 @@ class ImproveRun:
         rollout = dataclasses.replace(cfg.rollout, max_steps=cfg.eval.max_steps or cfg.rollout.max_steps)
         info = self._run_slots(round_, "eval", cfg.eval.episodes, cfg.eval.seed, round_, rollout, store=self.eval_store)
         self._judge_records(self.eval_store, round_, "eval")
-        from app.improve.report import judged_success
-
-        return {**judged_success(_phase_records(self.eval_store, round_, "eval")), "indices": info["indices"],
+        return {**judged_success(phase_records(self.eval_store, round_, "eval")), "indices": info["indices"],
                 "store": EVAL_STORE}
 
     def _done_slots(self, round_: int, phase: str, store: Any = None) -> set[int]:
@@ -367,7 +365,7 @@ class ImproveRun:
                 bar.update(1)
         finally:
             bar.close()
-        records = _phase_records(store, round_, phase)
+        records = phase_records(store, round_, phase)
         return {"episodes": len(records), "indices": [r.index for r in records],
                 "aborted": sum(r.meta.aborted for r in records),
                 **({} if cfg.env.is_robot else {"oracle_successes": sum(bool(r.meta.oracle_success) for r in records)}),
@@ -421,7 +419,7 @@ class ImproveRun:
     def _judge_records(self, store: Any, round_: int, phase: str) -> list[Any]:
         """Judge the round's unaborted episodes of `phase` that have no verdict yet; returns all their metas."""
         cfg = self.config.judge
-        records = [r for r in _phase_records(store, round_, phase) if not r.meta.aborted]
+        records = [r for r in phase_records(store, round_, phase) if not r.meta.aborted]
         todo = [r for r in records if r.meta.lrm_verdict is None]
         if todo:
             model = self._judge_backend()
@@ -439,10 +437,6 @@ class ImproveRun:
         if self.config.judge.train_from_store:
             return {"backend": "lite", "checkpoint": str(self.out / "judge")}
         return backend.describe()
-
-
-def _phase_records(store: Any, round_: int, phase: str) -> list[Any]:
-    return [r for r in store.episodes(round=round_) if (r.meta.extra.get("improve") or {}).get("phase") == phase]
 
 
 def _raise_robot_fault(exc: Exception, where: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_report", "filter_metrics", "format_table", "judged_success", "write_report"]
+__all__ = ["build_report", "filter_metrics", "format_table", "judged_success", "phase_records", "write_report"]
 
 ORACLE = "oracle"
 JUDGED = "operator/LRM-judged"
@@ -41,9 +41,13 @@ def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
     return {**counts, "precision": None if math.isnan(p) else p, "recall": None if math.isnan(r) else r}
 
 
+def phase_records(store: Any, round_: int, phase: str) -> list[Any]:
+    """The episodes of one round's phase ("rollout", "calibration", "eval") in a run's store."""
+    return [r for r in store.episodes(round=round_) if (r.meta.extra.get("improve") or {}).get("phase") == phase]
+
+
 def _round_rollouts(store: Any, round_: int, robot: bool = False) -> dict[str, Any]:
-    records = [r for r in store.episodes(round=round_)
-               if (r.meta.extra.get("improve") or {}).get("phase") == "rollout"]
+    records = phase_records(store, round_, "rollout")
     valid = [r for r in records if not r.meta.aborted]
     judged = [r for r in valid if r.meta.lrm_verdict is not None]
     out: dict[str, Any] = {
@@ -95,8 +99,7 @@ def build_report(config: Any, steps: dict[str, Any], store: Any, eval_store: Any
         entry: dict[str, Any] = {"round": r}
         ev = steps.get(f"eval-{r}")
         if ev and ev.get("episodes") and robot and eval_store is not None:
-            recount = judged_success([x for x in eval_store.episodes(round=r)
-                                      if (x.meta.extra.get("improve") or {}).get("phase") == "eval"])
+            recount = judged_success(phase_records(eval_store, r, "eval"))
             ev = recount if recount["episodes"] else None
         if ev and ev.get("episodes") and robot:
             entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "measure",
