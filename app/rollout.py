@@ -30,8 +30,11 @@ API
 - Caps: `max_steps` actions, and `time_limit_s` seconds of wall-clock time
   (time spent paused does not count). Whichever comes first ends the episode.
   `stop_on_success` (sim only, off by default) ends at the oracle's success,
-  which makes the oracle steer the rollout; the rounds leave it off so that
-  the oracle only measures.
+  which makes the oracle steer the rollout. `stop_check(images, step)`, a
+  watcher (the completion judge, as an operator would) called with every
+  rendered frame after the first, ends the episode at that frame (status
+  "judged_done") when it returns a reason; that frame is then the terminal
+  frame. `render_every` k renders every k-th frame for it.
 - Cameras (`capture`): "every_step" renders every frame; "on_demand" renders
   only when the policy is about to look and for the last `judge_frames`
   frames (the terminal frame included), which is what the completion judge
@@ -85,7 +88,8 @@ __all__ = [
 ]
 
 CaptureMode = Literal["every_step", "on_demand"]
-Status = Literal["step_limit", "time_limit", "success", "aborted", "emergency_stop", "discarded", "error"]
+Status = Literal["step_limit", "time_limit", "success", "judged_done", "aborted", "emergency_stop", "discarded",
+                 "error"]
 
 
 @dataclass
@@ -96,6 +100,7 @@ class RolloutConfig:
     time_limit_s: float | None = 30.0  # wall-clock cap (the paper's robot rollouts: 30 s); None = none
     capture: CaptureMode = "on_demand"
     judge_frames: int = 1  # on_demand: render the last k frames for the judge
+    render_every: int = 0  # on_demand: also render every k-th frame (what a watching judge sees); 0 = never
     record_terminal: bool = True  # add the observation after the last action as a final frame
     stop_on_success: bool = False  # sim only: end at the oracle's success (the oracle then steers)
     # sim only: the simulator's `dense_reward` and `success` at each frame's state as reward traces, so that
@@ -111,6 +116,8 @@ class RolloutConfig:
             raise ValueError(f"capture must be 'every_step' or 'on_demand', got {self.capture!r}")
         if self.judge_frames < 1:
             raise ValueError(f"judge_frames must be at least 1, got {self.judge_frames}")
+        if self.render_every < 0:
+            raise ValueError(f"render_every must be >= 0, got {self.render_every}")
 
 
 class RolloutControl:
@@ -241,6 +248,7 @@ def run_rollout(
     control: RolloutControl | None = None,
     on_step: Callable[[StepEvent], None] | None = None,
     reward_hook: Callable[[Any, int], Mapping[str, float]] | None = None,
+    stop_check: Callable[[dict[str, np.ndarray], int], str | None] | None = None,
 ) -> RolloutResult:
     """Run and record one episode (module doc); returns its RolloutResult.
 
@@ -326,9 +334,17 @@ def run_rollout(
                 or steps == 0  # the first frame: the progress modality's anchor, and the image sizes
                 or (policy.needs_images and about_to_act)
                 or _near_end(steps, cfg, elapsed, step_times)
+                or (cfg.render_every > 0 and steps % cfg.render_every == 0)
             )
             images = env.capture() if render else {}
             obs.images = images
+            if stop_check is not None and images and last_action is not None:
+                why = stop_check(images, steps)
+                if why:
+                    status, reason = "judged_done", why
+                    record(steps, last_action, images)  # the frame judged done is the terminal frame
+                    terminal = True
+                    break
             if about_to_act:
                 out = np.asarray(policy.act(obs), dtype=np.float32)
                 queue = list(out) if out.ndim == 2 else [out]
@@ -348,7 +364,7 @@ def run_rollout(
             if cfg.stop_on_success and sim and env.success:
                 status, reason = "success", "the oracle reported success"
                 break
-        if cfg.record_terminal and last_action is not None:
+        if cfg.record_terminal and last_action is not None and not terminal:
             obs.images = env.capture()
             record(steps, last_action, obs.images)
             terminal = True

@@ -259,6 +259,9 @@ class ImproveConfig:
                 raise ValueError(f"judge camera {camera!r} is not among env.sim.cameras {cams}")
         if self.env.is_robot:
             self._check_robot()
+        if self.judge.watch_every and self.rollout.stop_on_success:
+            raise ValueError("judge.watch_every and rollout.stop_on_success both end rollouts: the judge or the "
+                             "oracle, choose one")
         if self.judge.frames > 1 and self.rollout.capture == "on_demand" and self.rollout.stop_on_success:
             raise ValueError("judge.frames > 1 with rollout.stop_on_success needs rollout.capture: every_step "
                              "(an early end cannot be foreseen, so only the terminal frame would be rendered)")
@@ -304,4 +307,9 @@ class ImproveConfig:
             if self.demos.source == "plan":
                 for key in ("source", "store"):
                     data["demos"].pop(key)
+        # keys added later, at their defaults, leave earlier runs' fingerprints as they were
+        for section, key, default in (("judge", "cameras", None), ("judge", "watch_every", 0),
+                                      ("rollout", "render_every", 0)):
+            if data[section].get(key, default) == default:
+                data[section].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -43,7 +43,7 @@ from lrm.types import RewardRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Verdict", "combine", "judge_cameras", "judge_episode", "judged_frames", "p_completed", "tile",
+__all__ = ["Verdict", "combine", "calibration_frames", "judge_cameras", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
            "train_judge"]
 
 
@@ -119,30 +119,64 @@ def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Ve
     return Verdict(accepted=accepted, score=score, frame_scores=scores, frames=frames)
 
 
+def calibration_frames(store: Any, index: int, config: JudgeConfig, label_source: str) -> list[tuple[int, bool]]:
+    """(frame, label) of one calibration episode: what the judge learns from it.
+
+    Labelled by the oracle (sim) and recorded with its per-frame success
+    trace: every rendered frame, labelled by the oracle at that frame (the
+    start, the approach, the moment of success, a drift away after it). Else
+    the judged frames, labelled by the episode's verdict (the oracle's final
+    flag, or the operator's). An unlabelled episode gives nothing.
+    """
+    record = store.record(index)
+    if label_source == "oracle" and "success" in record.rewards:
+        trace = store.load_episode(index).rewards["success"]
+        captured = (record.meta.extra.get("rollout") or {}).get("captured") or range(record.length)
+        return [(t, bool(trace[t] > 0.5)) for t in captured if np.isfinite(trace[t])]
+    label = record.meta.oracle_success if label_source == "oracle" else record.meta.operator_verdict
+    if label is None:
+        return []
+    return [(t, bool(label)) for t in judged_frames(record, config.frames)]
+
+
+def watcher(model: Any, config: JudgeConfig, cameras: Sequence[str], task: str) -> Any:
+    """`run_rollout`'s stop_check: the judge looks at each rendered frame and ends the rollout at P >= threshold.
+
+    The judge, not the oracle, then decides where a rollout ends, as an
+    operator watching a robot would; the frame it called done is the
+    terminal frame its verdict reads.
+    """
+    cameras = list(cameras)
+
+    def check(images: dict[str, np.ndarray], step: int) -> str | None:
+        frame = np.ascontiguousarray(tile(images, cameras))
+        p = p_completed(model.score([RewardRequest(modality="completion", frames={"current": frame}, task=task,
+                                                   request_id=step)])[0])
+        return f"the judge: P(completed) = {p:.3f} at step {step}" if p >= config.threshold else None
+
+    return check
+
+
 def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], config: JudgeConfig,
                       label_source: str) -> Any:
-    """Add the judged frames of labelled calibration episodes: exactly what the judge is later asked about.
+    """Add the labelled frames of calibration episodes (`calibration_frames`): rollouts like those judged.
 
-    A calibration episode is a rollout like those judged (same policy kind, own
-    seeds), rendered only where a rollout is, so its examples are the frames a
-    verdict reads, labelled by the oracle (sim) or the operator's verdict; an
-    unlabelled one is skipped. A seeded fifth of them is held out.
+    A calibration episode is a rollout of the same policy kind on its own
+    seeds, so its frames are the kind a verdict reads. A seeded fifth of the
+    episodes (stratified by outcome) is held out.
     """
     from lrm.dataset import Example, split_episodes
 
-    labelled = []
-    for index in calibration:
-        meta = store.record(index).meta
-        label = meta.oracle_success if label_source == "oracle" else meta.operator_verdict
-        if label is not None:
-            labelled.append((index, bool(label)))
+    labelled = [(index, frames) for index in calibration
+                if (frames := calibration_frames(store, index, config, label_source))]
+    outcomes = [frames[-1][1] for _, frames in labelled]
     train_eps, val_eps = split_episodes([i for i, _ in labelled], dataset.config.val_fraction, dataset.config.seed,
-                                        groups=[y for _, y in labelled])
+                                        groups=outcomes)
     train, val = list(dataset.train), list(dataset.val)
-    for index, label in labelled:
-        rec = store.record(index)
-        for t in judged_frames(rec, config.frames):
-            ex = Example("completion", index, {"current": t}, rec.meta.task, float(label), "calibration", label)
+    for index, frames in labelled:
+        task = store.record(index).meta.task
+        for t, label in frames:
+            ex = Example("completion", index, {"current": t}, task, float(label), "calibration", label)
             (val if index in val_eps else train).append(ex)
     view = _StoreView(store, [*dataset.train_episodes, *dataset.val_episodes, *train_eps, *val_eps],
                       dataset.store.sources)

@@ -319,7 +319,7 @@ class ImproveRun:
         return done
 
     def _run_slots(self, round_: int, phase: str, n: int, seed0: int, policy_round: int, rollout_cfg: Any,
-                   store: Any = None) -> dict[str, Any]:
+                   store: Any = None, stop_check: Any = None) -> dict[str, Any]:
         """Roll out slots 0..n-1 that have no committed episode yet; a re-recorded slot runs again."""
         cfg = self.config
         store = store if store is not None else self.store
@@ -348,7 +348,7 @@ class ImproveRun:
                     result = None
                     try:
                         result = run_rollout(self.env, policy, store, meta, config=rollout_cfg, seed=seed0 + slot,
-                                             control=self.control, on_step=on_step)
+                                             control=self.control, on_step=on_step, stop_check=stop_check)
                     except Exception as exc:
                         _raise_robot_fault(exc, f"{phase} round {round_} slot {slot}")
                         raise
@@ -374,12 +374,21 @@ class ImproveRun:
     def _rollouts(self, round_: int) -> dict[str, Any]:
         cfg = self.config
         n = cfg.rollouts_per_round
-        return self._run_slots(round_, "rollout", n, cfg.rollout_seed + (round_ - 1) * n, round_ - 1, cfg.rollout)
+        rollout, watch = cfg.rollout, None
+        if cfg.judge.watch_every:
+            from app.improve.judge import judge_cameras, watcher
+
+            rollout = dataclasses.replace(rollout, render_every=cfg.judge.watch_every)
+            watch = watcher(self._judge_backend(), cfg.judge, judge_cameras(cfg.judge, self.store), self.env.task)
+        return self._run_slots(round_, "rollout", n, cfg.rollout_seed + (round_ - 1) * n, round_ - 1, rollout,
+                               stop_check=watch)
 
     def _calibration(self) -> dict[str, Any]:
         """Base-policy rollouts on their own seeds, for the judge's training only (never selected, never judged)."""
         cfg = self.config
-        info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, cfg.rollout)
+        # a watching judge is asked about any frame of a rollout: it learns from frames all along calibration ones
+        rollout = dataclasses.replace(cfg.rollout, render_every=cfg.judge.watch_every)
+        info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, rollout)
         if cfg.judge.calibration_labels == "operator":
             metas = {i: self.store.record(i).meta for i in info["indices"]}
             unlabelled = [i for i, m in metas.items() if not m.aborted and m.operator_verdict is None]

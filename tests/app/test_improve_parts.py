@@ -55,6 +55,9 @@ def test_shipped_configs_load_with_the_real_loader(name):
         (["env.sim.cameras=[]"], "the judge needs a camera"),
         (["policy.train.policy.cameras=[base_camera]"], "demos.render: every_frame"),
         (["rollout_seed=0"], "seed blocks overlap"),
+        (["judge.watch_every=5", "rollout.stop_on_success=true"], "the judge or the oracle, choose one"),
+        (["judge.watch_every=-1"], "judge.watch_every must be >= 0"),
+        (["judge.cameras=[base_camera,render_camera]"], "judge camera 'render_camera' is not among env.sim.cameras"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, message):

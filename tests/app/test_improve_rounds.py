@@ -161,3 +161,37 @@ def test_a_sim_run_can_start_from_demonstrations_in_another_store(uninterrupted,
             assert (ep.action == original.action).all() and (ep.state == original.state).all()
     state = json.loads((tmp_path / "from_store" / "state.json").read_text())["steps"]
     assert state["demos"]["demos"] == 2 and state["train-0"]["selected"] == {"demos": 2, "rollouts": 0}
+
+
+def test_a_watching_judge_ends_rollouts_and_learns_from_oracle_labelled_calibration_frames(tmp_path):
+    data = {**TINY, "output_dir": str(tmp_path / "watch"), "rounds": 1, "eval": {"episodes": 0},
+            "judge": {**TINY["judge"], "watch_every": 5, "calibration_episodes": 2}}
+    path = tmp_path / "watch.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path, ImproveConfig)
+    ImproveRun(config).run()
+    out = Path(config.output_dir)
+    state = json.loads((out / "state.json").read_text())["steps"]
+    with EpisodeStore.open(out / "store", mode="r") as store:
+        calibration = store.episodes(round=0, source="sim")
+        assert len(calibration) == 2
+        labelled = 0
+        for rec in calibration:  # no watcher yet (it is trained on these): every 5th frame rendered, to the end
+            captured = rec.meta.extra["rollout"]["captured"]
+            assert set(range(0, rec.length - 1, 5)) <= set(captured)
+            labelled += len(captured)
+        examples = state["judge-train"]["examples"]
+        calibration_examples = sum(split.get("completion", 0) for split in examples.values()) - 3 * 12
+        assert calibration_examples == labelled  # besides 3 demos x (11 keyframes + 1 clipped)
+        rollouts = store.episodes(round=1, source="sim")
+        ended = [r for r in rollouts if r.meta.extra["rollout"]["status"] == "judged_done"]
+        assert ended, "at threshold 0.01 the tiny judge calls some frame done"
+        for rec in rollouts:
+            info = rec.meta.extra["rollout"]
+            assert set(range(0, rec.length - 1, 5)) <= set(info["captured"])
+            if info["status"] == "judged_done":  # the frame called done is the terminal frame its verdict reads
+                t = rec.length - 1
+                assert t % 5 == 0 and rec.meta.extra["judge"]["frames"] == [t] and rec.meta.lrm_verdict is True
+                assert f"at step {t}" in info["reason"]
+            else:
+                assert info["status"] == "step_limit"

@@ -93,6 +93,31 @@ def test_policy_that_needs_images_is_shown_a_render_whenever_it_acts(env, tmp_pa
     assert policy.seen_images == [True, True] and captured == [0, 5, 10]
 
 
+def test_a_watcher_sees_every_kth_frame_and_ends_the_episode_at_the_frame_it_calls_done(env, tmp_path):
+    seen = []
+
+    def watch(images, step):
+        seen.append((step, sorted(images)))
+        return "looks done" if step == 9 else None
+
+    with EpisodeStore.open(tmp_path / "s", mode="a", durable=False) as store:
+        config = RolloutConfig(max_steps=40, time_limit_s=None, capture="on_demand", render_every=3)
+        result = run_rollout(env, _policy(env), store, _meta(env), config=config, seed=1, stop_check=watch)
+        rec = store.record(result.index)
+        ep = store.load_episode(result.index)
+    cam = next(iter(store.cameras))
+    # frame 0 is never asked about (nothing has happened yet); then every third frame until the one called done
+    assert seen == [(3, [cam]), (6, [cam]), (9, [cam])]
+    assert result.status == "judged_done" and result.reason == "looks done" and result.steps == 9
+    info = rec.meta.extra["rollout"]
+    assert rec.length == 10 and info["captured"] == [0, 3, 6, 9] and info["terminal_frame"] is True
+    # the frame called done is the terminal frame (state after the last action, that action repeated), rendered once
+    np.testing.assert_array_equal(ep.action[9], ep.action[8])
+    assert ep.images[cam][9].any() and np.array_equal(ep.images[cam][9], result.judge_images[cam][-1])
+    with pytest.raises(ValueError, match="render_every"):
+        RolloutConfig(render_every=-1)
+
+
 def test_time_cap_ends_the_episode(env, tmp_path):
     slow = _policy(env)
     act = slow.act
