@@ -4,12 +4,12 @@ Sections: `env` (where rollouts run, `app.env_choice`: `kind: sim` with a
 ManiSkill `sim:` section, or `kind: robot` with a robot YAML), `demos` (the
 demonstrations recorded into the run's store first: motion-planned in
 simulation, or copied from an existing store, e.g. teleoperated demos on a
-robot), `policy` (what is trained and
-rolled out: the small actor-critic by behaviour cloning, or pi0.5 through
-LeRobot), `judge` (the completion reward model and how it turns the last
-frames into a verdict), `rounds` (how many, rollouts per round, caps,
-selection, evaluation). Nothing else differs between the CPU default and the
-GPU config. The `policy.train` / `policy.finetune` mappings are the keyword
+robot), `policy` (what is trained and rolled out: the small actor-critic by
+behaviour cloning, or pi0.5 through LeRobot), `judge` (the completion reward
+model and how it turns the last frames into a verdict), `rounds` (how many,
+rollouts per round, caps, selection, evaluation). Nothing else differs
+between the CPU default and the GPU config; a robot run differs in `env`,
+`demos` and the checks of `_check_robot` (nothing that needs the oracle). The `policy.train` / `policy.finetune` mappings are the keyword
 arguments of `policies.train.BCTrainConfig` or `policies.pi05_train.
 Pi05TrainConfig` (store, output_dir, select and resume are set by the round
 loop); they are checked against those dataclasses when the config loads.
@@ -57,12 +57,12 @@ class DemosConfig:
     `source: plan`: ManiSkill's motion planners (simulation only).
     `source: store`: copied from the EpisodeStore or LeRobotDataset folder at
     `store` (teleoperated demos on a robot, e.g. recorded with LeRobot, or any
-    demos a user brings to a sim run): the first
-    `count` of its successful episodes, i.e. not aborted and with a verdict
-    of success (the operator's, else the oracle's, else the LRM's) or, with
-    no verdict at all, recorded as demonstrations (source "demo"); failures
-    are never copied, because the judge's training takes every demonstration
-    as a success.
+    demos a user brings to a sim run): the first `count` of its successful
+    episodes, i.e. not aborted and with a verdict of success (the
+    operator's, else the oracle's, else the LRM's) or, with no verdict at
+    all, recorded as demonstrations (source "demo"); failures are never
+    copied, because the judge's training takes every demonstration as a
+    success.
     """
 
     count: int = 50
