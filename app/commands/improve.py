@@ -9,7 +9,8 @@ success.png; the same command run again continues an interrupted run.
 `--operator` puts a person at the terminal: on a robot they confirm every
 scene reset (Enter), and after every rollout, calibration and evaluation
 episode they may give its verdict (y / n; Enter leaves it to the judge),
-stored as `operator_verdict` next to the LRM's.
+stored as `operator_verdict` next to the LRM's; calibration episodes
+recorded earlier without a label are asked about when the run resumes.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class TerminalOperator:
         return True
 
     def events(self, name: str, info: dict[str, Any]) -> None:
-        if name != "rollout-done" or info.get("index") is None:
+        if name not in ("rollout-done", "unlabelled") or info.get("index") is None:
             return
         store = self.run.eval_store if info["phase"] == "eval" else self.run.store
         question = (f"{info['phase']} round {info['round']} slot {info['slot']} (episode {info['index']}): "

@@ -390,12 +390,19 @@ class ImproveRun:
         rollout = dataclasses.replace(cfg.rollout, render_every=cfg.judge.watch_every)
         info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, rollout)
         if cfg.judge.calibration_labels == "operator":
-            metas = {i: self.store.record(i).meta for i in info["indices"]}
-            unlabelled = [i for i, m in metas.items() if not m.aborted and m.operator_verdict is None]
+            for index in self._unlabelled(info["indices"]):
+                # an operator at hand (`improve --operator`) labels episodes recorded before they were there
+                slot = self.store.record(index).meta.extra["improve"]["slot"]
+                self.events("unlabelled", {"phase": "calibration", "round": 0, "slot": slot, "index": index})
+            unlabelled = self._unlabelled(info["indices"])
             if unlabelled:
                 raise UsageError(f"calibration episodes {unlabelled[:5]} have no operator verdict yet; label them "
-                                 "(operator UI) and run the same command again")
+                                 "(lrm-robot improve --operator, or the operator UI) and run the same command again")
         return info
+
+    def _unlabelled(self, indices: list[int]) -> list[int]:
+        metas = {i: self.store.record(i).meta for i in indices}
+        return [i for i, m in metas.items() if not m.aborted and m.operator_verdict is None]
 
     def _judge_train(self) -> dict[str, Any]:
         cfg = self.config

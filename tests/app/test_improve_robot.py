@@ -354,3 +354,19 @@ def test_demonstrations_from_a_lerobot_dataset(tmp_path):
             np.testing.assert_array_equal(ep.images["front"], original.images["front"])  # lossless images
             np.testing.assert_array_equal(ep.state, original.state)
             np.testing.assert_array_equal(ep.action, original.action)
+
+
+def test_operator_labels_earlier_calibration_episodes_when_the_run_resumes(tmp_path, monkeypatch, capsys):
+    robot_yaml = _robot_yaml(tmp_path)
+    demos = tmp_path / "teleop"
+    _record_demos(robot_yaml, demos)
+    data = {**_config(tmp_path, robot_yaml, demos, **{"eval.episodes": 0}), "rounds": 0}
+    path = tmp_path / "improve.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["improve", "--config", str(path)]) == 2  # recorded, not labelled: the run stops
+    assert "have no operator verdict yet" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\nn\n"))
+    assert main(["improve", "--config", str(path), "--operator"]) == 0
+    assert capsys.readouterr().err.count("calibration round 0 slot") == 2
+    with EpisodeStore.open(Path(data["output_dir"]) / "store", mode="r") as store:
+        assert [r.meta.operator_verdict for r in store.episodes(round=0, source="robot")] == [True, False]
