@@ -97,6 +97,16 @@ def _record_demos(robot_yaml: str, path: Path) -> None:
         env.close()
 
 
+@pytest.fixture(scope="module")
+def teleop_demos(tmp_path_factory) -> Path:
+    """The demonstrations store every run here copies from (read only), recorded once."""
+    tmp = tmp_path_factory.mktemp("teleop")
+    SimulatedMotorsBus.forget_devices()
+    _record_demos(_robot_yaml(tmp), tmp / "teleop")
+    SimulatedMotorsBus.forget_devices()
+    return tmp / "teleop"
+
+
 def _config(tmp_path: Path, robot_yaml: str, demos: Path, **changes) -> dict:
     data = {
         "output_dir": str(tmp_path / "run"),
@@ -134,10 +144,9 @@ def _load(tmp_path: Path, data: dict) -> ImproveConfig:
     return load_config(path, ImproveConfig)
 
 
-def test_improve_rounds_on_a_simulated_so101_with_operator_labels_and_resume(tmp_path):
+def test_improve_rounds_on_a_simulated_so101_with_operator_labels_and_resume(tmp_path, teleop_demos):
     robot_yaml = _robot_yaml(tmp_path)
-    demos = tmp_path / "teleop"
-    _record_demos(robot_yaml, demos)
+    demos = teleop_demos
     config = _load(tmp_path, _config(tmp_path, robot_yaml, demos))
     out = Path(config.output_dir)
 
@@ -261,10 +270,8 @@ def test_the_so101_example_config_loads_and_validates():
     assert config.policy.train_config(Path("s"), Path("o"), [], round_=1, init_from=Path("prev"))
 
 
-def test_the_cli_asks_the_operator_for_each_reset_and_verdict(tmp_path, monkeypatch, capsys):
-    demos = tmp_path / "teleop"
-    _record_demos(_robot_yaml(tmp_path), demos)
-    SimulatedMotorsBus.forget_devices()
+def test_the_cli_asks_the_operator_for_each_reset_and_verdict(tmp_path, teleop_demos, monkeypatch, capsys):
+    demos = teleop_demos
     robot_yaml = _robot_yaml(tmp_path, wait_for_operator=True)  # the reset phase waits for the operator
     data = _config(tmp_path, robot_yaml, demos)
     path = tmp_path / "improve.yaml"
@@ -291,10 +298,9 @@ def test_the_cli_asks_the_operator_for_each_reset_and_verdict(tmp_path, monkeypa
     assert rollouts["operator_verdicts"] == 2 and rollouts["lrm_filter"]["tp"] + rollouts["lrm_filter"]["fn"] == 1
 
 
-def test_an_arm_fault_ends_the_run_in_one_line_and_the_slot_runs_again(tmp_path):
+def test_an_arm_fault_ends_the_run_in_one_line_and_the_slot_runs_again(tmp_path, teleop_demos):
     robot_yaml = _robot_yaml(tmp_path)
-    demos = tmp_path / "teleop"
-    _record_demos(robot_yaml, demos)
+    demos = teleop_demos
     data = _config(tmp_path, robot_yaml, demos, **{"judge.calibration_episodes": 0, "eval.episodes": 0})
     config = _load(tmp_path, data)
 
@@ -333,11 +339,10 @@ def test_the_terminal_operator_asks_again_on_a_bad_answer_and_stops_when_input_e
             operator.ready()
 
 
-def test_demonstrations_from_a_lerobot_dataset(tmp_path):
+def test_demonstrations_from_a_lerobot_dataset(tmp_path, teleop_demos):
     """Teleoperated demos as LeRobot writes them: a LeRobotDataset folder (here exported from a store)."""
     robot_yaml = _robot_yaml(tmp_path)
-    demos = tmp_path / "teleop"
-    _record_demos(robot_yaml, demos)
+    demos = teleop_demos
     with EpisodeStore.open(demos, mode="r") as store:
         dataset = store.export_lerobot(tmp_path / "lerobot", fps=50)
     data = _config(tmp_path, robot_yaml, dataset, **{"judge.calibration_episodes": 0, "eval.episodes": 0})
@@ -356,10 +361,9 @@ def test_demonstrations_from_a_lerobot_dataset(tmp_path):
             np.testing.assert_array_equal(ep.action, original.action)
 
 
-def test_operator_labels_earlier_calibration_episodes_when_the_run_resumes(tmp_path, monkeypatch, capsys):
+def test_operator_labels_earlier_calibration_episodes_when_the_run_resumes(tmp_path, teleop_demos, monkeypatch, capsys):
     robot_yaml = _robot_yaml(tmp_path)
-    demos = tmp_path / "teleop"
-    _record_demos(robot_yaml, demos)
+    demos = teleop_demos
     data = {**_config(tmp_path, robot_yaml, demos, **{"eval.episodes": 0}), "rounds": 0}
     path = tmp_path / "improve.yaml"
     path.write_text(yaml.safe_dump(data))
