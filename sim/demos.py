@@ -145,12 +145,16 @@ def config_hash(config: SimEnvConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def run_solver(recorder: StepRecorder, solve: Callable[..., Any], seed: int, settle_steps: int) -> str | None:
+def run_solver(recorder: StepRecorder, solve: Callable[..., Any], seed: int, settle_steps: int,
+               hold_steps: int = 0) -> str | None:
     """Run one solve; returns None if the planner completed, else why it did not.
 
     After the solver, if the task is not yet successful (e.g. a released object
     still rolling), the last action is held for up to `settle_steps` steps,
-    stopping as soon as it is.
+    stopping as soon as it is. Once successful, the last action is held for
+    `hold_steps` more steps: a policy cloned from demos that end at the
+    moment of success has never seen what to do next and drifts away, one
+    cloned from demos that hold learns to stay done until the episode ends.
     """
     from sim.planner import screw_planner_installed
 
@@ -170,6 +174,9 @@ def run_solver(recorder: StepRecorder, solve: Callable[..., Any], seed: int, set
             if recorder.sim_env.success:
                 break
             recorder.step(recorder.last_action)
+        if recorder.sim_env.success:
+            for _ in range(hold_steps):
+                recorder.step(recorder.last_action)
     return failure
 
 
@@ -184,6 +191,7 @@ def record_demos(
     progress: bool = True,
     keep_failed: bool = False,
     settle_steps: int = 10,
+    hold_steps: int = 0,
     env_config: SimEnvConfig | None = None,
 ) -> DemoReport:
     """Record `n` successful motion-planning demonstrations of `env_id` into the store at `store_path`.
@@ -192,7 +200,8 @@ def record_demos(
     `max_attempts` solver runs (default 3 * n). `camera_size` is (height,
     width). `env_config` overrides every other env setting (its env_id must
     match). The store is created if missing; its fps is the env's control
-    frequency. Returns a DemoReport; a failed solve never raises.
+    frequency. `hold_steps`: steps the successful end state is held and
+    recorded (`run_solver`). Returns a DemoReport; a failed solve never raises.
     """
     from recordings.store import EpisodeStore
 
@@ -235,6 +244,7 @@ def record_demos(
                         report,
                         keep_failed=keep_failed,
                         settle_steps=settle_steps,
+                        hold_steps=hold_steps,
                     )
                     bar.update(int(success))
                     bar.set_postfix(attempts=report.attempts, failed=len(report.failed_seeds))
@@ -260,11 +270,12 @@ def _attempt(
     *,
     keep_failed: bool,
     settle_steps: int,
+    hold_steps: int = 0,
 ) -> bool:
     """One solver run on `seed`: judge it, store it if wanted, count it in `report`; True if successful."""
     env = recorder.sim_env
     report.attempts += 1
-    failure = run_solver(recorder, solve, seed, settle_steps)
+    failure = run_solver(recorder, solve, seed, settle_steps, hold_steps)
     success = failure is None and env.success
     if failure is not None:
         report.planner_failures += 1

@@ -29,12 +29,17 @@ class DemosConfig:
     # After a solve, hold the last action up to this many steps until the oracle reports success
     # (a released ball or peg may still be moving when the solver returns).
     settle_steps: int = 10
+    # Then hold a successful end state this many steps more, recorded: a policy cloned from such demos
+    # learns to stay done instead of drifting off after success.
+    hold_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.num_episodes <= 0:
             raise ValueError(f"num_episodes must be positive, got {self.num_episodes}")
         if self.settle_steps < 0:
             raise ValueError(f"settle_steps must not be negative, got {self.settle_steps}")
+        if self.hold_steps < 0:
+            raise ValueError(f"hold_steps must not be negative, got {self.hold_steps}")
 
 
 ORDER = 10
@@ -93,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         max_attempts=config.max_attempts,
         keep_failed=config.keep_failed,
         settle_steps=config.settle_steps,
+        hold_steps=config.hold_steps,
         env_config=config.env,
     )
     print(report.summary())

@@ -73,10 +73,15 @@ class DemosConfig:
     render: Literal["judge_keyframes", "every_frame"] = "judge_keyframes"
     source: Literal["plan", "store"] = "plan"
     store: str | None = None  # source: an EpisodeStore directory or a LeRobotDataset folder
+    # plan: steps the successful end state is held and recorded, so that the policy learns to stay done
+    # (sim.demos.run_solver); 0 = each demo ends at the moment of success
+    hold_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ValueError(f"count must be at least 1, got {self.count}")
+        if self.hold_steps < 0:
+            raise ValueError(f"demos.hold_steps must be >= 0, got {self.hold_steps}")
         if self.render not in ("judge_keyframes", "every_frame"):
             raise ValueError(f"demos.render must be judge_keyframes or every_frame, got {self.render!r}")
         if self.source not in ("plan", "store"):
@@ -309,7 +314,7 @@ class ImproveConfig:
                     data["demos"].pop(key)
         # keys added later, at their defaults, leave earlier runs' fingerprints as they were
         for section, key, default in (("judge", "cameras", None), ("judge", "watch_every", 0),
-                                      ("rollout", "render_every", 0)):
+                                      ("rollout", "render_every", 0), ("demos", "hold_steps", 0)):
             if data[section].get(key, default) == default:
                 data[section].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -203,7 +203,8 @@ class ImproveRun:
         missing = cfg.demos.count - have
         if missing > 0:
             report = record_demos(sim.env_id, missing, path, seed=next_seed, env_config=plan_env,
-                                  max_attempts=cfg.demos.max_attempts, progress=cfg.progress)
+                                  max_attempts=cfg.demos.max_attempts, hold_steps=cfg.demos.hold_steps,
+                                  progress=cfg.progress)
             if not report.complete:
                 raise UsageError(f"only {have + report.successes} of {cfg.demos.count} demonstrations succeeded "
                                  f"({report.attempts} attempts); lower demos.count or raise demos.max_attempts")

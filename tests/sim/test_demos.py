@@ -64,6 +64,27 @@ def test_two_pickcube_demos_into_a_store(tmp_path, monkeypatch):
     store.close()
 
 
+def test_held_demos_stay_successful_for_the_hold_and_repeat_the_last_action(tmp_path):
+    from recordings.store import EpisodeStore
+    from sim.demos import record_demos
+    from sim.maniskill_env import SimEnvConfig, make_sim_env
+
+    config = SimEnvConfig(env_id="PickCube-v1", cameras=[], state_mode="full")
+    plain = record_demos("PickCube-v1", 1, tmp_path / "plain", seed=0, env_config=config, progress=False)
+    held = record_demos("PickCube-v1", 1, tmp_path / "held", seed=0, env_config=config, hold_steps=6, progress=False)
+    assert held.complete and held.seeds == plain.seeds
+    with EpisodeStore.open(tmp_path / "plain") as a, EpisodeStore.open(tmp_path / "held") as b:
+        short, long = a.load_episode(0), b.load_episode(0)
+    assert len(long) == len(short) + 6 and b.record(0).meta.oracle_success is True
+    np.testing.assert_array_equal(long.action[: len(short)], short.action)  # the same solve, then the hold
+    assert (long.action[len(short):] == short.action[-1]).all()
+    # replayed, the held demo is successful at every held step: the policy is shown staying done
+    with make_sim_env(config) as env:
+        env.reset(seed=held.seeds[0])
+        flags = [env.step(action)[1]["success"] for action in long.action]
+    assert all(flags[len(short) - 1:]) and not flags[0]
+
+
 def test_env_without_solver_is_refused(tmp_path):
     from sim.demos import record_demos
 
