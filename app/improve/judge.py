@@ -212,6 +212,33 @@ class _StoreView:
         return dataclasses.replace(episode, images={self.camera: tile(episode.images, self.sources)})
 
 
+def _demo_labels_from_oracle(dataset: Any, store: Any) -> Any:
+    """Completion labels of simulated demonstrations from the simulator's per-frame success trace.
+
+    By construction only a demonstration's last frame is "completed"; a demo
+    recorded with its success held (`demos.hold_steps`) is completed at every
+    held frame too, and its middle keyframes would otherwise teach the judge
+    that a finished task is unfinished. Demos without a trace (teleoperated on a
+    robot) keep the labels by construction. Demonstrations are never judged, so
+    the oracle labelling their frames tells the judge nothing about a rollout.
+    """
+    traces: dict[int, np.ndarray | None] = {}
+
+    def relabel(ex: Any) -> Any:
+        if ex.modality != "completion" or ex.kind == "clipped":
+            return ex  # a clipped episode ends there: unfinished whatever the frame shows
+        if ex.episode not in traces:
+            rec = store.record(ex.episode)
+            traces[ex.episode] = store.load_episode(ex.episode).rewards["success"] if "success" in rec.rewards else None
+        trace = traces[ex.episode]
+        if trace is None or not np.isfinite(trace[ex.frames["current"]]):
+            return ex
+        done = bool(trace[ex.frames["current"]] > 0.5)
+        return dataclasses.replace(ex, label=float(done)) if done != (ex.label > 0.5) else ex
+
+    return dataclasses.replace(dataset, train=[relabel(e) for e in dataset.train], val=[relabel(e) for e in dataset.val])
+
+
 def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
                 out_dir: Path, *, label_source: str = "oracle") -> dict[str, Any]:
     """Train the compact completion model on these episodes only; save it to `out_dir`; return its provenance.
@@ -228,7 +255,7 @@ def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], co
     cameras = config.cameras or [config.camera or train.dataset.camera or next(iter(store.cameras))]
     view = _StoreView(store, demos, cameras)
     dataset_cfg = dataclasses.replace(train.dataset, camera=view.camera)
-    dataset = build_dataset(view, dataset_cfg)
+    dataset = _demo_labels_from_oracle(build_dataset(view, dataset_cfg), store)
     if calibration:
         dataset = _with_calibration(dataset, store, calibration, config, label_source)
     if not dataset.train:

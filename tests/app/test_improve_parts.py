@@ -220,6 +220,23 @@ def test_several_cameras_are_judged_as_one_tiled_image_in_training_and_judging(t
         JudgeConfig(camera="cam", cameras=["cam"])
 
 
+def test_held_demo_frames_are_completed_where_the_simulator_says_so(tmp_path):
+    rng = np.random.default_rng(2)
+    with EpisodeStore.open(tmp_path / "held", mode="a", durable=False) as held:
+        for _ in range(2):
+            ep = _episode(rng, length=9, source="demo", oracle_success=True)
+            ep.rewards["success"] = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1], np.float32)  # done at 3, then held
+            held.append(ep)
+        config = JudgeConfig()
+        config.train.dataset.num_keyframes, config.train.dataset.clip_fractions = 3, [0.5]
+        config.train.train.steps = 1
+        info = train_judge(held, [0, 1], [], config, tmp_path / "j")
+    # keyframes 0, 4 and 8: frame 4 is held success (completed), not "unfinished"; the clipped prefix stays a negative
+    counts = info["examples"]
+    assert sum(split.get("completion_yes", 0) for split in counts.values()) == 2 * 2
+    assert sum(split.get("completion_no", 0) for split in counts.values()) == 2 * 2
+
+
 def test_calibration_labelled_by_the_operator_ignores_the_oracle(store, tmp_path):
     config = JudgeConfig()
     config.train.train.steps = 1
