@@ -18,7 +18,7 @@ pytest.importorskip("pyrealsense2")
 pytest.importorskip("robot_drivers.env")
 
 from app.cli import main  # noqa: E402
-from app.config_loader import ConfigError, config_to_dict, load_config  # noqa: E402
+from app.config_loader import ConfigError, load_config  # noqa: E402
 from app.env_choice import EnvSection, build_env  # noqa: E402
 from app.errors import UsageError  # noqa: E402
 from app.improve.config import ImproveConfig  # noqa: E402
@@ -27,15 +27,11 @@ from app.improve.report import format_table  # noqa: E402
 from app.rollout import RolloutConfig, run_rollout  # noqa: E402
 from recordings.episode import Episode, EpisodeMeta  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
-from robot_drivers.arms import ArmConfig, SimulatedBusConfig  # noqa: E402
 from robot_drivers.arms.simulated_bus import SimulatedMotorsBus  # noqa: E402
-from robot_drivers.cameras import CameraConfig  # noqa: E402
-from robot_drivers.cameras.realsense_bag import write_bag  # noqa: E402
-from robot_drivers.config import ResetConfig, RobotEnvConfig  # noqa: E402
-from robot_drivers.safety import SafetyConfig  # noqa: E402
+from robot_drivers.config import RobotEnvConfig  # noqa: E402
+from tests.app.simulated_robot import simulated_robot_yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-H, W = 48, 64
 TASK = "pick up the red cube"
 
 
@@ -47,23 +43,8 @@ def _fresh_simulated_devices():
 
 
 def _robot_yaml(tmp_path: Path, *, wait_for_operator: bool = False) -> str:
-    frames = [np.full((H, W, 3), 40 + 4 * i, np.uint8) for i in range(30)]
-    bag = write_bag(tmp_path / "front.bag", frames, fps=30, serial_number="123456789012")
-    config = RobotEnvConfig(
-        task=TASK,
-        arm=ArmConfig(type="so101_follower", port="/dev/simulated-improve", id="improve_arm",
-                      calibration_dir=tmp_path / "calibration", simulated=True,
-                      simulation=SimulatedBusConfig(command_latency_s=0.001, max_speed=400.0)),
-        cameras={"front": CameraConfig(width=W, height=H, fps=30, playback_file=bag, serial_number="123456789012",
-                                       read_timeout_ms=300)},
-        control_hz=50.0,
-        safety=SafetyConfig(joint_low=[-90.0] * 5 + [0.0], joint_high=[90.0] * 5 + [100.0], max_delta_per_tick=4.0,
-                            watchdog_timeout_s=0.5),
-        reset=ResetConfig(wait_for_operator=wait_for_operator),
-    )
-    path = tmp_path / "robot.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(config)))
-    return str(path)
+    return simulated_robot_yaml(tmp_path, task=TASK, port="/dev/simulated-improve", arm_id="improve_arm",
+                                wait_for_operator=wait_for_operator)
 
 
 class ScriptedPolicy:

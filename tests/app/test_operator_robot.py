@@ -11,27 +11,20 @@ import threading
 
 import numpy as np
 import pytest
-import yaml
 
 pytest.importorskip("pyrealsense2")
 robot_drivers = pytest.importorskip("robot_drivers.env")
 
-from app.config_loader import config_to_dict  # noqa: E402
 from app.operator.app import OperatorApp  # noqa: E402
 from app.operator.config import EnvSection, OperatorPolicy  # noqa: E402
 from app.operator.session import OperatorSession, make_env  # noqa: E402
 from app.rollout import RolloutConfig  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
-from robot_drivers.arms import ArmConfig, SimulatedBusConfig  # noqa: E402
 from robot_drivers.arms.simulated_bus import SimulatedMotorsBus  # noqa: E402
-from robot_drivers.cameras import CameraConfig  # noqa: E402
-from robot_drivers.cameras.realsense_bag import write_bag  # noqa: E402
-from robot_drivers.config import ResetConfig, RobotEnvConfig  # noqa: E402
-from robot_drivers.safety import SafetyConfig  # noqa: E402
+from tests.app.simulated_robot import H, W, simulated_robot_yaml  # noqa: E402
 from tests.app.test_operator_app import make_lite_judge, operate_config, wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.anyio]
-H, W = 48, 64
 
 
 @pytest.fixture(autouse=True)
@@ -42,23 +35,8 @@ def _fresh_simulated_devices():
 
 
 def _robot_yaml(tmp_path) -> str:
-    frames = [np.full((H, W, 3), 40 + 4 * i, np.uint8) for i in range(30)]
-    bag = write_bag(tmp_path / "front.bag", frames, fps=30, serial_number="123456789012")
-    config = RobotEnvConfig(
-        task="pick up the red cube",
-        arm=ArmConfig(type="so101_follower", port="/dev/simulated-operate", id="operate_arm",
-                      calibration_dir=tmp_path / "calibration", simulated=True,
-                      simulation=SimulatedBusConfig(command_latency_s=0.001, max_speed=400.0)),
-        cameras={"front": CameraConfig(width=W, height=H, fps=30, playback_file=bag, serial_number="123456789012",
-                                       read_timeout_ms=300)},
-        control_hz=50.0,
-        safety=SafetyConfig(joint_low=[-90.0] * 5 + [0.0], joint_high=[90.0] * 5 + [100.0], max_delta_per_tick=4.0,
-                            watchdog_timeout_s=0.5),
-        reset=ResetConfig(wait_for_operator=True),
-    )
-    path = tmp_path / "robot.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(config)))
-    return str(path)
+    return simulated_robot_yaml(tmp_path, task="pick up the red cube", port="/dev/simulated-operate", arm_id="operate_arm",
+                                wait_for_operator=True)
 
 
 async def test_robot_env_reset_gate_marks_and_emergency_stop(tmp_path):
