@@ -60,7 +60,8 @@ VARIANTS: dict[str, list[str]] = {
     "base": [],
     "tiled": ["judge.cameras=[base_camera,render_camera]", "judge.train.model.image_size=[64,128]"],
     "side": ["judge.camera=render_camera"],
-    "frames": ["judge.camera=base_camera"],  # + every k-th calibration frame (the replay renders them)
+    # every k-th calibration frame (the replay renders them), each labelled by the oracle at that frame
+    "frames": ["judge.camera=base_camera", "judge.watch_every=10"],
 }
 
 
@@ -120,26 +121,11 @@ def score_variant(name: str, store_path: Path, work: Path) -> dict:
         demos = [r.index for r in store.episodes(source="demo")]
         calibration = [r.index for r in store.episodes(round=0) if _phase(r) == "calibration"]
         rollouts = [r.index for r in store.episodes(round=1) if _phase(r) == "rollout"]
-        if name != "frames":  # the run's recipe: each calibration episode's judged frames, its final label
-            class _Final:  # the store as the judge sees it, minus the per-frame success traces
-                def __init__(self, inner):
-                    self._inner = inner
-
-                def __getattr__(self, item):
-                    return getattr(self._inner, item)
-
-                def record(self, index):
-                    rec = self._inner.record(index)
-                    return dataclasses.replace(rec, rewards=tuple(m for m in rec.rewards if m != "success"))
-
-            train_store = _Final(store)
-        else:
-            train_store = store
         started = time.perf_counter()
         out = work / f"judge-{name}"
-        info = train_judge(train_store, demos, calibration, judge, out)
+        info = train_judge(store, demos, calibration, judge, out)
         train_s = time.perf_counter() - started
-        calibration_examples = sum(len(calibration_frames(train_store, i, judge, "oracle")) for i in calibration)
+        calibration_examples = sum(len(calibration_frames(store, i, judge, "oracle")) for i in calibration)
         backend = dataclasses.replace(judge.backend, lite=dataclasses.replace(judge.backend.lite, checkpoint=str(out)))
         model = make_reward_backend(backend)
         labels, scores = [], []

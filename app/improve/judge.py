@@ -122,14 +122,15 @@ def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Ve
 def calibration_frames(store: Any, index: int, config: JudgeConfig, label_source: str) -> list[tuple[int, bool]]:
     """(frame, label) of one calibration episode: what the judge learns from it.
 
-    Labelled by the oracle (sim) and recorded with its per-frame success
+    For a watching judge (`watch_every`), which is asked about any frame,
+    labelled by the oracle (sim) and recorded with its per-frame success
     trace: every rendered frame, labelled by the oracle at that frame (the
     start, the approach, the moment of success, a drift away after it). Else
     the judged frames, labelled by the episode's verdict (the oracle's final
     flag, or the operator's). An unlabelled episode gives nothing.
     """
     record = store.record(index)
-    if label_source == "oracle" and "success" in record.rewards:
+    if label_source == "oracle" and config.watch_every and "success" in record.rewards:
         trace = store.load_episode(index).rewards["success"]
         captured = (record.meta.extra.get("rollout") or {}).get("captured") or range(record.length)
         return [(t, bool(trace[t] > 0.5)) for t in captured if np.isfinite(trace[t])]
