@@ -61,7 +61,7 @@ VARIANTS: dict[str, list[str]] = {
     "tiled": ["judge.cameras=[base_camera,render_camera]", "judge.train.model.image_size=[64,128]"],
     "side": ["judge.camera=render_camera"],
     # every k-th calibration frame (the replay renders them), each labelled by the oracle at that frame
-    "frames": ["judge.camera=base_camera", "judge.watch_every=10"],
+    "frames": ["judge.camera=base_camera", "judge.watch_every=10", "rollout.stop_on_success=false"],
 }
 
 
@@ -85,7 +85,7 @@ def replay(run: Path, out: Path, calibration_every: int) -> dict:
                                            camera_height=height))
     todo = [r for r in source.episodes(aborted=False)
             if _phase(r) in ("demo", "calibration") or (_phase(r) == "rollout" and r.meta.round == 1)]
-    mismatches, started = 0, time.perf_counter()
+    mismatches, replayed, started = 0, 0, time.perf_counter()
     with EpisodeStore.open(out, mode="a", durable=False) as store:
         done = {r.meta.extra.get("replayed_from") for r in store.episodes()}
         for rec in todo:
@@ -101,9 +101,11 @@ def replay(run: Path, out: Path, calibration_every: int) -> dict:
             result = run_rollout(env, ReplayPolicy(episode.action[:steps], render), store, meta, seed=rec.meta.seed,
                                  config=RolloutConfig(max_steps=steps, time_limit_s=None, capture="on_demand"))
             mismatches += bool(result.oracle_success) != bool(rec.meta.oracle_success)
+            replayed += 1
     env.close()
     source.close()
-    return {"episodes": len(todo), "oracle_mismatches": mismatches, "seconds": round(time.perf_counter() - started, 1)}
+    return {"episodes": len(todo), "replayed_now": replayed, "oracle_mismatches": mismatches,
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def score_variant(name: str, store_path: Path, work: Path) -> dict:
@@ -163,8 +165,8 @@ def main() -> int:
     store_path = args.work / "replayed-store"
     load_before = os.getloadavg()
     replayed = replay(args.run, store_path, args.calibration_every)
-    print(f"replayed {replayed['episodes']} episodes in {replayed['seconds']} s, "
-          f"{replayed['oracle_mismatches']} oracle mismatches")
+    print(f"{replayed['episodes']} episodes, {replayed['replayed_now']} replayed now in {replayed['seconds']} s "
+          f"({replayed['oracle_mismatches']} oracle mismatches; the rest replayed by an earlier call)")
     results = [score_variant(name, store_path, args.work) for name in args.variants]
     print(f"{'variant':8s} {'P@0.5':>6s} {'R@0.5':>6s} {'P@0.9':>6s} {'R@0.9':>6s} {'ROC-AUC':>8s}")
     for r in results:

@@ -219,7 +219,10 @@ def _demo_labels_from_oracle(dataset: Any, store: Any) -> Any:
     By construction only a demonstration's last frame is "completed"; a demo
     recorded with its success held (`demos.hold_steps`) is completed at every
     held frame too, and its middle keyframes would otherwise teach the judge
-    that a finished task is unfinished. Demos without a trace (teleoperated on a
+    that a finished task is unfinished. Only for held demos: elsewhere the
+    trace also marks a few mid-demo frames where the cube passes through the
+    goal, and those positives made the judge worse (ROC-AUC 0.85 -> 0.75 on
+    benchmarks/improve_judge.py's rollouts). Demos without a trace (teleoperated on a
     robot) keep the labels by construction. Demonstrations are never judged, so
     the oracle labelling their frames tells the judge nothing about a rollout.
     """
@@ -241,7 +244,7 @@ def _demo_labels_from_oracle(dataset: Any, store: Any) -> Any:
 
 
 def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
-                out_dir: Path, *, label_source: str = "oracle") -> dict[str, Any]:
+                out_dir: Path, *, label_source: str = "oracle", held_demos: bool = False) -> dict[str, Any]:
     """Train the compact completion model on these episodes only; save it to `out_dir`; return its provenance.
 
     Demonstrations are labelled by construction (the final frame completes the
@@ -256,7 +259,9 @@ def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], co
     cameras = config.cameras or [config.camera or train.dataset.camera or next(iter(store.cameras))]
     view = _StoreView(store, demos, cameras)
     dataset_cfg = dataclasses.replace(train.dataset, camera=view.camera)
-    dataset = _demo_labels_from_oracle(build_dataset(view, dataset_cfg), store)
+    dataset = build_dataset(view, dataset_cfg)
+    if held_demos:
+        dataset = _demo_labels_from_oracle(dataset, store)
     if calibration:
         dataset = _with_calibration(dataset, store, calibration, config, label_source)
     if not dataset.train:

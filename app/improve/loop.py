@@ -412,7 +412,8 @@ class ImproveRun:
                        if (r.meta.extra.get("improve") or {}).get("phase") == "calibration"]
         try:
             return train_judge(self.store, demos, calibration, cfg.judge, self.out / "judge",
-                               label_source=cfg.judge.calibration_labels)
+                               label_source=cfg.judge.calibration_labels,
+                               held_demos=cfg.demos.source == "plan" and cfg.demos.hold_steps > 0)
         except ValueError as exc:
             raise UsageError(f"training the judge: {exc}") from None
 

@@ -230,11 +230,13 @@ def test_held_demo_frames_are_completed_where_the_simulator_says_so(tmp_path):
         config = JudgeConfig()
         config.train.dataset.num_keyframes, config.train.dataset.clip_fractions = 3, [0.5]
         config.train.train.steps = 1
-        info = train_judge(held, [0, 1], [], config, tmp_path / "j")
+        info = train_judge(held, [0, 1], [], config, tmp_path / "j", held_demos=True)
+        plain = train_judge(held, [0, 1], [], config, tmp_path / "k")  # demos that end at success: by construction
     # keyframes 0, 4 and 8: frame 4 is held success (completed), not "unfinished"; the clipped prefix stays a negative
     counts = info["examples"]
     assert sum(split.get("completion_yes", 0) for split in counts.values()) == 2 * 2
     assert sum(split.get("completion_no", 0) for split in counts.values()) == 2 * 2
+    assert sum(split.get("completion_yes", 0) for split in plain["examples"].values()) == 2
 
 
 def test_calibration_labelled_by_the_operator_ignores_the_oracle(store, tmp_path):
