@@ -45,9 +45,9 @@ It is also fragile. Its training seed alone moves it a lot
 0.824 / 0.754, precision at P >= 0.5 0.62 / 0.34 / 0.58 / 0.41 / 0.34 (seed 0 is
 the run's). And relabelling 4 of the 300 non-final demo keyframes as completed
 (the simulator's trace marks them, the cube passing through the goal mid-demo)
-moved the base variant to ROC-AUC 0.753 and precision 0.31: this script at
-commit 50d3ecf, where every simulated demo was relabelled (its frames variant
-needs rollout.stop_on_success=false added there).
+moved the base variant to ROC-AUC 0.753 and precision 0.31, inside that spread
+(this script at commit 50d3ecf, where every simulated demo was relabelled; its
+frames variant needs rollout.stop_on_success=false added there).
 """
 
 from __future__ import annotations
