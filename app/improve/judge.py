@@ -43,7 +43,7 @@ from lrm.types import RewardRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Verdict", "combine", "calibration_frames", "judge_cameras", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
+__all__ = ["Verdict", "combine", "calibration_frames", "judge_cameras", "score_frames", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
            "train_judge"]
 
 
@@ -107,14 +107,22 @@ def tile(images: dict[str, np.ndarray], cameras: Sequence[str]) -> np.ndarray:
     return np.concatenate([images[c] for c in cameras], axis=-2)
 
 
+def score_frames(model: Any, frames: Sequence[dict[str, np.ndarray]], cameras: Sequence[str], task: str,
+                 ids: Sequence[int]) -> list[float]:
+    """P(completed) of each frame (camera name -> image), its cameras tiled as the judge sees them."""
+    requests = [RewardRequest(modality="completion", frames={"current": np.ascontiguousarray(tile(f, cameras))},
+                              task=task, request_id=i) for f, i in zip(frames, ids, strict=True)]
+    return [p_completed(r) for r in model.score(requests)]
+
+
 def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Verdict:
     """Score the last `config.frames` frames of episode `index` and combine them."""
     record = store.record(index)
     frames = judged_frames(record, config.frames)
-    images = tile(store.load_episode(index).images, judge_cameras(config, store))
-    requests = [RewardRequest(modality="completion", frames={"current": np.ascontiguousarray(images[t])},
-                              task=record.meta.task, request_id=t) for t in frames]
-    scores = [p_completed(r) for r in model.score(requests)]
+    cameras = judge_cameras(config, store)
+    images = store.load_episode(index).images
+    scores = score_frames(model, [{c: images[c][t] for c in cameras} for t in frames], cameras, record.meta.task,
+                          frames)
     accepted, score = combine(scores, config.combine, config.threshold)
     return Verdict(accepted=accepted, score=score, frame_scores=scores, frames=frames)
 
@@ -150,9 +158,7 @@ def watcher(model: Any, config: JudgeConfig, cameras: Sequence[str], task: str) 
     cameras = list(cameras)
 
     def check(images: dict[str, np.ndarray], step: int) -> str | None:
-        frame = np.ascontiguousarray(tile(images, cameras))
-        p = p_completed(model.score([RewardRequest(modality="completion", frames={"current": frame}, task=task,
-                                                   request_id=step)])[0])
+        p = score_frames(model, [images], cameras, task, [step])[0]
         return f"the judge: P(completed) = {p:.3f} at step {step}" if p >= config.threshold else None
 
     return check

@@ -80,13 +80,18 @@ async def test_robot_env_reset_gate_marks_and_emergency_stop(tmp_path):
     np.testing.assert_allclose(ep.action[:6], ep.state[:6], atol=1e-4)  # the dry run commanded the measured joints
 
 
-async def test_quit_during_the_reset_phase_starts_no_episode(tmp_path):
+def _hold_session(tmp_path, **config_fields):
+    """An operator session on the simulated robot holding its joints; the envs it builds are kept in a list."""
     judge = make_lite_judge(tmp_path / "judge")
     config = operate_config(tmp_path / "run", judge, env=EnvSection(kind="robot", robot=_robot_yaml(tmp_path)),
-                            policy=OperatorPolicy(dry_run="hold"), finetune=False)
+                            policy=OperatorPolicy(dry_run="hold"), finetune=False, **config_fields)
     envs = []
     session = OperatorSession(config, env_factory=lambda cfg: envs.append(make_env(cfg)) or envs[-1])
-    app = OperatorApp(session)
+    return config, envs, session, OperatorApp(session)
+
+
+async def test_quit_during_the_reset_phase_starts_no_episode(tmp_path):
+    config, envs, session, app = _hold_session(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
         await pilot.press("n")
@@ -99,13 +104,8 @@ async def test_quit_during_the_reset_phase_starts_no_episode(tmp_path):
 
 
 async def test_emergency_stop_mid_rollout_holds_the_arm_and_keeps_the_frames(tmp_path):
-    judge = make_lite_judge(tmp_path / "judge")
-    config = operate_config(tmp_path / "run", judge, env=EnvSection(kind="robot", robot=_robot_yaml(tmp_path)),
-                            policy=OperatorPolicy(dry_run="hold"), finetune=False,
-                            rollout=RolloutConfig(max_steps=500, time_limit_s=30.0, capture="every_step"))
-    envs = []
-    session = OperatorSession(config, env_factory=lambda cfg: envs.append(make_env(cfg)) or envs[-1])
-    app = OperatorApp(session)
+    config, envs, session, app = _hold_session(
+        tmp_path, rollout=RolloutConfig(max_steps=500, time_limit_s=30.0, capture="every_step"))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
         await pilot.press("n")
