@@ -17,7 +17,9 @@ API
   or chunk (K, A), `needs_images`, `camera_names`). A chunk is executed step
   by step before the policy is asked again.
 - `store`: an `EpisodeStore` open for appending; its cameras must be the
-  env's. `meta`: the `EpisodeMeta` the episode starts with (task, source,
+  env's. Without a store (`None`: an evaluation that only counts successes)
+  nothing is recorded and the cameras render only when the policy or a
+  watcher looks. `meta`: the `EpisodeMeta` the episode starts with (task, source,
   round, seed...); the rollout adds `seed`, `duration_s`, `oracle_success`
   (sim), `aborted` and `extra["rollout"]` (status, steps, capture mode, which
   frames hold rendered images, final/max dense reward) before the commit, in
@@ -202,7 +204,7 @@ class StepEvent:
     images: dict[str, np.ndarray]  # the rendered images of the frame just recorded; empty if none
     info: dict[str, Any]  # the env's info of this step
     rewards: dict[str, float]  # reward_hook's values of the frame just recorded; empty if none
-    episode_index: int  # the store index the episode gets if committed
+    episode_index: int | None  # the store index the episode gets if committed; None when not recorded
 
 
 @dataclass
@@ -241,7 +243,7 @@ def run_rollout(
     env: Any,
     policy: Any,
     store: Any,
-    meta: EpisodeMeta,
+    meta: EpisodeMeta | None,
     *,
     config: RolloutConfig | None = None,
     seed: int | None = None,
@@ -268,7 +270,8 @@ def run_rollout(
                              oracle_success=None, ever_success=None, final_dense_reward=None,
                              max_dense_reward=None, duration_s=0.0, paused_s=0.0, reason=control._reason,
                              judge_images={})
-    cameras = list(store.cameras) if store.cameras else list(env.camera_names)
+    recording = store is not None
+    cameras = list(store.cameras) if recording and store.cameras else list(env.camera_names)
     missing = [c for c in getattr(policy, "camera_names", []) if c not in env.camera_names]
     if missing:
         raise ValueError(f"the policy needs camera {missing[0]!r}; the env renders {', '.join(env.camera_names) or 'none'}")
@@ -277,8 +280,10 @@ def run_rollout(
     sim = hasattr(env, "success")
     obs = env.reset(seed=seed)
     policy.reset()
-    meta = dataclasses.replace(meta, seed=seed if seed is not None else meta.seed)
-    writer = store.begin_episode(meta)
+    if recording:
+        writer = store.begin_episode(dataclasses.replace(meta, seed=seed if seed is not None else meta.seed))
+    else:
+        writer = _NoRecording()
     episode_index = writer.index
     captured: list[int] = []
     judge: dict[str, deque[np.ndarray]] = {c: deque(maxlen=cfg.judge_frames) for c in cameras}
@@ -330,11 +335,12 @@ def run_rollout(
             t0 = time.monotonic()
             about_to_act = not queue
             render = (
-                cfg.capture == "every_step"
-                or steps == 0  # the first frame: the progress modality's anchor, and the image sizes
-                or (policy.needs_images and about_to_act)
-                or _near_end(steps, cfg, elapsed, step_times)
+                (policy.needs_images and about_to_act)
                 or (cfg.render_every > 0 and steps % cfg.render_every == 0)
+                or (recording and (
+                    cfg.capture == "every_step"
+                    or steps == 0  # the first frame: the progress modality's anchor, and the image sizes
+                    or _near_end(steps, cfg, elapsed, step_times)))
             )
             images = env.capture() if render else {}
             obs.images = images
@@ -364,7 +370,7 @@ def run_rollout(
             if cfg.stop_on_success and sim and env.success:
                 status, reason = "success", "the oracle reported success"
                 break
-        if cfg.record_terminal and last_action is not None and not terminal:
+        if recording and cfg.record_terminal and last_action is not None and not terminal:
             obs.images = env.capture()
             record(steps, last_action, obs.images)
             terminal = True
@@ -467,6 +473,30 @@ def _commit(writer: Any, env: Any, sim: bool, status: str, reason: str, steps: i
     extra = {**writer.update_meta().extra, "rollout": info}
     writer.update_meta(extra=extra, **fields)
     return writer.commit(aborted=aborted)
+
+
+class _NoRecording:
+    """The writer of a rollout without a store: counts frames, keeps nothing, commits to no index."""
+
+    index = None
+
+    def __init__(self) -> None:
+        self.num_frames = 0
+        self.state = "open"
+        self.extra: dict[str, Any] = {}
+
+    def add_frame(self, frame: Frame) -> None:
+        self.num_frames += 1
+
+    def update_meta(self, **fields: Any) -> _NoRecording:
+        self.extra = fields.get("extra", self.extra)
+        return self
+
+    def commit(self, aborted: bool = False) -> None:
+        self.state = "committed"
+
+    def discard(self) -> None:
+        self.state = "discarded"
 
 
 def _blank_like(images: Mapping[str, np.ndarray], cameras: list[str]) -> dict[str, np.ndarray]:

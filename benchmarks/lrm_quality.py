@@ -5,7 +5,7 @@ later runs): for each task, motion-planning demonstrations (sim.demos), and
 failed rollouts of two kinds: "stalled" demos (a demo's actions replayed up to
 a random 20-70% of its length, then its last action held until the demo's
 length, so the arm stops mid-task: a near miss that looks like a demo) and
-uniform random actions (policies.evaluate.RandomPolicy, the env's episode
+uniform random actions (policies.scripted.RandomPolicy, the env's episode
 limit). Every episode carries the simulator's per-frame `dense_reward` and
 `success` traces (demos get theirs by replaying their actions without
 rendering); each episode's label is the oracle's success at its end.
@@ -121,7 +121,7 @@ def _rollout(env: Any, seed: int, actions: list[np.ndarray] | Any, length: int, 
 
 def record_task(env_id: str, data_dir: Path, demos: int, stalled: int, random: int, size: int, seed: int) -> Path:
     """The task's store with demos, stalled demos and random rollouts, all with oracle traces; reused if done."""
-    from policies.evaluate import RandomPolicy
+    from policies.scripted import RandomPolicy
     from recordings.store import EpisodeStore
     from sim.demos import record_demos
     from sim.maniskill_env import SimEnvConfig, make_sim_env

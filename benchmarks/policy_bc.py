@@ -44,8 +44,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config_loader import load_config  # noqa: E402
-from policies.evaluate import RandomPolicy, evaluate_policy, load_policy  # noqa: E402
-from policies.train import BCTrainConfig, train_bc  # noqa: E402
+from app.evaluate import evaluate_in_sim  # noqa: E402
+from policies.factory import load_policy  # noqa: E402
+from policies.scripted import RandomPolicy  # noqa: E402
+from policies.actor_critic.bc_train import BCTrainConfig, train_bc  # noqa: E402
 from sim.maniskill_env import SimEnvConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +92,7 @@ def main() -> int:
     _ensure_demos(args.store, max(args.demos))
     env = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])
     rows = []
-    floor = evaluate_policy(RandomPolicy(seed=0), env, args.episodes, max_steps=args.max_steps, policy_id="random")
+    floor = evaluate_in_sim(RandomPolicy(seed=0), env, args.episodes, max_steps=args.max_steps, policy_id="random")
     print(floor.summary())
     for n in args.demos:
         out = args.work / f"demos{n}"
@@ -104,7 +106,7 @@ def main() -> int:
         started = time.perf_counter()
         result = train_bc(config)
         train_s = time.perf_counter() - started
-        report = evaluate_policy(load_policy(result.checkpoint), env, args.episodes, max_steps=args.max_steps,
+        report = evaluate_in_sim(load_policy(result.checkpoint), env, args.episodes, max_steps=args.max_steps,
                                  policy_id=f"bc-{n}")
         lo, hi = report.ci95
         row = {"demos": n, "train_episodes": len(result.train_episodes), "train_frames": result.train_frames,

@@ -72,8 +72,9 @@ def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Pa
     from app.config_loader import load_config
     from lrm.lite_config import LiteTrainConfig
     from lrm.lite_runs import LiteTrainRun, run_lite
-    from policies.evaluate import evaluate_policy, load_policy
-    from policies.train import BCTrainConfig, train_bc
+    from app.evaluate import evaluate_in_sim
+    from policies.factory import load_policy
+    from policies.actor_critic.bc_train import BCTrainConfig, train_bc
     from recordings.store import EpisodeStore
     from sim.demos import record_demos
     from sim.maniskill_env import SimEnvConfig
@@ -97,7 +98,7 @@ def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Pa
     with EpisodeStore.open(store, mode="r") as s:
         rollouts = len(s.episodes(source="sim"))
     if rollouts == 0:
-        report = evaluate_policy(load_policy(bc_checkpoint), camera_env, args.failure_rollouts, seed=5000,
+        report = evaluate_in_sim(load_policy(bc_checkpoint), camera_env, args.failure_rollouts, seed=5000,
                                  max_steps=TASKS[env_id][1], policy_id="bc", record_to=store, progress=False)
         print(f"[{env_id}] recorded BC rollouts for the reward model: {report.summary()}", flush=True)
     lite = work / "lite"
@@ -111,11 +112,12 @@ def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Pa
 
 
 def evaluate(policy_dir: Path, env_id: str, args: argparse.Namespace, steps: int) -> dict:
-    from policies.evaluate import evaluate_policy, load_policy
+    from app.evaluate import evaluate_in_sim
+    from policies.factory import load_policy
     from sim.maniskill_env import SimEnvConfig
 
     env = SimEnvConfig(env_id=env_id, state_mode="full", cameras=[])
-    report = evaluate_policy(load_policy(policy_dir), env, args.episodes, seed=10_000, max_steps=steps,
+    report = evaluate_in_sim(load_policy(policy_dir), env, args.episodes, seed=10_000, max_steps=steps,
                              policy_id=str(policy_dir), progress=False)
     lo, hi = report.ci95
     return {"successes": report.successes, "episodes": report.episodes, "success_rate": report.success_rate,

@@ -8,14 +8,13 @@ the oracle success flag), e.g. as rollouts for a reward model to judge.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 from dataclasses import dataclass, field
 
 from app.config_loader import load_config
 from app.errors import UsageError
-from policies.pi05 import Pi05Config
+from policies.pi05.policy import Pi05Config
 from sim.maniskill_env import SimEnvConfig
 
 
@@ -75,29 +74,22 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
     config = load_config(args.config, EvalPolicyConfig, overrides)
 
+    from app.evaluate import evaluate_in_sim
     from policies.errors import PolicyError
-    from policies.evaluate import RandomPolicy, evaluate_policy, load_policy
+    from policies.factory import load_policy
+    from policies.scripted import RandomPolicy
 
     try:
         if config.policy == "random":
             policy = RandomPolicy(seed=config.seed)  # evaluate_policy gives it the env's action box
             policy_id = config.policy_id or "random"
-        elif config.pi05 is not None:
-            from policies.pi05 import make_policy
-
-            pi05 = config.pi05
-            if config.checkpoint is not None:  # --checkpoint names the weights, the section the mapping
-                pi05 = dataclasses.replace(pi05, pretrained=str(config.checkpoint))
-            policy = make_policy(pi05)
-            policy_id = config.policy_id or pi05.pretrained
         else:
-            assert config.checkpoint is not None
-            policy = load_policy(config.checkpoint)
-            policy_id = config.policy_id or str(config.checkpoint)
-        report = evaluate_policy(
-            policy, config.env, config.episodes, seed=config.seed, max_steps=config.max_steps,
-            policy_id=policy_id, record_to=config.record, round=config.round,
-        )
+            # --checkpoint names the weights; a pi05 section says how the env feeds them
+            checkpoint = config.checkpoint or config.pi05.pretrained
+            policy = load_policy(checkpoint, runtime=config.pi05)
+            policy_id = config.policy_id or str(checkpoint)
+        report = evaluate_in_sim(policy, config.env, config.episodes, seed=config.seed, max_steps=config.max_steps,
+                                 policy_id=policy_id, record_to=config.record, round=config.round)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     print(report.summary())
@@ -107,3 +99,4 @@ def run(args: argparse.Namespace) -> int:
         config.output.parent.mkdir(parents=True, exist_ok=True)
         config.output.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return 0
+

@@ -11,11 +11,7 @@ checkpoint, split and metrics land in the config's output_dir.
 from __future__ import annotations
 
 import argparse
-import pathlib
 
-import yaml
-
-from app.config_loader import load_config
 from app.errors import UsageError
 
 
@@ -42,30 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _policy_type(path: str) -> str | None:
-    """The config's `type` key, read before the strict load that needs to know the dataclass."""
-    try:
-        data = yaml.safe_load(pathlib.Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return None  # load_config reports it with file and line
-    return data.get("type") if isinstance(data, dict) else None
-
-
 def run(args: argparse.Namespace) -> int:
     from policies.errors import PolicyError
+    from policies.factory import load_train_config, train_policy
 
     flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": args.resume}
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    if _policy_type(args.config) == "pi05":
-        from policies.pi05_train import Pi05TrainConfig, finetune_pi05
-
-        config, train = load_config(args.config, Pi05TrainConfig, overrides), finetune_pi05
-    else:
-        from policies.train import BCTrainConfig, train_bc
-
-        config, train = load_config(args.config, BCTrainConfig, overrides), train_bc
+    config = load_train_config(args.config, overrides)
     try:
-        result = train(config)
+        result = train_policy(config)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
     print(result.summary())

@@ -10,7 +10,7 @@ model and how it turns the last frames into a verdict), `rounds` (how many,
 rollouts per round, caps, selection, evaluation). Nothing else differs
 between the CPU default and the GPU config; a robot run differs in `env`,
 `demos` and the checks of `_check_robot` (nothing that needs the oracle). The `policy.train` / `policy.finetune` mappings are the keyword
-arguments of `policies.train.BCTrainConfig` or `policies.pi05_train.
+arguments of `policies.actor_critic.bc_train.BCTrainConfig` or `policies.pi05.finetune.
 Pi05TrainConfig` (store, output_dir, select and resume are set by the round
 loop); they are checked against those dataclasses when the config loads.
 """
@@ -29,7 +29,7 @@ from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.dataset import DatasetConfig
 from lrm.lite_config import LiteConfig, LiteTrainConfig
-from policies.pi05 import Pi05Config
+from policies.factory import PolicyConfig
 from sim.maniskill_env import SimEnvConfig
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "ImproveConfig",
     "JudgeConfig",
     "LiteJudgeTraining",
-    "PolicySection",
     "SelectionConfig",
 ]
 
@@ -90,57 +89,6 @@ class DemosConfig:
             raise ValueError("demos.source is 'store' but demos.store names no store directory")
         if self.source == "plan" and self.store:
             raise ValueError("demos.store is set but demos.source is 'plan': set demos.source: store to copy it")
-
-
-@dataclass
-class PolicySection:
-    """The policy: `bc` (small actor-critic, behaviour cloning) or `pi05` (pi0.5 through LeRobot)."""
-
-    type: Literal["bc", "pi05"] = "bc"
-    train: dict[str, Any] = field(default_factory=dict)  # round 0: trained on the demonstrations
-    finetune: dict[str, Any] = field(default_factory=dict)  # rounds >= 1: overrides of `train`
-    runtime: Pi05Config | None = None  # pi05: how env observations feed the checkpoint at rollout time
-
-    def __post_init__(self) -> None:
-        if self.type not in ("bc", "pi05"):
-            raise ValueError(f"policy.type must be 'bc' or 'pi05', got {self.type!r}")
-        for name in ("store", "output_dir", "select", "resume"):
-            if name in self.train or name in self.finetune:
-                raise ValueError(f"policy.train/finetune must not set {name!r}: the round loop sets it")
-        self.train_config(Path("store"), Path("out"), [], round_=0)  # fail at load time, not after an hour
-        self.train_config(Path("store"), Path("out"), [], round_=1, init_from=Path("prev"))
-
-    @property
-    def reads_images(self) -> bool:
-        """Whether the policy is trained on camera images (pi0.5 always; the actor-critic if given cameras)."""
-        if self.type == "pi05":
-            return True
-        return bool((self.train.get("policy") or {}).get("cameras"))
-
-    def train_config(self, store: Path, out: Path, select: list[Any], *, round_: int,
-                     init_from: Path | None = None) -> Any:
-        """The BCTrainConfig / Pi05TrainConfig of one round (strictly checked, like any config)."""
-        from app.config_loader import ConfigError, from_dict
-
-        data = dict(self.train)
-        if round_ > 0:
-            data.update(self.finetune)
-        data.update(store=str(store), output_dir=str(out), resume=True)
-        if self.type == "bc":
-            from policies.train import BCTrainConfig as cls
-            if init_from is not None:
-                data["init_from"] = str(init_from)
-        else:
-            from policies.pi05_train import Pi05TrainConfig as cls
-            if init_from is not None:
-                data["pretrained"] = str(init_from)
-            data.setdefault("pretrained", "lerobot/pi05_base")
-        try:
-            config = from_dict(cls, data, source="policy.finetune" if round_ > 0 else "policy.train")
-        except ConfigError as exc:
-            raise ValueError(str(exc).replace("key '", "key 'policy.train.", 1)) from None
-        config.select = list(select) or config.select
-        return config
 
 
 @dataclass
@@ -239,7 +187,7 @@ class ImproveConfig:
     output_dir: Path = Path("outputs/improve")
     env: EnvSection = field(default_factory=lambda: EnvSection(sim=SimEnvConfig()))
     demos: DemosConfig = field(default_factory=DemosConfig)
-    policy: PolicySection = field(default_factory=PolicySection)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     rounds: int = 2
     rollouts_per_round: int = 60

@@ -51,26 +51,34 @@ from typing import Any
 
 import numpy as np
 
-from app.env_choice import build_env, camera_sizes, end_env_episode, episode_fields
+from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
-from app.improve.judge import judge_episode, train_judge
+from app.improve.judge import train_judge
 from app.improve.report import build_report, judged_success, phase_records, write_report
-from app.improve.selection import select_for_round
+from app.improve.round import (
+    EmergencyStop,
+    done_slots,
+    evaluate_round,
+    finetune,
+    judge_rollout,
+    rollout_slot,
+    unjudged,
+)
+from app.improve.selection import select_for_round, selection_clauses
 from app.improve.state import RunState
-from app.rollout import RolloutControl, run_rollout
-from recordings.episode import EpisodeMeta
+from app.rollout import RolloutConfig, RolloutControl
+from policies.actor_critic.bc_train import EpisodeFilter
+from policies.base import Policy
+from recordings.store import EpisodeStore
+from sim.env import Env
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EmergencyStop", "ImproveRun"]
+__all__ = ["EmergencyStop", "ImproveRun", "reset_run"]
 
 Events = Callable[[str, dict[str, Any]], None]
 EVAL_STORE = "eval-store"
-
-
-class EmergencyStop(UsageError):
-    """The operator stopped everything; the run continues from here when started again."""
 
 
 class ImproveRun:
@@ -90,9 +98,9 @@ class ImproveRun:
         self.events = events or (lambda name, info: None)
         self.control = control or RolloutControl()
         self.state: RunState | None = None
-        self.store: Any = None
-        self.env: Any = None
-        self.eval_store: Any = None  # robot runs: OUT/eval-store
+        self.store: EpisodeStore | None = None
+        self.env: Env | None = None
+        self.eval_store: EpisodeStore | None = None  # robot runs: OUT/eval-store
         self._judge_model: Any = None
 
     # -- the whole run -------------------------------------------------------------------------
@@ -104,8 +112,6 @@ class ImproveRun:
 
             torch.set_num_threads(cfg.num_threads)
         self.state = RunState.load_or_create(self.out, cfg.fingerprint())
-        from recordings.store import EpisodeStore
-
         if all(self.state.done(step) for step in self.steps()):
             log.info("%s: every step is done; the report again", self.out)
             with EpisodeStore.open(self.out / "store", mode="r") as self.store:
@@ -185,7 +191,6 @@ class ImproveRun:
         A resumed run counts what both stores already hold: nothing is planned or replayed twice.
         """
         from app.improve.demos import planned_store_path, replay_demos
-        from recordings.store import EpisodeStore
         from sim.demos import config_hash, record_demos
 
         cfg = self.config
@@ -237,67 +242,33 @@ class ImproveRun:
         return self._policy_dir(round_) / "checkpoints" / "last"
 
     def _train(self, round_: int) -> dict[str, Any]:
-        from policies.train import EpisodeFilter
-
         cfg = self.config
-        out = self._policy_dir(round_)
         if round_ == 0:
             indices = [r.index for r in self.store.episodes(source="demo")]
             select, counts = [EpisodeFilter(source=["demo"])], {"demos": len(indices), "rollouts": 0}
             init_from = None
         else:
-            from app.improve.selection import selection_clauses
-
             indices, counts = select_for_round(self.store, cfg.selection, round_)
             select = selection_clauses(cfg.selection, round_)
             init_from = self._checkpoint(round_ - 1)
-        train_cfg = cfg.policy.train_config(self.out / "store", out, select, round_=round_, init_from=init_from)
-        train_cfg.resume = (out / "checkpoints" / "last" / "training_state.pt").is_file()
-        if hasattr(train_cfg, "num_threads") and train_cfg.num_threads is None:
-            train_cfg.num_threads = cfg.num_threads
-        train_cfg.progress = cfg.progress
         log.info("round %d: training on %d demonstrations + %d rollouts", round_, counts["demos"], counts["rollouts"])
-        if cfg.policy.type == "bc":
-            from policies.train import train_bc
+        trained = finetune(cfg.policy, self.out / "store", self._policy_dir(round_), round_=round_, select=select,
+                           init_from=init_from, num_threads=cfg.num_threads, progress=cfg.progress)
+        return {**trained, "selected": counts, "episodes": indices,
+                "init_from": None if init_from is None else str(init_from)}
 
-            result = train_bc(train_cfg)
-            loss = result.report.train_loss
-        else:
-            from policies.pi05_train import finetune_pi05
-
-            result = finetune_pi05(train_cfg)
-            loss = result.train_loss
-        return {"checkpoint": str(result.checkpoint), "selected": counts, "episodes": indices,
-                "init_from": None if init_from is None else str(init_from), "train_loss": loss}
-
-    def _load_policy(self, round_: int) -> Any:
-        ckpt = self._checkpoint(round_)
-        if self.config.policy.type == "pi05":
-            from policies.pi05 import Pi05Config, make_policy
-
-            runtime = self.config.policy.runtime or Pi05Config()
-            return make_policy(dataclasses.replace(runtime, pretrained=str(ckpt)))
-        from policies.evaluate import load_policy
-
-        return load_policy(ckpt)
+    def _load_policy(self, round_: int) -> Policy:
+        return self.config.policy.load(self._checkpoint(round_))
 
     def _eval(self, round_: int) -> dict[str, Any]:
-        from policies.evaluate import evaluate_policy
-
         cfg = self.config
         if cfg.eval.episodes == 0:
             return {"episodes": 0}
         if cfg.env.is_robot:
             return self._eval_rollouts(round_)
-        report = evaluate_policy(
-            self._load_policy(round_), cfg.env.sim, cfg.eval.episodes, seed=cfg.eval.seed,
-            max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, policy_id=f"round-{round_}",
-            progress=cfg.progress,
-        )
-        lo, hi = report.ci95
-        return {"episodes": report.episodes, "successes": report.successes, "success_rate": report.success_rate,
-                "ci95": [lo, hi], "seeds": [report.seeds[0], report.seeds[-1]],
-                "mean_max_dense_reward": report.mean_max_dense_reward, "success_flags": report.success_flags}
+        return evaluate_round(self._load_policy(round_), self.env, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
+                              max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_,
+                              progress=cfg.progress)
 
     def _eval_rollouts(self, round_: int) -> dict[str, Any]:
         """Robot evaluation: rollouts of round r's policy into OUT/eval-store, judged (operator over LRM)."""
@@ -308,24 +279,13 @@ class ImproveRun:
         return {**judged_success(phase_records(self.eval_store, round_, "eval")), "indices": info["indices"],
                 "store": EVAL_STORE}
 
-    def _done_slots(self, round_: int, phase: str, store: Any = None) -> set[int]:
-        done = set()
-        for rec in (store or self.store).episodes(round=round_):
-            tag = rec.meta.extra.get("improve") or {}
-            info = rec.meta.extra.get("rollout") or {}
-            # a robot's fault or emergency stop says nothing about the policy: that slot runs again
-            retired = rec.meta.source == "robot" and rec.meta.aborted and info.get("status") in ("error", "emergency_stop")
-            if tag.get("phase") == phase and not retired:
-                done.add(int(tag["slot"]))
-        return done
-
-    def _run_slots(self, round_: int, phase: str, n: int, seed0: int, policy_round: int, rollout_cfg: Any,
-                   store: Any = None, stop_check: Any = None) -> dict[str, Any]:
+    def _run_slots(self, round_: int, phase: str, n: int, seed0: int, policy_round: int, rollout_cfg: RolloutConfig,
+                   store: EpisodeStore | None = None, stop_check: Any = None) -> dict[str, Any]:
         """Roll out slots 0..n-1 that have no committed episode yet; a re-recorded slot runs again."""
         cfg = self.config
         store = store if store is not None else self.store
         fields = episode_fields(cfg.env, self.env)
-        done = self._done_slots(round_, phase, store)
+        done = done_slots(store, round_, phase)
         todo = [i for i in range(n) if i not in done]
         if done:
             log.info("%s round %d: %d of %d rollouts committed earlier; %d to go", phase, round_, len(done), n, len(todo))
@@ -335,29 +295,14 @@ class ImproveRun:
         bar = _bar(len(todo), f"{phase} round {round_}", cfg.progress)
         try:
             for slot in todo:
+                def on_step(event: Any, slot: int = slot) -> None:
+                    self.events("rollout-step", {"round": round_, "phase": phase, "slot": slot, "step": event.step})
+
                 while True:
-                    meta = EpisodeMeta(
-                        task=self.env.task, source=fields["source"], env_id=fields["env_id"],
-                        policy_id=f"round-{policy_round}", round=round_, config_hash=fields["config_hash"],
-                        extra={"improve": {"phase": phase, "slot": slot, "run": self.state.fingerprint},
-                               **fields["extra"]},
-                    )
-
-                    def on_step(event: Any, slot: int = slot) -> None:
-                        self.events("rollout-step", {"round": round_, "phase": phase, "slot": slot, "step": event.step})
-
-                    result = None
-                    try:
-                        result = run_rollout(self.env, policy, store, meta, config=rollout_cfg, seed=seed0 + slot,
-                                             control=self.control, on_step=on_step, stop_check=stop_check)
-                    except Exception as exc:
-                        _raise_robot_fault(exc, f"{phase} round {round_} slot {slot}")
-                        raise
-                    finally:
-                        _end_robot_episode(self.env, store, result)
-                    if result.status == "emergency_stop":
-                        raise EmergencyStop(f"emergency stop during {phase} round {round_} slot {slot}: "
-                                            f"{result.reason}; run the same command to continue")
+                    result = rollout_slot(self.env, policy, store, round_=round_, phase=phase, slot=slot,
+                                          seed=seed0 + slot, policy_id=f"round-{policy_round}", fields=fields,
+                                          run=self.state.fingerprint, rollout=rollout_cfg, control=self.control,
+                                          on_step=on_step, stop_check=stop_check)
                     if result.status != "discarded":
                         break
                     log.info("slot %d re-recorded by the operator", slot)
@@ -434,20 +379,13 @@ class ImproveRun:
         return {"judged": len(judged), "accepted_by_lrm": sum(bool(m.lrm_verdict) for m in judged),
                 "mean_score": float(np.mean([m.lrm_score for m in judged])) if judged else None}
 
-    def _judge_records(self, store: Any, round_: int, phase: str) -> list[Any]:
+    def _judge_records(self, store: EpisodeStore, round_: int, phase: str) -> list[Any]:
         """Judge the round's unaborted episodes of `phase` that have no verdict yet; returns all their metas."""
-        cfg = self.config.judge
-        records = [r for r in phase_records(store, round_, phase) if not r.meta.aborted]
-        todo = [r for r in records if r.meta.lrm_verdict is None]
-        if todo:
-            model = self._judge_backend()
+        records, todo = unjudged(store, round_, phase)
+        model = self._judge_backend() if todo else None
         for rec in todo:
-            verdict = judge_episode(model, store, rec.index, cfg)
-            extra = {**rec.meta.extra, "judge": {**verdict.to_json(), "combine": cfg.combine,
-                                                 "threshold": cfg.threshold, **self._judge_provenance()}}
-            store.update_meta(rec.index, lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
-                              extra=extra)
-            self.events("judged", {"round": round_, "phase": phase, "index": rec.index, "accepted": verdict.accepted})
+            meta = judge_rollout(store, rec.index, model, self.config.judge, self._judge_provenance())
+            self.events("judged", {"round": round_, "phase": phase, "index": rec.index, "accepted": meta.lrm_verdict})
         return [store.record(r.index).meta for r in records]
 
     def _judge_provenance(self) -> dict[str, Any]:
@@ -455,24 +393,6 @@ class ImproveRun:
         if self.config.judge.train_from_store:
             return {"backend": "lite", "checkpoint": str(self.out / "judge")}
         return backend.describe()
-
-
-def _raise_robot_fault(exc: Exception, where: str) -> None:
-    """A robot's fault ends the run with one line (its episode is kept as aborted; the slot runs again)."""
-    component = getattr(exc, "component", None)
-    if component == "e-stop":
-        raise EmergencyStop(f"emergency stop during {where}: {exc}; run the same command to continue") from None
-    if component is not None:
-        raise UsageError(f"robot fault ({component}) during {where}: {exc}; the episode is kept as aborted; "
-                         "fix it and run the same command to continue") from None
-
-
-def _end_robot_episode(env: Any, store: Any, result: Any) -> None:
-    """A robot holds the arm between episodes; its report (rate, safety clips) goes with the episode."""
-    report = end_env_episode(env)
-    if report is not None and result is not None and result.index is not None:
-        rec = store.record(result.index)
-        store.update_meta(result.index, extra={**rec.meta.extra, "robot": report})
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

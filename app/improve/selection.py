@@ -1,6 +1,6 @@
 """Which episodes a round fine-tunes on: the demonstrations plus the kept rollouts, by a config rule.
 
-The rule (`SelectionConfig`) becomes filter clauses of `policies.train`
+The rule (`SelectionConfig`) becomes filter clauses of `policies.actor_critic.bc_train`
 (their union is the training set):
 - `demos`: every demonstration (source "demo");
 - `rollouts`: "accepted" keeps rollouts whose verdict that counts is True
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.improve.config import SelectionConfig
-from policies.train import EpisodeFilter, select_episodes
+from policies.actor_critic.bc_train import EpisodeFilter, select_episodes
 
 __all__ = ["select_for_round", "selection_clauses"]
 

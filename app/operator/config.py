@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.env_choice import EnvSection
-from app.improve.config import EvalConfig, JudgeConfig, PolicySection, SelectionConfig
+from app.improve.config import EvalConfig, JudgeConfig, SelectionConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.types import MODALITIES
+from policies.factory import PolicyConfig
 
 __all__ = ["EnvSection", "JudgeSection", "LiveRewardsConfig", "OperateConfig", "OperatorPolicy"]
 
@@ -49,7 +50,7 @@ class OperatorPolicy:
     # A robot never gets random actions.
     dry_run: Literal["random", "hold"] | None = None
     random_seed: int = 0
-    improve: PolicySection = field(default_factory=PolicySection)  # how each round fine-tunes (app.improve)
+    improve: PolicyConfig = field(default_factory=PolicyConfig)  # how each round fine-tunes (app.improve)
 
 
 @dataclass

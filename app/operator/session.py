@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from app.env_choice import build_env, end_env_episode
+from app.env_choice import build_env, episode_fields
+from app.improve.round import EmergencyStop, done_slots, evaluate_round, finetune, judge_rollout, rollout_slot, unjudged
+from app.improve.selection import select_for_round, selection_clauses
 from app.operator.config import OperateConfig
 from app.operator.events import (
     CameraStats,
@@ -53,16 +55,18 @@ from app.operator.events import (
     StoreInfo,
     VerdictChanged,
 )
-from app.rollout import RolloutControl, RolloutResult, StepEvent, run_rollout
-from recordings.episode import EpisodeMeta
+from app.rollout import RolloutControl, RolloutResult, StepEvent
+from policies.base import Policy
+from policies.scripted import HoldPolicy, RandomPolicy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EnvFactory", "HoldPolicy", "LiveRewards", "OperatorSession", "make_env", "thumbnail"]
+__all__ = ["EnvFactory", "LiveRewards", "OperatorSession", "make_env", "thumbnail"]
 
 EnvFactory = Callable[[OperateConfig], Any]
 THUMB_SIZE = (16, 32)  # (rows, cols) of pixels: 8 text lines with half-block characters
-FRAME_INTERVAL_S = 0.25  # camera statistics and thumbnails go to the screen at most this often
+FRAME_INTERVAL_S = 0.25
+PHASE = "operator"  # the slot tag of an operated rollout (app.improve.round.done_slots)  # camera statistics and thumbnails go to the screen at most this often
 
 
 class _Stopped(Exception):
@@ -79,19 +83,6 @@ def thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB_SIZE) -> np.ndarr
     rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
     cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
     return np.ascontiguousarray(image[rows][:, cols, :3])
-
-
-class HoldPolicy:
-    """Commands the measured joint positions (`policy.dry_run: hold`): the arm stays where it is."""
-
-    needs_images = False
-    camera_names: list[str] = []
-
-    def reset(self) -> None:
-        """Nothing to forget."""
-
-    def act(self, observation: Any) -> np.ndarray:
-        return np.asarray(observation.state, dtype=np.float32).copy()
 
 
 class LiveRewards:
@@ -338,25 +329,16 @@ class OperatorSession:
             self.rewards = LiveRewards(model, cfg.rewards.weights, cfg.rewards.every, camera, backend.trace_name)
         self._store_info()
 
-    def _load_policy(self, checkpoint: Path | None) -> Any:
+    def _load_policy(self, checkpoint: Path | None) -> Policy:
         dry_run = self.config.policy.dry_run or ("random" if self.config.env.kind == "sim" else None)
         if checkpoint is None and dry_run == "hold":
             return HoldPolicy()
         if checkpoint is None:
             if self.config.env.kind != "sim":
                 raise ValueError("random actions are for the simulator only: give policy.checkpoint or dry_run: hold")
-            from policies.evaluate import RandomPolicy
-
-            policy = RandomPolicy(seed=self.config.policy.random_seed)
-        elif self.config.policy.improve.type == "pi05":
-            from policies.pi05 import Pi05Config, make_policy
-
-            runtime = self.config.policy.improve.runtime or Pi05Config()
-            policy = make_policy(dataclasses.replace(runtime, pretrained=str(checkpoint)))
+            policy: Policy = RandomPolicy(seed=self.config.policy.random_seed)
         else:
-            from policies.evaluate import load_policy
-
-            policy = load_policy(checkpoint)
+            policy = self.config.policy.improve.load(checkpoint)
         if hasattr(policy, "set_action_bounds"):
             space = getattr(self.env, "action_space", None)
             if space is None:
@@ -365,9 +347,34 @@ class OperatorSession:
         return policy
 
     def _first_round(self) -> int:
-        """One past the newest rollout round in the store (an improve run's store continues its numbering)."""
+        """The round to work on: an unfinished one of an earlier session (as `improve` resumes), else the next.
+
+        A round is finished when all its slots hold a committed episode and, with fine-tuning on,
+        its policy is trained (module doc); an improve run's store continues its numbering.
+        """
+        ours = [r.meta.round for r in self.store.episodes() if (r.meta.extra.get("improve") or {}).get("phase") == PHASE]
+        latest = max(ours, default=None)
+        if latest is not None and not self._round_finished(latest):
+            self.emit(Notice(f"round {latest} was not finished: it continues"))
+            if self.config.finetune:
+                self.checkpoint = self._latest_checkpoint(latest - 1) or self.checkpoint
+                self.policy = self._load_policy(self.checkpoint)
+            return latest
         rounds = [r.meta.round for r in self.store.episodes() if r.meta.source in ("sim", "robot")]
         return max(rounds, default=0) + 1
+
+    def _round_finished(self, round_: int) -> bool:
+        if len(done_slots(self.store, round_, PHASE)) < self.config.rollouts_per_round:
+            return False
+        return not self.config.finetune or self._latest_checkpoint(round_) is not None
+
+    def _policy_dir(self, round_: int) -> Path:
+        return Path(self.config.output_dir) / "policy" / f"round-{round_}"
+
+    def _latest_checkpoint(self, round_: int) -> Path | None:
+        """Round `round_`'s fine-tuned policy, once its training finished (its metrics are written last)."""
+        out = self._policy_dir(round_)
+        return out / "checkpoints" / "last" if (out / "metrics.json").is_file() else None
 
     def _close(self) -> None:
         for thing in (self.store, self.env):
@@ -389,11 +396,19 @@ class OperatorSession:
 
     def _round(self, round_: int) -> None:
         cfg = self.config
-        slot = 0
-        while slot < cfg.rollouts_per_round:
+        done = done_slots(self.store, round_, PHASE)
+        todo = [slot for slot in range(cfg.rollouts_per_round) if slot not in done]
+        if done:
+            self.emit(Notice(f"round {round_}: {len(done)} rollouts recorded earlier, {len(todo)} to go"))
+        while todo:
+            slot = todo[0]
             self._wait_unpaused()
-            result = self._rollout(round_, slot)
-            if result.status == "emergency_stop" or self._estop.is_set():
+            try:
+                result = self._rollout(round_, slot)
+            except EmergencyStop as stop:
+                self.emit(RolloutEnded(None, "emergency_stop", 0, str(stop)))
+                raise _Stopped() from None
+            if self._estop.is_set():
                 self.emit(RolloutEnded(result.index, "emergency_stop", result.steps, result.reason))
                 raise _Stopped()
             if result.index is None:
@@ -406,12 +421,14 @@ class OperatorSession:
             self._save_rrd(result.index)
             if self._review(result.index) == "redo":
                 rec = self.store.record(result.index)
+                # a retired episode no longer fills its slot (done_slots): it runs again, now or on resume
                 self.store.update_meta(result.index, aborted=True,
                                        extra={**rec.meta.extra, "operator_rerecorded": True})
                 self.emit(Notice(f"episode {result.index} retired (aborted); slot {slot} runs again"))
                 continue
-            slot += 1
+            todo.pop(0)
         self._apply_marks()
+        self._judge_missing(round_)
         stats = self._round_stats(round_)
         self.emit(stats)
         if cfg.finetune:
@@ -425,12 +442,6 @@ class OperatorSession:
     def _rollout(self, round_: int, slot: int) -> RolloutResult:
         cfg = self.config
         seed = cfg.rollout_seed + (round_ - 1) * cfg.rollouts_per_round + slot
-        kind = "robot" if cfg.env.kind == "robot" else "sim"
-        meta = EpisodeMeta(
-            task=self.env.task, source=kind, env_id=cfg.env.sim.env_id if kind == "sim" else "",
-            policy_id=str(self.checkpoint) if self.checkpoint else "random", round=round_,
-            extra={"operator": {"round": round_, "slot": slot}},
-        )
         if self.rewards is not None:
             self.rewards.start(self.env.task)
         with self._cond:
@@ -455,21 +466,16 @@ class OperatorSession:
             self._between_steps()
             self.emit(self._step_update(event))
 
-        try:
-            result = run_rollout(self.env, self.policy, self.store, meta, config=cfg.rollout, seed=seed,
-                                 control=self.control, on_step=on_step, reward_hook=self.rewards)
-        finally:
-            report = self._end_env_episode()
+        fields = episode_fields(cfg.env, self.env)
+        result = rollout_slot(self.env, self.policy, self.store, round_=round_, phase=PHASE, slot=slot, seed=seed,
+                              policy_id=str(self.checkpoint) if self.checkpoint else "random", fields=fields,
+                              run="operator", rollout=cfg.rollout, control=self.control, on_step=on_step,
+                              reward_hook=self.rewards, extra={"operator": {"round": round_, "slot": slot}})
         self.phase = "judging"
-        if report is not None and result.index is not None:
-            rec = self.store.record(result.index)
-            self.store.update_meta(result.index, extra={**rec.meta.extra, "robot": report})
-            self.emit(Notice(f"episode {result.index}: {report['summary']}"))
+        robot = self.store.record(result.index).meta.extra.get("robot") if result.index is not None else None
+        if robot is not None:
+            self.emit(Notice(f"episode {result.index}: {robot['summary']}"))
         return result
-
-    def _end_env_episode(self) -> dict[str, Any] | None:
-        """A robot env holds the arm between episodes and reports the achieved rate and the safety clips."""
-        return end_env_episode(self.env)
 
     def _between_steps(self) -> None:
         """Runs between two steps of a rollout, in the rollout's thread."""
@@ -495,27 +501,28 @@ class OperatorSession:
             thumbnail=None if first is None else thumbnail(first),
         )
 
-    def _judge(self, result: RolloutResult) -> Any:
+    def _judge(self, result: RolloutResult) -> None:
         """The completion verdict of a committed rollout (aborted ones are not judged, as in improve)."""
-        from app.improve.judge import judge_episode
-
         rec = self.store.record(result.index)
         self.reviewing = result.index
         if rec.meta.aborted:
             self.emit(RolloutEnded(result.index, result.status, result.steps, result.reason,
                                    oracle_success=result.oracle_success))
-            return None
+            return
         self._set_phase("judging")
-        judge_cfg = self.config.judge.judge_config()
-        verdict = judge_episode(self.judge_model, self.store, result.index, judge_cfg)
-        extra = {**rec.meta.extra, "judge": {**verdict.to_json(), "combine": judge_cfg.combine,
-                                             "threshold": judge_cfg.threshold, **judge_cfg.backend.describe()}}
-        self.store.update_meta(result.index, lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
-                               extra=extra)
+        meta = self._judge_one(result.index)
         self.emit(RolloutEnded(result.index, result.status, result.steps, result.reason,
-                               lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score),
+                               lrm_verdict=bool(meta.lrm_verdict), lrm_score=float(meta.lrm_score),
                                oracle_success=result.oracle_success))
-        return verdict
+
+    def _judge_one(self, index: int) -> Any:
+        judge = self.config.judge.judge_config()
+        return judge_rollout(self.store, index, self.judge_model, judge, judge.backend.describe())
+
+    def _judge_missing(self, round_: int) -> None:
+        """Episodes of the round recorded before a crash and not judged then (the improve rule: none without one)."""
+        for rec in unjudged(self.store, round_, PHASE)[1]:
+            self._judge_one(rec.index)
 
     def _review(self, index: int) -> str:
         """Wait for the operator's `next` (or re-record); marks are written as they come. Returns next | redo."""
@@ -568,8 +575,6 @@ class OperatorSession:
         )
 
     def _finetune(self, round_: int, stats: RoundStats) -> RoundStats:
-        from app.improve.selection import select_for_round, selection_clauses
-
         cfg = self.config
         indices, counts = select_for_round(self.store, cfg.selection, round_)
         if not indices:
@@ -577,43 +582,23 @@ class OperatorSession:
             return stats
         self._check()
         self._set_phase("finetune", f"round {round_}: {counts['demos']} demos + {counts['rollouts']} rollouts")
-        out = Path(cfg.output_dir) / "policy" / f"round-{round_}"
-        tries = 1
-        while out.exists():  # an earlier session's folder: never resume a training on other data
-            tries += 1
-            out = out.with_name(f"round-{round_}-{tries}")
-        section = cfg.policy.improve
-        train_cfg = section.train_config(cfg.store_path, out, selection_clauses(cfg.selection, round_),
-                                         round_=round_, init_from=self.checkpoint)
-        train_cfg.resume = False
-        train_cfg.progress = False
-        if hasattr(train_cfg, "num_threads") and train_cfg.num_threads is None:
-            train_cfg.num_threads = cfg.num_threads
-        if section.type == "bc":
-            from policies.train import train_bc
-
-            result = train_bc(train_cfg)
-            loss = result.report.train_loss
-        else:
-            from policies.pi05_train import finetune_pi05
-
-            result = finetune_pi05(train_cfg)
-            loss = result.train_loss
-        self.checkpoint = Path(result.checkpoint)
+        trained = finetune(cfg.policy.improve, cfg.store_path, self._policy_dir(round_), round_=round_,
+                           select=selection_clauses(cfg.selection, round_), init_from=self.checkpoint,
+                           num_threads=cfg.num_threads, progress=False)
+        self.checkpoint = Path(trained["checkpoint"])
         self.policy = self._load_policy(self.checkpoint)
+        loss = trained["train_loss"]
         self.emit(Notice(f"round {round_}: fine-tuned on {len(indices)} episodes, loss {loss:.4g}"))
         return dataclasses.replace(stats, train_loss=float(loss), selected=len(indices))
 
     def _evaluate(self, round_: int, stats: RoundStats) -> RoundStats:
-        from policies.evaluate import evaluate_policy
-
         self._check()
         cfg = self.config
         self._set_phase("evaluate", f"round {round_}: {cfg.eval.episodes} oracle episodes")
-        report = evaluate_policy(self.policy, cfg.env.sim, cfg.eval.episodes, seed=cfg.eval.seed,
-                                 max_steps=cfg.eval.max_steps or cfg.rollout.max_steps,
-                                 policy_id=f"operate-round-{round_}", progress=False)
-        return dataclasses.replace(stats, eval_success=report.success_rate)
+        result = evaluate_round(self.policy, self.env, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
+                                max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_, progress=False,
+                                policy_id=f"operate-round-{round_}")
+        return dataclasses.replace(stats, eval_success=result["success_rate"])
 
     def _store_info(self) -> None:
         self.emit(StoreInfo(str(self.store.path), self.store.num_episodes, self.store.num_frames))

@@ -4,7 +4,7 @@
 - `algo`: GAE and the clipped PPO loss (pure torch);
 - `vec_env`: vectorised ManiSkill envs (AsyncVectorEnv workers on a CPU, the GPU backend), render on demand;
 - `rewards`: interval-hold reward-model rewards, env-reward mixing, failure-tolerant backends;
-- `agent`: what PPO needs from a policy; the small actor-critic's adapter (pi0.5's is `policies.pi05_rl`);
+- the policy under PPO is a `policies.base.PPOAgent` that `policies.factory.make_ppo_agent` builds;
 - `report`: reward-vs-oracle agreement, metrics.jsonl / metrics.rrd / learning_curve.png;
 - `loop`: `train_ppo`, the loop itself, with checkpoints and resume.
 """

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 from lrm.interval_hold import IntervalHoldConfig
+from policies.factory import PPOPolicyConfig
 from sim.maniskill_env import SimEnvConfig
 
-__all__ = ["EnvSection", "PPOConfig", "PPOHyper", "PolicySection", "RewardSection"]
+__all__ = ["EnvSection", "PPOConfig", "PPOHyper", "RewardSection"]
 
 
 @dataclass
@@ -76,28 +77,6 @@ class EnvSection:
 
 
 @dataclass
-class PolicySection:
-    """Where the policy starts: a checkpoint of the small actor-critic (`actor_critic`) or pi0.5 (`pi05`)."""
-
-    type: Literal["actor_critic", "pi05"] = "actor_critic"
-    checkpoint: str = ""  # actor-critic checkpoint directory, or pi0.5 checkpoint folder / hub id
-    log_std: float | None = None  # actor-critic: reset the exploration std (log, normalised units); None keeps it
-    # pi0.5 only (policies.pi05_rl.Pi05RLConfig): noise injected into the denoising chain
-    noise_level: float = 0.5
-    num_inference_steps: int | None = None
-    n_action_steps: int | None = None
-    train_vlm: bool = False  # False: only the action expert, projections and value head are trained
-    device: str = "auto"
-    tokenizer: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.checkpoint:
-            raise ValueError("policy.checkpoint is required (a behaviour-cloned actor-critic or a pi0.5 checkpoint)")
-        if self.noise_level <= 0:
-            raise ValueError(f"noise_level must be positive, got {self.noise_level}")
-
-
-@dataclass
 class RewardSection:
     """r_t = lrm_weight * (interval-held reward-model value) + env_weight * (env dense reward).
 
@@ -125,7 +104,7 @@ class PPOConfig:
     """`lrm-robot ppo --config CONFIG` (configs/ppo/*.yaml)."""
 
     output_dir: Path = Path("outputs/ppo/run")
-    policy: PolicySection = field(default_factory=lambda: PolicySection(checkpoint="outputs/policies/bc_pickcube/checkpoints/last"))
+    policy: PPOPolicyConfig = field(default_factory=lambda: PPOPolicyConfig(checkpoint="outputs/policies/bc_pickcube/checkpoints/last"))
     env: EnvSection = field(default_factory=EnvSection)
     reward: RewardSection = field(default_factory=RewardSection)
     ppo: PPOHyper = field(default_factory=PPOHyper)

@@ -38,13 +38,15 @@ import numpy as np
 import torch
 
 from app.config_loader import config_to_dict
-from app.ppo.agent import ActorCriticAgent, PPOAgent
 from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
 from app.ppo.report import MetricsLog, agreement
 from app.ppo.rewards import StepReward
 from app.ppo.vec_env import VecSim, make_vec_sim
 from lrm.types import RewardModel
+from policies.base import PPOAgent
+from policies.errors import PolicyError
+from policies.factory import make_ppo_agent
 
 log = logging.getLogger(__name__)
 
@@ -216,39 +218,14 @@ def _gae(rollout: Rollout, dones: torch.Tensor, gae_lambda: float) -> tuple[torc
 
 
 def make_agent(config: PPOConfig, sim: VecSim, device: torch.device) -> PPOAgent:
-    """The policy of `config.policy`, checked against the envs, wrapped for PPO."""
-    p = config.policy
-    if p.type == "pi05":
-        from policies.pi05_rl import Pi05RLConfig, make_pi05_rl
-
-        agent = make_pi05_rl(Pi05RLConfig(
-            pretrained=p.checkpoint, noise_level=p.noise_level, num_inference_steps=p.num_inference_steps,
-            n_action_steps=p.n_action_steps, train_vlm=p.train_vlm, device=p.device, tokenizer=p.tokenizer,
-        ))
-        expected = agent.pi05.state_dim
-        if expected is not None and expected != sim.state_size:
-            raise PPOSetupError(f"pi0.5 checkpoint {p.checkpoint} reads a state of {expected} values but "
-                                f"{config.env.sim.env_id} (state_mode {config.env.sim.state_mode}) gives {sim.state_size}")
-        missing = [c for c in agent.camera_names if c not in sim.camera_names]
-        if missing:
-            raise PPOSetupError(f"pi0.5 needs camera {missing[0]!r}; env.sim.cameras gives {sim.camera_names}")
-        agent.set_action_bounds(sim.action_low, sim.action_high)
-        return agent
-    from policies.actor_critic import GaussianActorCritic
-
+    """The policy of `config.policy`, checked against the envs, wrapped for PPO (policies.factory)."""
+    env = config.env.sim
     try:
-        policy = GaussianActorCritic.from_pretrained(p.checkpoint, device=device)
-    except (FileNotFoundError, ValueError) as exc:
-        raise PPOSetupError(f"policy.checkpoint: {exc}") from None
-    if policy.state_dim != sim.state_size:
-        raise PPOSetupError(
-            f"policy.checkpoint {p.checkpoint} reads a state of {policy.state_dim} values but {config.env.sim.env_id} "
-            f"with state_mode {config.env.sim.state_mode} gives {sim.state_size}"
-        )
-    missing = [c for c in policy.camera_names if c not in sim.camera_names]
-    if missing:
-        raise PPOSetupError(f"the policy needs camera {missing[0]!r}; env.sim.cameras gives {sim.camera_names}")
-    return ActorCriticAgent(policy, sim.action_low, sim.action_high, log_std=p.log_std)
+        return make_ppo_agent(config.policy, state_size=sim.state_size, camera_names=list(sim.camera_names),
+                              action_low=sim.action_low, action_high=sim.action_high,
+                              env_name=f"{env.env_id} (state_mode {env.state_mode})", device=device)
+    except PolicyError as exc:
+        raise PPOSetupError(str(exc)) from None
 
 
 class PPOSetupError(ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.improve.config import PolicySection
+from policies.factory import PolicyConfig
 from app.operator.app import OperatorApp
 from app.operator.config import EnvSection, JudgeSection, LiveRewardsConfig, OperateConfig, OperatorPolicy
 from app.operator.session import OperatorSession
@@ -52,7 +52,7 @@ def operate_config(out: Path, judge: Path, **overrides: Any) -> OperateConfig:
     values: dict[str, Any] = dict(
         output_dir=out,
         env=EnvSection(sim=sim_config()),
-        policy=OperatorPolicy(improve=PolicySection(
+        policy=OperatorPolicy(improve=PolicyConfig(
             train={"steps": 5, "batch_size": 8, "val_fraction": 0.0, "policy": {"hidden_dims": [16]}})),
         judge=JudgeSection(backend=RewardBackendConfig(type="lite", lite=LiteBackendConfig(checkpoint=str(judge)))),
         rewards=LiveRewardsConfig(every=2),

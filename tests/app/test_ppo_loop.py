@@ -28,7 +28,7 @@ from app.ppo.rewards import StepReward
 from lrm.interval_hold import IntervalHoldConfig
 from lrm.oracle import OracleRewardModel
 from lrm.types import Reward
-from policies.actor_critic import ActorCriticConfig, NormStats, make_policy
+from policies.actor_critic.model import ActorCriticConfig, NormStats, make_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -61,8 +61,8 @@ def sim():
 
 @pytest.fixture(scope="module")
 def agent(checkpoint: Path, sim):
-    from app.ppo.agent import ActorCriticAgent
-    from policies.actor_critic import GaussianActorCritic
+    from policies.actor_critic.ppo_agent import ActorCriticAgent
+    from policies.actor_critic.model import GaussianActorCritic
 
     return ActorCriticAgent(GaussianActorCritic.from_pretrained(checkpoint), sim.action_low, sim.action_high)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from policies.actor_critic import ActorCriticConfig, GaussianActorCritic, NormStats, compute_stats, make_policy
+from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, NormStats, compute_stats, make_policy
 from policies.base import ActorCriticPolicy, Policy
 from sim.env import Observation
 

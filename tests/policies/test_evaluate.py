@@ -1,10 +1,12 @@
-"""Rolling policies out in ManiSkill: the success interval, recording, and BC beating a random policy."""
+"""Evaluating policies in ManiSkill through run_rollout: the success interval, recording, and BC beating a random policy."""
 
 from __future__ import annotations
 
 import pytest
 
-from policies.evaluate import RandomPolicy, evaluate_policy, wilson_interval
+from app.evaluate import evaluate_in_sim
+from policies.eval_report import wilson_interval
+from policies.scripted import RandomPolicy
 
 
 def test_wilson_interval():
@@ -23,7 +25,7 @@ def test_rollouts_are_recorded_into_the_store(tmp_path):
     from sim.maniskill_env import SimEnvConfig
 
     env = SimEnvConfig(env_id="PickCube-v1", camera_width=32, camera_height=24)
-    report = evaluate_policy(RandomPolicy(seed=0), env, 2, seed=5, max_steps=6, policy_id="random",
+    report = evaluate_in_sim(RandomPolicy(seed=0), env, 2, seed=5, max_steps=6, policy_id="random",
                              record_to=tmp_path / "rollouts", round=3, progress=False)
     assert report.episodes == 2 and report.seeds == [5, 6] and report.lengths == [6, 6]
     assert report.successes == 0 and report.recorded == [0, 1]
@@ -48,9 +50,9 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
     reward (reach, grasp, lift, place) must also be far above random's. The success rate over
     100 episodes per demo count is in benchmarks/policy_bc.py.
     """
-    from policies.actor_critic import ActorCriticConfig
-    from policies.evaluate import load_policy
-    from policies.train import BCTrainConfig, train_bc
+    from policies.actor_critic.model import ActorCriticConfig
+    from policies.factory import load_policy
+    from policies.actor_critic.bc_train import BCTrainConfig, train_bc
     from sim.maniskill_env import SimEnvConfig
 
     # The recipe of configs/policies/bc_pickcube.yaml: relative joint targets, chunks of 16, 8 executed.
@@ -60,8 +62,8 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
     assert result.report.val_loss is not None
     env = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])
     n = 60
-    bc = evaluate_policy(load_policy(result.checkpoint), env, n, max_steps=200, progress=False)
-    random = evaluate_policy(RandomPolicy(seed=0), env, n, max_steps=200, progress=False)
+    bc = evaluate_in_sim(load_policy(result.checkpoint), env, n, max_steps=200, progress=False)
+    random = evaluate_in_sim(RandomPolicy(seed=0), env, n, max_steps=200, progress=False)
     print(bc.summary(), random.summary(), sep="\n")
     assert random.successes == 0 and bc.successes > random.successes, (bc.summary(), random.summary())
     assert bc.mean_max_dense_reward > random.mean_max_dense_reward + 0.15, (bc.summary(), random.summary())
@@ -70,7 +72,7 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
 @pytest.mark.sim
 def test_cameras_render_only_for_a_policy_that_reads_them(monkeypatch):
     """Rendering costs ~20x a physics step on a CPU: a state-only rollout must never capture."""
-    from policies.actor_critic import ActorCriticConfig, make_policy
+    from policies.actor_critic.model import ActorCriticConfig, make_policy
     from sim.maniskill_env import ManiSkillEnv, SimEnvConfig
 
     captures = []
@@ -78,19 +80,19 @@ def test_cameras_render_only_for_a_policy_that_reads_them(monkeypatch):
     monkeypatch.setattr(ManiSkillEnv, "capture", lambda self: (captures.append(1), original(self))[1])
     env = SimEnvConfig(env_id="PickCube-v1", camera_width=32, camera_height=24)
     state_only = make_policy(ActorCriticConfig(hidden_dims=[16]), state_dim=25, action_dim=8)
-    report = evaluate_policy(state_only, env, 1, max_steps=4, progress=False)
+    report = evaluate_in_sim(state_only, env, 1, max_steps=4, progress=False)
     assert report.lengths == [4] and captures == []
 
     seeing = make_policy(ActorCriticConfig(hidden_dims=[16], use_state=False, cameras=["base_camera"],
                                            cnn_channels=[4], image_feature_dim=8),
                          state_dim=25, action_dim=8, image_sizes={"base_camera": (24, 32)})
-    report = evaluate_policy(seeing, env, 1, max_steps=4, progress=False)
+    report = evaluate_in_sim(seeing, env, 1, max_steps=4, progress=False)
     assert report.lengths == [4] and len(captures) == 4  # one frame per decision
     blind_env = SimEnvConfig(env_id="PickCube-v1", cameras=[])
     from policies.errors import PolicyError
 
     with pytest.raises(PolicyError, match="needs camera 'base_camera'"):
-        evaluate_policy(seeing, blind_env, 1, max_steps=2, progress=False)
+        evaluate_in_sim(seeing, blind_env, 1, max_steps=2, progress=False)
     privileged = make_policy(ActorCriticConfig(hidden_dims=[16]), state_dim=42, action_dim=8)
     with pytest.raises(PolicyError, match="states of size 42.*set env.state_mode"):
-        evaluate_policy(privileged, blind_env, 1, max_steps=2, progress=False)
+        evaluate_in_sim(privileged, blind_env, 1, max_steps=2, progress=False)

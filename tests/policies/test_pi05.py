@@ -7,7 +7,7 @@ PI05Policy is built from the dataset's features and statistics with LeRobot's
 own processors and a locally trained tokenizer, and saved as a checkpoint.
 Everything is then loaded back through the production path
 (`Pi05Policy(Pi05Config(pretrained=...))`), and fine-tuned from the store
-through `policies.pi05_train.finetune_pi05` (LeRobot's make_policy,
+through `policies.pi05.finetune.finetune_pi05` (LeRobot's make_policy,
 processors, optimiser and scheduler presets), including from a checkpoint
 shaped like lerobot/pi05_base (other camera names, padded sizes).
 """
@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("lerobot.policies.pi05")
+pytest.importorskip("lerobot.policies.pi05.policy")
 
 from policies.errors import PolicyError  # noqa: E402
-from policies.pi05 import Pi05Config, Pi05Policy, make_pi05_processors, save_pi05  # noqa: E402
+from policies.pi05.policy import Pi05Config, Pi05Policy, make_pi05_processors, save_pi05  # noqa: E402
 from policies.pi05_tiny import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
 
 REPO_ID = "local/pi05-test"
@@ -90,7 +90,7 @@ def pickcube(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def checkpoint(pickcube: dict) -> dict:
     """A tiny PI05Policy built from the exported dataset's features and stats, saved with its processors."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.policies.pi05 import PI05Policy
+    from lerobot.policies.pi05.policy import PI05Policy
     from lerobot.utils.feature_utils import dataset_to_policy_features
 
     torch.manual_seed(0)
@@ -167,7 +167,7 @@ def test_refuses_bad_checkpoints(tmp_path: Path, checkpoint: dict) -> None:
 
 def test_one_training_step_on_exported_data(pickcube: dict, checkpoint: dict) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.policies.pi05 import PI05Policy
+    from lerobot.policies.pi05.policy import PI05Policy
 
     policy = PI05Policy.from_pretrained(str(checkpoint["path"]))
     preprocessor = checkpoint["preprocessor"]
@@ -205,7 +205,7 @@ def test_yaml_config_parses() -> None:
     with pytest.raises(ConfigError, match="dtype"):
         load_config(path, Pi05Config, overrides=["dtype=float16"])
 
-    from policies.pi05_train import Pi05TrainConfig
+    from policies.pi05.finetune import Pi05TrainConfig
 
     train = load_config(path.with_name("pi05_finetune_pickcube.yaml"), Pi05TrainConfig)
     assert train.rename_map == {"observation.images.base_camera": "observation.images.base_0_rgb"}
@@ -217,8 +217,8 @@ def test_finetune_from_the_store_and_resume(pickcube: dict, checkpoint: dict, tm
 
     from safetensors.torch import load_file
 
-    from policies.pi05_train import Pi05TrainConfig, finetune_pi05
-    from policies.train import EpisodeFilter
+    from policies.pi05.finetune import Pi05TrainConfig, finetune_pi05
+    from policies.actor_critic.bc_train import EpisodeFilter
 
     config = Pi05TrainConfig(
         store=pickcube["store"], output_dir=tmp_path / "run", pretrained=str(checkpoint["path"]),
@@ -248,9 +248,9 @@ def test_finetune_from_the_store_and_resume(pickcube: dict, checkpoint: dict, tm
 def test_finetune_a_base_like_checkpoint_onto_new_cameras_and_sizes(pickcube: dict, tmp_path: Path) -> None:
     """Like lerobot/pi05_base: other camera names, padded 32-dim state and action, the base's own stats."""
     from lerobot.configs import FeatureType, PolicyFeature
-    from lerobot.policies.pi05 import PI05Policy
+    from lerobot.policies.pi05.policy import PI05Policy
 
-    from policies.pi05_train import Pi05TrainConfig, finetune_pi05
+    from policies.pi05.finetune import Pi05TrainConfig, finetune_pi05
 
     visual = PolicyFeature(FeatureType.VISUAL, (3, 32, 32))
     inputs = {f"observation.images.{name}": visual for name in ("base_0_rgb", "left_wrist_0_rgb")}
@@ -280,13 +280,13 @@ def test_finetune_a_base_like_checkpoint_onto_new_cameras_and_sizes(pickcube: di
 
 def test_rolls_out_through_evaluate_policy(checkpoint: dict, tmp_path: Path) -> None:
     """The rollout loop renders before each chunk, executes it step by step and records the episode."""
-    from policies.evaluate import evaluate_policy
+    from app.evaluate import evaluate_in_sim
     from recordings.store import EpisodeStore
     from sim.maniskill_env import SimEnvConfig
 
     policy = Pi05Policy(Pi05Config(pretrained=str(checkpoint["path"]), n_action_steps=3, seed=0))
     env_config = SimEnvConfig(env_id=ENV_ID, cameras=[CAMERA], camera_width=CAMERA_SIZE, camera_height=CAMERA_SIZE)
-    report = evaluate_policy(policy, env_config, episodes=1, max_steps=7, policy_id="pi05-tiny",
+    report = evaluate_in_sim(policy, env_config, episodes=1, max_steps=7, policy_id="pi05-tiny",
                              record_to=tmp_path / "rollouts", progress=False)
     assert report.episodes == 1 and report.lengths == [7]
     with EpisodeStore.open(tmp_path / "rollouts", mode="r") as store:

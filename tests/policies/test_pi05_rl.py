@@ -1,4 +1,4 @@
-"""pi0.5 under PPO (policies.pi05_rl) on the tiny real-architecture pi0.5 and real ManiSkill PickCube.
+"""pi0.5 under PPO (policies.pi05.ppo_agent) on the tiny real-architecture pi0.5 and real ManiSkill PickCube.
 
 A tiny PI05Policy is built with LeRobot's own processors (statistics of the
 right shape, a locally trained tokenizer) and saved as a checkpoint; the PPO
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("lerobot.policies.pi05")
+pytest.importorskip("lerobot.policies.pi05.policy")
 
 from policies.pi05_tiny import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
-from policies.pi05_rl import Pi05RLConfig, Pi05RLAgent, _gaussian_log_prob, sde_step  # noqa: E402
+from policies.pi05.ppo_agent import Pi05RLConfig, Pi05RLAgent, _gaussian_log_prob, sde_step  # noqa: E402
 
 CAMERA, SIZE, CHUNK, EXEC, STEPS = "base_camera", 32, 4, 2, 3
 TASK = "pick up the red cube and move it to the goal position"
@@ -34,9 +34,9 @@ def tiny_architecture() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.pi05 import PI05Policy
+    from lerobot.policies.pi05.policy import PI05Policy
 
-    from policies.pi05 import make_pi05_processors, save_pi05
+    from policies.pi05.policy import make_pi05_processors, save_pi05
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("pi05rl")
@@ -106,7 +106,7 @@ def test_one_ppo_iteration_in_maniskill(checkpoint: Path, tmp_path: Path) -> Non
         "ppo.num_minibatches=1", "ppo.update_epochs=2", "ppo.learning_rate=0.001", "rerun=false", "plot=false",
         "progress=false",
     ])
-    from policies.pi05 import Pi05Config, Pi05Policy
+    from policies.pi05.policy import Pi05Config, Pi05Policy
 
     before = {k: v.clone() for k, v in Pi05Policy(Pi05Config(pretrained=str(checkpoint))).policy.state_dict().items()}
     rows: list[dict] = []

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from policies.actor_critic import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
+from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
-from policies.train import (
+from policies.actor_critic.bc_train import (
     BCTrainConfig,
     EpisodeFilter,
     action_chunks,
@@ -84,7 +84,7 @@ def test_a_few_steps_lower_the_loss(synthetic_store, cameras):
     policy = make_policy(config, stats=compute_stats(data.state, data.action), state_dim=5, action_dim=3,
                          image_sizes=data.image_sizes)
     before = validation_loss(policy, data, "mse")
-    report = policy.fit(data, data, steps=60, batch_size=32, lr=3e-3, log_every=20, val_every=20, progress=False)
+    report = fit_bc(policy, data, data, steps=60, batch_size=32, lr=3e-3, log_every=20, val_every=20, progress=False)
     after = validation_loss(policy, data, "mse")
     assert after < 0.5 * before
     assert [h["step"] for h in report.history] == [20, 40, 60] and report.val_loss == pytest.approx(after)

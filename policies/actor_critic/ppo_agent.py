@@ -1,62 +1,24 @@
-"""What the PPO loop needs from a policy, and the small actor-critic's side of it.
+"""The small actor-critic under PPO (`policies.base.PPOAgent`), chunked or not.
 
-The loop asks an agent for one *decision* per env: an action chunk of which
-`executed_steps` actions run before the next decision (1 for a plain
-per-step policy). PPO treats the executed part of a chunk as one action: its
-log-probability is that of the executed actions only (the unexecuted tail
-never touches the env, so it carries no credit and would only add variance
-to the ratio), and its reward is the discounted sum over the executed steps.
-
-`stored` is whatever the agent needs to recompute the log-probability of
-the same decision later (the sampled Gaussian sample in normalised units for
-the actor-critic, the whole denoising chain for pi0.5).
-
-Observation batches are {"state": (N, S) float tensor, "images": {camera:
-(N, H, W, 3) uint8 tensor}, "task": [str] * N}.
+A decision is one sampled action chunk; PPO credits only its executed part
+(`executed_steps` actions): the unexecuted tail never touches the env, so it
+carries no credit and would only add variance to the ratio. `stored` is the
+sample in normalised units, from which `evaluate` recomputes the log-probability.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from policies.actor_critic import GaussianActorCritic
+from policies.actor_critic.model import GaussianActorCritic
+from policies.base import Decision
 
-__all__ = ["ActorCriticAgent", "Decision", "PPOAgent"]
-
-
-@dataclass
-class Decision:
-    env_actions: np.ndarray  # (N, executed_steps, A) in env units, inside the env's bounds
-    stored: torch.Tensor  # (N, ...) for `evaluate`
-    log_prob: torch.Tensor  # (N,)
-    value: torch.Tensor  # (N,)
-
-
-class PPOAgent(Protocol):
-    executed_steps: int
-    camera_names: list[str]
-
-    def decide(self, obs: Mapping[str, Any]) -> Decision: ...
-
-    def evaluate(self, obs: Mapping[str, Any], stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
-
-    def value(self, obs: Mapping[str, Any]) -> torch.Tensor: ...
-
-    def parameters(self) -> Iterable[torch.nn.Parameter]: ...
-
-    def value_parameters(self) -> list[torch.nn.Parameter]: ...
-
-    def train(self, mode: bool = True) -> Any: ...
-
-    def save(self, path: Path) -> None: ...
-
-    def load(self, path: Path) -> None: ...
+__all__ = ["ActorCriticAgent"]
 
 
 class ActorCriticAgent:

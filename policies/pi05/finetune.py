@@ -3,7 +3,7 @@
 One readable path, top to bottom (`finetune_pi05`):
 
 1. select episodes with the same filter clauses as behaviour cloning
-   (`policies.train.EpisodeFilter`) and split them into train / validation
+   (`policies.actor_critic.bc_train.EpisodeFilter`) and split them into train / validation
    by episode;
 2. export each split to a LeRobotDataset (`recordings.lerobot_export`) and
    load it with `LeRobotDataset`, actions as chunks (`delta_timestamps`);
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from policies.errors import PolicyError
-from policies.pi05 import TOKENIZER_DIR, resolve_device_dtype, save_pi05
-from policies.train import EpisodeFilter, check_resume, default_selection, episode_split
+from policies.pi05.policy import TOKENIZER_DIR, resolve_device_dtype, save_pi05
+from policies.actor_critic.bc_train import EpisodeFilter, check_resume, default_selection, episode_split
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     from lerobot.configs import FeatureType, PreTrainedConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.factory import make_policy, make_pre_post_processors
-    from lerobot.policies.pi05 import PI05Config
+    from lerobot.policies.pi05.policy import PI05Config
     from lerobot.utils.feature_utils import dataset_to_policy_features
     from tqdm import tqdm
 

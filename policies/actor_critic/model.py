@@ -457,12 +457,6 @@ class GaussianActorCritic(nn.Module):
         self.action_low = None if low is None else np.asarray(low, dtype=np.float32)
         self.action_high = None if high is None else np.asarray(high, dtype=np.float32)
 
-    def fit(self, train_data: Any, val_data: Any | None = None, **options: Any) -> Any:
-        """Behaviour cloning on `policies.train.FrameDataset`s; options: see `policies.train.fit_bc`."""
-        from policies.train import fit_bc
-
-        return fit_bc(self, train_data, val_data, **options)
-
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from policies.actor_critic import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
+from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
 
 log = logging.getLogger(__name__)
@@ -403,6 +403,10 @@ class TrainResult:
     train_frames: int
     val_frames: int
     total_steps: int
+
+    @property
+    def train_loss(self) -> float:
+        return self.report.train_loss
 
     def summary(self) -> str:
         val = "" if self.report.val_loss is None else f", val loss {self.report.val_loss:.4g}"

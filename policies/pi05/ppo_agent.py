@@ -46,7 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from policies.pi05 import TOKENIZER_DIR, Pi05Config, Pi05Policy, save_pi05
+from policies.base import Decision
+from policies.pi05.policy import TOKENIZER_DIR, Pi05Config, Pi05Policy, save_pi05
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch
 
 
 class Pi05RLAgent(nn.Module):
-    """pi0.5 behind the PPO agent interface of `app.ppo.agent` (decide / evaluate / value / save / load)."""
+    """pi0.5 behind the PPO agent interface of `policies.actor_critic.ppo_agent` (decide / evaluate / value / save / load)."""
 
     def __init__(self, config: Pi05RLConfig, policy: Pi05Policy | None = None) -> None:
         super().__init__()
@@ -144,7 +145,7 @@ class Pi05RLAgent(nn.Module):
 
     def _prefix(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """(prefix pad masks, KV cache, pooled prefix features) of one batch: the VLM pass."""
-        from lerobot.policies.pi05 import modeling_pi05 as m
+        from lerobot.policies.pi05.policy import modeling_pi05 as m
 
         images, img_masks = self.lerobot._preprocess_images(batch)  # noqa: SLF001 - LeRobot's own preprocessing
         tokens, masks = batch[m.OBS_LANGUAGE_TOKENS], batch[m.OBS_LANGUAGE_ATTENTION_MASK]
@@ -183,7 +184,7 @@ class Pi05RLAgent(nn.Module):
 
     # -- the PPO agent interface -------------------------------------------------------------------
 
-    def decide(self, obs: Mapping[str, Any]) -> ChainDecision:
+    def decide(self, obs: Mapping[str, Any]) -> Decision:
         """Sample a chunk through the noisy chain; env actions are the executed part, unnormalised and clipped."""
         with torch.no_grad():
             batch = self._batch(obs)
@@ -206,7 +207,7 @@ class Pi05RLAgent(nn.Module):
         env_actions = np.asarray(actions.float().cpu().numpy(), np.float32)
         if self.action_low is not None and self.action_high is not None:
             env_actions = np.clip(env_actions, self.action_low, self.action_high)
-        return ChainDecision(env_actions, torch.stack(chain, 1), log_prob.cpu(), value.float().cpu())
+        return Decision(env_actions, torch.stack(chain, 1), log_prob.cpu(), value.float().cpu())
 
     def evaluate(self, obs: Mapping[str, Any], stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log_prob, entropy, value) of stored chains (N, steps + 1, chunk, max_action_dim), with gradients."""
@@ -254,16 +255,6 @@ class Pi05RLAgent(nn.Module):
         root = Path(path)
         load_model(self.lerobot, str(root / "model.safetensors"), strict=True, device=str(self.device))
         self.value_head.load_state_dict(load_file(str(root / VALUE_HEAD), device=str(self.device)))
-
-
-@dataclass
-class ChainDecision:
-    """One decision for N envs (the fields `app.ppo.agent.Decision` has; policies does not import app)."""
-
-    env_actions: np.ndarray  # (N, executed_steps, A), env units
-    stored: torch.Tensor  # (N, steps + 1, chunk, max_action_dim): the denoising chain, noise first
-    log_prob: torch.Tensor  # (N,)
-    value: torch.Tensor  # (N,)
 
 
 def make_pi05_rl(config: Pi05RLConfig) -> Pi05RLAgent:
