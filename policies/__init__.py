@@ -1,21 +1,18 @@
 """Policies behind one interface (`policies.base.Policy`): act on Env observations, train from the store.
 
-- `policies.base`: the Policy / TrainablePolicy / ActorCriticPolicy protocols.
-- `policies.actor_critic.model`: a small Gaussian actor-critic for the CPU (state,
-  images or both; value head for PPO; relative actions and action chunking for
-  behaviour cloning); `ActorCriticConfig`, `GaussianActorCritic`, `make_policy`.
-- `policies.actor_critic.bc_train`: behaviour cloning from the episode store (`BCTrainConfig`,
-  `train_bc`; the pieces: `select_episodes`, `split_episodes`, `load_frames`,
-  `fit_bc`), checkpoints and resume. CLI: `lrm-robot train-policy`.
-- `policies.evaluate`: roll a policy out in ManiSkill, oracle success rate with
-  a Wilson 95% interval, optional recording (`evaluate_policy`, `load_policy`,
-  `RandomPolicy`). CLI: `lrm-robot eval-policy`.
-- `policies.pi05.policy`: pi0.5 through LeRobot's own `PI05Policy` and processors, with
-  env cameras and state mapped onto its input features by config (`Pi05Config`,
-  `Pi05Policy`, `make_policy`); `policies.pi05.finetune`: fine-tuning it from the
-  store with LeRobot's training pieces (`Pi05TrainConfig`, `finetune_pi05`;
-  `lrm-robot train-policy` with a `type: pi05` config); `policies.pi05_tiny`: a
-  tiny real-architecture pi0.5 and a locally trained tokenizer, for tests.
+- `policies.base`: the Policy / ActorCriticPolicy protocols, and `PPOAgent` with its `Decision`.
+- `policies.factory`: the one place that picks a kind: `load_policy` (any checkpoint),
+  `PolicyConfig` (a round's policy: kind, trainer settings, runtime), `train_policy`,
+  `load_train_config` (`lrm-robot train-policy`), `PPOPolicyConfig` + `make_ppo_agent`.
+- `policies.actor_critic/`: a small Gaussian actor-critic for the CPU (`model`: state, images or
+  both; relative actions and action chunking), its behaviour cloning from the store (`bc_train`)
+  and its PPO agent (`ppo_agent`).
+- `policies.pi05/`: pi0.5 through LeRobot's own `PI05Policy` and processors (`policy`: env cameras
+  and state mapped onto its input features by config), fine-tuning with LeRobot's training pieces
+  (`finetune`) and its flow-noise PPO agent (`ppo_agent`).
+- `policies.scripted`: `RandomPolicy` (the floor to beat) and `HoldPolicy` (the arm stays put).
+- `policies.eval_report`: an evaluation's success rate with a Wilson 95% interval (pure); the
+  evaluation itself rolls out through `app.rollout.run_rollout` (`app.evaluate`).
 
-Importing this package imports neither torch nor ManiSkill; the modules do.
-"""
+Importing this package imports neither torch nor ManiSkill; the modules do. `policies` never
+imports `sim`: observations are anything with `state`, `images` and `task`.

@@ -76,7 +76,7 @@ def _round_rollouts(store: Any, round_: int, robot: bool = False) -> dict[str, A
 
 def judged_success(records: list[Any]) -> dict[str, Any]:
     """Success of evaluation episodes by the verdict that counts (operator over LRM), with a 95% interval."""
-    from policies.evaluate import wilson_interval
+    from policies.eval_report import wilson_interval
 
     valid = [r for r in records if not r.meta.aborted and r.meta.accepted is not None]
     n, k = len(valid), sum(bool(r.meta.accepted) for r in valid)
