@@ -16,3 +16,4 @@
 
 Importing this package imports neither torch nor ManiSkill; the modules do. `policies` never
 imports `sim`: observations are anything with `state`, `images` and `task`.
+"""
