@@ -33,9 +33,9 @@ class RunState:
         self.steps: dict[str, Any] = steps or {}
 
     @classmethod
-    def load_or_create(cls, out_dir: Path, fingerprint: str) -> RunState:
-        """The run's state; a run directory started with a different config is refused (one line)."""
-        path = out_dir / STATE_FILE
+    def load_or_create(cls, out_dir: Path, fingerprint: str, name: str = STATE_FILE) -> RunState:
+        """The run's state in `out_dir / name`; a run directory started with a different config is refused."""
+        path = out_dir / name
         if not path.is_file():
             out_dir.mkdir(parents=True, exist_ok=True)
             state = cls(path, fingerprint)

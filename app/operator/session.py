@@ -7,15 +7,22 @@ thread. Everything the session does is reported through `emit(event)`
 (app.operator.events), called from whichever thread did it, so a UI must
 hand the event to its own thread (Textual: `post_message`).
 
-One round, as `lrm-robot improve` does it, but with a person watching:
+One round, with the steps of `lrm-robot improve` (app.improve.round), but
+with a person watching:
 
-    for each slot: roll out (app.rollout.run_rollout, live reward traces via
+    for each slot: roll out (`rollout_slot`, live reward traces via
         lrm.interval_hold) -> the completion judge on the last frame(s)
-        (app.improve.judge) -> review: the operator may mark success or
+        (`judge_rollout`) -> review: the operator may mark success or
         failure (stored as operator_verdict; the LRM's verdict stays),
         re-record the slot, or go on (`next`, or at once with auto_next)
-    then: selection (app.improve.selection) -> fine-tune (the improve
-        policy section's trainer) -> optional oracle evaluation (sim)
+    then: selection -> fine-tune (`finetune`, the policy's own trainer) ->
+        optional oracle evaluation (`evaluate_round`, sim)
+
+A session that died mid-round (a crash, a kill, a quit) is continued by the
+next one as `improve` continues a run: its committed slots are kept, the
+missing ones are rolled out on their own seeds, unjudged episodes are judged,
+and the fine-tuning of a round whose slots are all done runs (or resumes);
+`OUT/operate-state.json` records which rounds' fine-tunings finished.
 
 Threading: the store, the env, the policy and the reward models are used by
 the session's thread only. A mark given while a rollout runs is queued and
@@ -42,6 +49,7 @@ import numpy as np
 from app.env_choice import build_env, episode_fields
 from app.improve.round import EmergencyStop, done_slots, evaluate_round, finetune, judge_rollout, rollout_slot, unjudged
 from app.improve.selection import select_for_round, selection_clauses
+from app.improve.state import RunState
 from app.operator.config import OperateConfig
 from app.operator.events import (
     CameraStats,
@@ -58,6 +66,7 @@ from app.operator.events import (
 from app.rollout import RolloutControl, RolloutResult, StepEvent
 from policies.base import Policy
 from policies.scripted import HoldPolicy, RandomPolicy
+from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,7 @@ __all__ = ["EnvFactory", "LiveRewards", "OperatorSession", "make_env", "thumbnai
 EnvFactory = Callable[[OperateConfig], Any]
 THUMB_SIZE = (16, 32)  # (rows, cols) of pixels: 8 text lines with half-block characters
 FRAME_INTERVAL_S = 0.25
+STATE_FILE = "operate-state.json"
 PHASE = "operator"  # the slot tag of an operated rollout (app.improve.round.done_slots)  # camera statistics and thumbnails go to the screen at most this often
 
 
@@ -132,8 +142,9 @@ class OperatorSession:
         self.env_factory = env_factory
         self.control = RolloutControl()
         self.env: Any = None
-        self.store: Any = None
-        self.policy: Any = None
+        self.store: EpisodeStore | None = None
+        self.state: RunState | None = None
+        self.policy: Policy | None = None
         self.checkpoint: Path | None = Path(self.config.policy.checkpoint) if self.config.policy.checkpoint else None
         self.judge_model: Any = None
         self.rewards: LiveRewards | None = None
@@ -298,8 +309,6 @@ class OperatorSession:
         if self._estop.is_set():  # pressed while the env was being built
             self.emergency_stop()
             raise _Stopped()
-        from recordings.store import EpisodeStore
-
         size = (getattr(getattr(self.env, "config", None), "camera_height", None),
                 getattr(getattr(self.env, "config", None), "camera_width", None))
         create = {}
@@ -308,6 +317,8 @@ class OperatorSession:
                       "state_dim": int(self.env.state_size), "action_dim": int(np.prod(self.env.action_shape)),
                       "fps": getattr(self.env, "control_freq", None)}
         self.store = EpisodeStore.open(cfg.store_path, mode="a", durable=cfg.durable, **create)
+        # which rounds' fine-tunings finished (the slots' state is in the store): a later session resumes
+        self.state = RunState.load_or_create(Path(cfg.output_dir), "operator", name=STATE_FILE)
         expected = create.get("cameras") or {c: self.store.cameras.get(c) for c in self.env.camera_names}
         if self.store.cameras and self.store.cameras != expected:
             raise ValueError(f"{cfg.store_path} holds cameras {self.store.cameras}; the env renders {expected} "
@@ -366,15 +377,17 @@ class OperatorSession:
     def _round_finished(self, round_: int) -> bool:
         if len(done_slots(self.store, round_, PHASE)) < self.config.rollouts_per_round:
             return False
-        return not self.config.finetune or self._latest_checkpoint(round_) is not None
+        if not self.config.finetune or self._latest_checkpoint(round_) is not None:
+            return True
+        return not select_for_round(self.store, self.config.selection, round_)[0]  # nothing to fine-tune on
 
     def _policy_dir(self, round_: int) -> Path:
         return Path(self.config.output_dir) / "policy" / f"round-{round_}"
 
     def _latest_checkpoint(self, round_: int) -> Path | None:
-        """Round `round_`'s fine-tuned policy, once its training finished (its metrics are written last)."""
-        out = self._policy_dir(round_)
-        return out / "checkpoints" / "last" if (out / "metrics.json").is_file() else None
+        """Round `round_`'s fine-tuned policy, once its training finished."""
+        trained = self.state.get(f"train-{round_}")
+        return Path(trained["checkpoint"]) if trained else None
 
     def _close(self) -> None:
         for thing in (self.store, self.env):
@@ -585,6 +598,7 @@ class OperatorSession:
         trained = finetune(cfg.policy.improve, cfg.store_path, self._policy_dir(round_), round_=round_,
                            select=selection_clauses(cfg.selection, round_), init_from=self.checkpoint,
                            num_threads=cfg.num_threads, progress=False)
+        self.state.mark(f"train-{round_}", trained)
         self.checkpoint = Path(trained["checkpoint"])
         self.policy = self._load_policy(self.checkpoint)
         loss = trained["train_loss"]

@@ -22,6 +22,7 @@ from app.operator.app import OperatorApp
 from app.operator.config import EnvSection, JudgeSection, LiveRewardsConfig, OperateConfig, OperatorPolicy
 from app.operator.session import OperatorSession
 from app.operator.widgets import PhaseBanner, RolloutPanel, RoundDashboard
+from app.improve.config import SelectionConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.lite_config import LiteBackendConfig
@@ -302,6 +303,42 @@ async def test_emergency_stop_reaches_the_env_during_a_step(real_env, judge, tmp
         meta = store.record(0).meta
     assert meta.aborted and meta.extra["rollout"]["status"] == "emergency_stop"
     assert meta.extra["rollout"]["steps"] == 4  # the step in flight finished; no step after it
+
+
+class CrashingEnv(EnvProxy):
+    """The real env until its `crash_at`-th reset, which fails the way a simulator or robot process dies."""
+
+    def __init__(self, env: Any, crash_at: int) -> None:
+        super().__init__(env)
+        self.crash_at = crash_at
+
+    def reset(self, seed: int | None = None) -> Any:
+        if self.resets + 1 == self.crash_at:
+            raise RuntimeError("simulated crash")
+        return super().reset(seed=seed)
+
+
+def test_a_crashed_round_resumes_mid_round_as_improve_does(real_env, judge, tmp_path):
+    """A session that dies after two of three rollouts: the next continues round 1 at slot 2, then fine-tunes."""
+    config = operate_config(tmp_path / "out", judge, rollouts_per_round=3, auto_next=True,
+                            rewards=LiveRewardsConfig(enabled=False), selection=SelectionConfig(rollouts="all"))
+    crashed = OperatorSession(config, env_factory=lambda cfg: CrashingEnv(real_env, crash_at=3))
+    crashed.run()
+    assert crashed.phase == "error"
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        assert [(r.meta.round, r.meta.extra["improve"]["slot"]) for r in store.episodes()] == [(1, 0), (1, 1)]
+    assert not (tmp_path / "out" / "policy").exists()
+
+    resumed = OperatorSession(config, env_factory=lambda cfg: EnvProxy(real_env))
+    resumed.run()
+    assert resumed.phase == "done", resumed.phase
+    with EpisodeStore.open(config.store_path, mode="r") as store:
+        slots = [(r.meta.round, r.meta.extra["improve"]["slot"], r.meta.seed) for r in store.episodes()]
+        assert all(r.meta.lrm_verdict is not None for r in store.episodes())
+    seed0 = config.rollout_seed
+    assert slots == [(1, 0, seed0), (1, 1, seed0 + 1), (1, 2, seed0 + 2)]  # the missing slot, its own seed
+    assert [s.round for s in resumed.rounds] == [1] and resumed.rounds[0].rollouts == 3
+    assert (tmp_path / "out" / "policy" / "round-1" / "checkpoints" / "last").is_dir()
 
 
 def test_an_improve_run_provides_the_policy_and_the_judge(tmp_path, judge):
