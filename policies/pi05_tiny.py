@@ -46,7 +46,7 @@ def tiny_pi05_architecture() -> Iterator[None]:
     """While active, LeRobot's pi0.5 accepts and builds the tiny variants (see the module doc)."""
     from unittest import mock
 
-    from lerobot.policies.pi05.policy import configuration_pi05, modeling_pi05
+    from lerobot.policies.pi05 import configuration_pi05, modeling_pi05
 
     original_get = modeling_pi05.get_gemma_config
     original_post_init = configuration_pi05.PI05Config.__post_init__
@@ -95,7 +95,7 @@ def tiny_pi05_architecture() -> Iterator[None]:
 
 def tiny_lerobot_config(input_features: dict[str, Any], output_features: dict[str, Any], **overrides: Any) -> Any:
     """A LeRobot PI05Config of the tiny variants (build it inside `tiny_pi05_architecture`)."""
-    from lerobot.policies.pi05.policy import PI05Config
+    from lerobot.policies.pi05 import PI05Config
 
     options: dict[str, Any] = dict(
         paligemma_variant=TINY_VLM,

@@ -123,7 +123,7 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     from lerobot.configs import FeatureType, PreTrainedConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.factory import make_policy, make_pre_post_processors
-    from lerobot.policies.pi05.policy import PI05Config
+    from lerobot.policies.pi05 import PI05Config
     from lerobot.utils.feature_utils import dataset_to_policy_features
     from tqdm import tqdm
 

@@ -125,7 +125,7 @@ def _replace_tokenizer(tokenizer: str | None) -> Iterator[None]:
         return
     from unittest import mock
 
-    from lerobot.policies.pi05.policy import processor_pi05
+    from lerobot.policies.pi05 import processor_pi05
     from lerobot.processor import TokenizerProcessorStep
 
     def step(**kwargs: Any) -> Any:
@@ -162,7 +162,7 @@ def load_pi05(config: Pi05Config) -> tuple[Any, Any, Any]:
     """(PI05Policy, preprocessor, postprocessor) from `config.pretrained`, on the run-time device and dtype."""
     from lerobot.configs import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
-    from lerobot.policies.pi05.policy import PI05Config, PI05Policy
+    from lerobot.policies.pi05 import PI05Config, PI05Policy
 
     device, dtype = resolve_device_dtype(config.device, config.dtype)
     source = config.pretrained

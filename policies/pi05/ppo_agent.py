@@ -145,7 +145,7 @@ class Pi05RLAgent(nn.Module):
 
     def _prefix(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """(prefix pad masks, KV cache, pooled prefix features) of one batch: the VLM pass."""
-        from lerobot.policies.pi05.policy import modeling_pi05 as m
+        from lerobot.policies.pi05 import modeling_pi05 as m
 
         images, img_masks = self.lerobot._preprocess_images(batch)  # noqa: SLF001 - LeRobot's own preprocessing
         tokens, masks = batch[m.OBS_LANGUAGE_TOKENS], batch[m.OBS_LANGUAGE_ATTENTION_MASK]

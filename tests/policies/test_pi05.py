@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("lerobot.policies.pi05.policy")
+pytest.importorskip("lerobot.policies.pi05")
 
 from policies.errors import PolicyError  # noqa: E402
 from policies.pi05.policy import Pi05Config, Pi05Policy, make_pi05_processors, save_pi05  # noqa: E402
@@ -90,7 +90,7 @@ def pickcube(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def checkpoint(pickcube: dict) -> dict:
     """A tiny PI05Policy built from the exported dataset's features and stats, saved with its processors."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.policies.pi05.policy import PI05Policy
+    from lerobot.policies.pi05 import PI05Policy
     from lerobot.utils.feature_utils import dataset_to_policy_features
 
     torch.manual_seed(0)
@@ -167,7 +167,7 @@ def test_refuses_bad_checkpoints(tmp_path: Path, checkpoint: dict) -> None:
 
 def test_one_training_step_on_exported_data(pickcube: dict, checkpoint: dict) -> None:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.policies.pi05.policy import PI05Policy
+    from lerobot.policies.pi05 import PI05Policy
 
     policy = PI05Policy.from_pretrained(str(checkpoint["path"]))
     preprocessor = checkpoint["preprocessor"]
@@ -248,7 +248,7 @@ def test_finetune_from_the_store_and_resume(pickcube: dict, checkpoint: dict, tm
 def test_finetune_a_base_like_checkpoint_onto_new_cameras_and_sizes(pickcube: dict, tmp_path: Path) -> None:
     """Like lerobot/pi05_base: other camera names, padded 32-dim state and action, the base's own stats."""
     from lerobot.configs import FeatureType, PolicyFeature
-    from lerobot.policies.pi05.policy import PI05Policy
+    from lerobot.policies.pi05 import PI05Policy
 
     from policies.pi05.finetune import Pi05TrainConfig, finetune_pi05
 

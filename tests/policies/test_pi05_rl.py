@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("lerobot.policies.pi05.policy")
+pytest.importorskip("lerobot.policies.pi05")
 
 from policies.pi05_tiny import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
 from policies.pi05.ppo_agent import Pi05RLConfig, Pi05RLAgent, _gaussian_log_prob, sde_step  # noqa: E402
@@ -34,7 +34,7 @@ def tiny_architecture() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.pi05.policy import PI05Policy
+    from lerobot.policies.pi05 import PI05Policy
 
     from policies.pi05.policy import make_pi05_processors, save_pi05
 
