@@ -5,8 +5,8 @@
   images or both; value head for PPO; relative actions and action chunking for
   behaviour cloning); `ActorCriticConfig`, `GaussianActorCritic`, `make_policy`.
 - `policies.train`: behaviour cloning from the episode store (`BCTrainConfig`,
-  `train_bc`; the pieces: `select_episodes`, `split_episodes`, `load_frames`,
-  `fit_bc`), checkpoints and resume. CLI: `lrm-robot train-policy`.
+  `train_bc`; the pieces: `episode_split`, `load_frames`, `fit_bc`; episodes
+  chosen by `recordings.selection`), checkpoints and resume. CLI: `lrm-robot train-policy`.
 - `policies.evaluate`: roll a policy out in ManiSkill, oracle success rate with
   a Wilson 95% interval, optional recording (`evaluate_policy`, `load_policy`,
   `RandomPolicy`). CLI: `lrm-robot eval-policy`.

@@ -10,6 +10,9 @@ leaves every earlier episode intact; readers trust only the valid prefix of
 `episode_ends` (`recordings.recovery`), and the next writer truncates the torn
 tail when it opens the store.
 
+Which episodes to use (filters, the per-round selection, train/validation
+splits) is `recordings.selection`: storage apart from sampling.
+
 Concurrency: one writer (an flock on `writer.lock`; a second gets
 StoreLockedError), any number of readers in other processes. A reader's view
 is fixed until `refresh()`. A store object is not thread-safe.
@@ -54,31 +57,12 @@ from recordings.schema import (
     validate_episode,
     validate_reward_trace,
 )
+from recordings.selection import EpisodeFilter
 from recordings.writer import EpisodeWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UNSET", "EpisodeStore"]
-
-
-class _Unset:
-    """Filter value matching episodes whose field is None (e.g. no operator verdict yet)."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-
-
-def _matches(value: Any, wanted: Any) -> bool:
-    if wanted is None:
-        return True
-    if wanted is UNSET:
-        return value is None
-    if isinstance(wanted, Collection) and not isinstance(wanted, str):
-        return value in wanted
-    return bool(value == wanted)
+__all__ = ["EpisodeStore"]
 
 
 class EpisodeStore:
@@ -287,6 +271,7 @@ class EpisodeStore:
 
     def episodes(
         self,
+        *any_of: EpisodeFilter,
         source: str | Collection[str] | None = None,
         task: str | Collection[str] | None = None,
         round: int | Collection[int] | None = None,  # noqa: A002 - the EpisodeMeta field name
@@ -297,28 +282,31 @@ class EpisodeStore:
         aborted: bool | None = None,
         indices: Iterable[int] | None = None,
     ) -> list[EpisodeRecord]:
-        """Committed episodes matching every given filter (None = any; UNSET = field is None).
+        """Committed episodes matching every keyword filter and, if filters are given, at least one of them.
 
-        `source`, `task` and `round` also take a collection of allowed values;
-        `accepted` is EpisodeMeta.accepted (the operator's verdict, else the
-        LRM's). Results are in episode order.
+        Keywords: None = any; UNSET = field is None; `source`, `task` and
+        `round` also take a collection of allowed values; `accepted` is
+        EpisodeMeta.accepted (the operator's verdict, else the LRM's).
+        `any_of`: EpisodeFilter clauses, OR-ed (a training selection such as
+        "the demonstrations, or accepted rollouts"). Results are in episode order.
         """
         records = self._arrays.records
         if indices is not None:
             wanted = sorted({self.record(i).index for i in indices})
             records = [records[i] for i in wanted]
-        filters = (
-            ("source", source),
-            ("task", task),
-            ("round", round),
-            ("lrm_verdict", lrm_verdict),
-            ("operator_verdict", operator_verdict),
-            ("oracle_success", oracle_success),
-            ("accepted", accepted),
-            ("aborted", aborted),
+        every = EpisodeFilter(
+            source=source,  # type: ignore[arg-type]
+            task=task,  # type: ignore[arg-type]
+            round=round,  # type: ignore[arg-type]
+            lrm_verdict=lrm_verdict,
+            operator_verdict=operator_verdict,
+            oracle_success=oracle_success,
+            accepted=accepted,
+            aborted=aborted,
         )
-        active = [(name, want) for name, want in filters if want is not None]
-        out = [r for r in records if all(_matches(getattr(r.meta, name), want) for name, want in active)]
+        out = [
+            r for r in records if every.matches(r.meta) and (not any_of or any(f.matches(r.meta) for f in any_of))
+        ]
         return [dataclasses.replace(r, meta=copy.deepcopy(r.meta)) for r in out]
 
     def load_episode(self, index: int) -> Episode:

@@ -11,7 +11,7 @@ The env is the config's `env` section (app.env_choice): ManiSkill or a robot.
   episodes of an existing store (`demos.source: store`), into OUT/store
   (source "demo");
 - train-r: round 0 trains the base policy on the demonstrations; round r >= 1
-  fine-tunes round r-1's checkpoint on the selection (app.improve.selection);
+  fine-tunes round r-1's checkpoint on the selection (recordings.selection);
 - eval-r: the simulator's success rate of round r's policy on the same
   `eval.episodes` fresh seeds every round (paired), with a 95% interval;
   on a robot (no oracle) `eval.episodes` rollouts of round r's policy
@@ -56,10 +56,10 @@ from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
 from app.improve.judge import judge_episode, train_judge
 from app.improve.report import build_report, judged_success, phase_records, write_report
-from app.improve.selection import select_for_round
 from app.improve.state import RunState
 from app.rollout import RolloutControl, run_rollout
 from recordings.episode import EpisodeMeta
+from recordings.selection import EpisodeFilter, select_for_round, selection_for_round
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,6 @@ class ImproveRun:
         return self._policy_dir(round_) / "checkpoints" / "last"
 
     def _train(self, round_: int) -> dict[str, Any]:
-        from policies.train import EpisodeFilter
-
         cfg = self.config
         out = self._policy_dir(round_)
         if round_ == 0:
@@ -246,10 +244,8 @@ class ImproveRun:
             select, counts = [EpisodeFilter(source=["demo"])], {"demos": len(indices), "rollouts": 0}
             init_from = None
         else:
-            from app.improve.selection import selection_clauses
-
             indices, counts = select_for_round(self.store, cfg.selection, round_)
-            select = selection_clauses(cfg.selection, round_)
+            select = selection_for_round(cfg.selection, round_)
             init_from = self._checkpoint(round_ - 1)
         train_cfg = cfg.policy.train_config(self.out / "store", out, select, round_=round_, init_from=init_from)
         train_cfg.resume = (out / "checkpoints" / "last" / "training_state.pt").is_file()

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.env_choice import EnvSection
-from app.improve.config import EvalConfig, JudgeConfig, PolicySection, SelectionConfig
+from app.improve.config import EvalConfig, JudgeConfig, PolicySection
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.types import MODALITIES
+from recordings.selection import SelectionConfig
 
 __all__ = ["EnvSection", "JudgeSection", "LiveRewardsConfig", "OperateConfig", "OperatorPolicy"]
 

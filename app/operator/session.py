@@ -14,7 +14,7 @@ One round, as `lrm-robot improve` does it, but with a person watching:
         (app.improve.judge) -> review: the operator may mark success or
         failure (stored as operator_verdict; the LRM's verdict stays),
         re-record the slot, or go on (`next`, or at once with auto_next)
-    then: selection (app.improve.selection) -> fine-tune (the improve
+    then: selection (recordings.selection) -> fine-tune (the improve
         policy section's trainer) -> optional oracle evaluation (sim)
 
 Threading: the store, the env, the policy and the reward models are used by
@@ -568,7 +568,7 @@ class OperatorSession:
         )
 
     def _finetune(self, round_: int, stats: RoundStats) -> RoundStats:
-        from app.improve.selection import select_for_round, selection_clauses
+        from recordings.selection import select_for_round, selection_for_round
 
         cfg = self.config
         indices, counts = select_for_round(self.store, cfg.selection, round_)
@@ -583,7 +583,7 @@ class OperatorSession:
             tries += 1
             out = out.with_name(f"round-{round_}-{tries}")
         section = cfg.policy.improve
-        train_cfg = section.train_config(cfg.store_path, out, selection_clauses(cfg.selection, round_),
+        train_cfg = section.train_config(cfg.store_path, out, selection_for_round(cfg.selection, round_),
                                          round_=round_, init_from=self.checkpoint)
         train_cfg.resume = False
         train_cfg.progress = False

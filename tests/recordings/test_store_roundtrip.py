@@ -12,7 +12,8 @@ import pytest
 from recordings import layout
 from recordings.episode import Episode, EpisodeMeta, Frame
 from recordings.errors import StoreLockedError
-from recordings.store import UNSET, EpisodeStore
+from recordings.selection import UNSET
+from recordings.store import EpisodeStore
 from tests.recordings.store_testdata import CAMERAS, assert_same_episode, make_episode
 
 
