@@ -24,7 +24,7 @@ Examples are light: they reference frames by (episode index, frame index) and
 `RewardDataset.load_frames` materialises the images, reading each episode
 once. The split is by episode (no episode's frames in both), deterministic
 and seeded, stratified by success, and stable when episodes are added
-(episodes are ranked by a hash of (seed, episode index)).
+(`recordings.selection.hashed_split` ranks episodes by a hash of (seed, index)).
 
 Rewound segments (`rewind_segments_per_episode`, off by default): a
 successful episode played forward to a turn frame k and then backwards to an
@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 

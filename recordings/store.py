@@ -72,7 +72,6 @@ class EpisodeStore:
         # Private: use create() or open(), which check the path and take the lock.
         self._root = root
         self._mode = mode
-        self.durable = durable
         self._arrays = StoreArrays(root, read_only=(mode == "r"), durable=durable)
         self._lock: WriterLock | None = None
         self._writer: EpisodeWriter | None = None
@@ -206,6 +205,11 @@ class EpisodeStore:
     @property
     def mode(self) -> str:
         return self._mode
+
+    @property
+    def durable(self) -> bool:
+        """Whether every commit is fsync'd (power-loss safe)."""
+        return self._arrays.durable
 
     @property
     def schema(self) -> StoreSchema | None:
