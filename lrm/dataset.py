@@ -24,7 +24,7 @@ Examples are light: they reference frames by (episode index, frame index) and
 `RewardDataset.load_frames` materialises the images, reading each episode
 once. The split is by episode (no episode's frames in both), deterministic
 and seeded, stratified by success, and stable when episodes are added
-(episodes are ranked by a hash of (seed, episode index)).
+(`recordings.selection.hashed_split` ranks episodes by a hash of (seed, index)).
 
 Rewound segments (`rewind_segments_per_episode`, off by default): a
 successful episode played forward to a turn frame k and then backwards to an
@@ -53,15 +53,15 @@ Sources: an episode store, a LeRobotDataset on disk, or several of them
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from lrm.types import MODALITIES, RewardRequest, resize_image
+from recordings.selection import hashed_split
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ __all__ = [
     "episode_outcome",
     "keyframe_indices",
     "rewind_order",
-    "split_episodes",
     "template_rationale",
 ]
 
@@ -167,36 +166,6 @@ def episode_outcome(meta: Any) -> bool | None:
     if oracle is False or accepted is False:
         return False
     return None
-
-
-def _rank(seed: int, index: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def split_episodes(
-    episodes: Sequence[int], val_fraction: float, seed: int, groups: Sequence[Any] | None = None
-) -> tuple[list[int], list[int]]:
-    """(train, val) episode indices; per group the lowest-hash round(fraction * n) go to val.
-
-    A group with at least two episodes and a positive fraction gives val at
-    least one and keeps at least one for training.
-    """
-    groups = list(groups) if groups is not None else [None] * len(episodes)
-    by_group: dict[Any, list[int]] = {}
-    for ep, g in zip(episodes, groups, strict=True):
-        by_group.setdefault(g, []).append(int(ep))
-    val: set[int] = set()
-    for members in by_group.values():
-        n = len(members)
-        k = int(round(val_fraction * n))
-        if val_fraction > 0 and n >= 2:
-            k = min(max(k, 1), n - 1)
-        elif n < 2:
-            k = 0
-        val.update(sorted(members, key=lambda e: _rank(seed, e))[:k])
-    train = [int(e) for e in episodes if int(e) not in val]
-    return train, sorted(val)
 
 
 @dataclass
@@ -321,7 +290,7 @@ def build_dataset(
             continue
         usable.append(rec)
         outcomes.append(outcome)
-    train_eps, val_eps = split_episodes(
+    train_eps, val_eps = hashed_split(
         [r.index for r in usable], config.val_fraction, config.seed, groups=outcomes
     )
     val_set = set(val_eps)

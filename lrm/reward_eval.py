@@ -54,9 +54,10 @@ from typing import Any, Literal
 import numpy as np
 
 from lrm import metrics
-from lrm.dataset import DatasetConfig, Example, _rank, build_dataset, episode_outcome, keyframe_indices
+from lrm.dataset import DatasetConfig, Example, build_dataset, episode_outcome, keyframe_indices
 from lrm.score_episode import query_steps, score_query_frames
 from lrm.types import MODALITIES, Reward, RewardModel, RewardRequest, resize_image
+from recordings.selection import hash_rank
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ __all__ = [
     "ConstantRewardModel",
     "RewardEvalConfig",
     "evaluate_reward_model",
+    "evaluation_episodes",
     "run_reward_eval",
-    "select_episodes",
     "to_jsonable",
     "write_report",
 ]
@@ -130,7 +131,7 @@ class ConstantRewardModel:
 # --------------------------------------------------------------------------- episodes
 
 
-def select_episodes(
+def evaluation_episodes(
     source: Any, dataset_config: DatasetConfig, split: str, max_episodes: int | None
 ) -> tuple[list[int], list[Example], str]:
     """(episode indices, their examples, camera) of the chosen split, through the dataset builder."""
@@ -144,8 +145,8 @@ def select_episodes(
         raise ValueError(f"{source.path}: no {what} episodes with a success verdict to evaluate")
     if max_episodes is not None and len(episodes) > max_episodes:
         seed = dataset_config.seed
-        wins = sorted((e for e in episodes if episode_outcome(source.record(e).meta)), key=lambda e: _rank(seed, e))
-        losses = sorted((e for e in episodes if not episode_outcome(source.record(e).meta)), key=lambda e: _rank(seed, e))
+        wins = sorted((e for e in episodes if episode_outcome(source.record(e).meta)), key=lambda e: hash_rank(seed, e))
+        losses = sorted((e for e in episodes if not episode_outcome(source.record(e).meta)), key=lambda e: hash_rank(seed, e))
         alternating = [e for pair in zip(wins, losses, strict=False) for e in pair]
         rest = wins[len(losses):] if len(wins) > len(losses) else losses[len(wins):]
         episodes = sorted((alternating + rest)[:max_episodes])
@@ -238,7 +239,7 @@ def evaluate_reward_model(
     the stored simulator values (the oracle backend). The report keeps the
     per-trajectory traces under "trajectories" (for plots and re-analysis).
     """
-    episodes, examples, camera = select_episodes(source, config.dataset, config.split, config.max_episodes)
+    episodes, examples, camera = evaluation_episodes(source, config.dataset, config.split, config.max_episodes)
     wanted = [m for m in (config.modalities or MODALITIES) if m in answers]
     traj_modalities = [m for m in config.trajectory_modalities if m in answers]
     examples = [ex for ex in examples if ex.modality in wanted]

@@ -63,6 +63,21 @@ class EpisodeMeta:
         return cls(**{k: v for k, v in data.items() if k in known and k != "extra"}, extra=extra)
 
 
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """A committed episode: its index, attributes and frame range [start, end) in the flat arrays."""
+
+    index: int
+    meta: EpisodeMeta
+    start: int
+    end: int
+    rewards: tuple[str, ...] = ()  # reward modalities recorded in this episode
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
 @dataclass
 class Frame:
     """One control step as the rollout loop records it."""

@@ -1,6 +1,6 @@
 """Which episodes are committed, and cutting off what a killed writer left behind.
 
-The commit protocol (see `EpisodeStore`) writes, in this order: the frames
+The commit protocol (see `recordings.arrays`) writes, in this order: the frames
 (arrays resized and chunks written past the committed end), the episode JSON,
 then `episode_ends` resized by one, then the new end value. Each of those is
 an atomic file replace, so a kill leaves one of these tails:

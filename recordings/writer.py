@@ -14,64 +14,33 @@ hogging the cores, a slow fsync) of about that many chunk durations before
 `add_frame` blocks; memory stays bounded by that many chunk buffers.
 
 Nothing written here is visible to readers until `commit()` writes the end
-index (see `EpisodeStore` for the protocol); a killed process leaves a tail
-that the next writer truncates.
+index (see `recordings.arrays` for the protocol); a killed process leaves a
+tail that the next writer truncates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
-from zarr.core.sync import sync
 
 from recordings import layout
+from recordings.arrays import StoreArrays
 from recordings.episode import EpisodeMeta, Frame
 from recordings.errors import InvalidEpisodeError, StoreError, WriterStateError
 from recordings.schema import StoreSchema, check_meta, schema_from_frame, validate_frame
-
-if TYPE_CHECKING:
-    from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
 # Filled chunks queued for the background writer before add_frame waits. With
 # 3 x 480x640 cameras and 10-frame chunks that is ~28 MB each, 1/3 s of recording.
 MAX_CHUNKS_IN_FLIGHT = 4
-
-
-def write_block(
-    root: Path, arrays: dict[str, zarr.Array], start: int, block: dict[str, np.ndarray], *, durable: bool
-) -> None:
-    """Write frames [start, start + L) to every array at once, growing the arrays to fit.
-
-    All arrays are resized and written concurrently on zarr's event loop, so the
-    compression of several cameras' chunks spreads over the available cores.
-    With `durable`, the chunk files are fsynced here, in the background, so that
-    the commit only has to sync metadata.
-    """
-    length = next(iter(block.values())).shape[0]
-    stop = start + length
-
-    async def _write() -> None:
-        await asyncio.gather(
-            *(a.async_array.resize((stop, *a.shape[1:])) for a in arrays.values() if a.shape[0] != stop)
-        )
-        await asyncio.gather(*(arrays[k].async_array.setitem(slice(start, stop), v) for k, v in block.items()))
-
-    sync(_write())
-    if durable:
-        layout.fsync_paths(p for a in arrays.values() for p in layout.chunk_paths(root, a, start, stop))
 
 
 class _Window:
@@ -114,13 +83,13 @@ class EpisodeWriter:
     except handler, to keep what a robot recorded before a fault).
     """
 
-    def __init__(self, store: EpisodeStore, meta: EpisodeMeta) -> None:
+    def __init__(self, arrays: StoreArrays, meta: EpisodeMeta) -> None:
         check_meta(meta)
-        self._store = store
+        self._arrays = arrays
         self._meta = copy.deepcopy(meta)
-        self.index = store.num_episodes
-        self.start = store.num_frames
-        self._schema: StoreSchema | None = store.schema
+        self.index = arrays.num_episodes
+        self.start = arrays.num_frames
+        self._schema: StoreSchema | None = arrays.schema
         self._schema_is_new = self._schema is None
         self._modalities: list[str] = []
         self._n = 0
@@ -157,7 +126,7 @@ class EpisodeWriter:
         if self._schema is None:
             self._schema = schema
         if self._window is None:
-            self._window = _Window(schema, self._store.chunk_frames)
+            self._window = _Window(schema, self._arrays.chunk_frames)
             self._window.reset(self.start)
         win = self._window
         i = win.length
@@ -211,8 +180,8 @@ class EpisodeWriter:
         if meta.duration_s is None:
             assert self._first_ts is not None and self._last_ts is not None
             meta.duration_s = self._last_ts - self._first_ts
-        store, start, end, modalities = self._store, self.start, self.start + self._n, list(self._modalities)
-        self._guard(lambda: store._commit_episode(self.index, start, end, meta, modalities))
+        arrays, start, end, modalities = self._arrays, self.start, self.start + self._n, list(self._modalities)
+        self._guard(lambda: arrays.commit_episode(self.index, start, end, meta, modalities))
         index = self.index
         self._state = "committed"
         self._close()
@@ -230,7 +199,7 @@ class EpisodeWriter:
             log.debug("discarding episode %d after a failed flush: %s", self.index, exc)
         self._state = "discarded"
         self._close()
-        self._store._rollback_tail()
+        self._arrays.rollback_tail()
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -300,13 +269,12 @@ class EpisodeWriter:
         if win is None or win.length == 0:
             return
         assert self._schema is not None
-        store = self._store
         if self._schema_is_new:
-            store._fix_schema(self._schema)
+            self._arrays.fix_schema(self._schema)
             self._schema_is_new = False
         for modality in win.rewards:
-            store._ensure_reward_array(modality, length=win.start)
-        arrays = store._frame_arrays()
+            self._arrays.ensure_reward_array(modality, length=win.start)
+        arrays = self._arrays.frame_arrays()
         n = win.length
         block: dict[str, np.ndarray] = {}
         for key in arrays:
@@ -318,10 +286,10 @@ class EpisodeWriter:
         if self._executor is None:
             # One worker: chunks are written in order, so array resizes never race.
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"episode-{self.index}-flush")
-        future = self._executor.submit(write_block, store.path, arrays, win.start, block, durable=store.durable)
+        future = self._executor.submit(self._arrays.write_frames, arrays, win.start, block)
         self._inflight.append((future, win))
         self._wait_pending(keep=MAX_CHUNKS_IN_FLIGHT)
-        self._window = self._free.pop() if self._free else _Window(self._schema, store.chunk_frames)
+        self._window = self._free.pop() if self._free else _Window(self._schema, self._arrays.chunk_frames)
         self._window.reset(win.start + n)
 
     def _close(self) -> None:
@@ -330,4 +298,3 @@ class EpisodeWriter:
             self._executor = None
         self._window = None
         self._free.clear()
-        self._store._writer_finished(self)

@@ -30,6 +30,7 @@ from lrm.backends import RewardBackendConfig
 from lrm.dataset import DatasetConfig
 from lrm.lite_config import LiteConfig, LiteTrainConfig
 from policies.factory import PolicyConfig
+from recordings.selection import SelectionConfig
 from sim.maniskill_env import SimEnvConfig
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "ImproveConfig",
     "JudgeConfig",
     "LiteJudgeTraining",
-    "SelectionConfig",
 ]
 
 # Seed blocks keep every use of the simulator apart: a policy is never evaluated on a seed it
@@ -146,23 +146,6 @@ class JudgeConfig:
             raise ValueError(f"judge.watch_every must be >= 0, got {self.watch_every}")
         if self.calibration_episodes < 0:
             raise ValueError(f"judge.calibration_episodes must be >= 0, got {self.calibration_episodes}")
-
-
-@dataclass
-class SelectionConfig:
-    """Which episodes each round fine-tunes on (the union of demos and kept rollouts)."""
-
-    demos: bool = True
-    rollouts: Literal["accepted", "oracle", "all", "none"] = "accepted"  # accepted: operator verdict, else LRM
-    rounds: int | None = None  # rollouts of the last n rounds (1 = this round only); None = this and every earlier
-
-    def __post_init__(self) -> None:
-        if self.rollouts not in ("accepted", "oracle", "all", "none"):
-            raise ValueError(f"selection.rollouts must be accepted, oracle, all or none, got {self.rollouts!r}")
-        if self.rounds is not None and self.rounds < 1:
-            raise ValueError(f"selection.rounds must be at least 1 or null, got {self.rounds}")
-        if not self.demos and self.rollouts == "none":
-            raise ValueError("selection selects nothing (demos: false and rollouts: none)")
 
 
 @dataclass

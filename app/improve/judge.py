@@ -172,13 +172,14 @@ def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], conf
     seeds, so its frames are the kind a verdict reads. A seeded fifth of the
     episodes (stratified by outcome) is held out.
     """
-    from lrm.dataset import Example, split_episodes
+    from lrm.dataset import Example
+    from recordings.selection import hashed_split
 
     labelled = [(index, frames) for index in calibration
                 if (frames := calibration_frames(store, index, config, label_source))]
     outcomes = [frames[-1][1] for _, frames in labelled]
-    train_eps, val_eps = split_episodes([i for i, _ in labelled], dataset.config.val_fraction, dataset.config.seed,
-                                        groups=outcomes)
+    train_eps, val_eps = hashed_split([i for i, _ in labelled], dataset.config.val_fraction, dataset.config.seed,
+                                      groups=outcomes)
     train, val = list(dataset.train), list(dataset.val)
     for index, frames in labelled:
         task = store.record(index).meta.task

@@ -11,7 +11,7 @@ The env is the config's `env` section (app.env_choice): ManiSkill or a robot.
   episodes of an existing store (`demos.source: store`), into OUT/store
   (source "demo");
 - train-r: round 0 trains the base policy on the demonstrations; round r >= 1
-  fine-tunes round r-1's checkpoint on the selection (app.improve.selection);
+  fine-tunes round r-1's checkpoint on the selection (recordings.selection);
 - eval-r: the simulator's success rate of round r's policy on the same
   `eval.episodes` fresh seeds every round (paired), with a 95% interval;
   on a robot (no oracle) `eval.episodes` rollouts of round r's policy
@@ -65,11 +65,10 @@ from app.improve.round import (
     rollout_slot,
     unjudged,
 )
-from app.improve.selection import select_for_round, selection_clauses
 from app.improve.state import RunState
 from app.rollout import RolloutConfig, RolloutControl
-from policies.actor_critic.bc_train import EpisodeFilter
 from policies.base import Policy
+from recordings.selection import EpisodeFilter, select_for_round, selection_for_round
 from recordings.store import EpisodeStore
 from sim.env import Env
 
@@ -249,7 +248,7 @@ class ImproveRun:
             init_from = None
         else:
             indices, counts = select_for_round(self.store, cfg.selection, round_)
-            select = selection_clauses(cfg.selection, round_)
+            select = selection_for_round(cfg.selection, round_)
             init_from = self._checkpoint(round_ - 1)
         log.info("round %d: training on %d demonstrations + %d rollouts", round_, counts["demos"], counts["rollouts"])
         trained = finetune(cfg.policy, self.out / "store", self._policy_dir(round_), round_=round_, select=select,

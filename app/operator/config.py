@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.env_choice import EnvSection
-from app.improve.config import EvalConfig, JudgeConfig, SelectionConfig
+from app.improve.config import EvalConfig, JudgeConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.types import MODALITIES
 from policies.factory import PolicyConfig
+from recordings.selection import SelectionConfig
 
 __all__ = ["EnvSection", "JudgeSection", "LiveRewardsConfig", "OperateConfig", "OperatorPolicy"]
 

@@ -48,7 +48,7 @@ import numpy as np
 
 from app.env_choice import build_env, episode_fields
 from app.improve.round import EmergencyStop, done_slots, evaluate_round, finetune, judge_rollout, rollout_slot, unjudged
-from app.improve.selection import select_for_round, selection_clauses
+from recordings.selection import select_for_round, selection_for_round
 from app.improve.state import RunState
 from app.operator.config import OperateConfig
 from app.operator.events import (
@@ -596,7 +596,7 @@ class OperatorSession:
         self._check()
         self._set_phase("finetune", f"round {round_}: {counts['demos']} demos + {counts['rollouts']} rollouts")
         trained = finetune(cfg.policy.improve, cfg.store_path, self._policy_dir(round_), round_=round_,
-                           select=selection_clauses(cfg.selection, round_), init_from=self.checkpoint,
+                           select=selection_for_round(cfg.selection, round_), init_from=self.checkpoint,
                            num_threads=cfg.num_threads, progress=False)
         self.state.mark(f"train-{round_}", trained)
         self.checkpoint = Path(trained["checkpoint"])

@@ -2,13 +2,11 @@
 
 One readable path, top to bottom (`train_bc`):
 
-1. select episodes with a filter expression: a list of clauses, each a
-   conjunction of `EpisodeStore.episodes` arguments, their union taken
-   (e.g. "the demonstrations, plus sim/robot rollouts the LRM or the operator
-   accepted");
-2. split them into train and validation *by episode* (frames of one episode
-   are strongly correlated; a frame-level split would make validation
-   meaningless);
+1. select episodes with a list of `recordings.selection.EpisodeFilter`
+   clauses, their union taken (e.g. "the demonstrations, plus sim/robot
+   rollouts the LRM or the operator accepted");
+2. split them into train and validation *by episode*
+   (`recordings.selection.shuffled_split`);
 3. load the frames the policy needs, one episode at a time, keeping only the
    state, the action and the policy's cameras (`FrameDataset`);
 4. compute normalisation statistics on the training split, build the policy,
@@ -43,18 +41,16 @@ import torch.nn.functional as F
 
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
+from recordings.selection import EpisodeFilter, default_selection, shuffled_split
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BCTrainConfig",
-    "EpisodeFilter",
     "FitReport",
     "FrameDataset",
     "fit_bc",
     "load_frames",
-    "select_episodes",
-    "split_episodes",
     "train_bc",
 ]
 
@@ -62,53 +58,7 @@ CHECKPOINT_DIR = "checkpoints/last"
 TRAINING_STATE = "training_state.pt"
 
 
-# -- 1. selecting episodes ---------------------------------------------------------------------
-
-
-@dataclass
-class EpisodeFilter:
-    """One clause of the selection: every field given must match (None = any).
-
-    `source`, `task` and `round` take lists of allowed values; `accepted` is
-    the operator's verdict if given, else the LRM's (EpisodeMeta.accepted).
-    """
-
-    source: list[str] | None = None
-    task: list[str] | None = None
-    round: list[int] | None = None
-    accepted: bool | None = None
-    oracle_success: bool | None = None
-    lrm_verdict: bool | None = None
-    operator_verdict: bool | None = None
-    aborted: bool | None = False  # aborted episodes are left out unless asked for
-
-
-def default_selection() -> list[EpisodeFilter]:
-    """The demonstrations, plus rollouts (sim or robot) that the LRM or the operator accepted."""
-    return [EpisodeFilter(source=["demo"]), EpisodeFilter(source=["sim", "robot"], accepted=True)]
-
-
-def select_episodes(store: Any, clauses: Sequence[EpisodeFilter]) -> list[int]:
-    """Indices of committed episodes matching any clause, in store order."""
-    chosen: set[int] = set()
-    for clause in clauses:
-        kwargs = {k: v for k, v in dataclasses.asdict(clause).items() if v is not None}
-        chosen.update(r.index for r in store.episodes(**kwargs))
-    return sorted(chosen)
-
-
-def split_episodes(indices: Sequence[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Random train/validation split by episode; validation gets >= 1 episode when there are >= 2."""
-    order = list(indices)
-    if val_fraction <= 0 or len(order) < 2:
-        return sorted(order), []
-    rng = np.random.default_rng(seed)
-    rng.shuffle(order)
-    n_val = min(len(order) - 1, max(1, round(val_fraction * len(order))))
-    return sorted(order[n_val:]), sorted(order[:n_val])
-
-
-# -- 2. loading frames -----------------------------------------------------------------------------
+# -- 1. loading frames -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -184,7 +134,7 @@ def load_frames(
     )
 
 
-# -- 3. fitting --------------------------------------------------------------------------------------
+# -- 2. fitting --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -343,7 +293,7 @@ def fit_bc(
     return report
 
 
-# -- 4. the whole job --------------------------------------------------------------------------------
+# -- 3. the whole job --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -438,12 +388,12 @@ def episode_split(store: Any, config: Any, out: Path, resuming: bool) -> tuple[l
     if resuming:
         split = json.loads(split_path.read_text())
         return split["train"], split["val"]
-    selected = select_episodes(store, config.select)
+    selected = [r.index for r in store.episodes(*config.select)]
     if config.max_episodes is not None:
         selected = selected[: config.max_episodes]
     if not selected:
         raise PolicyError(f"{config.store}: no episode matches the selection ({store.num_episodes} in store)")
-    train_ids, val_ids = split_episodes(selected, config.val_fraction, config.seed)
+    train_ids, val_ids = shuffled_split(selected, config.val_fraction, config.seed)
     out.mkdir(parents=True, exist_ok=True)
     split_path.write_text(json.dumps({"train": train_ids, "val": val_ids}) + "\n")
     return train_ids, val_ids

@@ -3,7 +3,7 @@
 One readable path, top to bottom (`finetune_pi05`):
 
 1. select episodes with the same filter clauses as behaviour cloning
-   (`policies.actor_critic.bc_train.EpisodeFilter`) and split them into train / validation
+   (`recordings.selection.EpisodeFilter`) and split them into train / validation
    by episode;
 2. export each split to a LeRobotDataset (`recordings.lerobot_export`) and
    load it with `LeRobotDataset`, actions as chunks (`delta_timestamps`);
@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 from policies.errors import PolicyError
 from policies.pi05.policy import TOKENIZER_DIR, resolve_device_dtype, save_pi05
-from policies.actor_critic.bc_train import EpisodeFilter, check_resume, default_selection, episode_split
+from policies.actor_critic.bc_train import check_resume, episode_split
+from recordings.selection import EpisodeFilter, default_selection
 
 log = logging.getLogger(__name__)
 

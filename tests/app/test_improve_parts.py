@@ -11,13 +11,13 @@ import pytest
 
 from app.config_loader import ConfigError, load_config
 from app.errors import UsageError
-from app.improve.config import ImproveConfig, JudgeConfig, SelectionConfig
+from app.improve.config import ImproveConfig, JudgeConfig
 from app.improve.judge import combine, judge_episode, judged_frames, p_completed, train_judge
 from app.improve.report import filter_metrics, format_table
-from app.improve.selection import select_for_round
 from app.improve.state import RunState
 from lrm.types import Reward
 from recordings.episode import Episode, EpisodeMeta
+from recordings.selection import SelectionConfig, select_for_round
 from recordings.store import EpisodeStore
 
 ROOT = Path(__file__).resolve().parents[2]

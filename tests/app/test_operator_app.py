@@ -22,7 +22,7 @@ from app.operator.app import OperatorApp
 from app.operator.config import EnvSection, JudgeSection, LiveRewardsConfig, OperateConfig, OperatorPolicy
 from app.operator.session import OperatorSession
 from app.operator.widgets import PhaseBanner, RolloutPanel, RoundDashboard
-from app.improve.config import SelectionConfig
+from recordings.selection import SelectionConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
 from lrm.lite_config import LiteBackendConfig

@@ -11,7 +11,6 @@ from lrm.dataset import (
     build_dataset,
     episode_outcome,
     keyframe_indices,
-    split_episodes,
 )
 from lrm.synthetic import make_bar_store
 from recordings.episode import EpisodeMeta
@@ -40,19 +39,6 @@ def test_episode_outcome():
     assert episode_outcome(EpisodeMeta(task="t", source="sim", oracle_success=False)) is False
     assert episode_outcome(EpisodeMeta(task="t", source="robot", operator_verdict=False, lrm_verdict=True)) is False
     assert episode_outcome(EpisodeMeta(task="t", source="robot")) is None
-
-
-def test_split_is_deterministic_by_episode_and_stable():
-    eps = list(range(20))
-    tr, va = split_episodes(eps, 0.25, seed=3)
-    assert (tr, va) == split_episodes(eps, 0.25, seed=3)
-    assert len(va) == 5 and not set(tr) & set(va) and sorted(tr + va) == eps
-    assert split_episodes(eps, 0.25, seed=4)[1] != va
-    # stratified: each group gets at least one val episode, keeps one for training
-    groups = [i % 2 == 0 for i in eps[:4]]
-    tr2, va2 = split_episodes(eps[:4], 0.1, seed=0, groups=groups)
-    assert len(va2) == 2 and {g for e, g in zip(eps[:4], groups) if e in va2} == {True, False}
-    assert split_episodes(eps, 0.0, seed=0) == (eps, [])
 
 
 def test_build_dataset_examples(store):

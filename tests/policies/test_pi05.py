@@ -218,7 +218,7 @@ def test_finetune_from_the_store_and_resume(pickcube: dict, checkpoint: dict, tm
     from safetensors.torch import load_file
 
     from policies.pi05.finetune import Pi05TrainConfig, finetune_pi05
-    from policies.actor_critic.bc_train import EpisodeFilter
+    from recordings.selection import EpisodeFilter
 
     config = Pi05TrainConfig(
         store=pickcube["store"], output_dir=tmp_path / "run", pretrained=str(checkpoint["path"]),

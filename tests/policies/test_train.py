@@ -12,35 +12,27 @@ from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, 
 from policies.errors import PolicyError
 from policies.actor_critic.bc_train import (
     BCTrainConfig,
-    EpisodeFilter,
     action_chunks,
-    default_selection,
     fit_bc,
     load_frames,
     random_shift,
-    select_episodes,
-    split_episodes,
     train_bc,
     validation_loss,
 )
+from recordings.selection import EpisodeFilter, default_selection
 from recordings.store import EpisodeStore
 
 
 def test_selection_is_a_union_of_clauses(synthetic_store):
+    def select(*clauses):
+        return [r.index for r in store.episodes(*clauses)]
+
     with EpisodeStore.open(synthetic_store) as store:
         # demos, plus rollouts the LRM accepted or the operator overrode to accepted; not the rejected one
-        assert select_episodes(store, default_selection()) == [0, 1, 2, 3, 4]
-        assert select_episodes(store, [EpisodeFilter(source=["demo"])]) == [0, 1, 2]
-        assert select_episodes(store, [EpisodeFilter(round=[1], accepted=False)]) == [5]
-        assert select_episodes(store, [EpisodeFilter(source=["robot"])]) == []
-
-
-def test_split_is_by_episode_and_reproducible():
-    train, val = split_episodes(range(10), 0.2, seed=3)
-    assert len(val) == 2 and sorted(train + val) == list(range(10))
-    assert (train, val) == split_episodes(range(10), 0.2, seed=3)
-    assert split_episodes([7], 0.5, seed=0) == ([7], [])  # one episode: nothing to hold out
-    assert split_episodes(range(3), 0.0, seed=0) == ([0, 1, 2], [])
+        assert select(*default_selection()) == [0, 1, 2, 3, 4]
+        assert select(EpisodeFilter(source=["demo"])) == [0, 1, 2]
+        assert select(EpisodeFilter(round=[1], accepted=False)) == [5]
+        assert select(EpisodeFilter(source=["robot"])) == []
 
 
 def test_load_frames_keeps_only_what_the_policy_reads(synthetic_store):

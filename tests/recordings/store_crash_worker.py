@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import zarr  # noqa: E402
 import zarr.storage._local as zarr_local  # noqa: E402
 
-from recordings import layout, store, writer  # noqa: E402
+from recordings import arrays, layout  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
 from tests.recordings.store_testdata import make_episode  # noqa: E402
 
@@ -59,15 +59,14 @@ def install_kill_point(point: str, after: int) -> None:
 
         zarr_local._move_with_retry = move
     elif point == "block":
-        real_block = writer.write_block
+        real_block = arrays.write_block
 
         def block(*a, **k):  # type: ignore[no-untyped-def]
             real_block(*a, **k)
             if hit():
                 _die()
 
-        writer.write_block = block
-        store.write_block = block
+        arrays.write_block = block
     elif point == "json":
         real_json = layout.write_json_atomic
 
@@ -78,7 +77,7 @@ def install_kill_point(point: str, after: int) -> None:
 
         layout.write_json_atomic = write_json
     elif point in ("ends-resized", "committed"):
-        real_commit = store._commit_point
+        real_commit = arrays._commit_point
 
         def commit_point(*a, **k):  # type: ignore[no-untyped-def]
             if point == "ends-resized" and hit():
@@ -87,7 +86,7 @@ def install_kill_point(point: str, after: int) -> None:
             if point == "committed" and hit():
                 _die()
 
-        store._commit_point = commit_point
+        arrays._commit_point = commit_point
     elif point == "repair-zeroed":
         real_resize = zarr.Array.resize
 

@@ -52,12 +52,12 @@ def run_until_killed(store: Path, *args: str, timeout: float = 60) -> None:
 def torn_state(path: Path, store: EpisodeStore) -> set[str]:
     """What a killed writer left past the committed prefix (as seen by a read-only open)."""
     found = set()
-    ends = layout.open_array(store._zstore, layout.EPISODE_ENDS)
+    ends = layout.open_array(store._arrays.zstore, layout.EPISODE_ENDS)
     assert ends is not None
     if ends.shape[0] > store.num_episodes:
         found.add("ends-entry")
     for key in [layout.STATE, layout.camera_key("left")]:
-        arr = layout.open_array(store._zstore, key)
+        arr = layout.open_array(store._arrays.zstore, key)
         if arr is not None and arr.shape[0] > store.num_frames:
             found.add("frames")
     names = os.listdir(path / layout.EPISODES_DIR) if (path / layout.EPISODES_DIR).exists() else []
@@ -76,9 +76,9 @@ def check_all(store: EpisodeStore) -> None:
 def check_repaired(path: Path, store: EpisodeStore) -> None:
     """After a writer's open: no torn tail left at all."""
     assert layout.partial_files(path) == []
-    ends = layout.open_array(store._zstore, layout.EPISODE_ENDS)
+    ends = layout.open_array(store._arrays.zstore, layout.EPISODE_ENDS)
     assert ends is not None and ends.shape[0] == store.num_episodes
-    for key, arr in store._arrays.items():
+    for key, arr in store._arrays.frames.items():
         assert arr.shape[0] == store.num_frames, key
     names = [layout.episode_json_index(n) for n in os.listdir(path / layout.EPISODES_DIR)]
     assert sorted(n for n in names if n is not None) == list(range(store.num_episodes))

@@ -315,9 +315,9 @@ def test_failed_chunk_write_fails_the_episode_not_the_store(
     store: EpisodeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A disk error in the background writer surfaces as a one-line error; discard cleans up."""
-    from recordings import writer as writer_mod
+    from recordings import arrays as arrays_mod
 
-    real = writer_mod.write_block
+    real = arrays_mod.write_block
     calls = {"n": 0}
 
     def flaky(*args: object, **kwargs: object) -> None:
@@ -326,7 +326,7 @@ def test_failed_chunk_write_fails_the_episode_not_the_store(
             raise OSError(28, "No space left on device")
         real(*args, **kwargs)
 
-    monkeypatch.setattr(writer_mod, "write_block", flaky)
+    monkeypatch.setattr(arrays_mod, "write_block", flaky)
     before = (store.num_episodes, store.num_frames)
     ep = make_episode(1, min_len=20, max_len=20)
     w = store.begin_episode(ep.meta)
@@ -340,7 +340,7 @@ def test_failed_chunk_write_fails_the_episode_not_the_store(
         w.commit(aborted=True)
     w.discard()
     assert (store.num_episodes, store.num_frames) == before
-    monkeypatch.setattr(writer_mod, "write_block", real)
+    monkeypatch.setattr(arrays_mod, "write_block", real)
     with EpisodeStore.open(store.path) as reader:
         assert reader.num_episodes == before[0]
     with store.begin_episode(ep.meta) as w2:

@@ -12,7 +12,8 @@ import pytest
 from recordings import layout
 from recordings.episode import Episode, EpisodeMeta, Frame
 from recordings.errors import StoreLockedError
-from recordings.store import UNSET, EpisodeStore
+from recordings.selection import UNSET
+from recordings.store import EpisodeStore
 from tests.recordings.store_testdata import CAMERAS, assert_same_episode, make_episode
 
 
@@ -58,7 +59,7 @@ def test_round_trip_append_and_stream_byte_exact(store: EpisodeStore) -> None:
         for i, ep in enumerate(eps):
             assert_same_episode(reader.load_episode(i), ep)
     # A modality that first appeared in episode 6 reads NaN for all earlier frames.
-    comp = store._arrays[layout.reward_key("completion")][: store.record(6).start]
+    comp = store._arrays.frames[layout.reward_key("completion")][: store.record(6).start]
     assert np.isnan(comp).all()
 
 
@@ -306,7 +307,7 @@ def test_repair_zeroes_stale_ends_before_truncating(tmp_path: Path) -> None:
         assert r.num_episodes == 2  # readers stop at the first invalid entry
     with EpisodeStore.open(path, mode="a") as s:
         assert s.num_episodes == 2 and s.num_frames == s.record(1).end
-        ends = s._ends_array
+        ends = s._arrays.ends
         ends.resize((3,))  # what a writer killed after its resize would leave
         assert ends[2] == 0 != end2
     with EpisodeStore.open(path, mode="a") as s:
@@ -329,11 +330,11 @@ def test_durable_commit_syncs_before_and_after_the_end_index(tmp_path: Path, mon
     """Power loss must not reorder the frames/JSON after the end index: check the fsync order."""
     import os as os_mod
 
-    from recordings import store as store_mod
+    from recordings import arrays as arrays_mod
 
     s = EpisodeStore.create(tmp_path / "s", chunk_frames=4, durable=True)
     events: list[str] = []
-    real_fsync, real_commit = os_mod.fsync, store_mod._commit_point
+    real_fsync, real_commit = os_mod.fsync, arrays_mod._commit_point
 
     def fsync(fd: int) -> None:
         events.append("fsync:" + os_mod.readlink(f"/proc/self/fd/{fd}"))
@@ -344,7 +345,7 @@ def test_durable_commit_syncs_before_and_after_the_end_index(tmp_path: Path, mon
         real_commit(*args)
 
     monkeypatch.setattr(os_mod, "fsync", fsync)
-    monkeypatch.setattr(store_mod, "_commit_point", commit_point)
+    monkeypatch.setattr(arrays_mod, "_commit_point", commit_point)
     stream(s, make_episode(0))
     cut = events.index("COMMIT")
     before, after = " ".join(events[:cut]), " ".join(events[cut:])
