@@ -5,7 +5,7 @@ For each task (PushCube-v1, PickCube-v1), on this machine:
 1. record motion-planning demos with the privileged state and a 64x64 camera;
    behaviour-clone the small actor-critic on them (configs/policies/bc_pickcube.yaml);
    roll the BC policy out on other seeds with the camera on (mostly failures);
-   train the compact reward model (`lite`) on demos + rollouts (lrm.lite_runs.run_lite).
+   train the compact reward model (`lite`) on demos + rollouts (lrm.training.lite_runs.run_lite).
    All of this is cached under --work and skipped when present.
 2. three arms from the same BC checkpoint, the same env seeds and the same number of env steps:
    (a) no further training;
@@ -70,8 +70,8 @@ def _load() -> str:
 def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     """(BC checkpoint, lite backend YAML) for `env_id`, built once under `work`."""
     from app.config_loader import load_config
-    from lrm.lite_config import LiteTrainConfig
-    from lrm.lite_runs import LiteTrainRun, run_lite
+    from lrm.backends.lite_config import LiteTrainConfig
+    from lrm.training.lite_runs import LiteTrainRun, run_lite
     from policies.evaluate import evaluate_policy, load_policy
     from policies.train import BCTrainConfig, train_bc
     from recordings.store import EpisodeStore

@@ -14,8 +14,7 @@
   env cameras and state mapped onto its input features by config (`Pi05Config`,
   `Pi05Policy`, `make_policy`); `policies.pi05_train`: fine-tuning it from the
   store with LeRobot's training pieces (`Pi05TrainConfig`, `finetune_pi05`;
-  `lrm-robot train-policy` with a `type: pi05` config); `policies.pi05_tiny`: a
-  tiny real-architecture pi0.5 and a locally trained tokenizer, for tests.
+  `lrm-robot train-policy` with a `type: pi05` config).
 
 Importing this package imports neither torch nor ManiSkill; the modules do.
 """

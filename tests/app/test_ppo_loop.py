@@ -25,8 +25,8 @@ from app.cli import main
 from app.ppo.config import RewardSection
 from app.ppo.loop import collect_rollout
 from app.ppo.rewards import StepReward
+from lrm.backends.oracle import OracleRewardModel
 from lrm.interval_hold import IntervalHoldConfig
-from lrm.oracle import OracleRewardModel
 from lrm.types import Reward
 from policies.actor_critic import ActorCriticConfig, NormStats, make_policy
 
@@ -138,8 +138,8 @@ def test_a_failing_backend_for_one_env_is_held_and_counted(agent, sim, how: str)
 
 
 def _lite_backend(tmp_path: Path, task: str) -> Path:
-    from lrm.lite import LiteRewardModel
-    from lrm.lite_config import LiteConfig
+    from lrm.backends.lite import LiteRewardModel
+    from lrm.backends.lite_config import LiteConfig
 
     torch.manual_seed(0)
     model_dir = LiteRewardModel(LiteConfig(image_size=(32, 32), cnn_channels=[8, 8], feature_dim=16, hidden_dim=16,
