@@ -167,7 +167,7 @@ def render_cost(env_id: str, bc: Path, backend: Path, args: argparse.Namespace) 
     from app.ppo import PPOConfig
     from app.ppo.loop import collect_rollout, make_agent, make_reward_model
     from app.ppo.rewards import StepReward
-    from app.ppo.vec_env import make_vec_sim
+    from sim.vector_env import make_vec_sim
 
     lite_config, steps = TASKS[env_id]
     config = load_config(ROOT / lite_config, PPOConfig, [

@@ -2,7 +2,6 @@
 
 - `config`: the run's dataclasses (`PPOConfig`), loaded from configs/ppo/*.yaml;
 - `algo`: GAE and the clipped PPO loss (pure torch);
-- `vec_env`: vectorised ManiSkill envs (AsyncVectorEnv workers on a CPU, the GPU backend), render on demand;
 - `rewards`: interval-hold reward-model rewards, env-reward mixing, failure-tolerant backends;
 - `agent`: what PPO needs from a policy; the small actor-critic's adapter (pi0.5's is `policies.pi05_rl`);
 - `report`: reward-vs-oracle agreement, metrics.jsonl / metrics.rrd / learning_curve.png;

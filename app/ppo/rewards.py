@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from app.ppo.config import RewardSection
-from app.ppo.vec_env import StepResult
 from lrm.interval_hold import IntervalHoldReward
 from lrm.types import Reward, RewardModel, RewardRequest
+from sim.vector_env import StepResult
 
 log = logging.getLogger(__name__)
 

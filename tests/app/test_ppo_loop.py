@@ -50,8 +50,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sim():
-    from app.ppo.vec_env import SyncSim
     from sim.maniskill_env import SimEnvConfig
+    from sim.vector_env import SyncSim
 
     vec = SyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
                                camera_height=32), 2)
@@ -174,8 +174,8 @@ def test_cli_end_to_end_with_the_compact_reward_model(checkpoint: Path, sim, tmp
 
 
 def test_async_workers_step_in_lockstep_with_in_process_envs_and_render_only_when_listed(sim) -> None:
-    from app.ppo.vec_env import AsyncSim
     from sim.maniskill_env import SimEnvConfig
+    from sim.vector_env import AsyncSim
 
     workers = AsyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"],
                                     camera_width=32, camera_height=32), 2)
@@ -245,8 +245,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(checkpoint: Path, tmp_pat
 
 def test_the_batched_gpu_backend_class_matches_the_in_process_env_on_one_cpu_scene(sim) -> None:
     """GPUSim runs one ManiSkill env with N sub-scenes; physx_cpu allows N = 1, which this machine can check."""
-    from app.ppo.vec_env import GPUSim
     from sim.maniskill_env import SimEnvConfig
+    from sim.vector_env import GPUSim
 
     batched = GPUSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
                                   camera_height=32), 1)
