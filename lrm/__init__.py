@@ -5,6 +5,7 @@ importing `lrm` stays cheap):
 
 - `lrm.types`: RewardRequest, Reward, RewardModel, validation and resizing
 - `lrm.interval_hold`: IntervalHoldConfig, IntervalHoldReward
+- `lrm.guarded`: GuardedRewardModel (a failed query holds the env's previous value and is counted)
 - `lrm.backends`: RewardBackendConfig, make_reward_backend (one YAML per backend:
   qwen3vl | roboreward | oracle | robometer | topreward | lite; configs/lrm/backends/), and
   the backends:

@@ -2,7 +2,7 @@
 
 - `config`: the run's dataclasses (`PPOConfig`), loaded from configs/ppo/*.yaml;
 - `algo`: GAE and the clipped PPO loss (pure torch);
-- `rewards`: interval-hold reward-model rewards, env-reward mixing, failure-tolerant backends;
+- `rewards`: interval-hold reward-model rewards (through `lrm.guarded`), env-reward mixing;
 - `agent`: what PPO needs from a policy; the small actor-critic's adapter (pi0.5's is `policies.pi05_rl`);
 - `report`: reward-vs-oracle agreement, metrics.jsonl / metrics.rrd / learning_curve.png;
 - `loop`: `train_ppo`, the loop itself, with checkpoints and resume.
