@@ -123,7 +123,7 @@ def score_variant(name: str, store_path: Path, work: Path, seed: int = 0) -> dic
     from app.improve.config import ImproveConfig
     from app.improve.judge import calibration_frames, judge_episode, train_judge
     from lrm.backends import make_reward_backend
-    from lrm.metrics import roc_auc
+    from lrm.evaluation.metrics import roc_auc
     from recordings.store import EpisodeStore
 
     overrides = ["env.sim.cameras=[base_camera,render_camera]", *VARIANTS[name],

@@ -10,9 +10,9 @@ limit). Every episode carries the simulator's per-frame `dense_reward` and
 `success` traces (demos get theirs by replaying their actions without
 rendering); each episode's label is the oracle's success at its end.
 
-Model: the compact `lite` model (lrm.lite) trained with the dataset builder's
+Model: the compact `lite` model (lrm.backends.lite) trained with the dataset builder's
 train split of the --train-tasks episodes. Evaluated with the reward-quality
-suite (lrm.reward_eval) on
+suite (lrm.evaluation.reward_eval) on
 - "seen": the held-out episodes (builder's seeded split) of the trained tasks;
 - "unseen": every episode of --unseen-tasks (their task strings are unknown
   to the model: it uses its shared "unknown task" embedding);
@@ -183,7 +183,7 @@ def record_task(env_id: str, data_dir: Path, demos: int, stalled: int, random: i
 
 
 def _eval(model: Any, source: Any, config: Any, **kwargs) -> dict[str, Any]:
-    from lrm.reward_eval import evaluate_reward_model
+    from lrm.evaluation.reward_eval import evaluate_reward_model
 
     report = evaluate_reward_model(model, source, config, **kwargs)
     report.pop("trajectories")
@@ -247,11 +247,12 @@ def main() -> None:
     import torch
 
     from lrm.backends import RewardBackendConfig, make_reward_backend
-    from lrm.dataset import DatasetConfig, build_dataset
-    from lrm.lerobot_source import open_sources
-    from lrm.lite import LiteRewardModel, train_lite
-    from lrm.lite_config import LiteConfig, LiteTrainConfig
-    from lrm.reward_eval import ConstantRewardModel, RewardEvalConfig
+    from lrm.backends.lite import LiteRewardModel
+    from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
+    from lrm.evaluation.reward_eval import ConstantRewardModel, RewardEvalConfig
+    from lrm.training.dataset import DatasetConfig, build_dataset
+    from lrm.training.lerobot_source import open_sources
+    from lrm.training.lite_train import train_lite
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -318,7 +319,7 @@ def main() -> None:
         "table": rows,
         "reports": reports,
     }
-    from lrm.reward_eval import to_jsonable
+    from lrm.evaluation.reward_eval import to_jsonable
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(to_jsonable(out), indent=1, allow_nan=False) + "\n")

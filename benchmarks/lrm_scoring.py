@@ -1,6 +1,6 @@
 """Benchmark: what one reward query costs, by scoring mode, batch size and episode step.
 
-Part 1, `generate` vs `logits` (lrm.qwen3vl): the progress modality at batch
+Part 1, `generate` vs `logits` (lrm.backends.qwen3vl): the progress modality at batch
 sizes 1, 8, 32, with reasoning off (logits: one forward pass; generate: a short
 greedy decode of the JSON answer) and on (both decode the reasoning first;
 logits then scores the eleven options). Reports latency per query and frames/s
@@ -11,7 +11,7 @@ frames, so its cost is flat; a Robometer-style model (LeRobot's Robometer on the
 same tiny backbone) reads the episode prefix, so its cost grows with the step
 unless the prefix is subsampled (`max_frames`, 8 in LeRobot's default).
 
-Models: the tiny random Qwen3-VL of lrm.tiny_model (CPU-friendly, same code
+Models: the tiny random Qwen3-VL of tests.support.tiny_reward_models (CPU-friendly, same code
 path as Qwen3-VL-8B; absolute numbers are not the 8B's, ratios are the point),
 or `--model DIR` for a real checkpoint (part 1 only).
 
@@ -39,10 +39,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lrm.lerobot_rewards import RobometerBackendConfig, RobometerRewardModel  # noqa: E402
-from lrm.qwen3vl import Qwen3VLBackendConfig, Qwen3VLRewardModel  # noqa: E402
-from lrm.tiny_model import build_tiny_checkpoint, build_tiny_robometer  # noqa: E402
+from lrm.backends.lerobot_rewards import RobometerBackendConfig, RobometerRewardModel  # noqa: E402
+from lrm.backends.qwen3vl import Qwen3VLBackendConfig, Qwen3VLRewardModel  # noqa: E402
 from lrm.types import RewardRequest  # noqa: E402
+from tests.support.tiny_reward_models import build_tiny_checkpoint, build_tiny_robometer  # noqa: E402
 
 log = logging.getLogger("lrm_scoring")
 TASK = "pick up the red cube and lift it"
@@ -202,7 +202,7 @@ def main() -> int:
                 "torch": torch.__version__,
                 "load_average_at_start": os.getloadavg(),
             },
-            "model": args.model or "tiny random Qwen3-VL (lrm.tiny_model)",
+            "model": args.model or "tiny random Qwen3-VL (tests.support.tiny_reward_models)",
             "settings": {k: v for k, v in vars(args).items() if k != "out"},
             "modes": bench_modes(model_dir, adapters, args),
         }

@@ -5,7 +5,7 @@ For each task (PushCube-v1, PickCube-v1), on this machine:
 1. record motion-planning demos with the privileged state and a 64x64 camera;
    behaviour-clone the small actor-critic on them (configs/policies/bc_pickcube.yaml);
    roll the BC policy out on other seeds with the camera on (mostly failures);
-   train the compact reward model (`lite`) on demos + rollouts (lrm.lite_runs.run_lite).
+   train the compact reward model (`lite`) on demos + rollouts (lrm.training.lite_runs.run_lite).
    All of this is cached under --work and skipped when present.
 2. three arms from the same BC checkpoint, the same env seeds and the same number of env steps:
    (a) no further training;
@@ -70,11 +70,11 @@ def _load() -> str:
 def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     """(BC checkpoint, lite backend YAML) for `env_id`, built once under `work`."""
     from app.config_loader import load_config
-    from lrm.lite_config import LiteTrainConfig
-    from lrm.lite_runs import LiteTrainRun, run_lite
     from app.evaluate import evaluate_in_sim
-    from policies.factory import load_policy
+    from lrm.backends.lite_config import LiteTrainConfig
+    from lrm.training.lite_runs import LiteTrainRun, run_lite
     from policies.actor_critic.bc_train import BCTrainConfig, train_bc
+    from policies.factory import load_policy
     from recordings.store import EpisodeStore
     from sim.demos import record_demos
     from sim.maniskill_env import SimEnvConfig
@@ -169,7 +169,7 @@ def render_cost(env_id: str, bc: Path, backend: Path, args: argparse.Namespace) 
     from app.ppo import PPOConfig
     from app.ppo.loop import collect_rollout, make_agent, make_reward_model
     from app.ppo.rewards import StepReward
-    from app.ppo.vec_env import make_vec_sim
+    from sim.vector_env import make_vec_sim
 
     lite_config, steps = TASKS[env_id]
     config = load_config(ROOT / lite_config, PPOConfig, [

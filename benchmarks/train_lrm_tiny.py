@@ -1,7 +1,7 @@
 """Benchmark: does `lrm-robot train-lrm` teach the tiny Qwen3-VL something it can use on held-out episodes?
 
-Builds the tiny random Qwen3-VL (lrm.tiny_model) and a synthetic bar store
-(lrm.synthetic: progress is a bar that grows), trains the three LoRA adapters
+Builds the tiny random Qwen3-VL (tests.support.tiny_reward_models) and a synthetic bar store
+(tests.support.bar_store: progress is a bar that grows), trains the three LoRA adapters
 through the command line (SFT for progress and completion, DPO for
 contrastive), then scores the held-out episodes' examples with the `qwen3vl`
 backend in logits mode loading the written backend.yaml, next to the same
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank")
     parser.add_argument("--modalities", nargs="+", default=["contrastive", "progress", "completion"])
     parser.add_argument(
-        "--targets", nargs="+", default=None, help="LoRA target modules (default: lrm.lora_train.DEFAULT_TARGETS)"
+        "--targets", nargs="+", default=None, help="LoRA target modules (default: lrm.training.lora_train.DEFAULT_TARGETS)"
     )
     parser.add_argument("--successes", type=int, default=6, help="successful episodes per task")
     parser.add_argument("--failures", type=int, default=3, help="failed episodes per task")
@@ -81,11 +81,11 @@ def main() -> None:
     from app.cli import main as cli
     from app.config_loader import load_config
     from lrm.backends import RewardBackendConfig, make_reward_backend
-    from lrm.dataset import DatasetConfig, build_dataset
-    from lrm.synthetic import make_bar_store
-    from lrm.tiny_model import build_tiny_checkpoint
+    from lrm.training.dataset import DatasetConfig, build_dataset
+    from tests.support.bar_store import make_bar_store
+    from tests.support.tiny_reward_models import build_tiny_checkpoint
 
-    from lrm.lora_train import DEFAULT_TARGETS
+    from lrm.training.lora_train import DEFAULT_TARGETS
 
     targets = args.targets or list(DEFAULT_TARGETS)
     work = Path(tempfile.mkdtemp(prefix="train-lrm-tiny-"))

@@ -52,7 +52,7 @@ class RewardRequest:
     RoboReward; a backend with `needs_video = True` requires it); `oracle` holds
     the simulator's values at the current frame (`dense_reward` in [0, 1],
     `success` 0/1, optionally `previous_dense_reward` at the previous query),
-    filled by a sim rollout loop for the `oracle` backend (see `lrm.oracle`).
+    filled by a sim rollout loop for the `oracle` backend (see `lrm.backends.oracle`).
     """
 
     modality: Modality

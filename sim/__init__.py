@@ -2,7 +2,8 @@
 
 Importing this package (or `sim.maniskill_env`) does not import ManiSkill or
 SAPIEN; building an env first prepares the process for them (`sim.vulkan`).
-Demonstrations live in `sim.demos` (imports gymnasium and the episode store).
+Demonstrations live in `sim.demos` (imports gymnasium and the episode store);
+N envs stepped as one batch (CPU worker processes or GPU sub-scenes) in `sim.vector_env`.
 """
 
 from sim.env import Env, Observation

@@ -1,6 +1,6 @@
 """`lrm-robot eval-reward --config CONFIG`: measure a reward backend on held-out episodes with ground truth.
 
-The config (configs/lrm/eval/*.yaml, `lrm.reward_eval.RewardEvalConfig`)
+The config (configs/lrm/eval/*.yaml, `lrm.evaluation.reward_eval.RewardEvalConfig`)
 names the episode sources, the backend YAML, which episodes (the dataset
 builder's seeded held-out split, or all) and what to score; the command
 writes OUTPUT/metrics.json (progress, completion, contrastive and
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrm.reward_eval import RewardEvalConfig, run_reward_eval
+    from lrm.evaluation.reward_eval import RewardEvalConfig, run_reward_eval
     from lrm.types import RequestError
 
     overrides = ([f"output_dir={args.output_dir}"] if args.output_dir else []) + args.set

@@ -1,7 +1,7 @@
 """`lrm-robot score STORE --episode I --backend CONFIG --modality cont|prog|comp|all --every K`.
 
 Scores one recorded episode the way the RL loop would (interval-hold: a query
-every K frames, see `lrm.score_episode`), writes each trace into the store
+every K frames, see `lrm.evaluation.score_episode`), writes each trace into the store
 (`reward/<trace name>`: the value at query frames, NaN in between), records
 where it came from in the episode's `extra["reward_traces"]`, saves a PNG of
 the traces against time and a metrics JSON, and optionally logs the episode
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lrm.backends import RewardBackendConfig
-    from lrm.score_episode import query_steps, resolve_modalities
+    from lrm.evaluation.score_episode import query_steps, resolve_modalities
     from recordings.errors import StoreLockedError
     from recordings.store import EpisodeStore
 
@@ -167,7 +167,7 @@ def _oracle_values(config, stored: dict[str, np.ndarray], steps: np.ndarray) -> 
 
 def _score(config, frames, task, modalities, steps, oracle):
     from lrm.backends import make_reward_backend
-    from lrm.score_episode import score_query_frames
+    from lrm.evaluation.score_episode import score_query_frames
     from lrm.types import RequestError
 
     try:
@@ -196,7 +196,7 @@ def _score(config, frames, task, modalities, steps, oracle):
 
 
 def _plot(path, scores, modalities, config, times, length, args) -> pathlib.Path:
-    from lrm.plots import plot_traces
+    from lrm.evaluation.plots import plot_traces
 
     names = {m: config.trace_name(m) for m in modalities}
     return plot_traces(

@@ -3,8 +3,8 @@
 The config's `type` picks what is trained (configs/lrm/train/):
 
 - `qwen3vl_lora` (the default): one LoRA adapter per modality on a Qwen3-VL with
-  TRL (SFT for progress and completion, DPO for contrastive), see lrm.lora_train;
-- `lite`: the compact CNN reward model from the dataset's labels (lrm.lite);
+  TRL (SFT for progress and completion, DPO for contrastive), see lrm.training.lora_train;
+- `lite`: the compact CNN reward model from the dataset's labels (lrm.backends.lite);
 - `lite_distill`: the compact model from a teacher backend's scores (`teacher:`
   names a backend YAML), e.g. a GPU-trained Qwen3-VL LRM compressed for a CPU.
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
     kind = _config_type(args.config)
     if kind == "qwen3vl_lora":
-        from lrm.lora_train import LoraRunConfig
+        from lrm.training.lora_train import LoraRunConfig
 
         config = load_config(args.config, LoraRunConfig, overrides)
         report = _run_lora(config)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{modality}: {entry['trainer']} {entry['steps']} steps on {entry['records']} records; loss {change}")
         print(f"adapters in {pathlib.Path(config.output_dir) / 'adapters'}; backend config {report['backend_config']}")
         return 0
-    from lrm.lite_runs import LiteDistillRun, LiteTrainRun
+    from lrm.training.lite_runs import LiteDistillRun, LiteTrainRun
 
     config = load_config(args.config, LiteDistillRun if kind == "lite_distill" else LiteTrainRun, overrides)
     report = _run_lite(config)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_lora(config):
-    from lrm.lora_train import train_lora
+    from lrm.training.lora_train import train_lora
 
     if not config.store:
         raise UsageError("no store: give --store or `store:` in the config")
@@ -102,7 +102,7 @@ def _run_lora(config):
 
 def _run_lite(config):
     from lrm.backends import RewardBackendConfig, make_reward_backend
-    from lrm.lite_runs import LiteDistillRun, run_lite
+    from lrm.training.lite_runs import LiteDistillRun, run_lite
 
     if not config.store:
         raise UsageError("no store: give --store or `store:` in the config")

@@ -27,8 +27,8 @@ from typing import Any, Literal
 from app.env_choice import EnvSection
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
-from lrm.dataset import DatasetConfig
-from lrm.lite_config import LiteConfig, LiteTrainConfig
+from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
+from lrm.training.dataset import DatasetConfig
 from policies.factory import PolicyConfig
 from recordings.selection import SelectionConfig
 from sim.maniskill_env import SimEnvConfig

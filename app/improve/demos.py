@@ -7,7 +7,7 @@ On a CPU a camera frame costs ~20-70x a physics step, and a PickCube
 demonstration is ~75 steps, so rendering every frame of 100 demonstrations
 takes minutes while the small policy reads state only and the judge's
 training set uses 11 keyframes and the clipped-prefix frame per episode
-(lrm.dataset). So: ManiSkill's motion planners record state-only demos into
+(lrm.training.dataset). So: ManiSkill's motion planners record state-only demos into
 OUT/demos-planned (fast), and each one is replayed (the CPU simulation is
 deterministic: same seed, same actions, same states) through
 `app.rollout.run_rollout` into the run's store, rendering exactly those
@@ -59,7 +59,7 @@ class ReplayPolicy:
 
 def frames_to_render(length: int, num_keyframes: int, clip_fractions: list[float]) -> set[int]:
     """The frames of an episode of `length` frames that the judge's dataset builder reads."""
-    from lrm.dataset import keyframe_indices
+    from lrm.training.dataset import keyframe_indices
 
     frames = set(keyframe_indices(length, num_keyframes))
     frames.update(int(round(c * (length - 1))) for c in clip_fractions)
@@ -121,7 +121,7 @@ def _dims(env: Any) -> tuple[int, int]:
 class LeRobotDemos:
     """A LeRobotDataset folder read like an episode store, for `copy_demos`.
 
-    `lrm.lerobot_source.LeRobotSource` gives the episodes, their verdicts (our
+    `lrm.training.lerobot_source.LeRobotSource` gives the episodes, their verdicts (our
     exporter's sidecar, `next.success`, or none: a teleoperated demonstration)
     and the decoded camera frames; LeRobot's own reader gives each frame's
     `observation.state`, `action` and `timestamp`, which a policy learns from.
@@ -130,7 +130,7 @@ class LeRobotDemos:
     def __init__(self, root: Path) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-        from lrm.lerobot_source import LeRobotSource
+        from lrm.training.lerobot_source import LeRobotSource
 
         self.source = LeRobotSource(root)
         self.path = Path(root)
@@ -183,7 +183,7 @@ def open_demos(path: Path) -> Any:
     from recordings.store import EpisodeStore
 
     if (Path(path) / "meta" / "info.json").is_file():
-        from lrm.lerobot_source import SourceError
+        from lrm.training.lerobot_source import SourceError
 
         try:
             return LeRobotDemos(Path(path))

@@ -172,7 +172,7 @@ def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], conf
     seeds, so its frames are the kind a verdict reads. A seeded fifth of the
     episodes (stratified by outcome) is held out.
     """
-    from lrm.dataset import Example
+    from lrm.training.dataset import Example
     from recordings.selection import hashed_split
 
     labelled = [(index, frames) for index in calibration
@@ -261,8 +261,8 @@ def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], co
     episodes give their judged frames, labelled by `label_source`: the
     simulator's oracle, or the operator's verdict.
     """
-    from lrm.dataset import build_dataset
-    from lrm.lite import train_lite
+    from lrm.training.dataset import build_dataset
+    from lrm.training.lite_train import train_lite
 
     train = config.train
     cameras = config.cameras or [config.camera or train.dataset.camera or next(iter(store.cameras))]

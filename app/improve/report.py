@@ -33,8 +33,8 @@ JUDGED = "operator/LRM-judged"
 
 
 def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
-    """Counts and precision / recall (lrm.metrics) of a keep-or-drop filter against ground truth; None when undefined."""
-    from lrm.metrics import confusion_counts, precision, recall
+    """Counts and precision / recall (lrm.evaluation.metrics) of a keep-or-drop filter against ground truth; None when undefined."""
+    from lrm.evaluation.metrics import confusion_counts, precision, recall
 
     counts = confusion_counts(list(kept), list(truth))
     p, r = precision(counts), recall(counts)

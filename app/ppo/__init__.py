@@ -2,9 +2,9 @@
 
 - `config`: the run's dataclasses (`PPOConfig`), loaded from configs/ppo/*.yaml;
 - `algo`: GAE and the clipped PPO loss (pure torch);
-- `vec_env`: vectorised ManiSkill envs (AsyncVectorEnv workers on a CPU, the GPU backend), render on demand;
-- `rewards`: interval-hold reward-model rewards, env-reward mixing, failure-tolerant backends;
-- the policy under PPO is a `policies.base.PPOAgent` that `policies.factory.make_ppo_agent` builds;
+- `rewards`: interval-hold reward-model rewards (through `lrm.guarded`), env-reward mixing;
+- the envs are `sim.vector_env`; the policy under PPO is a `policies.base.PPOAgent` that
+  `policies.factory.make_ppo_agent` builds;
 - `report`: reward-vs-oracle agreement, metrics.jsonl / metrics.rrd / learning_curve.png;
 - `loop`: `train_ppo`, the loop itself, with checkpoints and resume.
 """

@@ -42,11 +42,11 @@ from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
 from app.ppo.report import MetricsLog, agreement
 from app.ppo.rewards import StepReward
-from app.ppo.vec_env import VecSim, make_vec_sim
 from lrm.types import RewardModel
 from policies.base import PPOAgent
 from policies.errors import PolicyError
 from policies.factory import make_ppo_agent
+from sim.vector_env import VecSim, make_vec_sim
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ iteration with the simulator's values at the same moment (the oracle):
 - absolute modalities (progress, completion) and the mixed reward: ROC-AUC
   and pairwise accuracy of each env's mean queried reward against the env's
   oracle success, Pearson of every query against the oracle dense reward
-  (global) and per trajectory (`lrm.metrics.trajectory_metrics`);
+  (global) and per trajectory (`lrm.evaluation.metrics.trajectory_metrics`);
 - contrastive: direction accuracy against the sign of the oracle dense
   reward's change since the env's previous query, progress recall (the same
   over the queries where the oracle did progress), and monotonicity of the
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from app.ppo.rewards import QueryRecord
-from lrm import metrics as M
+from lrm.evaluation import metrics as M
 
 log = logging.getLogger(__name__)
 

@@ -179,7 +179,7 @@ def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(stor
     examples = info["examples"]
     assert sum(split.get("completion", 0) for split in examples.values()) == 2 * 12 + 1
     assert sum(split.get("completion_yes", 0) for split in examples.values()) == 2 + 1
-    from lrm.lite import LiteRewardModel
+    from lrm.backends.lite import LiteRewardModel
 
     model = LiteRewardModel.from_pretrained(out)
     config.frames, config.combine = 2, "vote"
@@ -204,7 +204,7 @@ def test_several_cameras_are_judged_as_one_tiled_image_in_training_and_judging(t
         config.train.train.steps = 2
         config.train.model.image_size = (16, 28)
         train_judge(two, [0, 1], [], config, tmp_path / "judge")
-        from lrm.lite import LiteRewardModel
+        from lrm.backends.lite import LiteRewardModel
         from lrm.types import RewardRequest
 
         model = LiteRewardModel.from_pretrained(tmp_path / "judge")

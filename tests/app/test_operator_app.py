@@ -25,7 +25,7 @@ from app.operator.widgets import PhaseBanner, RolloutPanel, RoundDashboard
 from recordings.selection import SelectionConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
-from lrm.lite_config import LiteBackendConfig
+from lrm.backends.lite_config import LiteBackendConfig
 from recordings.store import EpisodeStore
 from sim.maniskill_env import SimEnvConfig
 
@@ -40,8 +40,8 @@ def make_lite_judge(path: Path) -> Path:
     """A real compact reward model with random weights (seeded), saved the way train_lite saves one."""
     import torch
 
-    from lrm.lite import LiteRewardModel
-    from lrm.lite_config import LiteConfig
+    from lrm.backends.lite import LiteRewardModel
+    from lrm.backends.lite_config import LiteConfig
 
     torch.manual_seed(0)
     model = LiteRewardModel(LiteConfig(image_size=(32, 32), cnn_channels=[8, 8], feature_dim=16, hidden_dim=16,

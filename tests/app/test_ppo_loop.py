@@ -25,8 +25,8 @@ from app.cli import main
 from app.ppo.config import RewardSection
 from app.ppo.loop import collect_rollout
 from app.ppo.rewards import StepReward
+from lrm.backends.oracle import OracleRewardModel
 from lrm.interval_hold import IntervalHoldConfig
-from lrm.oracle import OracleRewardModel
 from lrm.types import Reward
 from policies.actor_critic.model import ActorCriticConfig, NormStats, make_policy
 
@@ -50,8 +50,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sim():
-    from app.ppo.vec_env import SyncSim
     from sim.maniskill_env import SimEnvConfig
+    from sim.vector_env import SyncSim
 
     vec = SyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
                                camera_height=32), 2)
@@ -138,8 +138,8 @@ def test_a_failing_backend_for_one_env_is_held_and_counted(agent, sim, how: str)
 
 
 def _lite_backend(tmp_path: Path, task: str) -> Path:
-    from lrm.lite import LiteRewardModel
-    from lrm.lite_config import LiteConfig
+    from lrm.backends.lite import LiteRewardModel
+    from lrm.backends.lite_config import LiteConfig
 
     torch.manual_seed(0)
     model_dir = LiteRewardModel(LiteConfig(image_size=(32, 32), cnn_channels=[8, 8], feature_dim=16, hidden_dim=16,
@@ -174,8 +174,8 @@ def test_cli_end_to_end_with_the_compact_reward_model(checkpoint: Path, sim, tmp
 
 
 def test_async_workers_step_in_lockstep_with_in_process_envs_and_render_only_when_listed(sim) -> None:
-    from app.ppo.vec_env import AsyncSim
     from sim.maniskill_env import SimEnvConfig
+    from sim.vector_env import AsyncSim
 
     workers = AsyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"],
                                     camera_width=32, camera_height=32), 2)
@@ -245,8 +245,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(checkpoint: Path, tmp_pat
 
 def test_the_batched_gpu_backend_class_matches_the_in_process_env_on_one_cpu_scene(sim) -> None:
     """GPUSim runs one ManiSkill env with N sub-scenes; physx_cpu allows N = 1, which this machine can check."""
-    from app.ppo.vec_env import GPUSim
     from sim.maniskill_env import SimEnvConfig
+    from sim.vector_env import GPUSim
 
     batched = GPUSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
                                   camera_height=32), 1)

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from lrm.tiny_model import TinyModelPaths, build_tiny_checkpoint
+from tests.support.tiny_reward_models import TinyModelPaths, build_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

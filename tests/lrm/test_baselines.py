@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from lrm.backends import RewardBackendConfig, make_reward_backend
+from lrm.backends.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
 from lrm.interval_hold import IntervalHoldConfig, IntervalHoldReward
-from lrm.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
-from lrm.tiny_model import TinyModelPaths, build_tiny_robometer
 from lrm.types import RequestError, RewardRequest, resize_image
 from tests.lrm.test_qwen3vl import frames_like_a_scene
+from tests.support.tiny_reward_models import TinyModelPaths, build_tiny_robometer
 
 TASK = "pick up the red cube"
 VIDEO = np.stack([frames_like_a_scene(t) for t in range(6)])

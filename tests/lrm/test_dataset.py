@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrm.dataset import (
+from lrm.training.dataset import (
     PROGRESS_LEVELS,
     DatasetConfig,
     build_dataset,
     episode_outcome,
     keyframe_indices,
 )
-from lrm.synthetic import make_bar_store
 from recordings.episode import EpisodeMeta
+from tests.support.bar_store import make_bar_store
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_config_errors_and_camera(store):
 
 
 def test_rewind_order_by_hand():
-    from lrm.dataset import rewind_order
+    from lrm.training.dataset import rewind_order
 
     assert rewind_order(6, 4, 1) == [0, 1, 2, 3, 4, 3, 2, 1]
     with pytest.raises(ValueError, match="back_to"):
@@ -182,7 +182,7 @@ def test_template_rationale_mentions_task_and_answer(store):
 
 
 def test_stored_rationale_wins_where_an_episode_has_one(tmp_path):
-    from lrm.synthetic import make_bar_store
+    from tests.support.bar_store import make_bar_store
 
     path = tmp_path / "store"
     make_bar_store(path, successes=2, failures=0, length=(11, 11), size=8).close()
@@ -221,7 +221,7 @@ def exported(store, tmp_path_factory):
 
 
 def test_lerobot_export_gives_the_same_examples_and_pixels(store, exported):
-    from lrm.lerobot_source import LeRobotSource
+    from lrm.training.lerobot_source import LeRobotSource
 
     source = LeRobotSource(exported)
     assert source.cameras == store.cameras and source.num_episodes == store.num_episodes
@@ -240,7 +240,7 @@ def test_lerobot_export_gives_the_same_examples_and_pixels(store, exported):
 def test_lerobot_dataset_without_our_sidecar(exported, tmp_path):
     import shutil
 
-    from lrm.lerobot_source import LeRobotSource, SourceError
+    from lrm.training.lerobot_source import LeRobotSource, SourceError
     from recordings.lerobot_export import SIDECAR_NAME
 
     foreign = tmp_path / "foreign"
@@ -261,7 +261,7 @@ def test_lerobot_dataset_without_our_sidecar(exported, tmp_path):
 
 
 def test_store_and_lerobot_together(store, exported):
-    from lrm.lerobot_source import open_source, open_sources
+    from lrm.training.lerobot_source import open_source, open_sources
 
     both = open_sources([store.path, exported])
     n = store.num_episodes
@@ -283,8 +283,8 @@ def test_lerobot_next_success_gives_the_verdict(tmp_path):
     lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
     import PIL.Image
 
-    from lrm.lerobot_source import LeRobotSource
-    from lrm.synthetic import bar_frame
+    from lrm.training.lerobot_source import LeRobotSource
+    from tests.support.bar_store import bar_frame
 
     features = {
         "observation.images.top": {"dtype": "image", "shape": (12, 12, 3), "names": ["height", "width", "channels"]},
@@ -315,8 +315,8 @@ def test_lerobot_next_success_gives_the_verdict(tmp_path):
 
 
 def test_reward_eval_reads_a_lerobot_dataset_like_the_store(store, exported):
-    from lrm.lerobot_source import LeRobotSource
-    from lrm.reward_eval import ConstantRewardModel, RewardEvalConfig, evaluate_reward_model
+    from lrm.evaluation.reward_eval import ConstantRewardModel, RewardEvalConfig, evaluate_reward_model
+    from lrm.training.lerobot_source import LeRobotSource
 
     config = RewardEvalConfig(dataset=DatasetConfig(val_fraction=0.25, seed=1, contrastive_pairs_per_episode=4))
     a = evaluate_reward_model(ConstantRewardModel(progress=0.3, completion=1.0), store, config)

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from lrm.backends import RewardBackendConfig, make_reward_backend
-from lrm.dataset import DatasetConfig, build_dataset
-from lrm.lite import LiteRewardModel, evaluate_lite, example_losses, train_lite
-from lrm.lite_config import LiteConfig, LiteTrainConfig
-from lrm.synthetic import make_bar_store
+from lrm.backends.lite import LiteRewardModel
+from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
+from lrm.training.dataset import DatasetConfig, build_dataset
+from lrm.training.lite_train import evaluate_lite, example_losses, train_lite
 from lrm.types import RequestError, RewardRequest
+from tests.support.bar_store import make_bar_store
 
 SMALL = LiteConfig(image_size=(32, 32), cnn_channels=[8, 16, 16], feature_dim=32, hidden_dim=64)
 
@@ -114,7 +115,7 @@ def test_save_reload_identical_and_backend(tmp_path):
 
 
 def _lite(path):
-    from lrm.lite_config import LiteBackendConfig
+    from lrm.backends.lite_config import LiteBackendConfig
 
     return LiteBackendConfig(checkpoint=str(path))
 
@@ -156,7 +157,7 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     from app.config_loader import load_config
-    from lrm.lite_runs import LiteTrainRun
+    from lrm.training.lite_runs import LiteTrainRun
 
     root = Path(__file__).resolve().parents[2] / "configs" / "lrm"
     backend = load_config(root / "backends" / "lite.yaml", RewardBackendConfig)
@@ -190,7 +191,7 @@ class _InvertedTeacher:
 
 
 def test_distillation_follows_the_teacher(dataset):
-    from lrm.lite import distill_lite, teacher_labels
+    from lrm.training.lite_train import distill_lite, teacher_labels
 
     labelled = teacher_labels(dataset, dataset.train[:30], _InvertedTeacher())
     assert [ex.episode for ex in labelled] == [ex.episode for ex in dataset.train[:30]]

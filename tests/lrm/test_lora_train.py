@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from lrm.dataset import DatasetConfig, build_dataset
-from lrm.lora_data import answer_option, end_of_turn, hf_dataset, records, target_text
-from lrm.lora_train import LoraRunConfig, LoraSettings, LoraTrainSettings, train_modality
-from lrm.parsing import parse_answer
-from lrm.prompts import load_default_prompts
-from lrm.qwen3vl import Qwen3VLBackendConfig, Qwen3VLRewardModel
-from lrm.synthetic import make_bar_store
-from lrm.tiny_model import TinyModelPaths
+from lrm.backends.parsing import parse_answer
+from lrm.backends.prompts import load_default_prompts
+from lrm.backends.qwen3vl import Qwen3VLBackendConfig, Qwen3VLRewardModel
+from lrm.training.dataset import DatasetConfig, build_dataset
+from lrm.training.lora_data import answer_option, end_of_turn, hf_dataset, records, target_text
+from lrm.training.lora_train import LoraRunConfig, LoraSettings, LoraTrainSettings, train_modality
 from lrm.types import prepare_frames
+from tests.support.bar_store import make_bar_store
+from tests.support.tiny_reward_models import TinyModelPaths
 
 SIZE = (32, 32)  # one merged vision token per frame with the tiny processor
 
@@ -193,7 +193,7 @@ def test_rationales_reach_the_progress_targets(dataset, templates, tiny_qwen3vl:
 
 
 def test_completion_positives_are_balanced(dataset) -> None:
-    from lrm.lora_train import _select
+    from lrm.training.lora_train import _select
 
     settings = LoraTrainSettings()
     picked = _select(dataset.train, "completion", settings)

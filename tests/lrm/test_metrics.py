@@ -1,4 +1,4 @@
-"""lrm.metrics against cases computed by hand (values in the comments), ties and degenerate inputs included."""
+"""lrm.evaluation.metrics against cases computed by hand (values in the comments), ties and degenerate inputs included."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lrm import metrics as m
+from lrm.evaluation import metrics as m
 
 # --------------------------------------------------------------------------- contrastive
 

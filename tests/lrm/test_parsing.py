@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lrm.parsing import ParseStats, fallback_value, parse_answer
-from lrm.prompts import load_default_prompts
+from lrm.backends.parsing import ParseStats, fallback_value, parse_answer
+from lrm.backends.prompts import load_default_prompts
 
 PROMPTS = load_default_prompts()
 

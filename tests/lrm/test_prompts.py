@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from lrm.prompts import PromptError, load_default_prompts, load_prompt
+from lrm.backends.prompts import PromptError, load_default_prompts, load_prompt
 
 
 def test_shipped_templates() -> None:

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from lrm.qwen3vl import (
+from lrm.backends.qwen3vl import (
     Qwen3VLBackendConfig,
     Qwen3VLRewardModel,
     _append_tokens,
     reasoning_context,
     resolve_runtime,
 )
-from lrm.tiny_model import TinyModelPaths
 from lrm.types import RequestError, RewardRequest
+from tests.support.tiny_reward_models import TinyModelPaths
 
 MODALITIES = ("contrastive", "progress", "completion")
 

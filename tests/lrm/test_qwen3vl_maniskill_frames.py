@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from lrm.parsing import fallback_value, parse_answer
-from lrm.qwen3vl import Qwen3VLBackendConfig, Qwen3VLRewardModel
-from lrm.tiny_model import TinyModelPaths
+from lrm.backends.parsing import fallback_value, parse_answer
+from lrm.backends.qwen3vl import Qwen3VLBackendConfig, Qwen3VLRewardModel
 from lrm.types import MODALITIES, Reward, RewardRequest
 from sim.maniskill_env import SimEnvConfig, make_sim_env
+from tests.support.tiny_reward_models import TinyModelPaths
 
 pytestmark = [pytest.mark.sim, pytest.mark.filterwarnings("ignore::DeprecationWarning:mani_skill")]
 

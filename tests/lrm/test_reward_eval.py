@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from app.cli import main
-from lrm.dataset import DatasetConfig
-from lrm.reward_eval import ConstantRewardModel, RewardEvalConfig, evaluate_reward_model
-from lrm.synthetic import bar_frame
+from lrm.evaluation.reward_eval import ConstantRewardModel, RewardEvalConfig, evaluate_reward_model
+from lrm.training.dataset import DatasetConfig
 from recordings.episode import Episode, EpisodeMeta
 from recordings.store import EpisodeStore
+from tests.support.bar_store import bar_frame
 
 TASKS = ("fill red", "fill green")
 
@@ -104,8 +104,8 @@ def test_oracle_backend_scores_perfectly_end_to_end(tmp_path, store_path, capsys
 
 def test_untrained_lite_backend_gives_sane_values(tmp_path, store_path):
     torch = pytest.importorskip("torch")
-    from lrm.lite import LiteRewardModel
-    from lrm.lite_config import LiteConfig
+    from lrm.backends.lite import LiteRewardModel
+    from lrm.backends.lite_config import LiteConfig
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "lite"
@@ -170,7 +170,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path, store_path, capsys, change, mes
 
 
 def test_oracle_without_traces_is_one_line(tmp_path, capsys):
-    from lrm.synthetic import make_bar_store
+    from tests.support.bar_store import make_bar_store
 
     make_bar_store(tmp_path / "plain", successes=3, failures=2, size=8).close()
     config = _config(tmp_path, tmp_path / "plain", {"type": "oracle"})

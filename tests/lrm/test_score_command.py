@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from app.cli import main
-from lrm.tiny_model import TinyModelPaths
 from recordings.episode import Episode, EpisodeMeta
 from recordings.store import EpisodeStore
 from tests.lrm.test_qwen3vl import frames_like_a_scene
+from tests.support.tiny_reward_models import TinyModelPaths
 
 LENGTHS = (9, 23)  # episode 1 spans several 4-frame chunks shared with episode 0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrm.backends.oracle import OracleRewardModel, oracle_values
+from lrm.backends.prompts import load_prompt, sample_video
+from lrm.evaluation.score_episode import EpisodeScores, query_steps, resolve_modalities, score_query_frames
 from lrm.interval_hold import IntervalHoldConfig, IntervalHoldReward
-from lrm.oracle import OracleRewardModel, oracle_values
-from lrm.prompts import load_prompt, sample_video
-from lrm.score_episode import EpisodeScores, query_steps, resolve_modalities, score_query_frames
 from lrm.types import RequestError, Reward, RewardRequest, validate_request
 from tests.lrm.test_interval_hold import Recorder, frame
 
@@ -128,7 +128,7 @@ def test_video_requests_and_video_prompts(tmp_path) -> None:
         "modality: completion\nanswer_key: k\noptions: [{text: '1', value: 1}, {text: '0', value: 0}]\n"
         "user: [{text: a, video: true}]\n"
     )
-    from lrm.prompts import PromptError
+    from lrm.backends.prompts import PromptError
 
     with pytest.raises(PromptError, match="give exactly one of 'text', 'image' or 'video: true'"):
         load_prompt(bad)

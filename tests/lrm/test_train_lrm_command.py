@@ -12,9 +12,9 @@ import yaml
 from app.cli import main
 from app.config_loader import load_config
 from lrm.backends import RewardBackendConfig, make_reward_backend
-from lrm.synthetic import make_bar_store
-from lrm.tiny_model import TinyModelPaths
 from lrm.types import RewardRequest
+from tests.support.bar_store import make_bar_store
+from tests.support.tiny_reward_models import TinyModelPaths
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lrm" / "train"
 
@@ -113,8 +113,8 @@ def test_lite_run_and_distillation(tmp_path: pathlib.Path, store_path: pathlib.P
 
 
 def test_shipped_configs_load() -> None:
-    from lrm.lite_runs import LiteDistillRun, LiteTrainRun
-    from lrm.lora_train import LoraRunConfig
+    from lrm.training.lite_runs import LiteDistillRun, LiteTrainRun
+    from lrm.training.lora_train import LoraRunConfig
 
     lora = load_config(CONFIGS / "lora_pickcube.yaml", LoraRunConfig)
     assert lora.model == "Qwen/Qwen3-VL-8B-Instruct" and lora.train.gradient_checkpointing

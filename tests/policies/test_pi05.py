@@ -1,4 +1,4 @@
-"""pi0.5 through LeRobot, on a tiny model of the real architecture (policies.pi05_tiny) and real ManiSkill frames.
+"""pi0.5 through LeRobot, on a tiny model of the real architecture (tests.support.tiny_pi05) and real ManiSkill frames.
 
 One module-scoped setup (~20 s on 2 cores, mostly ManiSkill's first render):
 two short PickCube episodes with a 64x64 base camera go into an episode store,
@@ -25,7 +25,7 @@ pytest.importorskip("lerobot.policies.pi05")
 
 from policies.errors import PolicyError  # noqa: E402
 from policies.pi05.policy import Pi05Config, Pi05Policy, make_pi05_processors, save_pi05  # noqa: E402
-from policies.pi05_tiny import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
+from tests.support.tiny_pi05 import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
 
 REPO_ID = "local/pi05-test"
 ENV_ID = "PickCube-v1"

@@ -18,8 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lerobot.policies.pi05")
 
-from policies.pi05_tiny import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
 from policies.pi05.ppo_agent import Pi05RLConfig, Pi05RLAgent, _gaussian_log_prob, sde_step  # noqa: E402
+from tests.support.tiny_pi05 import tiny_lerobot_config, tiny_pi05_architecture, train_tiny_tokenizer  # noqa: E402
 
 CAMERA, SIZE, CHUNK, EXEC, STEPS = "base_camera", 32, 4, 2, 3
 TASK = "pick up the red cube and move it to the goal position"

@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lrm.parsing import ParseStats, fallback_value, parse_answer
-from lrm.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
+from lrm.backends.parsing import ParseStats, fallback_value, parse_answer
+from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
 from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, resize_image
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ episode (e.g. tasks the model never saw). Ground truth, per episode:
 time-based progress (keyframe p = t / (T - 1)) on successful episodes, and the
 success verdict (the simulator's oracle in sim).
 
-What is measured (lrm.metrics for the definitions):
+What is measured (lrm.evaluation.metrics for the definitions):
 - progress, on the keyframe examples of successful episodes: exact
   accuracy on the 0.1 grid, accuracy within 0.1 / 0.2 / 0.3, MAE, RMSE and the
   cumulative accuracy-vs-tolerance curve;
@@ -29,7 +29,7 @@ What is measured (lrm.metrics for the definitions):
   the same score (no ranking, NaN), not a perfect one;
 - per trajectory, for each of `trajectory_modalities`: every `every`-th
   frame of each episode (and its last) is scored as the RL loop would
-  (`lrm.score_episode`), and the trace is compared with the oracle: ROC-AUC
+  (`lrm.evaluation.score_episode`), and the trace is compared with the oracle: ROC-AUC
   and pairwise accuracy of the trajectory score against success, global and
   per-trajectory Pearson against the stored `dense_reward` trace where every
   episode has one (else global Pearson against the success flag),
@@ -53,9 +53,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lrm import metrics
-from lrm.dataset import DatasetConfig, Example, build_dataset, episode_outcome, keyframe_indices
-from lrm.score_episode import query_steps, score_query_frames
+from lrm.evaluation import metrics
+from lrm.evaluation.score_episode import query_steps, score_query_frames
+from lrm.training.dataset import DatasetConfig, Example, build_dataset, episode_outcome, keyframe_indices
 from lrm.types import MODALITIES, Reward, RewardModel, RewardRequest, resize_image
 from recordings.selection import hash_rank
 
@@ -77,7 +77,7 @@ class RewardEvalConfig:
     """One evaluation run (module doc); configs/lrm/eval/*.yaml."""
 
     sources: list[str] = field(default_factory=list)  # episode stores and/or LeRobotDatasets
-    assume_success: bool | None = None  # for LeRobotDatasets without a verdict (lrm.lerobot_source)
+    assume_success: bool | None = None  # for LeRobotDatasets without a verdict (lrm.training.lerobot_source)
     backend: str = ""  # a backend YAML, configs/lrm/backends/*.yaml
     backend_overrides: list[str] = field(default_factory=list)  # KEY=VALUE, as `--set` of `score`
     dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(contrastive_pairs_per_episode=20))
@@ -404,7 +404,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, name: str = "me
 
 def write_plots(report: dict[str, Any], out_dir: str | Path, label: str, max_trajectories: int = 40) -> list[Path]:
     """The cumulative accuracy curve, reward vs time per trajectory, and the ROC curve, as PNGs."""
-    from lrm import plots
+    from lrm.evaluation import plots
 
     out = Path(out_dir)
     written: list[Path] = []
@@ -451,7 +451,7 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
     """
     from app.config_loader import load_config
     from lrm.backends import RewardBackendConfig, make_reward_backend
-    from lrm.lerobot_source import open_sources
+    from lrm.training.lerobot_source import open_sources
 
     if not config.sources:
         raise ValueError("sources: name at least one episode store or LeRobotDataset")

@@ -115,7 +115,7 @@ def _make_adapter(config: SimEnvConfig, index: int) -> Any:
 
 
 # Imported once by the fork server, so that each worker forks with them loaded instead of importing anew.
-_PRELOAD = ["torch", "gymnasium", "mani_skill.envs", "app.ppo.vec_env"]
+_PRELOAD = ["torch", "gymnasium", "mani_skill.envs", "sim.vector_env"]
 
 
 class AsyncSim:

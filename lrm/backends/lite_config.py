@@ -1,7 +1,7 @@
 """Configs of the compact reward model (`lite`), kept free of torch so `lrm.backends` stays cheap to import.
 
 - `LiteConfig`: the architecture, saved as a checkpoint's config.json;
-- `LiteTrainConfig`: training hyper-parameters (`lrm.lite.train_lite`);
+- `LiteTrainConfig`: training hyper-parameters (`lrm.training.lite_train.train_lite`);
 - `LiteBackendConfig`: the `lite` section of a backend YAML (which checkpoint, batch size);
 - `LiteRunConfig`: a whole training run (configs/lrm/train/lite_*.yaml, `type: lite`): store, output, the three above.
 """
@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lrm.dataset import DatasetConfig
+from lrm.training.dataset import DatasetConfig
 
 __all__ = ["LiteBackendConfig", "LiteConfig", "LiteRunConfig", "LiteTrainConfig"]
 
 
 @dataclass
 class LiteConfig:
-    """Architecture of the compact reward model (lrm.lite module doc)."""
+    """Architecture of the compact reward model (lrm.backends.lite module doc)."""
 
     type: Literal["lite"] = "lite"
     image_size: tuple[int, int] = (64, 64)  # (H, W) every frame is resized to
@@ -61,7 +61,7 @@ class LiteConfig:
 
 @dataclass
 class LiteTrainConfig:
-    """Training hyper-parameters of `lrm.lite.train_lite`."""
+    """Training hyper-parameters of `lrm.training.lite_train.train_lite`."""
 
     steps: int = 1000
     batch_size: int = 32  # per modality and step

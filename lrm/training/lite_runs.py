@@ -1,8 +1,8 @@
 """Compact-model runs of `lrm-robot train-lrm`: from labels (`type: lite`) or a teacher (`type: lite_distill`).
 
-Both read a store (or a LeRobotDataset on disk, `lrm.lerobot_source`) through
+Both read a store (or a LeRobotDataset on disk, `lrm.training.lerobot_source`) through
 the dataset builder and write, into `output_dir`, the checkpoint that
-`lrm.lite.train_lite` writes (config.json, model.safetensors, history.json), a
+`lrm.training.lite_train.train_lite` writes (config.json, model.safetensors, history.json), a
 `report.json` (config, example counts, loss history, held-out metrics) and a
 `backend.yaml` that loads the checkpoint as the `lite` backend.
 The teacher of a distillation run is any frame-based backend, named by its
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lrm.lite_config import LiteRunConfig
+from lrm.backends.lite_config import LiteRunConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class LiteTrainRun(LiteRunConfig):
     """`type: lite`: the compact model trained on the dataset's labels (configs/lrm/train/lite_*.yaml)."""
 
     type: Literal["lite"] = "lite"
-    assume_success: bool | None = None  # for a LeRobotDataset without verdicts (lrm.lerobot_source)
+    assume_success: bool | None = None  # for a LeRobotDataset without verdicts (lrm.training.lerobot_source)
 
 
 @dataclass
@@ -58,9 +58,9 @@ def run_lite(
     """Train (or, with `teacher`, distil) the compact model; returns the report also written to report.json."""
     import yaml
 
-    from lrm.dataset import build_dataset
-    from lrm.lite import distill_lite, train_lite
-    from lrm.lerobot_source import training_source
+    from lrm.training.dataset import build_dataset
+    from lrm.training.lerobot_source import training_source
+    from lrm.training.lite_train import distill_lite, train_lite
 
     distill = isinstance(config, LiteDistillRun)
     if distill and teacher is None:

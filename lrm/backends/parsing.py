@@ -20,7 +20,7 @@ import math
 import re
 from typing import Any
 
-from lrm.prompts import AnswerOption, PromptTemplate
+from lrm.backends.prompts import AnswerOption, PromptTemplate
 
 logger = logging.getLogger(__name__)
 

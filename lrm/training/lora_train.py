@@ -7,7 +7,7 @@ One adapter per modality, each trained from the same base model:
 - contrastive: DPO, chosen = the correct image, rejected = the other one; the
   reference is the base model (the fresh adapter disabled).
 
-Prompts and answers are the `qwen3vl` backend's (lrm.lora_data), and the
+Prompts and answers are the `qwen3vl` backend's (lrm.training.lora_data), and the
 adapters land in `<output_dir>/adapters/<modality>`, named by modality as the
 backend's `adapters:` map names them; `<output_dir>/backend.yaml` is a ready
 backend config that loads them. `<output_dir>/report.json` holds the config,
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lrm.dataset import DatasetConfig, Example, RewardDataset
-from lrm.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
+from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
+from lrm.training.dataset import DatasetConfig, Example, RewardDataset
 from lrm.types import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,8 @@ class LoraRunConfig:
     """
 
     type: Literal["qwen3vl_lora"] = "qwen3vl_lora"
-    store: str = ""  # an episode store or a LeRobotDataset on disk (lrm.lerobot_source.open_source)
-    assume_success: bool | None = None  # for a LeRobotDataset without verdicts (lrm.lerobot_source)
+    store: str = ""  # an episode store or a LeRobotDataset on disk (lrm.training.lerobot_source.open_source)
+    assume_success: bool | None = None  # for a LeRobotDataset without verdicts (lrm.training.lerobot_source)
     output_dir: str = "outputs/lrm/lora"
     model: str = "Qwen/Qwen3-VL-8B-Instruct"
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
@@ -125,7 +125,7 @@ class LoraRunConfig:
 
 
 def _runtime(config: LoraRunConfig):
-    from lrm.qwen3vl import Qwen3VLBackendConfig, resolve_runtime
+    from lrm.backends.qwen3vl import Qwen3VLBackendConfig, resolve_runtime
 
     return resolve_runtime(
         Qwen3VLBackendConfig(device=config.device, dtype=config.dtype, attn_implementation=config.attn_implementation)
@@ -235,7 +235,7 @@ def train_modality(
     import torch
     from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
-    from lrm.lora_data import hf_dataset, records
+    from lrm.training.lora_data import hf_dataset, records
 
     settings = config.train
     train_examples = _select(dataset.train, modality, settings)
@@ -307,13 +307,13 @@ def train_lora(
 ) -> dict[str, Any]:
     """Build the dataset from `config.store` (or an open `store`), train every configured modality, write outputs.
 
-    `rationale(example, episode_meta)` may supply reasoning texts (lrm.dataset.build_dataset).
+    `rationale(example, episode_meta)` may supply reasoning texts (lrm.training.dataset.build_dataset).
     Returns the report that is also written to `<output_dir>/report.json`.
     """
     import yaml
 
-    from lrm.dataset import build_dataset
-    from lrm.lerobot_source import training_source
+    from lrm.training.dataset import build_dataset
+    from lrm.training.lerobot_source import training_source
 
     templates = config.templates()
     out = Path(config.output_dir)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from lrm.prompts import sample_video
+from lrm.backends.prompts import sample_video
 from lrm.types import RequestError, Reward, RewardRequest, resize_image, validate_request, validate_video
 
 logger = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ Completion never gets one (the LRM answers it directly). A `rationale`
 callable passed to `build_dataset` overrides all of this.
 
 Sources: an episode store, a LeRobotDataset on disk, or several of them
-(`lrm.lerobot_source.open_sources`): anything with the store's reading API.
+(`lrm.training.lerobot_source.open_sources`): anything with the store's reading API.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def build_dataset(
     """Sample the examples of every usable episode of `store` and split them by episode.
 
     `store`: an EpisodeStore or any source with its reading API
-    (`lrm.lerobot_source`). `rationale(example, episode_meta)` may return a
+    (`lrm.training.lerobot_source`). `rationale(example, episode_meta)` may return a
     reasoning text for an example (kept in `Example.rationale`); it overrides
     `config.rationale`.
     """

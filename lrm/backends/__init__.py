@@ -10,18 +10,23 @@ type's section; the other sections keep their defaults and are ignored:
       mode: logits
 
 Backends and what they answer:
-- `qwen3vl`: the LRM, all three modalities (lrm.qwen3vl).
+- `qwen3vl`: the LRM, all three modalities (lrm.backends.qwen3vl).
 - `roboreward`: the same code path, no adapter, the 1-5 rubric prompt over the
   episode video (configs/lrm/prompts/roboreward.yaml); answers progress only.
-- `oracle`: the simulator's dense reward and success flag (lrm.oracle); sim only.
+- `oracle`: the simulator's dense reward and success flag (lrm.backends.oracle); sim only.
 - `robometer`, `topreward`: LeRobot's own `lerobot.rewards` classes over the
-  episode video (lrm.lerobot_rewards); progress and completion.
-- `lite`: the compact CNN reward model (lrm.lite), all three modalities, from
-  a checkpoint written by `lrm.lite.train_lite`.
+  episode video (lrm.backends.lerobot_rewards); progress and completion.
+- `lite`: the compact CNN reward model (lrm.backends.lite), all three modalities, from
+  a checkpoint written by `lrm.training.lite_train.train_lite`.
 
 `trace_prefix` names the store traces of this backend, `<prefix><modality>`;
 by default "" for qwen3vl (the LRM owns the plain modality names) and
 "<type>_" for the baselines, so that baseline traces never overwrite LRM ones.
+
+The modules of this package are the backends and what only they use: the
+prompt templates (`prompts`) and the answer parser (`parsing`) of the
+Qwen3-VL backends, the compact model's configs (`lite_config`). This module
+imports configs only; a backend's model code is imported when it is made.
 """
 
 from __future__ import annotations
@@ -29,11 +34,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lrm.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
-from lrm.lite_config import LiteBackendConfig
-from lrm.oracle import OracleBackendConfig
-from lrm.prompts import PROMPTS_DIR
-from lrm.qwen3vl import Qwen3VLBackendConfig
+from lrm.backends.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
+from lrm.backends.lite_config import LiteBackendConfig
+from lrm.backends.oracle import OracleBackendConfig
+from lrm.backends.prompts import PROMPTS_DIR
+from lrm.backends.qwen3vl import Qwen3VLBackendConfig
 from lrm.types import MODALITIES, RewardModel
 
 BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite"]
@@ -96,22 +101,22 @@ class RewardBackendConfig:
 def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
     """Build the configured backend; heavy imports happen only for the one chosen."""
     if config.type in ("qwen3vl", "roboreward"):
-        from lrm.qwen3vl import Qwen3VLRewardModel
+        from lrm.backends.qwen3vl import Qwen3VLRewardModel
 
         return Qwen3VLRewardModel(getattr(config, config.type))
     if config.type == "oracle":
-        from lrm.oracle import OracleRewardModel
+        from lrm.backends.oracle import OracleRewardModel
 
         return OracleRewardModel(config.oracle)
     if config.type == "lite":
-        from lrm.lite import make_lite_backend
+        from lrm.backends.lite import make_lite_backend
 
         return make_lite_backend(config.lite)
     if config.type == "robometer":
-        from lrm.lerobot_rewards import RobometerRewardModel
+        from lrm.backends.lerobot_rewards import RobometerRewardModel
 
         return RobometerRewardModel(config.robometer)
-    from lrm.lerobot_rewards import TOPRewardRewardModel
+    from lrm.backends.lerobot_rewards import TOPRewardRewardModel
 
     return TOPRewardRewardModel(config.topreward)
 

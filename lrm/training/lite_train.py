@@ -1,24 +1,9 @@
-"""The compact reward model (`lite` backend): a small CNN with the LRM's three heads, trained on a CPU.
+"""Training the compact reward model (`lrm.backends.lite`) on a CPU: from labels or from a teacher.
 
-Architecture (`LiteConfig`): one convolutional image encoder trained from
-scratch (stride-2 3x3 convs, a 4x4 adaptive pool, a linear layer to
-`feature_dim`) shared by all heads, and optionally a learned embedding per
-task string (`tasks`; an unknown task gets the shared "unknown" row 0).
-
-- progress: (current, first, task) -> a distribution over the eleven values
-  0.0..1.0; the reward is its expectation, `probs` maps "0.0".."1.0";
-- completion: (current, task) -> P(completed); the reward is that
-  probability, `probs` = {"yes": p, "no": 1 - p};
-- contrastive: (previous, current, task) -> P(current more complete), built
-  antisymmetric (logit = g(cur, prev) - g(prev, cur)) so swapping the frames
-  gives exactly 1 - P; the reward is P(current) - P(previous) in [-1, 1], as
-  the Qwen3-VL backend's logits mode, `probs` = {"1": 1 - p, "2": p}.
-
-A checkpoint is a directory with config.json (`LiteConfig`) and
-model.safetensors; `LiteRewardModel.from_pretrained` rebuilds it exactly.
-`train_lite` trains one from a `lrm.dataset.RewardDataset`; `distill_lite`
+`train_lite` trains one from a `lrm.training.dataset.RewardDataset`; `distill_lite`
 trains one on another backend's scores of the same examples (teacher to
 student, e.g. a Qwen3-VL LRM on a GPU machine compressed into this model).
+`evaluate_lite` and `example_losses` give the held-out numbers a run reports.
 """
 
 from __future__ import annotations
@@ -29,218 +14,21 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from lrm.dataset import Example, RewardDataset
-from lrm.lite_config import LiteBackendConfig, LiteConfig, LiteTrainConfig
-from lrm.types import MODALITIES, Reward, RewardRequest, prepare_frames
+from lrm.backends.lite import LiteRewardModel
+from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
+from lrm.training.dataset import Example, RewardDataset
+from lrm.types import MODALITIES, Reward
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CONFIG_NAME",
-    "WEIGHTS_NAME",
-    "LiteRewardModel",
-    "distill_lite",
-    "evaluate_lite",
-    "make_lite_backend",
-    "teacher_labels",
-    "train_lite",
-]
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-_ANSWER_KEYS = {"progress": "completion_progress", "completion": "task_completed", "contrastive": "more_complete_image"}
-
-
-def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
-
-
-class _Encoder(nn.Module):
-    def __init__(self, channels: Sequence[int], out_dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.ReLU()]
-            c_in = c
-        self.convs = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.head = nn.Sequential(nn.Linear(c_in * 16, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, H, W, 3) uint8 -> (B, out_dim)."""
-        x = images.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
-        return self.head(self.pool(self.convs(x)).flatten(1))
-
-
-class LiteRewardModel(nn.Module):
-    """The compact reward model; a `RewardModel` (`score`) and a torch module (module doc)."""
-
-    needs_video = False
-
-    def __init__(self, config: LiteConfig | None = None, *, max_batch_size: int = 256) -> None:
-        super().__init__()
-        self.config = config or LiteConfig()
-        self.max_batch_size = max_batch_size
-        c = self.config
-        self.encoder = _Encoder(c.cnn_channels, c.feature_dim)
-        d = c.task_embedding_dim
-        self.task_embedding = nn.Embedding(len(c.tasks) + 1, d) if d > 0 else None
-        self._task_index = {t: i + 1 for i, t in enumerate(c.tasks)}
-        f = c.feature_dim
-        self.progress_head = _mlp(f * (2 if c.progress_anchor else 1) + d, c.hidden_dim, c.num_progress_bins)
-        self.completion_head = _mlp(f + d, c.hidden_dim, 1)
-        self.contrastive_head = _mlp(2 * f + d, c.hidden_dim, 1)
-        self.register_buffer(
-            "bin_values", torch.linspace(0.0, 1.0, c.num_progress_bins), persistent=False
-        )
-
-    # -- building blocks ---------------------------------------------------------------------
-
-    def task_ids(self, tasks: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([self._task_index.get(t, 0) for t in tasks], dtype=torch.long, device=self.device)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def _with_task(self, parts: list[torch.Tensor], task_ids: torch.Tensor) -> torch.Tensor:
-        if self.task_embedding is not None:
-            parts = [*parts, self.task_embedding(task_ids)]
-        return torch.cat(parts, dim=1)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images.to(self.device))
-
-    def progress_logits(self, current: torch.Tensor, first: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
-        parts = [current, first] if self.config.progress_anchor else [current]
-        if self.config.progress_anchor and first is None:
-            raise ValueError("this model's progress head needs the first frame")
-        return self.progress_head(self._with_task(parts, task_ids))  # type: ignore[list-item]
-
-    def completion_logit(self, current: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        return self.completion_head(self._with_task([current], task_ids)).squeeze(1)
-
-    def contrastive_logit(self, current: torch.Tensor, previous: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        forward = self.contrastive_head(self._with_task([current, previous], task_ids))
-        backward = self.contrastive_head(self._with_task([previous, current], task_ids))
-        return (forward - backward).squeeze(1)
-
-    def _frame_keys(self, modality: str) -> list[str]:
-        """The frames a head reads (contrastive ignores the optional first-frame anchor)."""
-        if modality == "progress":
-            return ["current", "first"] if self.config.progress_anchor else ["current"]
-        return ["current"] if modality == "completion" else ["current", "previous"]
-
-    def head_outputs(
-        self, modality: str, frames: Mapping[str, torch.Tensor], task_ids: torch.Tensor
-    ) -> torch.Tensor:
-        """Logits of a modality from (B, H, W, 3) uint8 frames; one encoder pass over all of them."""
-        keys = self._frame_keys(modality)
-        n = frames["current"].shape[0]
-        feats = self.encode(torch.cat([frames[k] for k in keys])).split(n)
-        f = dict(zip(keys, feats, strict=True))
-        if modality == "progress":
-            return self.progress_logits(f["current"], f.get("first"), task_ids)
-        if modality == "completion":
-            return self.completion_logit(f["current"], task_ids)
-        return self.contrastive_logit(f["current"], f["previous"], task_ids)
-
-    # -- the RewardModel interface -----------------------------------------------------------
-
-    def score(self, requests: Sequence[RewardRequest]) -> list[Reward]:
-        """Rewards in request order; every request is validated before any is scored."""
-        size = tuple(self.config.image_size)
-        frames = [prepare_frames(r, i, size) for i, r in enumerate(requests)]  # type: ignore[arg-type]
-        results: list[Reward | None] = [None] * len(requests)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for modality in MODALITIES:
-                    idx = [i for i, r in enumerate(requests) if r.modality == modality]
-                    for s in range(0, len(idx), self.max_batch_size):
-                        chunk = idx[s : s + self.max_batch_size]
-                        batch = {
-                            key: torch.from_numpy(np.stack([frames[i][key] for i in chunk]))
-                            for key in self._frame_keys(modality)
-                        }
-                        out = self.head_outputs(modality, batch, self.task_ids([requests[i].task for i in chunk]))
-                        for i, reward in zip(chunk, self._rewards(modality, out), strict=True):
-                            results[i] = reward
-        finally:
-            self.train(was_training)
-        return results  # type: ignore[return-value]
-
-    def _rewards(self, modality: str, out: torch.Tensor) -> list[Reward]:
-        key = _ANSWER_KEYS[modality]
-        rewards = []
-        if modality == "progress":
-            probs = out.float().softmax(-1).cpu().numpy()
-            values = self.bin_values.cpu().numpy()
-            names = [f"{v:.1f}" for v in values]
-            for row in probs:
-                best = names[int(row.argmax())]
-                rewards.append(
-                    Reward(float(row @ values), json.dumps({key: float(best)}), {n: float(p) for n, p in zip(names, row, strict=True)})
-                )
-            return rewards
-        p = torch.sigmoid(out.float()).cpu().numpy()
-        for q in p:
-            q = float(q)
-            if modality == "completion":
-                rewards.append(Reward(q, json.dumps({key: "yes" if q >= 0.5 else "no"}), {"yes": q, "no": 1.0 - q}))
-            else:
-                rewards.append(Reward(2.0 * q - 1.0, json.dumps({key: 2 if q >= 0.5 else 1}), {"1": 1.0 - q, "2": q}))
-        return rewards
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
-        """Write config.json and model.safetensors into directory `path`."""
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt", "model": "lite"})
-        (out / CONFIG_NAME).write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
-        return out
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", *, max_batch_size: int = 256
-    ) -> LiteRewardModel:
-        """The model saved at `path` by `save_pretrained`, in eval mode."""
-        from safetensors.torch import load_file
-
-        root = Path(path)
-        if not (root / CONFIG_NAME).is_file() or not (root / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"{root} is not a lite reward-model checkpoint (needs {CONFIG_NAME}, {WEIGHTS_NAME})")
-        config = LiteConfig.from_json(json.loads((root / CONFIG_NAME).read_text()))
-        model = cls(config, max_batch_size=max_batch_size)
-        model.load_state_dict(load_file(str(root / WEIGHTS_NAME)))
-        return model.to(device).eval()
-
-
-def make_lite_backend(config: LiteBackendConfig) -> LiteRewardModel:
-    """The `lite` backend from its YAML section: a trained checkpoint."""
-    if not config.checkpoint:
-        raise ValueError("the lite backend needs lite.checkpoint (a directory written by train_lite)")
-    return LiteRewardModel.from_pretrained(config.checkpoint, config.device, max_batch_size=config.max_batch_size)
-
-
-# -- training ----------------------------------------------------------------------------------
+__all__ = ["distill_lite", "evaluate_lite", "example_losses", "teacher_labels", "train_lite"]
 
 
 class _Split:

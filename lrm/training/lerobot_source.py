@@ -1,6 +1,6 @@
 """LeRobotDatasets on disk as a source of reward-model examples, next to the episode store.
 
-`lrm.dataset.build_dataset` reads a source through a small part of
+`lrm.training.dataset.build_dataset` reads a source through a small part of
 `EpisodeStore`'s reading API: `path`, `cameras` (name -> (H, W)),
 `episodes(task=, source=)` (records with `index`, `length`, `meta`),
 `record(i)` and `load_episode(i).images[camera][t]`. `LeRobotSource` offers

@@ -1,10 +1,10 @@
 """Reward-dataset examples as TRL training records, in the exact format the `qwen3vl` backend uses.
 
 A LoRA adapter only works with the prompt and answer format it was trained on,
-so both come from the backend's own code: the prompt is `lrm.prompts.render_prompt`
+so both come from the backend's own code: the prompt is `lrm.backends.prompts.render_prompt`
 (the same template, chat template and image order as `Qwen3VLRewardModel`), the
 answer is the template's canonical JSON answer (`PromptTemplate.answer_text`),
-which `lrm.parsing` reads back strictly and the logits mode scores token by token.
+which `lrm.backends.parsing` reads back strictly and the logits mode scores token by token.
 
 Targets:
 - SFT (progress, completion): `{rationale}\\n{answer}` when the template reasons
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from lrm.dataset import Example, RewardDataset
-from lrm.prompts import AnswerOption, PromptTemplate, render_prompt
+from lrm.backends.prompts import AnswerOption, PromptTemplate, render_prompt
+from lrm.training.dataset import Example, RewardDataset
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def answer_option(template: PromptTemplate, example: Example, *, correct: bool =
 def target_text(template: PromptTemplate, example: Example, option: AnswerOption) -> str:
     """What the assistant says: the rationale (if the template reasons and there is one), then the JSON answer.
 
-    The newline before the answer is what `lrm.qwen3vl.reasoning_context` cuts at.
+    The newline before the answer is what `lrm.backends.qwen3vl.reasoning_context` cuts at.
     """
     answer = template.answer_text(option)
     if template.reasoning and example.rationale and example.rationale.strip():

@@ -21,7 +21,7 @@ import yaml
 
 from lrm.types import FRAME_KEYS, MODALITIES, OPTIONAL_FRAMES, REQUIRED_FRAMES
 
-PROMPTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs" / "lrm" / "prompts"
+PROMPTS_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lrm" / "prompts"
 
 
 class PromptError(ValueError):
@@ -132,7 +132,7 @@ class PromptTemplate:
         """One request's chat messages and its images in prompt order.
 
         The one place that turns a request into a prompt, shared by the `qwen3vl`
-        backend and LoRA training (lrm.lora_data), so an adapter sees at training
+        backend and LoRA training (lrm.training.lora_data), so an adapter sees at training
         time exactly the prompt it is queried with.
         """
         messages = self.messages(task, frozenset(frames), video_len=len(video) if video else 0)
