@@ -47,12 +47,12 @@ class EnvSection:
         return f"robot:{self.robot}" if self.is_robot else self.sim.env_id
 
     def robot_config(self) -> Any:
-        """The robot YAML, strictly loaded (app.config_loader.ConfigError naming its file and key)."""
+        """The robot YAML, strictly loaded (common.config.ConfigError naming its file and key)."""
         try:
             from robot_drivers.config import RobotEnvConfig
         except ImportError as exc:
             raise ValueError(f"env.kind robot needs robot_drivers, which does not import here: {exc}") from None
-        from app.config_loader import load_config
+        from common.config import load_config
 
         return load_config(self.robot, RobotEnvConfig)
 
@@ -96,7 +96,7 @@ def episode_fields(section: EnvSection, env: Any) -> dict[str, Any]:
         sim = section.sim
         return {"source": "sim", "env_id": sim.env_id, "config_hash": config_hash(sim),
                 "extra": {"state_mode": sim.state_mode, "control_mode": sim.control_mode}}
-    from app.config_loader import config_to_dict
+    from common.config import config_to_dict
 
     text = json.dumps(config_to_dict(env.config), sort_keys=True, default=str)
     return {"source": "robot", "env_id": "", "config_hash": hashlib.sha256(text.encode()).hexdigest()[:12],

@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config_loader import load_config  # noqa: E402
+from common.config import load_config  # noqa: E402
 from policies.evaluate import RandomPolicy, evaluate_policy, load_policy  # noqa: E402
 from policies.train import BCTrainConfig, train_bc  # noqa: E402
 from sim.maniskill_env import SimEnvConfig  # noqa: E402

@@ -448,7 +448,7 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
     Raises ValueError (one line) for anything wrong with the config, the
     sources or the backend.
     """
-    from app.config_loader import load_config
+    from common.config import load_config
     from lrm.backends import RewardBackendConfig, make_reward_backend
     from lrm.lerobot_source import open_sources
 

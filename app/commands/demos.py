@@ -12,7 +12,7 @@ import pathlib
 import sys
 from dataclasses import dataclass, field
 
-from app.config_loader import load_config
+from common.config import load_config
 from sim.maniskill_env import SimEnvConfig
 
 

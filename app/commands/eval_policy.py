@@ -13,7 +13,7 @@ import json
 import pathlib
 from dataclasses import dataclass, field
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 from policies.pi05 import Pi05Config
 from sim.maniskill_env import SimEnvConfig

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 
 log = logging.getLogger(__name__)

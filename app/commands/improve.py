@@ -21,7 +21,7 @@ import pathlib
 import sys
 from typing import Any, TextIO
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 
 ORDER = 5

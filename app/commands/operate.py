@@ -12,7 +12,7 @@ import argparse
 import logging
 import pathlib
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 
 ORDER = 6

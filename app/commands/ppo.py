@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 
 ORDER = 70

@@ -11,7 +11,7 @@ import argparse
 import json
 import pathlib
 
-from app.config_loader import load_config
+from common.config import load_config
 
 ORDER = 80
 

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 
 log = logging.getLogger(__name__)

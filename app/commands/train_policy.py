@@ -15,7 +15,7 @@ import pathlib
 
 import yaml
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.errors import UsageError
 
 

@@ -120,7 +120,7 @@ class PolicySection:
     def train_config(self, store: Path, out: Path, select: list[Any], *, round_: int,
                      init_from: Path | None = None) -> Any:
         """The BCTrainConfig / Pi05TrainConfig of one round (strictly checked, like any config)."""
-        from app.config_loader import ConfigError, from_dict
+        from common.config import ConfigError, from_dict
 
         data = dict(self.train)
         if round_ > 0:
@@ -301,7 +301,7 @@ class ImproveConfig:
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the run's results (not rounds, output_dir or progress)."""
-        from app.config_loader import config_to_dict
+        from common.config import config_to_dict
 
         data = config_to_dict(self)
         for key in ("rounds", "output_dir", "progress"):

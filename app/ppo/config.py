@@ -1,4 +1,4 @@
-"""Every knob of `lrm-robot ppo` in one dataclass tree, loaded from YAML by `app.config_loader`.
+"""Every knob of `lrm-robot ppo` in one dataclass tree, loaded from YAML by `common.config`.
 
 CleanRL keeps its hyper-parameters in one `Args` dataclass; `PPOConfig` is
 that, plus where the policy starts, which envs run, where the reward comes

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.config_loader import config_to_dict
+from common.config import config_to_dict
 from app.ppo.agent import ActorCriticAgent, PPOAgent
 from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
@@ -258,7 +258,7 @@ class PPOSetupError(ValueError):
 def make_reward_model(config: PPOConfig) -> RewardModel | None:
     if config.reward.source == "env":
         return None
-    from app.config_loader import load_config
+    from common.config import load_config
     from lrm.backends import RewardBackendConfig, make_reward_backend
 
     backend = load_config(config.reward.backend, RewardBackendConfig)

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from app.config_loader import ConfigError, config_to_dict, load_config
+from common.config import ConfigError, config_to_dict, load_config
 
 
 @dataclass

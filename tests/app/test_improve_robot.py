@@ -18,7 +18,7 @@ pytest.importorskip("pyrealsense2")
 pytest.importorskip("robot_drivers.env")
 
 from app.cli import main  # noqa: E402
-from app.config_loader import ConfigError, load_config  # noqa: E402
+from common.config import ConfigError, load_config  # noqa: E402
 from app.env_choice import EnvSection, build_env  # noqa: E402
 from app.errors import UsageError  # noqa: E402
 from app.improve.config import ImproveConfig  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from app.cli import main
-from app.config_loader import load_config
+from common.config import load_config
 from lrm.backends import RewardBackendConfig, make_reward_backend
 from lrm.synthetic import make_bar_store
 from lrm.tiny_model import TinyModelPaths
