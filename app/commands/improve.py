@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.restart:
         reset_run(pathlib.Path(config.output_dir))
-    if config.env.is_robot and not args.operator and config.env.robot_config().reset.wait_for_operator:
+    if config.env.is_robot and not args.operator and config.env.robot.config.reset.wait_for_operator:
         raise UsageError(f"{config.env.robot}: the robot's reset phase waits for the operator (reset.wait_for_operator); "
                          "run with --operator to confirm each reset at the terminal")
     operator = TerminalOperator(sys.stdin, sys.stderr) if args.operator else None

@@ -55,8 +55,7 @@ def load_operate_config(path: str | pathlib.Path | None, overrides: list[str]):
         raise UsageError(str(exc)) from None
     for key, value in (("policy.checkpoint", config.policy.checkpoint),
                        ("judge.backend.lite.checkpoint",
-                        config.judge.backend.lite.checkpoint if config.judge.backend.type == "lite" else None),
-                       ("env.robot", config.env.robot if config.env.kind == "robot" else None)):
+                        config.judge.backend.lite.checkpoint if config.judge.backend.type == "lite" else None)):
         if value is not None and not pathlib.Path(value).exists():
             raise UsageError(f"{key}: {value} does not exist")
     if config.judge.backend.type == "lite" and not config.judge.backend.lite.checkpoint:

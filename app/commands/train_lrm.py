@@ -101,7 +101,7 @@ def _run_lora(config):
 
 
 def _run_lite(config):
-    from lrm.backends import RewardBackendConfig, make_reward_backend
+    from lrm.backends import make_reward_backend
     from lrm.lite_runs import LiteDistillRun, run_lite
 
     if not config.store:
@@ -110,12 +110,12 @@ def _run_lite(config):
     if isinstance(config, LiteDistillRun):
         if not config.teacher:
             raise UsageError("teacher: name the teacher's backend YAML (e.g. configs/lrm/backends/qwen3vl.yaml)")
-        backend = load_config(config.teacher, RewardBackendConfig)
+        backend = config.teacher.config
         try:
             teacher = make_reward_backend(backend)
         except (OSError, ValueError, ImportError) as exc:
             raise UsageError(f"cannot build the teacher ({backend.type}): {_one_line(exc)}") from None
-        info = {**backend.describe(), "config": config.teacher}
+        info = {**backend.describe(), "config": config.teacher.path}
     try:
         return run_lite(config, teacher=teacher, teacher_info=info)
     except (OSError, ValueError) as exc:

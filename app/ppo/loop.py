@@ -258,10 +258,9 @@ class PPOSetupError(ValueError):
 def make_reward_model(config: PPOConfig) -> RewardModel | None:
     if config.reward.source == "env":
         return None
-    from common.config import load_config
-    from lrm.backends import RewardBackendConfig, make_reward_backend
+    from lrm.backends import make_reward_backend
 
-    backend = load_config(config.reward.backend, RewardBackendConfig)
+    backend = config.reward.backend.config
     unsupported = [m for m in config.reward.hold.weights if m not in backend.modalities]
     if unsupported:
         raise PPOSetupError(f"reward backend {backend.type!r} does not answer {unsupported[0]!r} "
