@@ -11,11 +11,8 @@ checkpoint, split and metrics land in the config's output_dir.
 from __future__ import annotations
 
 import argparse
-import pathlib
 
-import yaml
-
-from common.config import load_config
+from app.commands._options import add_config_option, add_set_option, config_type, load_command_config
 from app.errors import UsageError
 
 
@@ -33,37 +30,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "OUTPUT/split.json and OUTPUT/metrics.json; --resume continues from the checkpoint."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/policies/)")
+    add_config_option(parser, "YAML config (see configs/policies/)")
     parser.add_argument("--store", metavar="STORE", help="episode store to train on")
     parser.add_argument("--output-dir", metavar="DIR", help="where checkpoints and metrics go")
     parser.add_argument("--steps", type=int, help="optimiser steps in total")
     parser.add_argument("--resume", action="store_true", default=None, help="continue from OUTPUT/checkpoints/last")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
-
-
-def _policy_type(path: str) -> str | None:
-    """The config's `type` key, read before the strict load that needs to know the dataclass."""
-    try:
-        data = yaml.safe_load(pathlib.Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return None  # load_config reports it with file and line
-    return data.get("type") if isinstance(data, dict) else None
 
 
 def run(args: argparse.Namespace) -> int:
     from policies.errors import PolicyError
 
     flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": args.resume}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    if _policy_type(args.config) == "pi05":
+    if config_type(args.config) == "pi05":
         from policies.pi05_train import Pi05TrainConfig, finetune_pi05
 
-        config, train = load_config(args.config, Pi05TrainConfig, overrides), finetune_pi05
+        config, train = load_command_config(args, Pi05TrainConfig, flags), finetune_pi05
     else:
         from policies.train import BCTrainConfig, train_bc
 
-        config, train = load_config(args.config, BCTrainConfig, overrides), train_bc
+        config, train = load_command_config(args, BCTrainConfig, flags), train_bc
     try:
         result = train(config)
     except PolicyError as exc:
