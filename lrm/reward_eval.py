@@ -54,7 +54,7 @@ import numpy as np
 
 from common.config import ConfigFile, config_file, config_to_dict
 from lrm import metrics
-from lrm.backends import RewardBackendConfig
+from lrm.backends import RewardBackendConfig, build_reward_backend
 from lrm.dataset import DatasetConfig, Example, _rank, build_dataset, episode_outcome, keyframe_indices
 from lrm.score_episode import query_steps, score_query_frames
 from lrm.types import MODALITIES, Reward, RewardModel, RewardRequest, resize_image
@@ -450,7 +450,6 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
     Raises ValueError (one line) for anything wrong with the config, the
     sources or the backend.
     """
-    from lrm.backends import make_reward_backend
     from lrm.lerobot_source import open_sources
 
     if not config.sources:
@@ -462,11 +461,7 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
         if not Path(path).exists():
             raise ValueError(f"sources: {path} does not exist")
     source = open_sources(config.sources, assume_success=config.assume_success)
-    try:
-        model = make_reward_backend(backend_config)
-    except (OSError, ValueError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"cannot build the {backend_config.type} backend: {first}") from None
+    model = build_reward_backend(backend_config)
     try:
         report = evaluate_reward_model(
             model,
