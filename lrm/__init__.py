@@ -8,11 +8,13 @@ importing `lrm` stays cheap):
 - `lrm.parsing`: parse_answer, fallback_value, ParseStats
 - `lrm.qwen3vl`: Qwen3VLBackendConfig, Qwen3VLRewardModel, make_reward_model
 - `lrm.interval_hold`: IntervalHoldConfig, IntervalHoldReward
-- `lrm.backends`: RewardBackendConfig, make_reward_backend (one YAML per backend:
+- `lrm.backends`: RewardBackendConfig, make_reward_backend, build_reward_backend (one YAML per backend:
   qwen3vl | roboreward | oracle | robometer | topreward | lite; configs/lrm/backends/)
 - `lrm.oracle`: OracleRewardModel, oracle_values (the simulator's reward, sim only)
 - `lrm.lerobot_rewards`: Robometer and TOPReward through `lerobot.rewards`
 - `lrm.score_episode`: score_query_frames, EpisodeScores (offline interval-hold scoring)
+- `lrm.score_store`: EpisodeQueries, ScoredEpisode (one stored episode scored, its traces written back:
+  `lrm-robot score`)
 - `lrm.plots`: plot_traces (PNG of reward traces against time)
 - `lrm.dataset`: build_dataset, Example, RewardDataset (11 keyframes per episode, completion
   negatives, contrastive pairs with optional rewound segments, rationales, seeded split by
