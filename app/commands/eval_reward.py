@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from lrm.reward_eval import RewardEvalConfig, run_reward_eval
     from lrm.types import RequestError
 
-    config = load_command_config(args, RewardEvalConfig, {"output_dir": args.output_dir or None})
+    config = load_command_config(args, RewardEvalConfig, {"output_dir": args.output_dir or None})  # "": the config's
     try:
         report, path = run_reward_eval(config, progress=lambda msg: log.info("scored %s", msg))
     except (ValueError, RequestError) as exc:
