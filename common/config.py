@@ -102,7 +102,7 @@ _FILE_KEY = "common.config.file"
 
 
 def config_file(cls: type[T] | Callable[[], type[T]], default: str | None = "", *, overrides: str | None = None) -> Any:
-    """A dataclass field whose value is a `ConfigFile` of `cls`, annotated `ConfigFile` (`| None` if it may be null).
+    """A dataclass field holding a `ConfigFile` of `cls`: annotate it `ConfigFile[cls]` (`| None` where null is allowed).
 
     `default` is the path when the key is not given (read at its first use; "" names
     no file; None: the field is None). `overrides` names a list[str] field of the same
