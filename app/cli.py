@@ -15,7 +15,7 @@ from types import ModuleType
 
 import app.commands
 from app.errors import UsageError
-from app.config_loader import ConfigError
+from common.config import ConfigError
 
 
 def discover_commands() -> list[ModuleType]:

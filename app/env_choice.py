@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from common.config import ConfigFile, config_file
 from sim.maniskill_env import SimEnvConfig
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,20 @@ log = logging.getLogger(__name__)
 __all__ = ["EnvSection", "build_env", "camera_sizes", "end_env_episode", "episode_fields"]
 
 
+def _robot_env_config() -> type:
+    """robot_drivers.config.RobotEnvConfig, imported when a config names a robot YAML."""
+    try:
+        from robot_drivers.config import RobotEnvConfig
+    except ImportError as exc:
+        raise ValueError(f"env.kind robot needs robot_drivers, which does not import here: {exc}") from None
+    return RobotEnvConfig
+
+
 @dataclass
 class EnvSection:
     kind: Literal["sim", "robot"] = "sim"
     sim: SimEnvConfig = field(default_factory=lambda: SimEnvConfig(cameras=["base_camera"]))
-    robot: str | None = None  # path to a robot YAML (robot_drivers.config.RobotEnvConfig)
+    robot: ConfigFile | None = config_file(_robot_env_config, None)  # a robot YAML, loaded with this config
 
     def __post_init__(self) -> None:
         if self.kind not in ("sim", "robot"):
@@ -46,16 +56,6 @@ class EnvSection:
         """What a report calls the env: the ManiSkill id, or the robot YAML."""
         return f"robot:{self.robot}" if self.is_robot else self.sim.env_id
 
-    def robot_config(self) -> Any:
-        """The robot YAML, strictly loaded (app.config_loader.ConfigError naming its file and key)."""
-        try:
-            from robot_drivers.config import RobotEnvConfig
-        except ImportError as exc:
-            raise ValueError(f"env.kind robot needs robot_drivers, which does not import here: {exc}") from None
-        from app.config_loader import load_config
-
-        return load_config(self.robot, RobotEnvConfig)
-
 
 def build_env(section: EnvSection, **robot_options: Any) -> Any:
     """The env the section names: ManiSkill, or a robot (connected) through robot_drivers.
@@ -66,7 +66,7 @@ def build_env(section: EnvSection, **robot_options: Any) -> Any:
         from sim.maniskill_env import make_sim_env
 
         return make_sim_env(section.sim)
-    config = section.robot_config()
+    config = section.robot.config
     from robot_drivers.env import make_robot_env
 
     return make_robot_env(config, **robot_options)
@@ -96,7 +96,7 @@ def episode_fields(section: EnvSection, env: Any) -> dict[str, Any]:
         sim = section.sim
         return {"source": "sim", "env_id": sim.env_id, "config_hash": config_hash(sim),
                 "extra": {"state_mode": sim.state_mode, "control_mode": sim.control_mode}}
-    from app.config_loader import config_to_dict
+    from common.config import config_to_dict
 
     text = json.dumps(config_to_dict(env.config), sort_keys=True, default=str)
     return {"source": "robot", "env_id": "", "config_hash": hashlib.sha256(text.encode()).hexdigest()[:12],

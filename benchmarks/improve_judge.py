@@ -80,7 +80,7 @@ def _phase(record) -> str | None:
 
 def replay(run: Path, out: Path, calibration_every: int) -> dict:
     """Replay the run's demos, calibration and round-1 rollouts into `out` with both PickCube cameras."""
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.improve.config import ImproveConfig
     from app.improve.demos import ReplayPolicy
     from app.rollout import RolloutConfig, run_rollout
@@ -119,7 +119,7 @@ def replay(run: Path, out: Path, calibration_every: int) -> dict:
 
 def score_variant(name: str, store_path: Path, work: Path, seed: int = 0) -> dict:
     """Train the variant's judge as the run would (training seed `seed`) and score round 1's terminal frames."""
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.improve.config import ImproveConfig
     from app.improve.judge import calibration_frames, judge_episode, train_judge
     from lrm.backends import make_reward_backend

@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config_loader import load_config  # noqa: E402
+from common.config import load_config  # noqa: E402
 from app.improve.config import ImproveConfig  # noqa: E402
 from app.improve.loop import ImproveRun, reset_run  # noqa: E402
 from app.improve.report import format_table  # noqa: E402

@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config_loader import load_config  # noqa: E402
+from common.config import load_config  # noqa: E402
 from app.evaluate import evaluate_in_sim  # noqa: E402
 from policies.factory import load_policy  # noqa: E402
 from policies.scripted import RandomPolicy  # noqa: E402

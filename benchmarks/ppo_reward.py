@@ -69,7 +69,7 @@ def _load() -> str:
 
 def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     """(BC checkpoint, lite backend YAML) for `env_id`, built once under `work`."""
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.evaluate import evaluate_in_sim
     from lrm.backends.lite_config import LiteTrainConfig
     from lrm.training.lite_runs import LiteTrainRun, run_lite
@@ -125,7 +125,7 @@ def evaluate(policy_dir: Path, env_id: str, args: argparse.Namespace, steps: int
 
 
 def ppo_arm(env_id: str, arm: str, bc: Path, backend: Path, work: Path, args: argparse.Namespace) -> dict:
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.ppo import PPOConfig, train_ppo
 
     lite_config, steps = TASKS[env_id]
@@ -165,7 +165,7 @@ def render_cost(env_id: str, bc: Path, backend: Path, args: argparse.Namespace) 
     """env-steps/s of one rollout: render at query steps only vs every env every step (same K = 10 queries)."""
     import torch
 
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.ppo import PPOConfig
     from app.ppo.loop import collect_rollout, make_agent, make_reward_model
     from app.ppo.rewards import StepReward

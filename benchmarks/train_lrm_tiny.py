@@ -79,7 +79,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from app.cli import main as cli
-    from app.config_loader import load_config
+    from common.config import load_config
     from lrm.backends import RewardBackendConfig, make_reward_backend
     from lrm.training.dataset import DatasetConfig, build_dataset
     from tests.support.bar_store import make_bar_store

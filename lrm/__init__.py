@@ -6,7 +6,7 @@ importing `lrm` stays cheap):
 - `lrm.types`: RewardRequest, Reward, RewardModel, validation and resizing
 - `lrm.interval_hold`: IntervalHoldConfig, IntervalHoldReward
 - `lrm.guarded`: GuardedRewardModel (a failed query holds the env's previous value and is counted)
-- `lrm.backends`: RewardBackendConfig, make_reward_backend (one YAML per backend:
+- `lrm.backends`: RewardBackendConfig, make_reward_backend, build_reward_backend (one YAML per backend:
   qwen3vl | roboreward | oracle | robometer | topreward | lite; configs/lrm/backends/), and
   the backends:
   - `lrm.backends.qwen3vl`: Qwen3VLBackendConfig, Qwen3VLRewardModel, make_reward_model;
@@ -28,7 +28,9 @@ importing `lrm` stays cheap):
   - `lrm.evaluation.metrics`: the reward-quality metrics (contrastive, progress, completion,
     per trajectory)
   - `lrm.evaluation.reward_eval`: the reward-quality suite of `lrm-robot eval-reward` (JSON + PNGs)
-  - `lrm.evaluation.score_episode`: score_query_frames, EpisodeScores (offline interval-hold scoring)
+  - `lrm.evaluation.score_episode`: score_query_frames, EpisodeScores (offline interval-hold scoring);
+    `lrm.evaluation.score_store`: EpisodeQueries, ScoredEpisode (one stored episode scored, its
+    traces written back: `lrm-robot score`)
   - `lrm.evaluation.plots`: plot_traces (PNG of reward traces against time) and the suite's plots
 
 Tiny random models and synthetic stores for tests and benchmarks live in `tests.support`.

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.config_loader import ConfigError, from_dict, load_config
+from common.config import ConfigError, config_type, from_dict, load_config
 from policies.base import PPOAgent, Policy
 from policies.errors import PolicyError
 from policies.pi05.policy import Pi05Config
@@ -90,14 +90,7 @@ def load_policy(path: str | Path, *, runtime: Pi05Config | None = None, device: 
 
 def load_train_config(path: str | Path, overrides: list[str]) -> TrainConfig:
     """`lrm-robot train-policy --config`: the trainer config of the kind the file's `type` key names."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        data = None  # load_config reports it with file and line
-    name = data.get("type") if isinstance(data, dict) else None
-    return load_config(path, _train_config_class("pi05" if name == "pi05" else "actor_critic"), overrides)
+    return load_config(path, _train_config_class(_kind(config_type(path))), overrides)
 
 
 def train_policy(config: TrainConfig) -> Any:

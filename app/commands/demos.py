@@ -12,7 +12,7 @@ import pathlib
 import sys
 from dataclasses import dataclass, field
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
 from sim.maniskill_env import SimEnvConfig
 
 
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "demonstrations succeeded within the attempt limit (those recorded are kept)."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/demos_pickcube.yaml)")
+    add_config_option(parser, "YAML config (see configs/demos_pickcube.yaml)", required=False)
     parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="ManiSkill env id, e.g. PickCube-v1")
     parser.add_argument("-n", "--num-episodes", type=int, metavar="N", help="successful demonstrations to record")
     parser.add_argument("--out", metavar="STORE", help="episode store to append to (created if missing)")
@@ -65,11 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--keep-failed", action="store_true", default=None, help="also store failed solves (oracle success false)"
     )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
 def config_from_args(args: argparse.Namespace) -> DemosConfig:
+    width = height = None
+    if args.camera_size is not None:
+        width, _, height = args.camera_size.partition("x")
     flags = {
         "env.env_id": args.env_id,
         "num_episodes": args.num_episodes,
@@ -77,12 +80,10 @@ def config_from_args(args: argparse.Namespace) -> DemosConfig:
         "seed": args.seed,
         "max_attempts": args.max_attempts,
         "keep_failed": args.keep_failed,
+        "env.camera_width": width,
+        "env.camera_height": height,
     }
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    if args.camera_size is not None:
-        width, _, height = args.camera_size.partition("x")
-        overrides += [f"env.camera_width={width}", f"env.camera_height={height}"]
-    return load_config(args.config, DemosConfig, overrides + args.set)
+    return load_command_config(args, DemosConfig, flags)
 
 
 def run(args: argparse.Namespace) -> int:

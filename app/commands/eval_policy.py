@@ -12,7 +12,7 @@ import json
 import pathlib
 from dataclasses import dataclass, field
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 from policies.pi05.policy import Pi05Config
 from sim.maniskill_env import SimEnvConfig
@@ -57,22 +57,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "episodes into an episode store."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/policies/eval_pickcube.yaml)")
+    add_config_option(parser, "YAML config (see configs/policies/eval_pickcube.yaml)", required=False)
     parser.add_argument("--checkpoint", metavar="DIR", help="policy checkpoint directory")
     parser.add_argument("--random", action="store_true", help="evaluate uniform random actions instead")
     parser.add_argument("--episodes", "-n", type=int, metavar="N", help="episodes to roll out")
     parser.add_argument("--seed", type=int, help="env seed of the first episode")
     parser.add_argument("--record", metavar="STORE", help="record the episodes into this store")
     parser.add_argument("--output", metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     flags = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
              "record": args.record, "output": args.output, "policy": "random" if args.random else None}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    config = load_config(args.config, EvalPolicyConfig, overrides)
+    config = load_command_config(args, EvalPolicyConfig, flags)
 
     from app.evaluate import evaluate_in_sim
     from policies.errors import PolicyError

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "verdict (the simulator's oracle in sim). Writes OUTPUT/metrics.json and PNGs."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/lrm/eval/)")
+    add_config_option(parser, "YAML config (see configs/lrm/eval/)")
     parser.add_argument("--output-dir", metavar="DIR", help="where metrics.json and the PNGs go")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from lrm.evaluation.reward_eval import RewardEvalConfig, run_reward_eval
     from lrm.types import RequestError
 
-    overrides = ([f"output_dir={args.output_dir}"] if args.output_dir else []) + args.set
-    config = load_config(args.config, RewardEvalConfig, overrides)
+    config = load_command_config(args, RewardEvalConfig, {"output_dir": args.output_dir or None})  # "": the config's
     try:
         report, path = run_reward_eval(config, progress=lambda msg: log.info("scored %s", msg))
     except (ValueError, RequestError) as exc:

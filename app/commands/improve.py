@@ -21,7 +21,7 @@ import pathlib
 import sys
 from typing import Any, TextIO
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 
 ORDER = 5
@@ -41,15 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "precision and recall. Run the same command again to continue an interrupted run."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML config (default: configs/improve/pickcube_cpu.yaml)")
+    add_config_option(parser, "YAML config (default: configs/improve/pickcube_cpu.yaml)", required=False)
     parser.add_argument("--output-dir", metavar="DIR", help="run directory (resumed if it holds a run)")
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
     parser.add_argument("--restart", action="store_true", help="delete the run directory first")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--operator", action="store_true",
                         help="ask at the terminal: the scene reset before each robot rollout, a verdict after each")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from app.improve.config import ImproveConfig
 
     flags = {"output_dir": args.output_dir, "rounds": args.rounds, "progress": False if args.no_progress else None}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    config = load_config(args.config or DEFAULT_CONFIG, ImproveConfig, overrides)
+    config = load_command_config(args, ImproveConfig, flags, path=args.config or DEFAULT_CONFIG)
 
     from app.improve.loop import ImproveRun, reset_run
     from app.improve.report import format_table
@@ -67,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.restart:
         reset_run(pathlib.Path(config.output_dir))
-    if config.env.is_robot and not args.operator and config.env.robot_config().reset.wait_for_operator:
+    if config.env.is_robot and not args.operator and config.env.robot.config.reset.wait_for_operator:
         raise UsageError(f"{config.env.robot}: the robot's reset phase waits for the operator (reset.wait_for_operator); "
                          "run with --operator to confirm each reset at the terminal")
     operator = TerminalOperator(sys.stdin, sys.stderr) if args.operator else None

@@ -12,8 +12,9 @@ import argparse
 import logging
 import pathlib
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, config_overrides
 from app.errors import UsageError
+from common.config import load_config
 
 ORDER = 6
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "operate" / "pickcube_sim.yaml"
@@ -31,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(v: viewer, w: save .rrd of the last episode)."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML config (default: configs/operate/pickcube_sim.yaml)")
+    add_config_option(parser, "YAML config (default: configs/operate/pickcube_sim.yaml)", required=False)
     parser.add_argument("--rounds", type=int, help="rounds to run")
     parser.add_argument("--rollouts", type=int, help="rollouts per round")
     parser.add_argument("--rrd", metavar="DIR", help="save every committed episode as DIR/episode-<i>.rrd")
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="start the next rollout without waiting for the operator")
     parser.add_argument("--headless", action="store_true",
                         help="no screen: run every round unattended (with --auto-next) and exit when done")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -55,8 +55,7 @@ def load_operate_config(path: str | pathlib.Path | None, overrides: list[str]):
         raise UsageError(str(exc)) from None
     for key, value in (("policy.checkpoint", config.policy.checkpoint),
                        ("judge.backend.lite.checkpoint",
-                        config.judge.backend.lite.checkpoint if config.judge.backend.type == "lite" else None),
-                       ("env.robot", config.env.robot if config.env.kind == "robot" else None)):
+                        config.judge.backend.lite.checkpoint if config.judge.backend.type == "lite" else None)):
         if value is not None and not pathlib.Path(value).exists():
             raise UsageError(f"{key}: {value} does not exist")
     if config.judge.backend.type == "lite" and not config.judge.backend.lite.checkpoint:
@@ -72,8 +71,7 @@ def load_operate_config(path: str | pathlib.Path | None, overrides: list[str]):
 def run(args: argparse.Namespace) -> int:
     flags = {"rounds": args.rounds, "rollouts_per_round": args.rollouts, "rerun_dir": args.rrd,
              "auto_next": args.auto_next}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    config = load_operate_config(args.config, overrides)
+    config = load_operate_config(args.config, config_overrides(args, flags))
     if args.headless and not config.auto_next:
         raise UsageError("--headless has no operator to press `n`: add --auto-next (or auto_next: true)")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 
 ORDER = 70
@@ -30,12 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the same command resumes a killed run."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/ppo/)")
+    add_config_option(parser, "YAML config (see configs/ppo/)")
     parser.add_argument("--output-dir", metavar="DIR", help="where metrics and checkpoints go")
     parser.add_argument("--checkpoint", metavar="DIR", help="the policy checkpoint to start from")
     parser.add_argument("--iterations", type=int, help="PPO iterations in total")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUTPUT has a checkpoint")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -46,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {"output_dir": args.output_dir, "policy.checkpoint": args.checkpoint, "iterations": args.iterations,
              "resume": "false" if args.no_resume else None}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    config = load_config(args.config, PPOConfig, overrides)
+    config = load_command_config(args, PPOConfig, flags)
     try:
         result = train_ppo(config)
     except (PPOSetupError, PolicyError) as exc:

@@ -11,7 +11,7 @@ import argparse
 import json
 import pathlib
 
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
 
 ORDER = 80
 
@@ -36,10 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "`--set arm.simulated=true` runs LeRobot's robot class on a simulated motor bus (a dry run)."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", required=True, help="robot YAML (see configs/robot/)")
+    add_config_option(parser, "robot YAML (see configs/robot/)")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to read (default 3)")
     parser.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0:
         raise UsageError(f"--seconds must be positive, got {args.seconds}")
-    config = load_config(args.config, RobotEnvConfig, args.set)
+    config = load_command_config(args, RobotEnvConfig)
     env = make_robot_env(config)
     try:
         report = check_robot(env, args.seconds)

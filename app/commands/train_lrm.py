@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-import yaml
-
-from app.config_loader import load_config
+from app.commands._options import add_config_option, add_set_option, load_command_config
+from common.config import config_type
 from app.errors import UsageError
 
 ORDER = 45
@@ -37,21 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "backend (type: lite_distill). Writes OUTPUT/report.json and OUTPUT/backend.yaml."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/lrm/train/)")
+    add_config_option(parser, "YAML config (see configs/lrm/train/)")
     parser.add_argument("--store", metavar="STORE", help="episode store to train on")
     parser.add_argument("--output-dir", metavar="DIR", help="where the adapters / model and the report go")
     parser.add_argument("--steps", type=int, help="optimiser steps (per modality for LoRA)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
 def _config_type(path: str) -> str:
-    """The config's `type`, read before the strict load that needs to know the dataclass."""
-    try:
-        data = yaml.safe_load(pathlib.Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return TYPES[0]  # load_config reports the file or YAML problem with its line
-    kind = data.get("type", TYPES[0]) if isinstance(data, dict) else TYPES[0]
+    kind = config_type(path, default=TYPES[0])
     if kind not in TYPES:
         raise UsageError(f"{path}: type: {kind!r} is not one of {', '.join(TYPES)}")
     return kind
@@ -66,12 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps {args.steps}: must be at least 1")
     flags = {"store": args.store, "output_dir": args.output_dir, "train.steps": args.steps}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
     kind = _config_type(args.config)
     if kind == "qwen3vl_lora":
         from lrm.training.lora_train import LoraRunConfig
 
-        config = load_config(args.config, LoraRunConfig, overrides)
+        config = load_command_config(args, LoraRunConfig, flags)
         report = _run_lora(config)
         for modality, entry in report["modalities"].items():
             before, after = entry["loss_before"], entry["loss_after"]
@@ -81,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from lrm.training.lite_runs import LiteDistillRun, LiteTrainRun
 
-    config = load_config(args.config, LiteDistillRun if kind == "lite_distill" else LiteTrainRun, overrides)
+    config = load_command_config(args, LiteDistillRun if kind == "lite_distill" else LiteTrainRun, flags)
     report = _run_lite(config)
     val = report["history"].get("val", {})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items())
@@ -101,7 +94,7 @@ def _run_lora(config):
 
 
 def _run_lite(config):
-    from lrm.backends import RewardBackendConfig, make_reward_backend
+    from lrm.backends import make_reward_backend
     from lrm.training.lite_runs import LiteDistillRun, run_lite
 
     if not config.store:
@@ -110,12 +103,12 @@ def _run_lite(config):
     if isinstance(config, LiteDistillRun):
         if not config.teacher:
             raise UsageError("teacher: name the teacher's backend YAML (e.g. configs/lrm/backends/qwen3vl.yaml)")
-        backend = load_config(config.teacher, RewardBackendConfig)
+        backend = config.teacher.config
         try:
             teacher = make_reward_backend(backend)
         except (OSError, ValueError, ImportError) as exc:
             raise UsageError(f"cannot build the teacher ({backend.type}): {_one_line(exc)}") from None
-        info = {**backend.describe(), "config": config.teacher}
+        info = {**backend.describe(), "config": config.teacher.path}
     try:
         return run_lite(config, teacher=teacher, teacher_info=info)
     except (OSError, ValueError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from app.commands._options import add_config_option, add_set_option, config_overrides
 from app.errors import UsageError
 
 
@@ -29,12 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "OUTPUT/split.json and OUTPUT/metrics.json; --resume continues from the checkpoint."
         ),
     )
-    parser.add_argument("--config", metavar="FILE", required=True, help="YAML config (see configs/policies/)")
+    add_config_option(parser, "YAML config (see configs/policies/)")
     parser.add_argument("--store", metavar="STORE", help="episode store to train on")
     parser.add_argument("--output-dir", metavar="DIR", help="where checkpoints and metrics go")
     parser.add_argument("--steps", type=int, help="optimiser steps in total")
     parser.add_argument("--resume", action="store_true", default=None, help="continue from OUTPUT/checkpoints/last")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from policies.factory import load_train_config, train_policy
 
     flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": args.resume}
-    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.set
-    config = load_train_config(args.config, overrides)
+    config = load_train_config(args.config, config_overrides(args, flags))
     try:
         result = train_policy(config)
     except PolicyError as exc:

@@ -232,7 +232,7 @@ class ImproveConfig:
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the run's results (not rounds, output_dir or progress)."""
-        from app.config_loader import config_to_dict
+        from common.config import config_to_dict
 
         data = config_to_dict(self)
         for key in ("rounds", "output_dir", "progress"):

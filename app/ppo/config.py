@@ -1,4 +1,4 @@
-"""Every knob of `lrm-robot ppo` in one dataclass tree, loaded from YAML by `app.config_loader`.
+"""Every knob of `lrm-robot ppo` in one dataclass tree, loaded from YAML by `common.config`.
 
 CleanRL keeps its hyper-parameters in one `Args` dataclass; `PPOConfig` is
 that, plus where the policy starts, which envs run, where the reward comes
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.config import ConfigFile, config_file
+from lrm.backends import RewardBackendConfig
 from lrm.interval_hold import IntervalHoldConfig
 from policies.factory import PPOPolicyConfig
 from sim.maniskill_env import SimEnvConfig
@@ -82,12 +84,12 @@ class RewardSection:
 
     `source: env` is the oracle arm: r_t is the simulator's normalised dense
     reward every step (env_weight is not used), no reward model, no rendering. `source: lrm` queries
-    `backend` (a configs/lrm/backends/*.yaml) through the interval-hold
+    `backend` (a configs/lrm/backends/*.yaml, loaded with this config) through the interval-hold
     wrapper; `env_weight` > 0 mixes the env reward in (ablations).
     """
 
     source: Literal["lrm", "env"] = "lrm"
-    backend: str = "configs/lrm/backends/lite.yaml"
+    backend: ConfigFile[RewardBackendConfig] = config_file(RewardBackendConfig, "configs/lrm/backends/lite.yaml")
     hold: IntervalHoldConfig = field(default_factory=IntervalHoldConfig)
     camera: str | None = None  # the camera the reward model sees; None = the env's first
     lrm_weight: float = 1.0

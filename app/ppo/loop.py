@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.config_loader import config_to_dict
+from common.config import config_to_dict
 from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
 from app.ppo.report import MetricsLog, agreement
@@ -235,10 +235,9 @@ class PPOSetupError(ValueError):
 def make_reward_model(config: PPOConfig) -> RewardModel | None:
     if config.reward.source == "env":
         return None
-    from app.config_loader import load_config
-    from lrm.backends import RewardBackendConfig, make_reward_backend
+    from lrm.backends import make_reward_backend
 
-    backend = load_config(config.reward.backend, RewardBackendConfig)
+    backend = config.reward.backend.config
     unsupported = [m for m in config.reward.hold.weights if m not in backend.modalities]
     if unsupported:
         raise PPOSetupError(f"reward backend {backend.type!r} does not answer {unsupported[0]!r} "

@@ -121,4 +121,13 @@ def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
     return TOPRewardRewardModel(config.topreward)
 
 
-__all__ = ["SUPPORTED_MODALITIES", "RewardBackendConfig", "make_reward_backend"]
+def build_reward_backend(config: RewardBackendConfig) -> RewardModel:
+    """make_reward_backend, with a backend that cannot be built (no model, no checkpoint) as one ValueError line."""
+    try:
+        return make_reward_backend(config)
+    except (OSError, ValueError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot build the {config.type} backend: {first}") from None
+
+
+__all__ = ["SUPPORTED_MODALITIES", "RewardBackendConfig", "build_reward_backend", "make_reward_backend"]

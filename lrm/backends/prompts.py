@@ -7,7 +7,8 @@ the model reasons before answering, the JSON key of the answer and the answer
 options with the reward each one maps to.
 
 Loading is strict (unknown key, wrong type, missing file: one line naming the
-file and the key), like the app's config loader, which `lrm` may not import.
+file and the key): `common.config` reads the file into `PromptTemplate`, then
+the checks that depend on the modality (which frames it may show) follow.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import json
 import pathlib
 from typing import Any
 
-import yaml
-
+from common.config import ConfigError, load_config
 from lrm.types import FRAME_KEYS, MODALITIES, OPTIONAL_FRAMES, REQUIRED_FRAMES
 
 PROMPTS_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lrm" / "prompts"
@@ -178,21 +178,14 @@ def sample_video(video: Any, count: int) -> list[Any]:
     return [video[i] for i in index]
 
 
-_TOP_KEYS = {f.name for f in dataclasses.fields(PromptTemplate)}
-_PART_KEYS = {f.name for f in dataclasses.fields(PromptPart)}
-_OPTION_KEYS = {f.name for f in dataclasses.fields(AnswerOption)}
-
-
 def load_prompt(path: str | pathlib.Path) -> PromptTemplate:
     """Read and check one template file."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise PromptError(f"{path}: prompt template not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise PromptError(f"{path}: invalid YAML: {getattr(exc, 'problem', None) or type(exc).__name__}") from None
-    return prompt_from_dict(data, source=str(path))
+        template = load_config(path, PromptTemplate)
+    except ConfigError as exc:
+        raise PromptError(str(exc)) from None
+    _check(template, str(path))
+    return template
 
 
 def load_default_prompts(directory: str | pathlib.Path = PROMPTS_DIR) -> dict[str, PromptTemplate]:
@@ -201,96 +194,37 @@ def load_default_prompts(directory: str | pathlib.Path = PROMPTS_DIR) -> dict[st
     return {modality: load_prompt(directory / f"{modality}.yaml") for modality in MODALITIES}
 
 
-def prompt_from_dict(data: Any, *, source: str = "<prompt>") -> PromptTemplate:
-    """Build a PromptTemplate from plain data with strict checks."""
-    if not isinstance(data, dict):
-        raise PromptError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    _check_keys(data, _TOP_KEYS, source, "")
-    for required in ("modality", "answer_key", "options", "user"):
-        if required not in data:
-            raise PromptError(f"{source}: missing required key {required!r}")
-    modality = _typed(data["modality"], str, source, "modality")
+def _check(template: PromptTemplate, source: str) -> None:
+    """What the loader's type checks cannot see: frames the modality uses, answer options that parse."""
+    modality = template.modality
     if modality not in MODALITIES:
         raise PromptError(f"{source}: modality: {modality!r} is not one of {list(MODALITIES)}")
     allowed_frames = REQUIRED_FRAMES[modality] | OPTIONAL_FRAMES[modality]
-
-    parts: list[PromptPart] = []
-    for i, raw in enumerate(_typed(data["user"], list, source, "user")):
+    for i, part in enumerate(template.user):
         key = f"user.{i}"
-        _check_keys(_typed(raw, dict, source, key), _PART_KEYS, source, key)
-        text = _typed(raw.get("text"), (str, type(None)), source, f"{key}.text")
-        image = _typed(raw.get("image"), (str, type(None)), source, f"{key}.image")
-        when = _typed(raw.get("when"), (str, type(None)), source, f"{key}.when")
-        video = _typed(raw.get("video", False), bool, source, f"{key}.video")
-        if (text is not None) + (image is not None) + video != 1:
+        if (part.text is not None) + (part.image is not None) + part.video != 1:
             raise PromptError(f"{source}: {key}: give exactly one of 'text', 'image' or 'video: true'")
-        for field, frame in (("image", image), ("when", when)):
+        for field, frame in (("image", part.image), ("when", part.when)):
             if frame is not None and frame not in allowed_frames:
                 raise PromptError(
                     f"{source}: {key}.{field}: frame {frame!r} is not used by {modality} "
                     f"(allowed: {sorted(allowed_frames)}; all frames: {list(FRAME_KEYS)})"
                 )
-        parts.append(PromptPart(text=text, image=image, when=when, video=video))
-    shown = {p.image for p in parts if p.image is not None}
+    shown = {p.image for p in template.user if p.image is not None}
     missing = sorted(REQUIRED_FRAMES[modality] - shown)
-    if missing and not any(p.video for p in parts):  # a video holds the first and current frames
+    if missing and not template.uses_video:  # a video holds the first and current frames
         raise PromptError(f"{source}: user: the prompt never shows frame(s) {missing}")
-
-    options: list[AnswerOption] = []
-    for i, raw in enumerate(_typed(data["options"], list, source, "options")):
-        key = f"options.{i}"
-        _check_keys(_typed(raw, dict, source, key), _OPTION_KEYS, source, key)
-        if "text" not in raw or "value" not in raw:
-            raise PromptError(f"{source}: {key}: needs 'text' and 'value'")
-        text = _typed(raw["text"], str, source, f"{key}.text")
+    for i, option in enumerate(template.options):
         try:
-            json.loads(text)
+            json.loads(option.text)
         except json.JSONDecodeError:
-            raise PromptError(f"{source}: {key}.text: {text!r} is not a JSON literal (quote strings: '\"yes\"')") from None
-        value = float(_typed(raw["value"], (int, float), source, f"{key}.value"))
-        aliases = tuple(str(a) for a in _typed(raw.get("aliases", []), list, source, f"{key}.aliases"))
-        options.append(AnswerOption(text=text, value=value, aliases=aliases))
-    if len(options) < 2:
+            raise PromptError(
+                f"{source}: options.{i}.text: {option.text!r} is not a JSON literal (quote strings: '\"yes\"')"
+            ) from None
+    if len(template.options) < 2:
         raise PromptError(f"{source}: options: need at least two answer options")
-    names = [o.name for o in options]
+    names = [o.name for o in template.options]
     if len(set(names)) != len(names):
         raise PromptError(f"{source}: options: duplicate option {names}")
-
-    return PromptTemplate(
-        modality=modality,
-        answer_key=_typed(data["answer_key"], str, source, "answer_key"),
-        options=tuple(options),
-        user=tuple(parts),
-        reasoning=_typed(data.get("reasoning", False), bool, source, "reasoning"),
-        system=_typed(data.get("system"), (str, type(None)), source, "system"),
-        snap_numeric=_typed(data.get("snap_numeric", False), bool, source, "snap_numeric"),
-        answer_suffix=_typed(data.get("answer_suffix", "}"), str, source, "answer_suffix"),
-        video_frames=_video_frames(data.get("video_frames", 8), source),
-    )
-
-
-def _video_frames(value: Any, source: str) -> int:
-    count = _typed(value, int, source, "video_frames")
-    if count < 1:
-        raise PromptError(f"{source}: video_frames: must be >= 1, got {count}")
-    return count
-
-
-def _check_keys(data: dict, allowed: set[str], source: str, where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            dotted = f"{where}.{key}" if where else str(key)
-            raise PromptError(f"{source}: {dotted}: unknown key (allowed: {sorted(allowed)})")
-
-
-def _typed(value: Any, types: type | tuple[type, ...], source: str, key: str) -> Any:
-    # bool is an int in Python; a YAML `true` where a number is expected is still a mistake.
-    expected = types if isinstance(types, tuple) else (types,)
-    if isinstance(value, bool) and bool not in expected:
-        ok = False
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
-        raise PromptError(f"{source}: {key}: expected {names}, got {type(value).__name__}")
-    return value
+    if template.video_frames < 1:
+        raise PromptError(f"{source}: video_frames: must be >= 1, got {template.video_frames}")

@@ -41,7 +41,6 @@ The `oracle` backend reads the simulator's values from the stored
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -53,6 +52,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from common.config import ConfigFile, config_file, config_to_dict
+from lrm.backends import RewardBackendConfig, build_reward_backend
 from lrm.evaluation import metrics
 from lrm.evaluation.score_episode import query_steps, score_query_frames
 from lrm.training.dataset import DatasetConfig, Example, build_dataset, episode_outcome, keyframe_indices
@@ -77,8 +78,9 @@ class RewardEvalConfig:
     """One evaluation run (module doc); configs/lrm/eval/*.yaml."""
 
     sources: list[str] = field(default_factory=list)  # episode stores and/or LeRobotDatasets
-    assume_success: bool | None = None  # for LeRobotDatasets without a verdict (lrm.training.lerobot_source)
-    backend: str = ""  # a backend YAML, configs/lrm/backends/*.yaml
+    assume_success: bool | None = None  # for LeRobotDatasets without a verdict (lrm.lerobot_source)
+    # a backend YAML, configs/lrm/backends/*.yaml, loaded with this config, `backend_overrides` applied
+    backend: ConfigFile[RewardBackendConfig] = config_file(RewardBackendConfig, overrides="backend_overrides")
     backend_overrides: list[str] = field(default_factory=list)  # KEY=VALUE, as `--set` of `score`
     dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(contrastive_pairs_per_episode=20))
     split: Literal["val", "all"] = "val"
@@ -449,24 +451,18 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
     Raises ValueError (one line) for anything wrong with the config, the
     sources or the backend.
     """
-    from app.config_loader import load_config
-    from lrm.backends import RewardBackendConfig, make_reward_backend
     from lrm.training.lerobot_source import open_sources
 
     if not config.sources:
         raise ValueError("sources: name at least one episode store or LeRobotDataset")
     if not config.backend:
         raise ValueError("backend: name a backend YAML (configs/lrm/backends/*.yaml)")
-    backend_config = load_config(config.backend, RewardBackendConfig, list(config.backend_overrides))
+    backend_config = config.backend.config
     for path in config.sources:
         if not Path(path).exists():
             raise ValueError(f"sources: {path} does not exist")
     source = open_sources(config.sources, assume_success=config.assume_success)
-    try:
-        model = make_reward_backend(backend_config)
-    except (OSError, ValueError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"cannot build the {backend_config.type} backend: {first}") from None
+    model = build_reward_backend(backend_config)
     try:
         report = evaluate_reward_model(
             model,
@@ -481,7 +477,7 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
         if close is not None:
             close()
     report = {"backend": backend_config.describe(), "sources": list(config.sources), **report}
-    report["config"] = dataclasses.asdict(config)
+    report["config"] = config_to_dict(config)
     out = Path(config.output_dir)
     report["plots"] = [str(p) for p in write_plots(report, out, backend_config.type, config.max_plotted_trajectories)] if config.plots else []
     return report, write_report(report, out)

@@ -6,8 +6,8 @@ the dataset builder and write, into `output_dir`, the checkpoint that
 `report.json` (config, example counts, loss history, held-out metrics) and a
 `backend.yaml` that loads the checkpoint as the `lite` backend.
 The teacher of a distillation run is any frame-based backend, named by its
-backend YAML (configs/lrm/backends/*.yaml, or the backend.yaml of a LoRA run);
-the command line loads it, since the strict config loader lives in `app`.
+backend YAML (configs/lrm/backends/*.yaml, or the backend.yaml of a LoRA run),
+which is read with the run's config.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from common.config import ConfigFile, config_file
+from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteRunConfig
 
 log = logging.getLogger(__name__)
@@ -38,13 +40,13 @@ class LiteTrainRun(LiteRunConfig):
 class LiteDistillRun(LiteRunConfig):
     """`type: lite_distill`: the compact model trained on a teacher backend's scores of the training examples.
 
-    `teacher` is a backend YAML; `teacher_image_size` resizes the frames handed
+    `teacher` is a backend YAML (loaded with this config); `teacher_image_size` resizes the frames handed
     to the teacher (None: as stored; a qwen3vl teacher resizes to its own size anyway).
     """
 
     type: Literal["lite_distill"] = "lite_distill"
     assume_success: bool | None = None
-    teacher: str = ""
+    teacher: ConfigFile[RewardBackendConfig] = config_file(RewardBackendConfig)
     teacher_image_size: tuple[int, int] | None = None
 
 

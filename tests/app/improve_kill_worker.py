@@ -22,7 +22,7 @@ def main() -> int:
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.improve.config import ImproveConfig
     from app.improve.loop import ImproveRun
 

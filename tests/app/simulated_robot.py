@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from app.config_loader import config_to_dict
+from common.config import config_to_dict
 from robot_drivers.arms import ArmConfig, SimulatedBusConfig
 from robot_drivers.cameras import CameraConfig
 from robot_drivers.cameras.realsense_bag import write_bag

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from app.config_loader import ConfigError, config_to_dict, load_config
+from common.config import ConfigError, ConfigFile, config_file, config_to_dict, load_config
 
 
 @dataclass
@@ -128,3 +128,69 @@ def test_bad_override(tmp_path):
     path = write(tmp_path, "env: {env_id: PickCube-v1}\n")
     with pytest.raises(ConfigError, match="is not of the form key=value"):
         load_config(path, Run, overrides=["episodes"])
+
+
+@dataclass
+class Launch:
+    """A config naming other config files (as a PPO config names its reward backend)."""
+
+    env: ConfigFile[Env] = config_file(Env)
+    env_overrides: list[str] = field(default_factory=list)
+    camera: ConfigFile[Camera] | None = config_file(Camera, None)
+    other_env: ConfigFile[Env] = config_file(Env, overrides="env_overrides")
+    shipped: ConfigFile[Camera] = config_file(Camera, "nowhere/camera.yaml")
+
+
+def test_a_named_config_file_is_read_with_the_config_naming_it(tmp_path):
+    env = tmp_path / "env.yaml"
+    env.write_text("env_id: PickCube-v1\n")
+    outer = tmp_path / "launch.yaml"
+    outer.write_text(f"env: {env}\nother_env: {env}\nenv_overrides: [env_id=PushCube-v1]\n")
+    launch = load_config(outer, Launch)
+    assert launch.env.config == Env(env_id="PickCube-v1") and launch.env.path == str(env)
+    assert launch.other_env.config.env_id == "PushCube-v1"  # the sibling's overrides apply to that file only
+    assert launch.camera is None
+    # what a run records of its config stays the path as written
+    assert config_to_dict(launch) == {"env": str(env), "env_overrides": ["env_id=PushCube-v1"], "camera": None,
+                                      "other_env": str(env), "shipped": "nowhere/camera.yaml"}
+    assert str(launch.env) == str(env) and pathlib.Path(launch.env) == env
+    assert not load_config(None, Launch).env  # nothing named: for the holder's own check
+    with pytest.raises(ConfigError, match="nowhere/camera.yaml: config file not found"):
+        launch.shipped.config  # a default path is read where it is used: a config not using it does not need it
+
+
+@pytest.mark.parametrize(
+    ("nested", "expected"),
+    [
+        ("env_id: PickCube-v1\nepisodes: 3\n", "{nested}: unknown key 'episodes'"),
+        ("env_id: PickCube-v1\ncontrol_mode: joints\n", "{nested}: key 'control_mode': expected one of"),
+        (None, "{nested}: config file not found"),
+    ],
+)
+def test_a_broken_named_file_fails_when_the_config_naming_it_loads(tmp_path, nested, expected):
+    path = tmp_path / "env.yaml"
+    if nested is not None:
+        path.write_text(nested)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, Launch, [f"env={path}"])
+    assert "\n" not in str(info.value) and str(info.value).startswith(expected.format(nested=path))
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [("env=3", "key 'env': expected the path of a config file, got int 3"),
+     ("env=null", "key 'env': must not be null"),
+     ("camera=[a]", "key 'camera': expected the path of a config file, got list")],
+)
+def test_a_named_file_key_takes_a_path(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, Launch, [override])
+
+
+def test_a_config_file_built_in_code_reads_its_file_on_first_use(tmp_path):
+    path = tmp_path / "camera.yaml"
+    path.write_text("width: 32\n")
+    camera = ConfigFile(str(path), Camera, overrides=["height=8"])
+    assert camera.config == Camera(width=32, height=8)
+    with pytest.raises(ValueError, match="no config file is named"):
+        ConfigFile("", Camera).config

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config_loader import ConfigError, load_config
+from common.config import ConfigError, load_config
 from app.errors import UsageError
 from app.improve.config import ImproveConfig, JudgeConfig
 from app.improve.judge import combine, judge_episode, judged_frames, p_completed, train_judge

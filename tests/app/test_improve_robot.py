@@ -18,13 +18,13 @@ pytest.importorskip("pyrealsense2")
 pytest.importorskip("robot_drivers.env")
 
 from app.cli import main  # noqa: E402
-from app.config_loader import ConfigError, load_config  # noqa: E402
 from app.env_choice import EnvSection, build_env  # noqa: E402
 from app.errors import UsageError  # noqa: E402
 from app.improve.config import ImproveConfig  # noqa: E402
 from app.improve.loop import EmergencyStop, ImproveRun  # noqa: E402
 from app.improve.report import format_table  # noqa: E402
 from app.rollout import RolloutConfig, run_rollout  # noqa: E402
+from common.config import ConfigError, ConfigFile, load_config  # noqa: E402
 from recordings.episode import Episode, EpisodeMeta  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
 from robot_drivers.arms.simulated_bus import SimulatedMotorsBus  # noqa: E402
@@ -65,7 +65,7 @@ class ScriptedPolicy:
 
 def _record_demos(robot_yaml: str, path: Path) -> None:
     """Three demonstrations, one failure and one aborted episode, recorded through run_rollout on the robot env."""
-    env = build_env(EnvSection(kind="robot", robot=robot_yaml))
+    env = build_env(EnvSection(kind="robot", robot=ConfigFile(robot_yaml, RobotEnvConfig)))
     try:
         with EpisodeStore.open(path, mode="a", durable=False) as store:
             cfg = RolloutConfig(max_steps=8, time_limit_s=5.0, capture="every_step")
@@ -227,7 +227,7 @@ def test_demonstrations_that_do_not_fit_the_robot_are_one_line_errors(tmp_path):
     ],
 )
 def test_robot_config_errors_are_one_line(tmp_path, changes, message):
-    data = _config(tmp_path, "robot.yaml", tmp_path / "teleop")
+    data = _config(tmp_path, str(ROOT / "configs" / "robot" / "so101.yaml"), tmp_path / "teleop")  # read with the config
     data["selection"] = {}
     for key, value in changes.items():
         section, name = key.split(".")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.config_loader import load_config
+from common.config import load_config
 from app.improve.config import ImproveConfig
 from app.improve.loop import ImproveRun
 from app.improve.report import filter_metrics

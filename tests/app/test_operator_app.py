@@ -378,7 +378,7 @@ def test_cli_headless_run_saves_rrd_and_prints_the_rounds(tmp_path, judge, capsy
     import yaml
 
     from app.cli import main
-    from app.config_loader import config_to_dict
+    from common.config import config_to_dict
 
     config = operate_config(tmp_path / "run", judge, finetune=False, rollouts_per_round=1,
                             rollout=RolloutConfig(max_steps=4, time_limit_s=None, capture="every_step"))

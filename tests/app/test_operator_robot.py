@@ -19,8 +19,10 @@ from app.operator.app import OperatorApp  # noqa: E402
 from app.operator.config import EnvSection, OperatorPolicy  # noqa: E402
 from app.operator.session import OperatorSession, make_env  # noqa: E402
 from app.rollout import RolloutConfig  # noqa: E402
+from common.config import ConfigFile  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
 from robot_drivers.arms.simulated_bus import SimulatedMotorsBus  # noqa: E402
+from robot_drivers.config import RobotEnvConfig  # noqa: E402
 from tests.app.simulated_robot import H, W, simulated_robot_yaml  # noqa: E402
 from tests.app.test_operator_app import make_lite_judge, operate_config, wait_for  # noqa: E402
 
@@ -34,9 +36,9 @@ def _fresh_simulated_devices():
     SimulatedMotorsBus.forget_devices()
 
 
-def _robot_yaml(tmp_path) -> str:
-    return simulated_robot_yaml(tmp_path, task="pick up the red cube", port="/dev/simulated-operate", arm_id="operate_arm",
-                                wait_for_operator=True)
+def _robot_yaml(tmp_path) -> ConfigFile:
+    return ConfigFile(simulated_robot_yaml(tmp_path, task="pick up the red cube", port="/dev/simulated-operate",
+                                           arm_id="operate_arm", wait_for_operator=True), RobotEnvConfig)
 
 
 async def test_robot_env_reset_gate_marks_and_emergency_stop(tmp_path):

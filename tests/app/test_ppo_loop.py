@@ -204,7 +204,7 @@ def test_bad_configs_are_one_line_errors(checkpoint: Path, tmp_path: Path, capsy
                  "--set", "env.sim.state_mode=proprio"]) == 2
     assert "reads a state of 42 values" in capsys.readouterr().err
     for config in sorted((ROOT / "configs/ppo").glob("*.yaml")):  # every shipped config validates
-        from app.config_loader import load_config
+        from common.config import load_config
         from app.ppo.config import PPOConfig
 
         load_config(config, PPOConfig)

@@ -156,7 +156,7 @@ def test_config_checks():
 def test_shipped_configs_load():
     from pathlib import Path
 
-    from app.config_loader import load_config
+    from common.config import load_config
     from lrm.training.lite_runs import LiteTrainRun
 
     root = Path(__file__).resolve().parents[2] / "configs" / "lrm"

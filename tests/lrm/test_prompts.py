@@ -46,12 +46,12 @@ options:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        (BASE + "colour: red\n", "colour: unknown key"),
+        (BASE + "colour: red\n", "unknown key 'colour'"),
         (BASE.replace("modality: completion", "modality: vibes"), "modality: 'vibes' is not one of"),
         (BASE.replace("image: current", "image: first"), "user.1.image: frame 'first' is not used by completion"),
-        (BASE.replace("value: 1}", "value: high}"), "options.0.value: expected int or float, got str"),
+        (BASE.replace("value: 1}", "value: high}"), "key 'options\\[0\\].value': expected float, got str"),
         (BASE.replace("""text: '"yes"'""", "text: maybe"), "options.0.text: 'maybe' is not a JSON literal"),
-        (BASE + "reasoning: 1\n", "reasoning: expected bool, got int"),
+        (BASE + "reasoning: 1\n", "key 'reasoning': expected bool, got int"),
         (BASE.replace('  - image: current\n', ''), r"never shows frame\(s\) \['current'\]"),
         ("user: [", "invalid YAML"),
     ],

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from app.cli import main
-from app.config_loader import load_config
+from common.config import load_config
 from lrm.backends import RewardBackendConfig, make_reward_backend
 from lrm.types import RewardRequest
 from tests.support.bar_store import make_bar_store
@@ -120,7 +120,11 @@ def test_shipped_configs_load() -> None:
     assert lora.model == "Qwen/Qwen3-VL-8B-Instruct" and lora.train.gradient_checkpointing
     assert lora.image_size == (256, 256)  # the qwen3vl backend's default
     assert load_config(CONFIGS / "lite_pickcube.yaml", LiteTrainRun).type == "lite"
-    assert load_config(CONFIGS / "lite_distill.yaml", LiteDistillRun).teacher.endswith("backend.yaml")
+    # the teacher is read with the config: the shipped one names a LoRA run's output, here a shipped backend stands in
+    assert yaml.safe_load((CONFIGS / "lite_distill.yaml").read_text())["teacher"].endswith("backend.yaml")
+    teacher = CONFIGS.parent / "backends" / "lite.yaml"
+    distill = load_config(CONFIGS / "lite_distill.yaml", LiteDistillRun, [f"teacher={teacher}"])
+    assert distill.teacher.config.type == "lite"
 
 
 def one_error_line(capsys) -> str:

@@ -196,7 +196,7 @@ def test_one_training_step_on_exported_data(pickcube: dict, checkpoint: dict) ->
 
 
 def test_yaml_config_parses() -> None:
-    from app.config_loader import ConfigError, load_config
+    from common.config import ConfigError, load_config
 
     path = Path(__file__).resolve().parents[2] / "configs" / "policies" / "pi05_pickcube.yaml"
     config = load_config(path, Pi05Config)

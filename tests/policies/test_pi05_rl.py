@@ -95,7 +95,7 @@ def test_chain_log_prob_is_recomputed_exactly_and_has_gradients(checkpoint: Path
 
 
 def test_one_ppo_iteration_in_maniskill(checkpoint: Path, tmp_path: Path) -> None:
-    from app.config_loader import load_config
+    from common.config import load_config
     from app.ppo import PPOConfig, train_ppo
 
     config = load_config(None, PPOConfig, [

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from app.config_loader import ConfigError, load_config
+from common.config import ConfigError, load_config
 from robot_drivers.config import RobotEnvConfig
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[2] / "configs" / "robot").glob("*.yaml"))

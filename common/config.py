@@ -6,6 +6,10 @@ time, so anything suspicious is an error before work starts: an unknown key
 (a typo would otherwise silently fall back to a default), a wrong type, a
 missing required key, a missing file. Each error is one line that names the
 file and the dotted key.
+
+A key may name another config file (a reward backend, a robot): declared with
+`config_file(cls)`, its value is a `ConfigFile`, read and checked when the config
+naming it is, so that a broken file fails before any work starts too.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import pathlib
 import re
 import types
 import typing
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -28,6 +33,86 @@ T = TypeVar("T")
 
 class ConfigError(Exception):
     """A config could not be loaded; the message is a single line naming file and key."""
+
+
+class ConfigFile(Generic[T]):
+    """The value of a key that names another config file: the path as written, and that file loaded.
+
+    The loader reads a file named in the config (or by an override) when it reads the
+    config (see `config_file`); a default path, and a ConfigFile built in code, are read
+    at the first use of `config`. An empty path names no file (false in a condition),
+    for the holder's own check to report.
+    As a path (str(), os.fspath, `config_to_dict`) it is the path as written, so what
+    a run records of its config is the same as when the key held a plain string.
+    """
+
+    def __init__(self, path: str, cls: type[T] | Callable[[], type[T]], overrides: Sequence[str] = ()) -> None:
+        self.path = path
+        self.overrides = tuple(overrides)
+        # a function returning the class stands for a class whose package is imported only when needed
+        self._cls = cls
+        self._config: T | None = None
+
+    @property
+    def config_class(self) -> type[T]:
+        return self._cls if isinstance(self._cls, type) else self._cls()
+
+    @property
+    def config(self) -> T:
+        """The file, strictly loaded with `overrides` applied (ConfigError naming the file and key)."""
+        if self._config is None:
+            if not self.path:
+                raise ValueError("no config file is named")
+            self._config = load_config(self.path, self.config_class, list(self.overrides))
+        return self._config
+
+    def load(self) -> ConfigFile[T]:
+        """Read the file now (if not read yet); the same ConfigFile."""
+        self.config  # noqa: B018
+        return self
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __bool__(self) -> bool:
+        return bool(self.path)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConfigFile):
+            return NotImplemented
+        return (self.path, self.overrides) == (other.path, other.overrides)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.overrides))
+
+    def __repr__(self) -> str:
+        return f"ConfigFile({self.path!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileKey:
+    cls: Any
+    overrides: str | None
+
+
+_FILE_KEY = "common.config.file"
+
+
+def config_file(cls: type[T] | Callable[[], type[T]], default: str | None = "", *, overrides: str | None = None) -> Any:
+    """A dataclass field holding a `ConfigFile` of `cls`: annotate it `ConfigFile[cls]` (`| None` where null is allowed).
+
+    `default` is the path when the key is not given (read at its first use; "" names
+    no file; None: the field is None). `overrides` names a list[str] field of the same
+    dataclass whose 'dotted.key=value' strings are applied to the file.
+    """
+    if default is None:
+        factory: Callable[[], Any] = lambda: None  # noqa: E731
+    else:
+        factory = lambda: ConfigFile(default, cls)  # noqa: E731
+    return dataclasses.field(default_factory=factory, metadata={_FILE_KEY: _FileKey(cls, overrides)})
 
 
 def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: list[str] | None = None) -> T:
@@ -64,7 +149,9 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<config>") -> T:
 
 
 def config_to_dict(config: Any) -> Any:
-    """The inverse of from_dict, YAML-safe (paths as strings, enums as values)."""
+    """The inverse of from_dict, YAML-safe (paths as strings, enums as values, a ConfigFile as its path)."""
+    if isinstance(config, ConfigFile):
+        return config.path
     if dataclasses.is_dataclass(config):
         return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
     if isinstance(config, dict):
@@ -148,15 +235,60 @@ def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
             raise ConfigError(f"{source}: unknown key '{_join(key, str(name))}'{hint}")
     kwargs = {}
     for name, field in fields.items():
+        if _FILE_KEY in field.metadata:
+            continue
         if name in value:
             kwargs[name] = _convert(value[name], hints[name], source, _join(key, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{source}: missing required key '{_join(key, name)}'")
+    for name, field in fields.items():
+        if _FILE_KEY in field.metadata:  # after the other keys: a file may take its overrides from one
+            kwargs[name] = _load_file(value, field, hints[name], kwargs, fields, source, _join(key, name))
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         # __post_init__ validation: keep it one line and attributable.
-        _fail(source, key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _fail(source, key, _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _load_file(value: dict, field: dataclasses.Field, hint: Any, siblings: dict[str, Any], fields: dict[str, Any],
+               source: str, key: str) -> ConfigFile | None:
+    """The ConfigFile of a key naming a file: read now if the key is given, at its first use if defaulted.
+
+    A default path names a shipped file relative to where the command runs, which a
+    config that does not use it (a PPO run on the env's reward) must not need.
+    """
+    spec: _FileKey = field.metadata[_FILE_KEY]
+    given = field.name in value
+    raw = value[field.name] if given else _default(field)
+    if isinstance(raw, ConfigFile):
+        raw = raw.path
+    if raw is None:
+        if type(None) in get_args(hint):
+            return None
+        _fail(source, key, "must not be null (expected the path of a config file)")
+    if not isinstance(raw, str):
+        _fail(source, key, f"expected the path of a config file, got {_type_name(raw)} {raw!r}")
+    overrides: Sequence[str] = ()
+    if spec.overrides is not None:
+        overrides = siblings[spec.overrides] if spec.overrides in siblings else _default(fields[spec.overrides])
+    file = ConfigFile(raw, spec.cls, overrides)
+    if not raw or not given:
+        return file
+    try:
+        return file.load()  # a ConfigError names the file and its key, and passes through
+    except (ImportError, ValueError) as exc:  # the class could not be imported
+        _fail(source, key, _first_line(exc))
 
 
 def _convert_union(value: Any, options: tuple, source: str, key: str) -> Any:
@@ -225,3 +357,15 @@ def _convert_scalar(value: Any, tp: Any, source: str, key: str) -> Any:
     else:
         raise TypeError(f"config type {tp!r} at '{key}' is not supported by the loader")
     _fail(source, key, f"expected {tp.__name__}, got {_type_name(value)} {value!r}")
+
+
+def config_type(path: str | pathlib.Path, default: Any = None) -> Any:
+    """The config's `type` key, read before the strict load that needs to know the dataclass.
+
+    `default` when the file has none or cannot be read (load_config then reports the file or YAML problem).
+    """
+    try:
+        data = yaml.safe_load(pathlib.Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return default
+    return data.get("type", default) if isinstance(data, dict) else default

@@ -1,0 +1,35 @@
+"""What every command that reads a config shares: `--config FILE`, `--set KEY=VALUE`, flags as overrides.
+
+A command's own flags are shortcuts for config keys: each given flag becomes a
+`key=value` override, and `--set` overrides follow, so they win over a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from common.config import load_config
+
+T = TypeVar("T")
+
+
+def add_config_option(parser: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    parser.add_argument("--config", metavar="FILE", required=required, default=None, help=help)
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str = "override any config key") -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def config_overrides(args: argparse.Namespace, flags: Mapping[str, Any] | None = None) -> list[str]:
+    """`flags` (config key -> flag value; None: not given) as `key=value`, then every `--set`."""
+    return [f"{key}={value}" for key, value in (flags or {}).items() if value is not None] + args.set
+
+
+def load_command_config(args: argparse.Namespace, cls: type[T], flags: Mapping[str, Any] | None = None, *,
+                        path: str | pathlib.Path | None = None) -> T:
+    """The `cls` config of `--config` (or `path`) with the flags and `--set` applied."""
+    return load_config(path if path is not None else args.config, cls, config_overrides(args, flags))
