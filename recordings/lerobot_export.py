@@ -48,6 +48,7 @@ from recordings.episode import EpisodeMeta, Frame, utc_now_iso
 from recordings.errors import StoreError
 
 if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
     from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class _Record(Protocol):
 
 
 def export_lerobot(
-    store: Any,
+    store: EpisodeStore,
     out_dir: str | os.PathLike[str],
     *,
     repo_id: str = "local/lrm-robot",
@@ -173,7 +174,7 @@ def load_export_sidecar(root: str | os.PathLike[str]) -> dict[int, tuple[int, Ep
 # --- selection and schema -------------------------------------------------------------------
 
 
-def _select(store: Any, episodes: Sequence[int | _Record] | None) -> list[_Record]:
+def _select(store: EpisodeStore, episodes: Sequence[int | _Record] | None) -> list[_Record]:
     """Resolve indices or records to the store's own records, in the caller's order."""
     if episodes is None:
         records = list(store.episodes())
@@ -189,7 +190,7 @@ def _select(store: Any, episodes: Sequence[int | _Record] | None) -> list[_Recor
     return records
 
 
-def _resolve_fps(store: Any, fps: float | None) -> int:
+def _resolve_fps(store: EpisodeStore, fps: float | None) -> int:
     rate = fps if fps is not None else getattr(store, "fps", None)
     if rate is None:
         raise ExportError("the store records no fps; pass fps=")
@@ -251,7 +252,7 @@ def _features(
 
 def _write_episode(
     dataset: Any,
-    store: Any,
+    store: EpisodeStore,
     record: _Record,
     cameras: dict[str, tuple[int, int]],
     modalities: list[str],
@@ -320,7 +321,7 @@ def _check_frame(
 
 
 def _write_sidecar(
-    root: Path, store: Any, fps: int, video: bool, modalities: list[str], exported: list[dict[str, Any]]
+    root: Path, store: EpisodeStore, fps: int, video: bool, modalities: list[str], exported: list[dict[str, Any]]
 ) -> None:
     sidecar = {
         "format": SIDECAR_FORMAT,

@@ -263,7 +263,7 @@ def record_demos(
 def _attempt(
     recorder: StepRecorder,
     solve: Callable[..., Any],
-    store: Any,
+    store: EpisodeStore,
     config: SimEnvConfig,
     seed: int,
     report: DemoReport,
@@ -321,7 +321,7 @@ def _episode(
     return Episode.from_frames(meta, recorder.frames)
 
 
-def _check_store_schema(store: Any, cameras: dict[str, tuple[int, int]], env: ManiSkillEnv) -> None:
+def _check_store_schema(store: EpisodeStore, cameras: dict[str, tuple[int, int]], env: ManiSkillEnv) -> None:
     """Fail before any solving when an existing store was recorded with other cameras or sizes."""
     if store.cameras and store.cameras != cameras:
         raise SimError(f"{store.path} holds cameras {store.cameras}, this env records {cameras}")

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -67,6 +67,10 @@ from app.rollout import RolloutControl, RolloutResult, StepEvent
 from policies.base import Policy
 from policies.scripted import HoldPolicy, RandomPolicy
 from recordings.store import EpisodeStore
+
+if TYPE_CHECKING:
+    from lrm.types import RewardModel
+    from sim.env import Env
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ class LiveRewards:
     value of every trace for the live display.
     """
 
-    def __init__(self, model: Any, weights: dict[str, float], every: int, camera: str,
+    def __init__(self, model: RewardModel, weights: dict[str, float], every: int, camera: str,
                  trace_name: Callable[[str], str]) -> None:
         from lrm.interval_hold import IntervalHoldConfig, IntervalHoldReward
 
@@ -141,12 +145,12 @@ class OperatorSession:
         self.emit: Callable[[SessionEvent], None] = emit or (lambda event: None)
         self.env_factory = env_factory
         self.control = RolloutControl()
-        self.env: Any = None
+        self.env: Env | None = None
         self.store: EpisodeStore | None = None
         self.state: RunState | None = None
         self.policy: Policy | None = None
         self.checkpoint: Path | None = Path(self.config.policy.checkpoint) if self.config.policy.checkpoint else None
-        self.judge_model: Any = None
+        self.judge_model: RewardModel | None = None
         self.rewards: LiveRewards | None = None
         self.phase = "starting"
         self.rounds: list[RoundStats] = []

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
@@ -59,6 +59,9 @@ from lrm.evaluation.score_episode import query_steps, score_query_frames
 from lrm.training.dataset import DatasetConfig, Example, build_dataset, episode_outcome, keyframe_indices
 from lrm.types import MODALITIES, Reward, RewardModel, RewardRequest, resize_image
 from recordings.selection import hash_rank
+
+if TYPE_CHECKING:
+    from recordings.episode import EpisodeSource
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ class ConstantRewardModel:
 
 
 def evaluation_episodes(
-    source: Any, dataset_config: DatasetConfig, split: str, max_episodes: int | None
+    source: EpisodeSource, dataset_config: DatasetConfig, split: str, max_episodes: int | None
 ) -> tuple[list[int], list[Example], str]:
     """(episode indices, their examples, camera) of the chosen split, through the dataset builder."""
     ds = build_dataset(source, dataset_config)
@@ -228,7 +231,7 @@ def _borda_ranking(pairs: list[Example], values: list[float]) -> tuple[float, fl
 
 def evaluate_reward_model(
     model: RewardModel,
-    source: Any,
+    source: EpisodeSource,
     config: RewardEvalConfig,
     *,
     answers: Sequence[str] = MODALITIES,

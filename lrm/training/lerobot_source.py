@@ -324,7 +324,7 @@ def open_sources(paths: Sequence[str | os.PathLike[str]], *, assume_success: boo
 
 
 @contextmanager
-def training_source(store: Any | None, path: str | None, *, assume_success: bool | None = None) -> Iterator[Any]:
+def training_source(store: EpisodeStore | None, path: str | None, *, assume_success: bool | None = None) -> Iterator[Any]:
     """The source a training run reads: the caller's open `store` (left open), else `path` opened and closed here."""
     if store is not None:
         yield store

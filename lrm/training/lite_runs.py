@@ -17,11 +17,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 from common.config import ConfigFile, config_file
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteRunConfig
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class LiteDistillRun(LiteRunConfig):
 
 def run_lite(
     config: LiteTrainRun | LiteDistillRun,
-    store: Any | None = None,
+    store: EpisodeStore | None = None,
     *,
     teacher: Any | None = None,
     teacher_info: dict[str, str] | None = None,

@@ -29,13 +29,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
 from lrm.training.dataset import DatasetConfig, Example, RewardDataset
 from lrm.types import MODALITIES
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +304,7 @@ def train_modality(
 
 def train_lora(
     config: LoraRunConfig,
-    store: Any | None = None,
+    store: EpisodeStore | None = None,
     *,
     rationale: Any | None = None,
 ) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ import torch.nn.functional as F
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
 from recordings.selection import EpisodeFilter, default_selection, shuffled_split
+
+if TYPE_CHECKING:
+    from recordings.episode import EpisodeSource
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ def action_chunks(actions: np.ndarray, chunk_size: int) -> np.ndarray:
 
 
 def load_frames(
-    store: Any, indices: Iterable[int], cameras: Sequence[str] = (), chunk_size: int = 1
+    store: EpisodeSource, indices: Iterable[int], cameras: Sequence[str] = (), chunk_size: int = 1
 ) -> FrameDataset:
     """Stack the frames of episodes `indices`, keeping only state, action (chunks) and `cameras`.
 
@@ -379,7 +382,7 @@ def check_resume(out: Path, resume: bool, *, starting_from: str) -> bool:
     return resuming
 
 
-def episode_split(store: Any, config: Any, out: Path, resuming: bool) -> tuple[list[int], list[int]]:
+def episode_split(store: EpisodeStore, config: Any, out: Path, resuming: bool) -> tuple[list[int], list[int]]:
     """Train / validation episode indices: the run's saved split when resuming, else a fresh one saved to OUTPUT.
 
     `config` carries store, select, max_episodes, val_fraction and seed (BCTrainConfig, Pi05TrainConfig).
