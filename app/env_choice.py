@@ -20,6 +20,7 @@ from typing import Any, Literal, TYPE_CHECKING
 
 from common.config import ConfigFile, config_file
 from sim.maniskill_env import SimEnvConfig
+from common.config import config_to_dict
 
 if TYPE_CHECKING:
     from sim.env import Env
@@ -99,7 +100,6 @@ def episode_fields(section: EnvSection, env: Env) -> dict[str, Any]:
         sim = section.sim
         return {"source": "sim", "env_id": sim.env_id, "config_hash": config_hash(sim),
                 "extra": {"state_mode": sim.state_mode, "control_mode": sim.control_mode}}
-    from common.config import config_to_dict
 
     text = json.dumps(config_to_dict(env.config), sort_keys=True, default=str)
     return {"source": "robot", "env_id": "", "config_hash": hashlib.sha256(text.encode()).hexdigest()[:12],

@@ -21,6 +21,7 @@ from policies.base import Policy
 from policies.errors import PolicyError
 from policies.eval_report import EvalReport
 from recordings.episode import EpisodeMeta
+from recordings.store import EpisodeStore
 
 if TYPE_CHECKING:
     from sim.env import Env
@@ -101,7 +102,6 @@ def evaluate_in_sim(policy: Policy, env_config: SimEnvConfig, episodes: int, *, 
 
 def _open_store(path: str | Path, env: Env, env_config: SimEnvConfig) -> EpisodeStore:
     """The store to record into, created for this env's cameras and sizes, or refused when it holds others."""
-    from recordings.store import EpisodeStore
 
     cameras = {name: (env_config.camera_height, env_config.camera_width) for name in env.camera_names}
     store = EpisodeStore.open(path, mode="a", fps=env.control_freq, cameras=cameras, state_dim=env.state_size,

@@ -41,6 +41,7 @@ import numpy as np
 from recordings.episode import Episode, EpisodeMeta, Frame
 from sim.errors import SimError
 from sim.maniskill_env import ManiSkillEnv, SimEnvConfig, check_env_id, make_sim_env
+from recordings.store import EpisodeStore
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,6 @@ def record_demos(
     frequency. `hold_steps`: steps the successful end state is held and
     recorded (`run_solver`). Returns a DemoReport; a failed solve never raises.
     """
-    from recordings.store import EpisodeStore
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")

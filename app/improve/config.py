@@ -32,6 +32,7 @@ from lrm.training.dataset import DatasetConfig
 from policies.factory import PolicyConfig
 from recordings.selection import SelectionConfig
 from sim.maniskill_env import SimEnvConfig
+from common.config import config_to_dict
 
 __all__ = [
     "DemosConfig",
@@ -232,7 +233,6 @@ class ImproveConfig:
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the run's results (not rounds, output_dir or progress)."""
-        from common.config import config_to_dict
 
         data = config_to_dict(self)
         for key in ("rounds", "output_dir", "progress"):

@@ -27,6 +27,10 @@ import numpy as np
 
 from app.rollout import RolloutConfig, run_rollout
 from recordings.episode import EpisodeMeta
+from lrm.training.dataset import keyframe_indices
+from recordings.episode import Episode
+from recordings.errors import StoreError
+from recordings.store import EpisodeStore
 
 if TYPE_CHECKING:
     from sim.env import Env
@@ -62,7 +66,6 @@ class ReplayPolicy:
 
 def frames_to_render(length: int, num_keyframes: int, clip_fractions: list[float]) -> set[int]:
     """The frames of an episode of `length` frames that the judge's dataset builder reads."""
-    from lrm.training.dataset import keyframe_indices
 
     frames = set(keyframe_indices(length, num_keyframes))
     frames.update(int(round(c * (length - 1))) for c in clip_fractions)
@@ -158,7 +161,6 @@ class LeRobotDemos:
         return self.source.episodes()
 
     def load_episode(self, index: int) -> Any:
-        from recordings.episode import Episode
 
         rec = self.source.record(index)
         start = self._starts[rec.index]
@@ -182,8 +184,6 @@ class LeRobotDemos:
 
 def open_demos(path: Path) -> Any:
     """The demonstrations' source for reading: a LeRobotDataset folder (meta/info.json) or an episode store."""
-    from recordings.errors import StoreError
-    from recordings.store import EpisodeStore
 
     if (Path(path) / "meta" / "info.json").is_file():
         from lrm.training.lerobot_source import SourceError

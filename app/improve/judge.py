@@ -40,6 +40,8 @@ import numpy as np
 
 from app.improve.config import JudgeConfig
 from lrm.types import RewardRequest
+from lrm.training.dataset import Example, build_dataset
+from recordings.selection import hashed_split
 
 if TYPE_CHECKING:
     from lrm.types import RewardModel
@@ -176,8 +178,6 @@ def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[
     seeds, so its frames are the kind a verdict reads. A seeded fifth of the
     episodes (stratified by outcome) is held out.
     """
-    from lrm.training.dataset import Example
-    from recordings.selection import hashed_split
 
     labelled = [(index, frames) for index in calibration
                 if (frames := calibration_frames(store, index, config, label_source))]
@@ -265,7 +265,6 @@ def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequenc
     episodes give their judged frames, labelled by `label_source`: the
     simulator's oracle, or the operator's verdict.
     """
-    from lrm.training.dataset import build_dataset
     from lrm.training.lite_train import train_lite
 
     train = config.train

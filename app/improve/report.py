@@ -23,6 +23,7 @@ import math
 import os
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
+from policies.eval_report import wilson_interval
 
 if TYPE_CHECKING:
     from recordings.store import EpisodeStore
@@ -79,7 +80,6 @@ def _round_rollouts(store: EpisodeStore, round_: int, robot: bool = False) -> di
 
 def judged_success(records: list[Any]) -> dict[str, Any]:
     """Success of evaluation episodes by the verdict that counts (operator over LRM), with a 95% interval."""
-    from policies.eval_report import wilson_interval
 
     valid = [r for r in records if not r.meta.aborted and r.meta.accepted is not None]
     n, k = len(valid), sum(bool(r.meta.accepted) for r in valid)

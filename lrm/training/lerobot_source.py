@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from recordings.episode import EpisodeMeta
+from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,6 @@ def open_source(path: str | os.PathLike[str], *, assume_success: bool | None = N
     path = Path(path)
     if (path / "meta" / "info.json").is_file():
         return LeRobotSource(path, assume_success=assume_success)
-    from recordings.store import EpisodeStore
 
     if not path.exists():
         raise SourceError(f"{path}: no such episode store or LeRobotDataset")

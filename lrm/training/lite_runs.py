@@ -22,6 +22,7 @@ from typing import Any, Literal, TYPE_CHECKING
 from common.config import ConfigFile, config_file
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteRunConfig
+from lrm.training.dataset import build_dataset
 
 if TYPE_CHECKING:
     from recordings.store import EpisodeStore
@@ -63,7 +64,6 @@ def run_lite(
     """Train (or, with `teacher`, distil) the compact model; returns the report also written to report.json."""
     import yaml
 
-    from lrm.training.dataset import build_dataset
     from lrm.training.lerobot_source import training_source
     from lrm.training.lite_train import distill_lite, train_lite
 

@@ -36,6 +36,7 @@ import numpy as np
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
 from lrm.training.dataset import DatasetConfig, Example, RewardDataset
 from lrm.types import MODALITIES
+from lrm.training.dataset import build_dataset
 
 if TYPE_CHECKING:
     from recordings.store import EpisodeStore
@@ -315,7 +316,6 @@ def train_lora(
     """
     import yaml
 
-    from lrm.training.dataset import build_dataset
     from lrm.training.lerobot_source import training_source
 
     templates = config.templates()

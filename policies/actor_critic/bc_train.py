@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
 from recordings.selection import EpisodeFilter, default_selection, shuffled_split
+from recordings.store import EpisodeStore
 
 if TYPE_CHECKING:
     from recordings.episode import EpisodeSource
@@ -404,7 +405,6 @@ def episode_split(store: EpisodeStore, config: Any, out: Path, resuming: bool) -
 
 def train_bc(config: BCTrainConfig) -> TrainResult:
     """Select, split, load, normalise, fit, checkpoint: behaviour cloning from the store end to end."""
-    from recordings.store import EpisodeStore
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
