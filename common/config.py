@@ -21,7 +21,7 @@ import pathlib
 import re
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
@@ -369,3 +369,15 @@ def config_type(path: str | pathlib.Path, default: Any = None) -> Any:
     except (OSError, yaml.YAMLError):
         return default
     return data.get("type", default) if isinstance(data, dict) else default
+
+
+def dataclass_from_json(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+    """`cls(**data)` for a config saved inside a checkpoint; keys it does not know are a ValueError.
+
+    A checkpoint written by a newer version would otherwise lose settings silently.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {', '.join(unknown)}")
+    return cls(**dict(data))

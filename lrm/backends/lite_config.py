@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lrm.training.dataset import DatasetConfig
+from common.config import dataclass_from_json
 
 __all__ = ["LiteBackendConfig", "LiteConfig", "LiteRunConfig", "LiteTrainConfig"]
 
@@ -52,11 +53,7 @@ class LiteConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LiteConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown lite config keys: {', '.join(unknown)}")
-        return cls(**dict(data))
+        return dataclass_from_json(cls, data, "lite")
 
 
 @dataclass

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal
 
+from common.config import dataclass_from_json
 from common.nets import ConvEncoder
 from policies.base import ObservationLike
 
@@ -168,14 +169,10 @@ class ActorCriticConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ActorCriticConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown actor-critic config keys: {', '.join(unknown)}")
         values = dict(data)
         if values.get("image_size") is not None:
             values["image_size"] = tuple(values["image_size"])
-        return cls(**values)
+        return dataclass_from_json(cls, values, "actor-critic")
 
 
 @dataclass
