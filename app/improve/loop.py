@@ -264,7 +264,7 @@ class ImproveRun:
             return {"episodes": 0}
         if cfg.env.is_robot:
             return self._eval_rollouts(round_)
-        return evaluate_round(self._load_policy(round_), self.env, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
+        return evaluate_round(self._load_policy(round_), cfg.env.sim, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
                               max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_,
                               progress=cfg.progress)
 

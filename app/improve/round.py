@@ -24,7 +24,7 @@ from typing import Any, TYPE_CHECKING
 
 from app.env_choice import end_env_episode
 from app.errors import UsageError
-from app.evaluate import evaluate_policy
+from app.evaluate import evaluate_in_sim
 from app.improve.judge import judge_episode
 from app.improve.report import phase_records
 from app.rollout import RolloutConfig, RolloutControl, RolloutResult, StepEvent, run_rollout
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from lrm.types import RewardModel
     from recordings.store import EpisodeStore
     from sim.env import Env
+    from sim.maniskill_env import SimEnvConfig
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,15 @@ def finetune(policy: PolicyConfig, store_path: Path, out: Path, *, round_: int, 
     return {"checkpoint": str(result.checkpoint), "train_loss": result.train_loss}
 
 
-def evaluate_round(policy: Policy, env: Env, *, episodes: int, seed: int, max_steps: int, round_: int,
-                   progress: bool, policy_id: str | None = None) -> dict[str, Any]:
-    """The oracle's success of `policy` on the same `episodes` seeds every round (paired), with its interval."""
-    report = evaluate_policy(policy, env, episodes, seed=seed, max_steps=max_steps,
+def evaluate_round(policy: Policy, env_config: SimEnvConfig, *, episodes: int, seed: int, max_steps: int,
+                   round_: int, progress: bool, policy_id: str | None = None) -> dict[str, Any]:
+    """The oracle's success of `policy` on the same `episodes` seeds every round (paired), with its interval.
+
+    The evaluation has a ManiSkill env of its own: an env that has run other episodes carries some
+    of their state into the first observation after a reset, so a shared env would make a round's
+    number depend on what ran before it.
+    """
+    report = evaluate_in_sim(policy, env_config, episodes, seed=seed, max_steps=max_steps,
                              policy_id=policy_id or f"round-{round_}", progress=progress)
     lo, hi = report.ci95
     return {"episodes": report.episodes, "successes": report.successes, "success_rate": report.success_rate,

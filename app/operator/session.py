@@ -613,7 +613,7 @@ class OperatorSession:
         self._check()
         cfg = self.config
         self._set_phase("evaluate", f"round {round_}: {cfg.eval.episodes} oracle episodes")
-        result = evaluate_round(self.policy, self.env, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
+        result = evaluate_round(self.policy, cfg.env.sim, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
                                 max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_, progress=False,
                                 policy_id=f"operate-round-{round_}")
         return dataclasses.replace(stats, eval_success=result["success_rate"])
