@@ -126,11 +126,12 @@ def _tree_pass(model: Any, prompt_mask: Any, prompt_out: Any, tries: Sequence[An
     depth = torch.ones((bsz, width), dtype=torch.long)
     # A padding slot (rows whose trie is smaller) sees only itself and the prompt; its output is unused.
     sees = torch.eye(width, dtype=torch.bool).repeat(bsz, 1, 1)
+    layouts: dict[int, tuple[Any, Any, Any]] = {}  # rows usually share one trie: build its tensors once
     for b, trie in enumerate(tries):
+        if id(trie) not in layouts:
+            layouts[id(trie)] = (torch.tensor(trie.nodes), torch.tensor(trie.depths), torch.tensor(trie.ancestry()))
         n = len(trie.nodes)
-        ids[b, :n] = torch.tensor(trie.nodes)
-        depth[b, :n] = torch.tensor(trie.depths)
-        sees[b, :n, :n] = torch.tensor(trie.ancestry())
+        ids[b, :n], depth[b, :n], sees[b, :n, :n] = layouts[id(trie)]
     ids, depth, sees = ids.to(device), depth.to(device), sees.to(device)
 
     # Text after the prompt continues M-RoPE at (valid length + the row's rope delta) on all three

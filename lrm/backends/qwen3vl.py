@@ -253,16 +253,19 @@ class Qwen3VLRewardModel:
         The options of a row are scored as one token trie over the full answer texts
         (tokenised with the context, so merges across the boundary are kept): see answer_trie.
         """
-        tries = []
+        by_context: dict[str, AnswerTrie] = {}  # without reasoning every row's context is "": tokenise once
         for context in contexts:
+            if context in by_context:
+                continue
             ids = [
                 self.tokenizer(context + template.answer_text(o), add_special_tokens=False)["input_ids"]
                 for o in template.options
             ]
             try:
-                tries.append(AnswerTrie.build(ids))
+                by_context[context] = AnswerTrie.build(ids)
             except ValueError as exc:
                 raise ValueError(f"qwen3vl: {template.modality}: {exc}") from None
+        tries = [by_context[c] for c in contexts]
         batch = _append_tokens(inputs, [list(t.prefix) for t in tries], self.tokenizer.pad_token_id)
         return option_probs(self.model, batch, tries).cpu().numpy()
 
