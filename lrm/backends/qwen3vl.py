@@ -10,9 +10,10 @@ Two scoring modes:
 - `logits`: the probability of every answer option at the answer position. The
   prompt is continued with the canonical answer text `{"key": OPTION}` of every
   option, scored by the sum of its token log-probabilities and normalised over
-  the options. Tokens shared by all options (`{"key": ` and, e.g., `0.`) are part
-  of the single prompt pass; the diverging rest is scored from the KV cache in one
-  extra small pass (none when every option diverges in one token). With
+  the options. Tokens shared by all options (`{"key": `) are part of the single
+  prompt pass; the rest is scored as a token trie (lrm.backends.answer_trie) in one
+  extra pass of a few tokens per row over the prompt's KV cache, which is never
+  copied, so memory does not grow with the number of options. With
   reasoning on, the reasoning is generated first and the options are scored
   after it (today in a second prefill over prompt + reasoning; reusing the
   generation's KV cache would save that pass). Values are expectations: expected progress over the eleven values,
@@ -30,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lrm.backends.answer_trie import AnswerTrie, option_probs
 from lrm.backends.parsing import ParseStats, fallback_value, parse_answer
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
 from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, resize_image
@@ -246,68 +248,26 @@ class Qwen3VLRewardModel:
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def _option_probs(self, template: PromptTemplate, inputs: dict, contexts: list[str]) -> np.ndarray:
-        """Probability of each answer option after each row's context; shape (batch, options)."""
-        torch = self._torch
-        n_opt = len(template.options)
-        shared, suffixes = [], []
+        """Probability of each answer option after each row's context; shape (batch, options).
+
+        The options of a row are scored as one token trie over the full answer texts
+        (tokenised with the context, so merges across the boundary are kept): see answer_trie.
+        """
+        by_context: dict[str, AnswerTrie] = {}  # without reasoning every row's context is "": tokenise once
         for context in contexts:
+            if context in by_context:
+                continue
             ids = [
                 self.tokenizer(context + template.answer_text(o), add_special_tokens=False)["input_ids"]
                 for o in template.options
             ]
-            common = _common_prefix_length(ids)
-            if any(len(seq) == common for seq in ids):
-                raise ValueError(f"qwen3vl: answer options of {template.modality} are not distinguishable by tokens")
-            shared.append(ids[0][:common])
-            suffixes.append([seq[common:] for seq in ids])
-
-        batch = _append_tokens(inputs, shared, self.tokenizer.pad_token_id)
-        one_step = all(len(s) == 1 for row in suffixes for s in row)
-        out = self.model(**batch, use_cache=not one_step, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
-        scores = torch.stack(
-            [first[b, [s[0] for s in row]] for b, row in enumerate(suffixes)]
-        )  # (B, K): log p(first diverging token)
-        if not one_step:
-            scores = scores + self._continuation_logprobs(out.past_key_values, batch, suffixes, n_opt)
-        return torch.softmax(scores, dim=-1).cpu().numpy()
-
-    def _continuation_logprobs(self, cache, batch: dict, suffixes: list[list[list[int]]], n_opt: int):
-        """Sum of log-probs of every option's tokens after its first, from the prompt's KV cache."""
-        torch = self._torch
-        bsz = len(suffixes)
-        rest = [s[1:] for row in suffixes for s in row]  # (B*K) token lists, may be empty
-        length = max(len(s) for row in suffixes for s in row)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((bsz * n_opt, length), pad, dtype=torch.long)
-        mask = torch.zeros((bsz * n_opt, length), dtype=torch.long)
-        for i, row in enumerate(suffixes):
-            for k, seq in enumerate(row):
-                ids[i * n_opt + k, : len(seq)] = torch.tensor(seq)
-                mask[i * n_opt + k, : len(seq)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        prompt_mask = batch["attention_mask"]
-        # Text after the vision tokens continues M-RoPE at (valid length + rope delta) on all three axes.
-        inner = self.model.get_base_model().model if hasattr(self.model, "get_base_model") else self.model.model
-        deltas = inner.rope_deltas.view(-1)  # (B,)
-        start = prompt_mask.sum(dim=1) + deltas  # (B,)
-        positions = start.repeat_interleave(n_opt)[:, None] + torch.arange(length, device=self.device)[None, :]
-        position_ids = positions[None].expand(3, -1, -1)
-        cache.batch_repeat_interleave(n_opt)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=torch.cat([prompt_mask.repeat_interleave(n_opt, dim=0), mask], dim=1),
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logp = torch.log_softmax(out.logits.float(), dim=-1)  # (B*K, L, V): position j predicts token j+1
-        totals = torch.zeros(bsz * n_opt, device=logp.device)
-        for r, seq in enumerate(rest):
-            if seq:
-                target = torch.tensor(seq, device=logp.device)
-                totals[r] = logp[r, torch.arange(len(seq), device=logp.device), target].sum()
-        return totals.view(bsz, n_opt)
+            try:
+                by_context[context] = AnswerTrie.build(ids)
+            except ValueError as exc:
+                raise ValueError(f"qwen3vl: {template.modality}: {exc}") from None
+        tries = [by_context[c] for c in contexts]
+        batch = _append_tokens(inputs, [list(t.prefix) for t in tries], self.tokenizer.pad_token_id)
+        return option_probs(self.model, batch, tries).cpu().numpy()
 
 
 def reasoning_context(generated: str, answer_key: str) -> str:
@@ -322,15 +282,6 @@ def reasoning_context(generated: str, answer_key: str) -> str:
         return generated[: matches[-1].start()]
     text = generated.rstrip()
     return text + "\n" if text else ""
-
-
-def _common_prefix_length(sequences: list[list[int]]) -> int:
-    length = 0
-    for column in zip(*sequences):
-        if any(token != column[0] for token in column):
-            break
-        length += 1
-    return length
 
 
 def _append_tokens(inputs: dict, extra: list[list[int]], pad_id: int) -> dict:
