@@ -273,6 +273,14 @@ def test_store_and_lerobot_together(store, exported):
     a = ds.load_frames([ex])[0]["current"]
     assert np.array_equal(a, store.load_episode(twin).images["cam"][ex.frames["current"]])
     assert type(open_source(exported)).__name__ == "LeRobotSource"
+    # both record 10 fps, so the union does; sources at different rates have none (unknown)
+    assert both.fps == 10.0
+    from types import SimpleNamespace
+
+    from lrm.training.lerobot_source import ConcatSource
+
+    other = SimpleNamespace(fps=20.0, num_episodes=0, cameras=store.cameras)
+    assert ConcatSource([store, other]).fps is None
 
 
 def test_lerobot_next_success_gives_the_verdict(tmp_path):
