@@ -32,6 +32,7 @@ import numpy as np
 
 from common.config import ConfigFile, config_file
 from lrm.backends.prompts import PROMPTS_DIR
+from lrm.backends.qwen3vl import resolve_runtime
 from lrm.backends.video import check_video_settings, prepare_video
 from lrm.types import RequestError, Reward, RewardRequest, validate_request
 
@@ -115,8 +116,6 @@ class RoboRewardModel:
     def __init__(self, config: RoboRewardBackendConfig) -> None:
         import torch
         from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
-
-        from lrm.backends.qwen3vl import resolve_runtime
 
         self.config = config
         self.prompt = config.prompt.config

@@ -19,10 +19,10 @@ import torch
 from common.config import ConfigError, load_config
 from lrm.backends import RewardBackendConfig, make_reward_backend
 from lrm.backends.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig, topreward_value
-from lrm.backends.roboreward import RoboRewardBackendConfig, parse_score, score_value
+from lrm.backends.roboreward import RoboRewardBackendConfig, messages, parse_score, score_value
 from lrm.backends.video import fit_longer_side, prepare_video, sample_indices
 from lrm.interval_hold import IntervalHoldConfig, IntervalHoldReward
-from lrm.types import RequestError, RewardRequest
+from lrm.types import RequestError, RewardRequest, validate_request
 from tests.lrm.test_qwen3vl import frames_like_a_scene
 from tests.support.tiny_reward_models import TinyModelPaths, build_tiny_robometer
 
@@ -156,8 +156,6 @@ def test_presets_name_their_checkpoints_and_check_their_settings(tmp_path: pathl
 
 
 def test_a_request_says_the_rate_of_its_video() -> None:
-    from lrm.types import validate_request
-
     validate_request(RewardRequest("completion", {"current": VIDEO[0]}, TASK, video=VIDEO, video_fps=20.0), 0)
     for fps in (0, -1.0, float("nan"), "20"):
         with pytest.raises(RequestError, match="request 3: video_fps must be a positive number"):
@@ -279,8 +277,6 @@ GOLDEN_ROBOREWARD_CHAT = (
 
 
 def test_roboreward_prompt_is_the_references(roboreward) -> None:
-    from lrm.backends.roboreward import messages
-
     chat = messages(roboreward.prompt, "put carrot on plate")
     assert len(chat) == 1 and chat[0]["role"] == "user"  # no system message, as the reference
     assert [part["type"] for part in chat[0]["content"]] == ["video", "text"]  # the video first

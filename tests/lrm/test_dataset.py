@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
@@ -261,7 +263,7 @@ def test_lerobot_dataset_without_our_sidecar(exported, tmp_path):
 
 
 def test_store_and_lerobot_together(store, exported):
-    from lrm.training.lerobot_source import open_source, open_sources
+    from lrm.training.lerobot_source import ConcatSource, open_source, open_sources
 
     both = open_sources([store.path, exported])
     n = store.num_episodes
@@ -275,11 +277,7 @@ def test_store_and_lerobot_together(store, exported):
     assert type(open_source(exported)).__name__ == "LeRobotSource"
     # both record 10 fps, so the union does; sources at different rates have none (unknown)
     assert both.fps == 10.0
-    from types import SimpleNamespace
-
-    from lrm.training.lerobot_source import ConcatSource
-
-    other = SimpleNamespace(fps=20.0, num_episodes=0, cameras=store.cameras)
+    other = types.SimpleNamespace(fps=20.0, num_episodes=0, cameras=store.cameras)
     assert ConcatSource([store, other]).fps is None
 
 
