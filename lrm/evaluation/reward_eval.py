@@ -48,7 +48,9 @@ What is measured (lrm.evaluation.metrics for the definitions):
   are those of the trajectory section: every `every`-th frame and the last
   (the reference scores progress so, completion at every frame: equal for
   `every: 1`); for contrastive the `every` grid only, its first entry the
-  first query's 0, as the reference's placeholder.
+  first query's 0, as the reference's placeholder. As there, the k-th score
+  meets the oracle's k-th step, position by position: exact for `every: 1`,
+  the reference's own pairing otherwise.
 
 Video models are told the rate of the frames they get (the source's fps, and
 fps / `every` for the query frames of a trajectory), so that a baseline shows
