@@ -13,7 +13,10 @@ importing `lrm` stays cheap):
     `lrm.backends.prompts`: PromptTemplate, load_prompt, load_default_prompts;
     `lrm.backends.parsing`: parse_answer, fallback_value, ParseStats
   - `lrm.backends.oracle`: OracleRewardModel, oracle_values (the simulator's reward, sim only)
-  - `lrm.backends.lerobot_rewards`: Robometer and TOPReward through `lerobot.rewards`
+  - `lrm.backends.lerobot_rewards`: Robometer and TOPReward through `lerobot.rewards`;
+    `lrm.backends.roboreward`: RoboReward (a Qwen3-VL video judge, 1-5 rubric);
+    `lrm.backends.video`: what these video baselines are shown (frames at an fps, capped,
+    resized keeping the aspect ratio), as the LRM reference shows them
   - `lrm.backends.lite`, `lrm.backends.lite_config`: the compact CNN reward model with the
     three heads (LiteRewardModel, make_lite_backend) and its configs
 - `lrm.training`: building examples and training reward models
@@ -27,6 +30,8 @@ importing `lrm` stays cheap):
 - `lrm.evaluation`: how good a reward model is, and what it says about recorded episodes
   - `lrm.evaluation.metrics`: the reward-quality metrics (contrastive, progress, completion,
     per trajectory)
+  - `lrm.evaluation.openloop_reference`: the LRM paper's open-loop metrics, defined exactly as its
+    evaluation script defines them (reported beside ours as "openloop_reference")
   - `lrm.evaluation.reward_eval`: the reward-quality suite of `lrm-robot eval-reward` (JSON + PNGs)
   - `lrm.evaluation.score_episode`: score_query_frames, EpisodeScores (offline interval-hold scoring);
     `lrm.evaluation.score_store`: EpisodeQueries, ScoredEpisode (one stored episode scored, its

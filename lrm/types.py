@@ -8,6 +8,7 @@ rounds and PPO never ask which model scored a frame.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -46,10 +47,13 @@ class RewardRequest:
     to it when the model's answer cannot be parsed (None means 0.0).
     `env_id` / `request_id` only travel along, so a caller can match results.
 
-    Two optional extras serve the baselines, and the LRM ignores them:
+    Optional extras serve the baselines, and the LRM ignores them:
     `video` is the episode so far as (T, H, W, 3) uint8, oldest first, ending at
     the current frame (whole-trajectory models: Robometer, TOPReward,
-    RoboReward; a backend with `needs_video = True` requires it); `oracle` holds
+    RoboReward; a backend with `needs_video = True` requires it); `video_fps` is
+    the rate its frames were taken at, in frames per second of the episode's
+    clock (None: unknown, the backend then takes its configured rate, see
+    lrm.backends.video); `oracle` holds
     the simulator's values at the current frame (`dense_reward` in [0, 1],
     `success` 0/1, optionally `previous_dense_reward` at the previous query),
     filled by a sim rollout loop for the `oracle` backend (see `lrm.backends.oracle`).
@@ -63,6 +67,7 @@ class RewardRequest:
     previous_value: float | None = None
     video: np.ndarray | None = None
     oracle: Mapping[str, float] | None = None
+    video_fps: float | None = None
 
 
 @dataclasses.dataclass
@@ -125,6 +130,9 @@ def validate_request(request: RewardRequest, index: int) -> None:
         raise RequestError(f"request {index}: task must be a non-empty string")
     if request.video is not None:
         validate_video(request.video, index=index)
+    fps = request.video_fps
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0):
+        raise RequestError(f"request {index}: video_fps must be a positive number, got {fps!r}")
 
 
 def validate_video(video: object, *, index: int) -> np.ndarray:

@@ -81,10 +81,13 @@ def score_query_frames(
     oracle: Sequence[Mapping[str, float]] | None = None,
     batch_requests: int = 32,
     progress: Callable[[int], None] | None = None,
+    video_fps: float | None = None,
 ) -> EpisodeScores:
     """Score the query frames of one episode (frames[j] was taken at steps[j]); see module doc.
 
     `oracle[j]` are the simulator's values at query j (oracle backend only).
+    `video_fps`: the rate of the query frames (the episode's fps / the query
+    interval), passed to video models with the video; None: unknown.
     `batch_requests` bounds how many requests (and videos) exist at once;
     `progress(n)` is called with the number of requests just scored.
     """
@@ -100,7 +103,7 @@ def score_query_frames(
     jobs = [(j, m) for j in range(len(frames)) for m in modalities if rewards[m][j] is None]
     for start in range(0, len(jobs), batch_requests):
         chunk = jobs[start : start + batch_requests]
-        requests = [_request(frames, task, j, m, oracle, needs_video) for j, m in chunk]
+        requests = [_request(frames, task, j, m, oracle, needs_video, video_fps) for j, m in chunk]
         for (j, m), reward in zip(chunk, model.score(requests), strict=True):
             rewards[m][j] = reward
         if progress is not None:
@@ -116,6 +119,7 @@ def _request(
     modality: str,
     oracle: Sequence[Mapping[str, float]] | None,
     needs_video: bool,
+    video_fps: float | None = None,
 ) -> RewardRequest:
     current, first = frames[j], frames[0]
     if modality == "contrastive":
@@ -136,6 +140,7 @@ def _request(
         request_id=j,
         video=np.stack(frames[: j + 1]) if needs_video else None,
         oracle=sim,
+        video_fps=video_fps if needs_video else None,
     )
 
 

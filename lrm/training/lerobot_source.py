@@ -276,6 +276,12 @@ class ConcatSource:
     def num_episodes(self) -> int:
         return int(self._offsets[-1])
 
+    @property
+    def fps(self) -> float | None:
+        """The sources' frame rate when they all record the same one, else None (unknown)."""
+        rates = {getattr(s, "fps", None) for s in self._sources}
+        return rates.pop() if len(rates) == 1 else None
+
     def _locate(self, index: int) -> tuple[Any, int]:
         index = int(index)
         if not 0 <= index < self.num_episodes:
