@@ -232,6 +232,32 @@ def build_tiny_checkpoint(
     return TinyModelPaths(base=base_dir, adapters=adapters)
 
 
+def build_tiny_vision_adapter(base: str | pathlib.Path, path: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
+    """A LoRA adapter that, like the published progress adapter, also keeps its own vision tower.
+
+    `modules_to_save` lists the vision tower and its nested merger, as the published
+    adapter's config does; the LoRA B matrices and the saved vision copy are random,
+    so that every part of it changes what the model computes.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0,
+                      bias="none", modules_to_save=["visual", "merger"])
+    peft_model = get_peft_model(Qwen3VLForConditionalGeneration.from_pretrained(base), lora)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+            elif "modules_to_save" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    path = pathlib.Path(path)
+    peft_model.save_pretrained(path)
+    return path
+
+
 def build_tiny_robometer(directory: str | pathlib.Path, base: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
     """A Robometer checkpoint of LeRobot's real architecture on the tiny Qwen3-VL `base`, random heads.
 
