@@ -7,7 +7,9 @@ readings in order of how much they trust the text: a JSON object in a code fence
 the last JSON object after reasoning text, single-quoted pseudo-JSON, a bare
 `key: value` pair, and finally a bare value. The result is mapped to an answer
 option of the template; anything else is a failure, handled by `fallback_value`
-and counted in `ParseStats`.
+(or, as the backend's `fallback` says, `unusable_answer_value`) and counted in
+`ParseStats`. A template with `parser: reference` is read by
+lrm.backends.reference_parsing instead, as the published adapters' server reads it.
 """
 
 from __future__ import annotations
