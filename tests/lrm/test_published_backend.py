@@ -6,6 +6,8 @@ exercises the reference's fallbacks, logits mode the reference's answer words.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,12 @@ def requests() -> list[RewardRequest]:
 @pytest.fixture(scope="module")
 def generator(tiny_qwen3vl: TinyModelPaths) -> Qwen3VLRewardModel:
     return Qwen3VLRewardModel(published_config(tiny_qwen3vl, SMALL_BUDGETS).qwen3vl)
+
+
+def with_settings(model: Qwen3VLRewardModel, monkeypatch, **settings) -> Qwen3VLRewardModel:
+    """The loaded model with other scoring settings for one test (they are read per call, not at loading)."""
+    monkeypatch.setattr(model, "config", dataclasses.replace(model.config, **settings))
+    return model
 
 
 def test_the_preset() -> None:
@@ -70,17 +78,16 @@ def test_budgets_and_the_reference_fallbacks(generator: Qwen3VLRewardModel) -> N
     assert generator.fallback_policy == "reference"
 
 
-def test_hold_previous_is_a_named_option(tiny_qwen3vl: TinyModelPaths) -> None:
-    config = published_config(tiny_qwen3vl, SMALL_BUDGETS, "qwen3vl.fallback=hold_previous").qwen3vl
-    model = Qwen3VLRewardModel(config)
+def test_hold_previous_is_a_named_option(generator: Qwen3VLRewardModel, monkeypatch) -> None:
+    model = with_settings(generator, monkeypatch, fallback="hold_previous")
     template = model.templates["progress"]
     reward = model._parsed_reward(template, requests()[1], "the robot moves")
     assert not reward.parsed_ok and reward.value == 0.4
     assert model._parsed_reward(template, requests()[1], '{ "completion_progress": 0.65 }').value == 0.65
 
 
-def test_logits_mode_scores_the_reference_answer_words(tiny_qwen3vl: TinyModelPaths) -> None:
-    model = Qwen3VLRewardModel(published_config(tiny_qwen3vl, SMALL_BUDGETS, "qwen3vl.mode=logits").qwen3vl)
+def test_logits_mode_scores_the_reference_answer_words(generator: Qwen3VLRewardModel, monkeypatch) -> None:
+    model = with_settings(generator, monkeypatch, mode="logits")
     rewards = model.score(requests())
     names = {"contrastive": ["ImageA", "ImageB"], "completion": ["yes", "no"],
              "progress": [f"{i / 10:.1f}" for i in range(11)]}
@@ -94,12 +101,12 @@ def test_logits_mode_scores_the_reference_answer_words(tiny_qwen3vl: TinyModelPa
     assert contrastive.value == pytest.approx(contrastive.probs["ImageB"] - contrastive.probs["ImageA"])
 
 
-def test_a_pixel_budget_keeps_the_aspect_ratio(tiny_qwen3vl: TinyModelPaths) -> None:
+def test_a_pixel_budget_keeps_the_aspect_ratio(generator: Qwen3VLRewardModel, monkeypatch) -> None:
     wide = frame(7, 64, 128)
     assert fit_pixels(wide, None) is wide and fit_pixels(wide, 64 * 128) is wide
     assert fit_pixels(wide, 2048).shape == (32, 64, 3)
     assert fit_pixels(frame(8, 480, 640), 150_000).shape == (335, 447, 3)  # <= the budget, 4:3 within a pixel
-    model = Qwen3VLRewardModel(published_config(tiny_qwen3vl, SMALL_BUDGETS, "qwen3vl.max_pixels=2048").qwen3vl)
+    model = with_settings(generator, monkeypatch, max_pixels=2048)
     request = RewardRequest("completion", {"current": wide}, "stack the cube")
     config = model.config
     inputs = model._encode(model.templates["completion"], [request],
