@@ -306,6 +306,9 @@ def _convert_union(value: Any, options: tuple, source: str, key: str) -> Any:
             errors.append(exc)
     if len(errors) == 1:
         raise errors[0]
+    mappings = [e for o, e in zip([o for o in options if o is not type(None)], errors) if dataclasses.is_dataclass(o)]
+    if isinstance(value, dict) and len(mappings) == 1:
+        raise mappings[0]  # a mapping was meant for the one dataclass: its error names the bad key
     _fail(source, key, f"expected {_describe_union(options)}, got {_type_name(value)} {value!r}")
 
 

@@ -19,6 +19,11 @@ Backends and what they answer:
 - `lite`: the compact CNN reward model (lrm.backends.lite), all three modalities, from
   a checkpoint written by `lrm.training.lite_train.train_lite`.
 
+`hold_protocol` is how this backend is meant to be queried in the RL loop when
+the run's interval-hold config does not say (lrm.interval_hold): `paper` for
+the published adapters (configs/lrm/backends/lrm_published.yaml), `legacy`
+otherwise.
+
 `trace_prefix` names the store traces of this backend, `<prefix><modality>`;
 by default "" for qwen3vl (the LRM owns the plain modality names) and
 "<type>_" for the baselines, so that baseline traces never overwrite LRM ones.
@@ -40,6 +45,7 @@ from lrm.backends.lite_config import LiteBackendConfig
 from lrm.backends.oracle import OracleBackendConfig
 from lrm.backends.qwen3vl import Qwen3VLBackendConfig
 from lrm.backends.roboreward import RoboRewardBackendConfig
+from lrm.interval_hold import HoldProtocol
 from lrm.types import MODALITIES, RewardModel
 
 BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite"]
@@ -60,6 +66,7 @@ class RewardBackendConfig:
 
     type: BackendType = "qwen3vl"
     trace_prefix: str | None = None
+    hold_protocol: HoldProtocol = "legacy"
     qwen3vl: Qwen3VLBackendConfig = dataclasses.field(default_factory=Qwen3VLBackendConfig)
     roboreward: RoboRewardBackendConfig = dataclasses.field(default_factory=RoboRewardBackendConfig)
     oracle: OracleBackendConfig = dataclasses.field(default_factory=OracleBackendConfig)

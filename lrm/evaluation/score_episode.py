@@ -5,7 +5,8 @@ queries are exactly those of `IntervalHoldReward` with one env: the frames at
 steps 0, K, 2K, ...; the first frame is the progress anchor; contrastive
 compares each query frame with the previous query frame and is 0 at the first
 query (nothing to compare with); an unparseable progress answer holds the
-previous value. Offline, all queries are known up front, so they are sent to
+previous value, unless the model's `fallback_policy` is another than
+`hold_previous` (the published preset's `reference`: its value stands). Offline, all queries are known up front, so they are sent to
 the model in large batches instead of one query at a time (the only
 sequential dependency, the progress fallback, is applied afterwards).
 
@@ -108,7 +109,8 @@ def score_query_frames(
             rewards[m][j] = reward
         if progress is not None:
             progress(len(chunk))
-    _hold_progress_on_failure(rewards.get("progress"))
+    if getattr(model, "fallback_policy", "hold_previous") == "hold_previous":
+        _hold_progress_on_failure(rewards.get("progress"))
     return EpisodeScores(steps=steps, rewards={m: list(v) for m, v in rewards.items()})  # type: ignore[misc]
 
 
