@@ -46,6 +46,7 @@ import numpy as np
 
 from recordings.episode import EpisodeMeta, Frame, utc_now_iso
 from recordings.errors import StoreError
+from recordings.integrity import index_ranges
 
 if TYPE_CHECKING:
     from recordings.store import EpisodeStore
@@ -187,6 +188,14 @@ def _select(store: EpisodeStore, episodes: Sequence[int | _Record] | None) -> li
         if record.index in seen:
             raise ExportError(f"episode {record.index} is selected twice")
         seen.add(record.index)
+    # Check the bytes before writing any: damage found only at an episode's last frame would
+    # leave it half in LeRobot's episode buffer. The store logs what it finds, in one line.
+    report = store.verify([r.index for r in records], record=False)
+    if report.damaged:
+        records = [r for r in records if r.index not in report.damaged]
+        logger.info("leaving out damaged episodes %s", index_ranges(report.damaged))
+        if not records:
+            raise ExportError(f"every selected episode is damaged ({index_ranges(report.damaged)})")
     return records
 
 
