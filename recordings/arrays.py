@@ -436,6 +436,8 @@ class StoreArrays:
             return []
         current = read_ends(self.root, self.ends)
         lo, hi = min(fixes), max(fixes) + 1
+        # One write over the span (a chunk replace each, not one per entry). An entry in it that
+        # neither reads nor was settled stays unknown: 0 says so as well as an unreadable chunk did.
         self.ends[lo:hi] = np.asarray([fixes.get(i, current[i] or 0) for i in range(lo, hi)], dtype=np.int64)
         if self.durable:
             layout.fsync_paths(layout.chunk_paths(self.root, self.ends, lo, hi))

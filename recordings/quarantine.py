@@ -58,7 +58,6 @@ class Quarantine:
         damaged.update({i: d for i, d in self._found.items() if i < committed})
         damaged.update({i: self._structural(i, where, why) for i, (where, why) in structural.items()})
         self.damaged = dict(sorted(damaged.items()))
-        self._warn()
         return self.damaged
 
     def _structural(self, index: int, where: str, why: str) -> Damage:
@@ -68,8 +67,11 @@ class Quarantine:
             return old
         return Damage(index, where, why, "structure")
 
-    def _warn(self) -> None:
-        """One line whenever what is damaged changes, naming the episodes: no reader skips them silently."""
+    def warn_skipped(self) -> None:
+        """One line whenever what readers skip changes, naming the episodes: none is left out silently.
+
+        Called where episodes are listed (`EpisodeStore.episodes`), not where one is
+        asked for by index: that one is refused with its own line instead."""
         if set(self.damaged) == self._warned:
             return
         self._warned = set(self.damaged)
@@ -83,16 +85,18 @@ class Quarantine:
             )
 
     def report(self, damage: Damage) -> DamagedEpisodeError:
-        """Quarantine an episode found damaged while reading it; returns the error that refuses it."""
+        """Quarantine an episode found damaged while reading it; returns the error that refuses it.
+
+        Not logged here: the reader that met it either stops with that error's one
+        line or says in one line that it goes on without the episode."""
         with self._lock:
             self.damaged[damage.index] = damage
-            self._warned.add(damage.index)
             if self.writable:
                 self.record[damage.index] = damage
                 write_record(self.root, self.record, durable=self.durable)
             else:
                 self._found[damage.index] = damage
-        log.warning("%s: %s; the episode is quarantined, readers skip it", self.root, damage)
+        log.debug("%s: %s; quarantined", self.root, damage)
         return self.refusal(damage)
 
     def refusal(self, damage: Damage) -> DamagedEpisodeError:

@@ -312,9 +312,11 @@ class EpisodeStore:
         EpisodeMeta.accepted (the operator's verdict, else the LRM's).
         `any_of`: EpisodeFilter clauses, OR-ed (a training selection such as
         "the demonstrations, or accepted rollouts"). Results are in episode order.
-        Damaged (quarantined) episodes are left out (opening the store logged
-        them); asked for in `indices`, one raises DamagedEpisodeError.
+        Damaged (quarantined) episodes are left out, with one warning line
+        naming them (again only when they change); asked for in `indices`, one
+        raises DamagedEpisodeError.
         """
+        self._arrays.quarantine.warn_skipped()
         records = list(self._arrays.records.values())
         if indices is not None:
             wanted = sorted({self.record(i).index for i in indices})

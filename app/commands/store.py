@@ -157,8 +157,12 @@ def run_verify(args: argparse.Namespace) -> int:
     from recordings.integrity import index_ranges
     from recordings.store import EpisodeStore
 
+    from tqdm.auto import tqdm
+
     with EpisodeStore.open(args.store, mode="r") as store:
-        report = store.verify(record=not args.no_record)
+        # disable=None: a bar on a terminal only, so piped output (and --json) stays clean
+        with tqdm(total=store.num_frames, unit="frame", desc="verify", disable=None) as bar:
+            report = store.verify(record=not args.no_record, progress=bar.update)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0 if report.ok else EXIT_DAMAGED
@@ -169,8 +173,10 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"  unverified (written before checksums were kept; readable): {index_ranges(report.unverified)}")
     for damage in report.damaged.values():
         print(f"  DAMAGED {damage}")
-    for problem in report.index_problems:
-        print(f"  DAMAGED commit record: {problem} (the next writer restores it)")
+    for problem in _first_lines(report.index_problems).splitlines():
+        print(f"  DAMAGED commit record: {problem}")
+    if report.index_problems:
+        print("  (the episode JSONs hold the same ends; the next writer that opens the store restores them)")
     if report.damaged:
         print(f"  damaged episodes are kept, not deleted; readers skip them ({report.recorded})")
     return 0 if report.ok else EXIT_DAMAGED

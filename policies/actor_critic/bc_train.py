@@ -123,8 +123,8 @@ def load_frames(
     for index in indices:
         try:
             ep = store.load_episode(index)
-        except DamagedEpisodeError:  # found damaged only now: the store quarantined it and said so
-            log.info("training without damaged episode %d", index)
+        except DamagedEpisodeError as exc:  # found damaged only now, by its checksums: the store quarantined it
+            log.warning("training without episode %d: %s", index, exc)
             continue
         states.append(np.asarray(ep.state, dtype=np.float32))
         action = np.asarray(ep.action, dtype=np.float32)
