@@ -33,24 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.cli import main as cli  # noqa: E402
 from policies.actor_critic.bc_train import load_frames  # noqa: E402
 from recordings.episode import Episode  # noqa: E402
-from recordings.lerobot_export import load_export_sidecar  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
-from tests.support.store_damage import (  # noqa: E402
-    CASES,
-    FPS,
-    LENGTHS,
-    TRAINED,
-    Case,
-    append_streamed,
-    build,
-    content_hash,
-    episode,
-)
+from tests.support import store_damage as matrix  # noqa: E402
 
 
-def run_case(case: Case, workdir: Path, export: bool) -> dict:
+def run_case(case: matrix.Case, workdir: Path, export: bool) -> dict:
     path = workdir / "store"
-    before = build(path)
+    before = matrix.build(path)
     case.damage(path)
     with contextlib.redirect_stdout(io.StringIO()):
         exit_code = cli(["store", "verify", str(path)])
@@ -58,13 +47,13 @@ def run_case(case: Case, workdir: Path, export: bool) -> dict:
         found = sorted(store.verify(record=False).damaged)
     append_error = ""
     try:
-        append_streamed(path, episode(len(LENGTHS)))
+        matrix.append_streamed(path, matrix.episode(len(matrix.LENGTHS)))
     except Exception as exc:  # counted, not raised: the benchmark reports every case
         append_error = f"{type(exc).__name__}: {exc}"
     with EpisodeStore.open(path) as store:
         readable = {r.index for r in store.episodes()}
-        old = readable & set(range(len(LENGTHS)))
-        kept = {i for i in old if content_hash(store.load_episode(i)) == content_hash(before[i])}
+        old = readable & set(range(len(matrix.LENGTHS)))
+        kept = {i for i in old if matrix.content_hash(store.load_episode(i)) == matrix.content_hash(before[i])}
         frames = load_frames(store, sorted(readable), cameras=list(store.cameras))
         trained = set()
         for i in kept:
@@ -76,16 +65,18 @@ def run_case(case: Case, workdir: Path, export: bool) -> dict:
                 action=frames.action[rows],
                 timestamp=before[i].timestamp,
             )
-            if content_hash(loaded, fields=TRAINED) == content_hash(before[i], fields=TRAINED):
+            fields = matrix.TRAINED
+            if matrix.content_hash(loaded, fields=fields) == matrix.content_hash(before[i], fields=fields):
                 trained.add(i)
     exported = kept
     if export:
         out = workdir / "dataset"
         with contextlib.redirect_stdout(io.StringIO()):
-            cli(["store", "export", str(path), "--out", str(out), "--fps", str(FPS)])
-        exported = {store_index for store_index, _meta in load_export_sidecar(out).values()} & kept
+            cli(["store", "export", str(path), "--out", str(out), "--fps", str(matrix.FPS)])
+        hashes = matrix.exported_hashes(out)
+        exported = {i for i in kept if hashes.get(i) == matrix.content_hash(before[i], fields=matrix.TRAINED)}
     survived = kept & trained & exported
-    intact_before = set(range(len(LENGTHS))) - case.lost
+    intact_before = set(range(len(matrix.LENGTHS))) - case.lost
     return {
         "case": case.name,
         "verify_exit": exit_code,
@@ -96,7 +87,7 @@ def run_case(case: Case, workdir: Path, export: bool) -> dict:
         "intact": len(intact_before),
         "survived": len(survived & intact_before),
         "lost_intact": sorted(intact_before - survived),
-        "quarantined": sorted(set(range(len(LENGTHS))) - readable),
+        "quarantined": sorted(set(range(len(matrix.LENGTHS))) - readable),
     }
 
 
@@ -108,7 +99,7 @@ def main() -> None:
     logging.disable(logging.WARNING)  # each case logs its damage; the table says it
     t0 = time.perf_counter()
     results = []
-    for case in CASES:
+    for case in matrix.CASES:
         with tempfile.TemporaryDirectory(prefix="store_damage_") as tmp:
             results.append(run_case(case, Path(tmp), args.export))
     print(f"{'case':30s} {'verify':>6s} {'found':>12s} {'append':>6s} {'intact kept':>11s} {'quarantined':>11s}")

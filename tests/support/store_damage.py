@@ -22,8 +22,9 @@ from zarr.storage import LocalStore
 
 from recordings import layout
 from recordings.episode import Episode
+from recordings.lerobot_export import load_export_sidecar
 from recordings.store import EpisodeStore
-from tests.recordings.store_testdata import make_episode
+from tests.recordings.store_testdata import CAMERAS, make_episode
 
 CHUNK = 4
 # Episode ends 9, 20, 30, 37: episode 1 holds whole chunks 3 and 4; the last end is mid-chunk,
@@ -68,6 +69,34 @@ def build(path: Path) -> dict[int, Episode]:
             store.append(episode(i))
     with EpisodeStore.open(path) as store:
         return {i: store.load_episode(i) for i in range(len(LENGTHS))}
+
+
+def exported_hashes(root: Path) -> dict[int, str]:
+    """Store episode index -> hash of the images, state and action LeRobot's loader gives back."""
+    import torch  # imported here: LeRobot takes seconds to import, and only the export checks need it
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    def pixels(image: torch.Tensor) -> np.ndarray:
+        """Loader image (float32 CHW in [0, 1]) -> the uint8 HWC bytes it was made from."""
+        return (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+    dataset = LeRobotDataset("local/lrm-robot", root=root)  # the export's default repo id
+    frames: dict[int, list[dict]] = {}
+    for t in range(len(dataset)):
+        item = dataset[t]
+        frames.setdefault(int(item["episode_index"]), []).append(item)
+    hashes = {}
+    for lerobot_index, (store_index, meta) in load_export_sidecar(root).items():
+        items = frames[lerobot_index]
+        ep = Episode(
+            meta=meta,
+            images={c: np.stack([pixels(x[f"observation.images.{c}"]) for x in items]) for c in CAMERAS},
+            state=np.stack([x["observation.state"].numpy() for x in items]),
+            action=np.stack([x["action"].numpy() for x in items]),
+            timestamp=np.zeros(0),
+        )
+        hashes[store_index] = content_hash(ep, fields=TRAINED)
+    return hashes
 
 
 def append_streamed(path: Path, ep: Episode) -> int:
