@@ -46,6 +46,7 @@ import numpy as np
 
 from recordings.episode import EpisodeMeta, Frame, utc_now_iso
 from recordings.errors import StoreError
+from recordings.integrity import index_ranges
 
 if TYPE_CHECKING:
     from recordings.store import EpisodeStore
@@ -187,6 +188,16 @@ def _select(store: EpisodeStore, episodes: Sequence[int | _Record] | None) -> li
         if record.index in seen:
             raise ExportError(f"episode {record.index} is selected twice")
         seen.add(record.index)
+    # Check the bytes before writing any: damage found only at an episode's last frame would
+    # leave it half in LeRobot's episode buffer.
+    report = store.verify([r.index for r in records], record=False)
+    if report.damaged:
+        records = [r for r in records if r.index not in report.damaged]
+        first = next(iter(report.damaged.values()))
+        more = f" (and {len(report.damaged) - 1} more)" if len(report.damaged) > 1 else ""
+        logger.warning("exporting without damaged episodes %s: %s%s", index_ranges(report.damaged), first, more)
+        if not records:
+            raise ExportError(f"every selected episode is damaged ({index_ranges(report.damaged)})")
     return records
 
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
+from recordings.errors import DamagedEpisodeError
 from recordings.selection import EpisodeFilter, default_selection, shuffled_split
 from recordings.store import EpisodeStore
 
@@ -120,7 +121,11 @@ def load_frames(
     states, actions, episodes = [], [], []
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     for index in indices:
-        ep = store.load_episode(index)
+        try:
+            ep = store.load_episode(index)
+        except DamagedEpisodeError as exc:  # found damaged only now, by its checksums: the store quarantined it
+            log.warning("training without episode %d: %s", index, exc)
+            continue
         states.append(np.asarray(ep.state, dtype=np.float32))
         action = np.asarray(ep.action, dtype=np.float32)
         actions.append(action_chunks(action, chunk_size) if chunk_size > 1 else action)
