@@ -6,13 +6,11 @@ one served model: this backend sends the requests in the wire format
 Rewards back. It is a RewardModel like any other, so every command that takes a
 backend YAML takes `type: remote` too.
 
-A network fails in ways a local model does not, so each call has a timeout, and
-a call that times out, cannot connect or gets a 5xx answer (a replica that died,
-a server restarting) is retried `retries` times with exponential back-off. A
-call that still fails raises RemoteBackendError, and the caller's failure rule
-applies exactly as for a local backend that raised (lrm.guarded: the env's
-value is held and the failure counted; the loop goes on). A 4xx answer is the
-request's fault and is not retried: it raises RequestError with the server's reason.
+Each call has a timeout and is retried with back-off (lrm.backends.http_client);
+a call that still fails raises, and the caller's failure rule applies exactly as
+for a local backend that raised (lrm.guarded: the env's value is held and the
+failure counted; the loop goes on). A call the server refuses (4xx) raises
+RequestError with the server's reason.
 
 At start the backend asks the server's /health which backend it serves; a
 server that serves another type than `serves` says is refused in one line, so a
@@ -22,20 +20,13 @@ run's traces and modalities are those of the model that really scores them.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
-from lrm.types import RequestError, Reward, RewardRequest, validate_request
+from lrm.backends.http_client import RetryingClient, ServerError
+from lrm.types import Reward, RewardRequest, validate_request
 
-log = logging.getLogger(__name__)
-
-__all__ = ["RemoteBackendConfig", "RemoteBackendError", "RemoteRewardModel"]
-
-
-class RemoteBackendError(RuntimeError):
-    """The reward server did not answer a call after every retry; one line naming the URL."""
+__all__ = ["RemoteBackendConfig", "RemoteRewardModel"]
 
 
 @dataclasses.dataclass
@@ -72,20 +63,16 @@ class RemoteRewardModel:
     """Scores RewardRequests on a reward server (module doc)."""
 
     def __init__(self, config: RemoteBackendConfig) -> None:
-        import httpx
-
-        if not config.url.startswith(("http://", "https://")):
-            raise ValueError(f"remote: url must start with http:// or https://, got {config.url!r}")
         self.config = config
-        self._httpx = httpx
-        base = config.url.rstrip("/") + "/"
-        self._client = httpx.Client(base_url=base, timeout=httpx.Timeout(config.timeout_s,
-                                                                         connect=config.connect_timeout_s))
-        self.failed_attempts = 0  # calls that were retried (timeouts, refused connections, 5xx)
-        self.failed_calls = 0  # calls that failed after every retry
         try:
-            self.health = self._call("GET", "health")
-        except RemoteBackendError as exc:  # at start an unreachable server is a setting to fix, not a hiccup
+            self.client = RetryingClient(config.url, timeout_s=config.timeout_s,
+                                         connect_timeout_s=config.connect_timeout_s, retries=config.retries,
+                                         backoff_s=config.backoff_s, backoff_max_s=config.backoff_max_s)
+        except ValueError as exc:
+            raise ValueError(f"remote: {exc}") from None
+        try:
+            self.health = self.client.call("GET", "health")
+        except ServerError as exc:  # at start an unreachable server is a setting to fix, not a hiccup
             raise ValueError(f"remote: {exc}") from None
         if self.health.get("backend") != config.serves:
             raise ValueError(f"remote: {config.url} serves the {self.health.get('backend')!r} backend, "
@@ -101,47 +88,20 @@ class RemoteRewardModel:
         step = self.config.max_requests_per_call
         for start in range(0, len(requests), step):
             chunk = requests[start : start + step]
-            answer = self._call("POST", "score", encode_requests(chunk, self.config.frame_encoding))
+            answer = self.client.call("POST", "score", encode_requests(chunk, self.config.frame_encoding))
             rewards.extend(decode_rewards(answer, len(chunk)))
         return rewards
 
+    @property
+    def failed_attempts(self) -> int:
+        """Calls retried so far (a timeout, a refused connection, a 5xx answer)."""
+        return self.client.failed_attempts
+
+    @property
+    def failed_calls(self) -> int:
+        """Calls that failed after every retry (each one raised to the caller)."""
+        return self.client.failed_calls
+
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
-    def _call(self, method: str, route: str, body: bytes | None = None) -> dict[str, Any]:
-        """One HTTP call with the retry rule of the module doc; the answer's JSON."""
-        httpx = self._httpx
-        error = ""
-        for attempt in range(self.config.retries + 1):
-            if attempt:
-                self.failed_attempts += 1
-                delay = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (attempt - 1))
-                log.warning("reward server %s: %s; retry %d/%d in %.1fs", self.config.url, error, attempt,
-                            self.config.retries, delay)
-                time.sleep(delay)
-            try:
-                response = self._client.request(method, route, content=body,
-                                                 headers={"content-type": "application/json"} if body else None)
-            except httpx.TransportError as exc:  # timeouts, refused or reset connections
-                error = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code < 400:
-                try:
-                    return response.json()
-                except ValueError:
-                    error = f"answer is not JSON ({response.status_code})"
-                    continue
-            reason = _reason(response)
-            if response.status_code < 500:  # the request's fault: the same call would fail again
-                raise RequestError(f"reward server refused the call ({response.status_code}): {reason}")
-            error = f"{response.status_code}: {reason}"
-        self.failed_calls += 1
-        raise RemoteBackendError(f"reward server {self.config.url} failed after {self.config.retries + 1} "
-                                 f"attempts: {error}")
-
-
-def _reason(response: Any) -> str:
-    try:
-        return str(response.json().get("error", response.text))[:300]
-    except ValueError:
-        return response.text.strip().splitlines()[0][:300] if response.text.strip() else "no reason given"
