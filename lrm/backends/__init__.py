@@ -18,6 +18,8 @@ Backends and what they answer:
   episode video (lrm.backends.lerobot_rewards); progress and completion.
 - `lite`: the compact CNN reward model (lrm.backends.lite), all three modalities, from
   a checkpoint written by `lrm.training.lite_train.train_lite`.
+- `vllm`: the LRM on vLLM's OpenAI-compatible server, the three adapters as LoRA
+  modules (lrm.backends.vllm; the `vllm serve` command line is there).
 - `remote`: any of the above served by `lrm-robot serve` on another machine
   (lrm.backends.remote, lrm.serving); `remote.serves` names which, and the
   modalities and trace names are that backend's.
@@ -28,7 +30,7 @@ the published adapters (configs/lrm/backends/lrm_published.yaml), `legacy`
 otherwise.
 
 `trace_prefix` names the store traces of this backend, `<prefix><modality>`;
-by default "" for qwen3vl (the LRM owns the plain modality names) and
+by default "" for qwen3vl and vllm (the LRM owns the plain modality names) and
 "<type>_" for the baselines, so that baseline traces never overwrite LRM ones.
 
 The modules of this package are the backends and what only they use: the
@@ -48,11 +50,12 @@ from lrm.backends.lite_config import LiteBackendConfig
 from lrm.backends.oracle import OracleBackendConfig
 from lrm.backends.qwen3vl import Qwen3VLBackendConfig
 from lrm.backends.remote import RemoteBackendConfig
+from lrm.backends.vllm import VLLMBackendConfig
 from lrm.backends.roboreward import RoboRewardBackendConfig
 from lrm.interval_hold import HoldProtocol
 from lrm.types import MODALITIES, RewardModel
 
-BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite", "remote"]
+BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite", "vllm", "remote"]
 
 SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
     "qwen3vl": MODALITIES,
@@ -61,6 +64,7 @@ SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
     "robometer": ("progress", "completion"),
     "topreward": ("progress", "completion"),
     "lite": MODALITIES,
+    "vllm": MODALITIES,
 }
 
 
@@ -77,6 +81,7 @@ class RewardBackendConfig:
     robometer: RobometerBackendConfig = dataclasses.field(default_factory=RobometerBackendConfig)
     topreward: TOPRewardBackendConfig = dataclasses.field(default_factory=TOPRewardBackendConfig)
     lite: LiteBackendConfig = dataclasses.field(default_factory=LiteBackendConfig)
+    vllm: VLLMBackendConfig = dataclasses.field(default_factory=VLLMBackendConfig)
     remote: RemoteBackendConfig = dataclasses.field(default_factory=RemoteBackendConfig)
 
     def __post_init__(self) -> None:
@@ -99,14 +104,14 @@ class RewardBackendConfig:
     def trace_name(self, modality: str) -> str:
         prefix = self.trace_prefix
         if prefix is None:
-            prefix = "" if self.serves == "qwen3vl" else f"{self.serves}_"
+            prefix = "" if self.serves in ("qwen3vl", "vllm") else f"{self.serves}_"
         return f"{prefix}{modality}"
 
     def describe(self) -> dict[str, str]:
         """A short provenance record for the store and metrics (which model, which mode)."""
         section = getattr(self, self.type)
         out = {"backend": self.type}
-        for name in ("model", "mode", "pretrained_path", "vlm_name", "checkpoint", "url", "serves"):
+        for name in ("model", "mode", "pretrained_path", "vlm_name", "checkpoint", "url", "serves", "loras"):
             if hasattr(section, name):
                 out[name] = str(getattr(section, name))
         return out
@@ -130,6 +135,10 @@ def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
         from lrm.backends.lite import make_lite_backend
 
         return make_lite_backend(config.lite)
+    if config.type == "vllm":
+        from lrm.backends.vllm import VLLMRewardModel
+
+        return VLLMRewardModel(config.vllm)
     if config.type == "remote":
         from lrm.backends.remote import RemoteRewardModel
 
