@@ -552,7 +552,7 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
             source,
             config,
             answers=backend_config.modalities,
-            needs_oracle=backend_config.type == "oracle",
+            needs_oracle=backend_config.serves == "oracle",
             progress=progress,
         )
     finally:

@@ -68,7 +68,7 @@ class EpisodeQueries:
         record = store.record(episode)
         steps = query_steps(record.length, every)
         frames, times, stored = _read_episode(store, episode, camera, set(steps.tolist()))
-        oracle = _oracle_values(stored, steps) if config.type == "oracle" else None
+        oracle = _oracle_values(stored, steps) if config.serves == "oracle" else None
         video_fps = store.fps / every if store.fps else None
         return cls(store_path, episode, config, modalities, every, camera, record.meta.task, record.length, steps,
                    frames, times, oracle, video_fps)
