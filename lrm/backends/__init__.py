@@ -43,6 +43,7 @@ imports configs only; a backend's model code is imported when it is made.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Literal
 
 from lrm.backends.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
@@ -117,39 +118,23 @@ class RewardBackendConfig:
         return out
 
 
+# backend type -> (module, factory); the module (torch, transformers, LeRobot) is imported only when chosen
+_FACTORIES: dict[str, tuple[str, str]] = {
+    "qwen3vl": ("lrm.backends.qwen3vl", "Qwen3VLRewardModel"),
+    "roboreward": ("lrm.backends.roboreward", "RoboRewardModel"),
+    "oracle": ("lrm.backends.oracle", "OracleRewardModel"),
+    "lite": ("lrm.backends.lite", "make_lite_backend"),
+    "vllm": ("lrm.backends.vllm", "VLLMRewardModel"),
+    "remote": ("lrm.backends.remote", "RemoteRewardModel"),
+    "robometer": ("lrm.backends.lerobot_rewards", "RobometerRewardModel"),
+    "topreward": ("lrm.backends.lerobot_rewards", "TOPRewardRewardModel"),
+}
+
+
 def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
-    """Build the configured backend; heavy imports happen only for the one chosen."""
-    if config.type == "qwen3vl":
-        from lrm.backends.qwen3vl import Qwen3VLRewardModel
-
-        return Qwen3VLRewardModel(config.qwen3vl)
-    if config.type == "roboreward":
-        from lrm.backends.roboreward import RoboRewardModel
-
-        return RoboRewardModel(config.roboreward)
-    if config.type == "oracle":
-        from lrm.backends.oracle import OracleRewardModel
-
-        return OracleRewardModel(config.oracle)
-    if config.type == "lite":
-        from lrm.backends.lite import make_lite_backend
-
-        return make_lite_backend(config.lite)
-    if config.type == "vllm":
-        from lrm.backends.vllm import VLLMRewardModel
-
-        return VLLMRewardModel(config.vllm)
-    if config.type == "remote":
-        from lrm.backends.remote import RemoteRewardModel
-
-        return RemoteRewardModel(config.remote)
-    if config.type == "robometer":
-        from lrm.backends.lerobot_rewards import RobometerRewardModel
-
-        return RobometerRewardModel(config.robometer)
-    from lrm.backends.lerobot_rewards import TOPRewardRewardModel
-
-    return TOPRewardRewardModel(config.topreward)
+    """Build the configured backend from its own section of the config."""
+    module, factory = _FACTORIES[config.type]
+    return getattr(importlib.import_module(module), factory)(getattr(config, config.type))
 
 
 def build_reward_backend(config: RewardBackendConfig) -> RewardModel:

@@ -44,6 +44,15 @@ class RetryingClient:
         self.failed_attempts = 0  # attempts that were retried (timeouts, refused connections, 5xx)
         self.failed_calls = 0  # calls that failed after every retry
 
+    @classmethod
+    def for_backend(cls, config: Any, name: str) -> RetryingClient:
+        """The client a backend section describes (url, timeouts, retries, back-off); a bad url names `name`."""
+        try:
+            return cls(config.url, timeout_s=config.timeout_s, connect_timeout_s=config.connect_timeout_s,
+                       retries=config.retries, backoff_s=config.backoff_s, backoff_max_s=config.backoff_max_s)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
     def call(self, method: str, route: str, body: bytes | dict[str, Any] | None = None) -> dict[str, Any]:
         """The answer's JSON (module doc for what fails how)."""
         content = json.dumps(body).encode() if isinstance(body, dict) else body

@@ -64,12 +64,7 @@ class RemoteRewardModel:
 
     def __init__(self, config: RemoteBackendConfig) -> None:
         self.config = config
-        try:
-            self.client = RetryingClient(config.url, timeout_s=config.timeout_s,
-                                         connect_timeout_s=config.connect_timeout_s, retries=config.retries,
-                                         backoff_s=config.backoff_s, backoff_max_s=config.backoff_max_s)
-        except ValueError as exc:
-            raise ValueError(f"remote: {exc}") from None
+        self.client = RetryingClient.for_backend(config, "remote")
         try:
             self.health = self.client.call("GET", "health")
         except ServerError as exc:  # at start an unreachable server is a setting to fix, not a hiccup

@@ -172,12 +172,7 @@ class VLLMRewardModel:
     def __init__(self, config: VLLMBackendConfig) -> None:
         self.config = config
         self.templates = {m: load_prompt(config.prompts.get(m, PROMPTS_DIR / f"{m}.yaml")) for m in MODALITIES}
-        try:
-            self.client = RetryingClient(config.url, timeout_s=config.timeout_s,
-                                         connect_timeout_s=config.connect_timeout_s, retries=config.retries,
-                                         backoff_s=config.backoff_s, backoff_max_s=config.backoff_max_s)
-        except ValueError as exc:
-            raise ValueError(f"vllm: {exc}") from None
+        self.client = RetryingClient.for_backend(config, "vllm")
         self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="vllm")
 
     @property
