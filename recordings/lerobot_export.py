@@ -16,6 +16,14 @@ Layout of an exported dataset, per frame:
 - `reward.<modality>` (1,) float32, only when asked for; NaN where the reward
   model was not queried. The `reward.` prefix keeps them out of the features
   LeRobot policies consume (only `observation.*` and `action*` are).
+- `is_real.<camera>` (1,) bool: whether that frame's image of the camera was
+  rendered (False: a black placeholder, see recordings.episode). Every frame is
+  kept, so time, state and actions stay as recorded (LeRobot derives timestamps
+  from frame_index / fps, so dropping frames would shift time); the mark rides
+  along as a plain per-frame feature that `LeRobotDataset` returns with every
+  item, for a training script to mask by. It is outside `observation.*` on
+  purpose: LeRobot maps every non-image `observation.*` feature to a policy's
+  state input. Episodes recorded before the mark was kept export as all real.
 - LeRobot's own `task` (the episode's task sentence), `timestamp`
   (= frame_index / fps: LeRobot recomputes it, our recorded timestamps are not
   kept per frame; a warning names episodes whose recorded timing drifts),
@@ -58,6 +66,7 @@ SIDECAR_NAME = "meta/lrm_robot_export.json"
 SIDECAR_FORMAT = "lrm-robot/lerobot-export/1"
 IMAGE_KEY_PREFIX = "observation.images."
 REWARD_KEY_PREFIX = "reward."
+REAL_KEY_PREFIX = "is_real."
 
 
 class ExportError(StoreError, ValueError):
@@ -253,6 +262,8 @@ def _features(
         }
     features["observation.state"] = {"dtype": "float32", "shape": (len(state_names),), "names": state_names}
     features["action"] = {"dtype": "float32", "shape": (len(action_names),), "names": action_names}
+    for camera in cameras:
+        features[REAL_KEY_PREFIX + camera] = {"dtype": "bool", "shape": (1,), "names": None}
     for m in modalities:
         features[REWARD_KEY_PREFIX + m] = {"dtype": "float32", "shape": (1,), "names": None}
     return features
@@ -286,6 +297,8 @@ def _write_episode(
         # Copies: the store's frames are views into a chunk, and LeRobot buffers the episode.
         row["observation.state"] = np.array(frame.state, dtype=np.float32)
         row["action"] = np.array(frame.action, dtype=np.float32)
+        for c in cameras:
+            row[REAL_KEY_PREFIX + c] = np.array([frame.is_real(c)], dtype=bool)
         for m in modalities:
             row[REWARD_KEY_PREFIX + m] = np.array([frame.rewards.get(m, np.nan)], dtype=np.float32)
         row["task"] = record.meta.task

@@ -80,6 +80,11 @@ def summarize(store) -> dict:
         "path": str(store.path),
         "episodes": len(records),
         "frames": sum(r.length for r in records),
+        # per camera, frames holding a rendered image (the rest are black placeholders); episodes
+        # recorded before the mark was kept are counted apart, as unknown
+        "real_frames": {c: sum(r.real_frames.get(c, r.length) for r in records if r.real_frames is not None)
+                        for c in store.cameras},
+        "unmarked_frames": sum(r.length for r in records if r.real_frames is None),
         "fps": store.fps,
         "cameras": {name: list(shape) for name, shape in store.cameras.items()},
         "state_dim": store.state_dim,
@@ -98,6 +103,15 @@ def summarize(store) -> dict:
         "damaged": [{"index": d.index, "where": d.where, "why": d.why} for d in store.damaged.values()],
         "index_problems": store.index_problems,
     }
+
+
+def _real_frames_line(summary: dict) -> str:
+    """Rendered frames per camera: e.g. 'base 3/75' (the rest hold black placeholders)."""
+    marked = summary["frames"] - summary["unmarked_frames"]
+    line = ", ".join(f"{c} {n}/{marked}" for c, n in summary["real_frames"].items()) or "-"
+    if summary["unmarked_frames"]:
+        line += f" ({summary['unmarked_frames']} frames recorded without the mark, unknown)"
+    return line
 
 
 def _human_bytes(n: int) -> str:
@@ -129,6 +143,7 @@ def run_info(args: argparse.Namespace) -> int:
     if summary["index_problems"]:
         table.add_row("[red]damaged commit record[/red]", _first_lines(summary["index_problems"]))
     table.add_row("frames", str(summary["frames"]))
+    table.add_row("real frames", _real_frames_line(summary))
     table.add_row("fps", "-" if summary["fps"] is None else f"{summary['fps']:g}")
     cameras = ", ".join(f"{name} {h}x{w}" for name, (h, w) in summary["cameras"].items()) or "-"
     table.add_row("cameras", cameras)

@@ -150,3 +150,44 @@ def test_oracle_without_recorded_sim_values(tmp_path: pathlib.Path, capsys) -> N
         )
     err = _error(["score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml"], capsys)
     assert "no 'dense_reward' trace" in err
+
+
+def _store_with_unrendered_frames(path: pathlib.Path, rendered: list[int], n: int = 9) -> pathlib.Path:
+    dense = np.linspace(0.0, 1.0, n).astype(np.float32)
+    images = np.zeros((n, 48, 64, 3), np.uint8)
+    for t in rendered:
+        images[t] = frames_like_a_scene(t, 48, 64)
+    with EpisodeStore.create(path, fps=10, chunk_frames=4, durable=False) as store:
+        store.append(
+            Episode(
+                meta=EpisodeMeta(task="pick up the red cube", source="sim", oracle_success=True),
+                images={"front": images},
+                state=np.zeros((n, 2), np.float32),
+                action=np.zeros((n, 1), np.float32),
+                timestamp=np.arange(n) / 10.0,
+                rewards={"dense_reward": dense, "success": (dense >= 1.0).astype(np.float32)},
+                real={"front": np.isin(np.arange(n), rendered)},
+            )
+        )
+    return path
+
+
+def test_score_queries_only_rendered_frames(tmp_path: pathlib.Path) -> None:
+    path = _store_with_unrendered_frames(tmp_path / "s", rendered=[0, 1, 8])
+    argv = [
+        "score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
+        "--every", "4", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    progress = EpisodeStore.open(path).load_episode(0).rewards["oracle_progress"]
+    # the schedule is 0, 4, 8; frame 4 is a black placeholder and is not scored
+    assert np.flatnonzero(~np.isnan(progress)).tolist() == [0, 8]
+
+
+def test_score_refuses_an_episode_with_no_rendered_frame(tmp_path: pathlib.Path, capsys) -> None:
+    path = _store_with_unrendered_frames(tmp_path / "s", rendered=[])
+    argv = [
+        "score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
+        "--every", "4", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert "no rendered 'front' image" in _error(argv, capsys)

@@ -45,6 +45,8 @@ def _episode(rng: np.random.Generator, i: int) -> Episode:
         action=rng.standard_normal((length, ACTION_DIM)).astype(np.float32),
         timestamp=np.arange(length, dtype=np.float64) / FPS,
         rewards={"prog": progress} if i != 1 else {},
+        # episode 0's hand camera was rendered only at its first and last frames
+        real={"hand_camera": np.arange(length) % (length - 1) == 0} if i == 0 else {},
     )
 
 
@@ -100,6 +102,8 @@ def test_selection_reads_back_frame_exact(stored, tmp_path: Path) -> None:
             assert item["task"] == source.meta.task
             for camera in CAMERAS:
                 np.testing.assert_array_equal(_pixels(item[f"observation.images.{camera}"]), source.images[camera][t])
+            for camera in CAMERAS:  # the real-image mark, as LeRobot's reader returns it
+                assert bool(item[f"is_real.{camera}"].item()) == bool(source.real_mask(camera)[t])
             np.testing.assert_array_equal(item["observation.state"].numpy(), source.state[t])
             np.testing.assert_array_equal(item["action"].numpy(), source.action[t])
             # NaN where the reward model was not queried; assert_array_equal treats NaN == NaN.
