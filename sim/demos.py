@@ -40,7 +40,7 @@ import numpy as np
 
 from recordings.episode import Episode, EpisodeMeta, Frame
 from sim.errors import SimError
-from sim.maniskill_env import ManiSkillEnv, SimEnvConfig, check_env_id, make_sim_env
+from sim.maniskill_env import ManiSkillEnv, SimEnvConfig, check_env_id, envs_with_solver, make_sim_env
 from recordings.store import EpisodeStore
 
 logger = logging.getLogger(__name__)
@@ -123,11 +123,11 @@ class DemoReport:
 def solver_for(env_id: str) -> Callable[..., Any]:
     """ManiSkill's motion-planning `solve(env, seed, debug, vis)` for an env id.
 
-    Only the table's ids can have one: a solver is a script written for one scene.
+    Only the table's ids can have one (`envs_with_solver`).
     """
     spec = check_env_id(env_id)
     if spec is None or spec.solver is None:
-        with_solver = ", ".join(_supported_with_solver())
+        with_solver = ", ".join(envs_with_solver())
         raise SimError(f"no motion-planning solver for {env_id}; demos exist for: {with_solver}")
     from sim.planner import quiet_planner_imports
     from sim.vulkan import prepare_sim_env
@@ -135,12 +135,6 @@ def solver_for(env_id: str) -> Callable[..., Any]:
     prepare_sim_env()  # the solver modules import mani_skill, which reads MS_ASSET_DIR at import
     with quiet_planner_imports():  # the solver modules import mplib and toppra
         return importlib.import_module(f"{SOLVER_PACKAGE}.{spec.solver}").solve
-
-
-def _supported_with_solver() -> list[str]:
-    from sim.maniskill_env import SUPPORTED_ENVS
-
-    return [env_id for env_id, spec in SUPPORTED_ENVS.items() if spec.solver]
 
 
 def config_hash(config: SimEnvConfig) -> str:

@@ -73,6 +73,11 @@ SUPPORTED_ENVS: dict[str, EnvSpec] = {
 StateMode = Literal["proprio", "full"]
 
 
+def envs_with_solver() -> list[str]:
+    """The env ids `demos` (motion planning) can record: a solver is a script written for one scene."""
+    return [env_id for env_id, spec in SUPPORTED_ENVS.items() if spec.solver]
+
+
 def registered_env_ids() -> list[str]:
     """Every env id ManiSkill registers (imports mani_skill, so only asked for ids off the table)."""
     prepare_sim_env()  # mani_skill reads MS_ASSET_DIR when it is imported
@@ -94,7 +99,7 @@ def check_env_id(env_id: str) -> EnvSpec | None:
     if env_id in registered:
         return None
     close = difflib.get_close_matches(env_id, registered, n=5, cutoff=0.6)
-    hint = f"; close matches: {', '.join(close)}" if close else f"; e.g. {', '.join(SUPPORTED_ENVS)}"
+    hint = f"; close matches: {', '.join(close)}" if close else f"; built-in tasks: {', '.join(SUPPORTED_ENVS)}"
     raise UnknownEnvError(f"env id {env_id!r} is not registered in ManiSkill{hint}")
 
 

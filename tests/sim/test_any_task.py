@@ -93,3 +93,16 @@ def test_eval_policy_without_the_sentence_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval-policy", "--random", "-n", "1", "--set", f"env.env_id={OFF_TABLE}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and OFF_TABLE in err and "task" in err
+
+
+def test_improve_with_planned_demos_is_refused_in_one_line_and_with_stored_demos_is_accepted(tmp_path):
+    from app.env_choice import EnvSection
+    from app.improve.config import DemosConfig, ImproveConfig
+
+    sim = SimEnvConfig(env_id=OFF_TABLE, task=SENTENCE, cameras=["base_camera"])
+    with pytest.raises(ValueError) as info:
+        ImproveConfig(env=EnvSection(sim=sim))
+    message = str(info.value)
+    assert "\n" not in message and OFF_TABLE in message and "demos.source: store" in message
+    config = ImproveConfig(env=EnvSection(sim=sim), demos=DemosConfig(source="store", store=str(tmp_path / "demos")))
+    assert config.env.sim.task_sentence == SENTENCE
