@@ -429,6 +429,8 @@ def test_cli_headless_run_saves_rrd_and_prints_the_rounds(tmp_path, judge, capsy
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "phase: done" in out and "round 1: 1 rollouts" in out
+    assert f"report: {tmp_path / 'run' / 'operate-report.json'};" in out  # announced, and there
+    assert json.loads((tmp_path / "run" / "operate-report.json").read_text())["phase"] == "done"
     assert (tmp_path / "rrd" / "episode-0.rrd").stat().st_size > 0
     assert (tmp_path / "run" / "operate.log").is_file()
     with EpisodeStore.open(config.store_path, mode="r") as store:
