@@ -59,9 +59,11 @@ def mcnemar_exact(base: list[bool], other: list[bool], alpha: float = ALPHA) -> 
             "p_value": p, "alpha": alpha, "significant": p < alpha}
 
 
-def _significance_statement(round_: int, change: float, test: dict[str, Any] | None) -> str:
+def _significance_statement(round_: int, change: float, test: dict[str, Any] | None, robot: bool = False) -> str:
     """One plain sentence: how the round's policy differs from the base and whether that could be chance."""
     head = f"round {round_} vs base: {100 * change:+.1f} points"
+    if test is None and robot:
+        return f"{head}; no paired test (a robot's evaluation episodes do not repeat the same start states)"
     if test is None:
         return f"{head}; no paired test (per-seed success flags not stored for both)"
     counts = f"{test['gained']} seeds gained, {test['lost']} lost of {test['seeds']}"
@@ -311,7 +313,7 @@ def format_table(report: dict[str, Any]) -> str:
     for r in sorted(by_round):
         ev = by_round[r].get("eval")
         if r >= 1 and ev and ev.get("change_from_base") is not None:
-            lines.append(_significance_statement(r, ev["change_from_base"], ev.get("vs_base")))
+            lines.append(_significance_statement(r, ev["change_from_base"], ev.get("vs_base"), robot))
     trained = report["judge"].get("trained_on")
     if isinstance(trained, dict):
         labels = f" ({trained['calibration_labels']} labels)" if trained.get("calibration_labels") else ""
