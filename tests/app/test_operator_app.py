@@ -517,3 +517,14 @@ async def test_sparklines_are_on_a_fixed_scale():
         spark = pilot.app.query_one(FixedSparkline)
         spark.set_data([0.1, 0.1, 0.9, 1.5, -1.0])
         assert str(spark.render()) == "▁▁▇█ "  # 0.1 stays low however flat the data; out of range is clamped
+
+
+def test_the_default_config_operates_on_the_run_the_main_command_writes():
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    main_out = re.search(r'LRM_OUT:-([^}]+)\}', (root / "scripts" / "main.sh").read_text()).group(1)
+    shipped = yaml.safe_load((root / "configs" / "operate" / "pickcube_sim.yaml").read_text())
+    assert shipped["improve_run"] == main_out == "outputs/improve-pickcube-cpu"
