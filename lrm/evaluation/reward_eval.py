@@ -546,6 +546,8 @@ def write_plots(report: dict[str, Any], out_dir: str | Path, label: str, max_tra
                 traces,
                 title=f"{label}: {modality} along {len(shown)} of {len(trajectories)} trajectories",
                 ylabel=modality,
+                # progress and P(completed) are probabilities-like 0..1; the contrastive trace is a cumulative sum
+                ylim=(0.0, 1.0) if modality in ("progress", "completion") else None,
             )
         )
         if section.get("roc_curve") and section["roc_curve"]["fpr"]:
