@@ -28,8 +28,16 @@ lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
 
 FPS = 10
 CAMERAS = {"base_camera": (48, 64), "hand_camera": (32, 40)}
-LENGTHS = [6, 4, 8]
-TASKS = ["pick up the red cube", "push the cube to the goal", "stack the red cube on the green cube"]
+LENGTHS = [6, 4, 8, 3]
+TASKS = ["pick up the red cube", "push the cube to the goal", "stack the red cube on the green cube", "pick up the red cube"]
+# episode 0 succeeded in the simulator, 1 has only an operator's verdict, 2 failed although the LRM
+# accepted it, 3 was aborted
+VERDICTS = [
+    {"lrm_verdict": True, "oracle_success": True},
+    {"lrm_verdict": False, "operator_verdict": True},
+    {"lrm_verdict": True, "oracle_success": False},
+    {"aborted": True, "oracle_success": False},
+]
 STATE_DIM, ACTION_DIM = 5, 3
 REPO_ID = "local/lrm-robot-test"
 
@@ -37,14 +45,15 @@ REPO_ID = "local/lrm-robot-test"
 def _episode(rng: np.random.Generator, i: int) -> Episode:
     length = LENGTHS[i]
     progress = np.full(length, np.nan, dtype=np.float32)
-    progress[::2] = rng.random(len(progress[::2]), dtype=np.float32)
+    progress[1::2] = rng.random(len(progress[1::2]), dtype=np.float32)  # frame 0 not queried: held as 0
+    dense = rng.random(length, dtype=np.float32)  # the simulator's dense reward, at every frame
     return Episode(
-        meta=EpisodeMeta(task=TASKS[i], source="demo", round=i, seed=100 + i, lrm_verdict=i % 2 == 0, extra={"k": i}),
+        meta=EpisodeMeta(task=TASKS[i], source="demo", round=i, seed=100 + i, extra={"k": i}, **VERDICTS[i]),
         images={c: rng.integers(0, 256, (length, h, w, 3), dtype=np.uint8) for c, (h, w) in CAMERAS.items()},
         state=rng.standard_normal((length, STATE_DIM)).astype(np.float32),
         action=rng.standard_normal((length, ACTION_DIM)).astype(np.float32),
         timestamp=np.arange(length, dtype=np.float64) / FPS,
-        rewards={"prog": progress} if i != 1 else {},
+        rewards={"progress": progress, "dense_reward": dense} if i != 1 else {},
         # episode 0's hand camera was rendered only at its first and last frames
         real={"hand_camera": np.arange(length) % (length - 1) == 0} if i == 0 else {},
     )
@@ -62,6 +71,23 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EpisodeSt
         yield store, episodes
 
 
+def _held(trace: np.ndarray) -> np.ndarray:
+    """The interval-hold the export promises, written as plainly as possible."""
+    out, value = [], 0.0
+    for x in trace:
+        value = value if np.isnan(x) else float(x)
+        out.append(value)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _no_nan(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(_no_nan(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_no_nan(v) for v in obj)
+    return not (isinstance(obj, float) and np.isnan(obj))
+
+
 def _load(root: Path, **kwargs):
     return lerobot_dataset.LeRobotDataset(REPO_ID, root=root, **kwargs)
 
@@ -75,7 +101,7 @@ def _pixels(image: torch.Tensor) -> np.ndarray:
 def test_selection_reads_back_frame_exact(stored, tmp_path: Path) -> None:
     store, episodes = stored
     selection = [2, store.episodes()[0]]  # an index and a record, exported in this order
-    out = export_lerobot(store, tmp_path / "ds", repo_id=REPO_ID, episodes=selection, rewards=True)
+    out = export_lerobot(store, tmp_path / "ds", repo_id=REPO_ID, episodes=selection, rewards=True, robot_type="panda")
 
     dataset = _load(out)
     assert dataset.num_episodes == 2
@@ -106,9 +132,29 @@ def test_selection_reads_back_frame_exact(stored, tmp_path: Path) -> None:
                 assert bool(item[f"is_real.{camera}"].item()) == bool(source.real_mask(camera)[t])
             np.testing.assert_array_equal(item["observation.state"].numpy(), source.state[t])
             np.testing.assert_array_equal(item["action"].numpy(), source.action[t])
-            # NaN where the reward model was not queried; assert_array_equal treats NaN == NaN.
-            np.testing.assert_array_equal(item["reward.prog"].numpy(), source.rewards["prog"][t])
+            # each trace held between queries, and where it was queried
+            assert item["reward.progress"].item() == _held(source.rewards["progress"])[t]
+            assert bool(item["reward_queried.progress"].item()) == (not np.isnan(source.rewards["progress"][t]))
+            # LeRobot's next.*: the dense reward after this frame's action, done and success at the last frame
+            dense = source.rewards["dense_reward"]
+            assert item["next.reward"].item() == dense[min(t + 1, len(source) - 1)]
+            assert bool(item["next.done"].item()) == (t == len(source) - 1)
+            assert bool(item["next.success"].item()) == (t == len(source) - 1 and source.meta.oracle_success)
             expected_index += 1
+
+    # LeRobot's own metadata: robot_type, the verdicts per episode, and statistics without NaN
+    assert dataset.meta.robot_type == "panda"
+    rows = [dataset.meta.episodes[i] for i in range(2)]
+    assert [r["lrm_robot/store_index"] for r in rows] == [2, 0]
+    assert [r["lrm_robot/oracle_success"] for r in rows] == ["no", "yes"]
+    assert [r["lrm_robot/lrm_verdict"] for r in rows] == ["yes", "yes"]
+    assert [r["lrm_robot/operator_verdict"] for r in rows] == ["unknown", "unknown"]
+    assert [r["lrm_robot/success"] for r in rows] == [False, True]
+    assert json.loads(rows[1]["lrm_robot/meta"])["seed"] == 100
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    assert {"next.reward", "next.done", "next.success", "reward.progress"} <= stats.keys()
+    assert _no_nan(stats)
+    assert stats["next.success"]["max"] == [1.0] or stats["next.success"]["max"] == [True]
 
 
 def test_fps_override_names_and_no_rewards_by_default(stored, tmp_path: Path) -> None:
