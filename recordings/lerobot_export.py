@@ -45,7 +45,7 @@ Layout of an exported dataset, per frame:
   kept per frame), `frame_index`, `episode_index`, `index`.
 
 fps: by default inferred from the recorded timestamps (the median interval,
-which must give a whole number of frames per second, and every frame within
+which must give a whole number of frames per second within 5%, and every frame within
 half an interval of frame_index / fps, since that is the time LeRobot will
 say it was taken); irregular or absent timestamps are refused in one line
 unless `fps=` is given (then a warning names episodes whose timing drifts).
@@ -317,9 +317,11 @@ def _resolve_fps(store: EpisodeStore, fps: float | None, timestamps: dict[int, n
     bad = [i for i, ts in timestamps.items() if ts.size > 1 and not np.all(np.isfinite(np.diff(ts)) & (np.diff(ts) > 0))]
     if bad:
         raise ExportError(f"timestamps of episodes {index_ranges(bad)} are absent or do not increase; {hint}")
+    # The median interval resists late frames; it only proposes the rate (jitter moves it by a few
+    # percent), the drift check below is what guarantees every frame sits where LeRobot will say it does.
     measured = 1.0 / float(np.median(np.concatenate(steps)))
     rate = round(measured)
-    if rate < 1 or abs(measured - rate) > 0.01 * rate:
+    if rate < 1 or abs(measured - rate) > 0.05 * rate:
         raise ExportError(f"timestamps give {measured:.3g} fps and LeRobot stores a whole number; {hint}")
     drifting = {i: _drift(ts, rate) for i, ts in timestamps.items()}
     drifting = {i: d for i, d in drifting.items() if d > 0.5 / rate}
