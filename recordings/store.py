@@ -367,6 +367,13 @@ class EpisodeStore:
         data = self._arrays.read_episode(rec, [layout.real_key(c) for c in rec.real_frames])
         return {c: data[layout.real_key(c)] for c in rec.real_frames}
 
+    def traces(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Timestamps (T,) and reward traces (modality -> (T,), NaN = not queried) of episode `index`,
+        read without the images (cheap) and checked against the episode's checksums."""
+        rec = self.record(index)
+        data = self._arrays.read_episode(rec, [layout.TIMESTAMP] + [layout.reward_key(m) for m in rec.rewards])
+        return data[layout.TIMESTAMP], {m: data[layout.reward_key(m)] for m in rec.rewards}
+
     def _warn_if_black(self, rec: EpisodeRecord, images: Mapping[str, np.ndarray]) -> None:
         """An episode committed before the real-image mark was kept is read as it is; all-black frames
         in it are most likely unrendered placeholders, so say so once (one line) per episode."""
