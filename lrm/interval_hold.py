@@ -29,6 +29,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from common.numbers import Positive
 from lrm.types import MODALITIES, RewardModel, RewardRequest
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 class IntervalHoldConfig:
     """`every` is K; `weights` maps each queried modality to w_m (one entry: a single modality)."""
 
-    every: int = 10
+    every: Positive = 10
     weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"progress": 1.0})
     contrastive_signed: bool = True
 

@@ -11,5 +11,9 @@ class UnknownEnvError(SimError, ValueError):
     """An env id this project does not support."""
 
 
+class UnknownCameraError(SimError, ValueError):
+    """A camera name the env does not have (the message lists those it has)."""
+
+
 class VulkanSetupError(SimError, RuntimeError):
     """No Vulkan driver that SAPIEN can use was found."""

@@ -11,27 +11,29 @@ import argparse
 import pathlib
 import sys
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
+from common.numbers import Count, Range, Seed
 from sim.maniskill_env import SimEnvConfig
 
 
 @dataclass
 class DemosConfig:
     env: SimEnvConfig = field(default_factory=SimEnvConfig)
-    num_episodes: int = 20
+    num_episodes: Count = 20
     out: pathlib.Path = pathlib.Path("outputs/demos/store")
-    seed: int = 0  # first env seed; each further attempt uses the next one
+    seed: Seed = 0  # first env seed; each further attempt uses the next one
     # Give up after this many solver attempts (default: 3 x num_episodes).
-    max_attempts: int | None = None
+    max_attempts: Count | None = None
     # Also store failed solves (oracle_success false): negatives for reward-model training.
     keep_failed: bool = False
     # After a solve, hold the last action up to this many steps until the oracle reports success
     # (a released ball or peg may still be moving when the solver returns).
-    settle_steps: int = 10
+    settle_steps: Annotated[int, Range(0, 100_000)] = 10
     # Then hold a successful end state this many steps more, recorded: a policy cloned from such demos
     # learns to stay done instead of drifting off after success.
-    hold_steps: int = 0
+    hold_steps: Annotated[int, Range(0, 100_000)] = 0
 
     def __post_init__(self) -> None:
         if self.num_episodes <= 0:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from common.numbers import Pixels
 from lrm.backends.prompts import sample_video
 from lrm.types import RequestError, Reward, RewardRequest, resize_image, validate_request, validate_video
 
@@ -52,7 +53,7 @@ class RobometerBackendConfig:
     pretrained_path: str = "lerobot/Robometer-4B"
     base_model_id: str = "Qwen/Qwen3-VL-4B-Instruct"
     max_frames: int = 8
-    image_size: tuple[int, int] | None = (224, 224)
+    image_size: tuple[Pixels, Pixels] | None = (224, 224)
     success_threshold: float = 0.5
     max_batch_size: int = 4
     device: str = "auto"
@@ -66,7 +67,7 @@ class TOPRewardBackendConfig:
     vlm_name: str = "Qwen/Qwen3-VL-8B-Instruct"
     max_frames: int = 16
     fps: float = 2.0
-    image_size: tuple[int, int] | None = (224, 224)
+    image_size: tuple[Pixels, Pixels] | None = (224, 224)
     add_chat_template: bool = False
     max_batch_size: int = 4
     device: str = "auto"

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from common.numbers import Pixels
 from lrm.backends.parsing import ParseStats, fallback_value, parse_answer
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
 from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, resize_image
@@ -59,7 +60,7 @@ class Qwen3VLBackendConfig:
     max_new_tokens: int = 256
     max_new_tokens_direct: int = 24
     max_batch_size: int = 8
-    image_size: tuple[int, int] | None = (256, 256)
+    image_size: tuple[Pixels, Pixels] | None = (256, 256)
     device: str = "auto"
     dtype: str = "auto"
     attn_implementation: str = "auto"
