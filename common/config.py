@@ -40,9 +40,11 @@ T = TypeVar("T")
 class ConfigError(Exception):
     """A config could not be loaded; the message is a single line naming file and key."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None,
+                 problem: str | None = None) -> None:
         # a key or value from the file may hold a line break; the message stays one line
         super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
+        self.source, self.key, self.problem = source, key, problem  # set for a value's error (`_fail`)
 
 
 class ConfigFile(Generic[T]):
@@ -131,18 +133,28 @@ def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: list[s
     With no path, the config is built from the dataclass defaults and the overrides alone
     (a command run with flags only); errors then name the command line as their source.
     """
-    if path is None:
-        data: Any = {}
-        for override in overrides or []:
-            data = _apply_override(data, override, "command line")
-        return from_dict(cls, data, source="command line")
-    path = pathlib.Path(path)
-    data = _read(path)
+    source = "command line" if path is None else str(path)
+    data: Any = {} if path is None else _read(pathlib.Path(path))
     if data is None:
         data = {}
     for override in overrides or []:
-        data = _apply_override(data, override, str(path))
-    return from_dict(cls, data, source=str(path))
+        data = _apply_override(data, override, source)
+    try:
+        return from_dict(cls, data, source=source)
+    except ConfigError as exc:
+        raise _blame_override(exc, source, overrides or []) from None
+
+
+def _blame_override(exc: ConfigError, source: str, overrides: list[str]) -> ConfigError:
+    """The error of a value that an override (a flag, `--set`) put there names the override, not the file."""
+    if exc.source != source or exc.key is None:
+        return exc  # another file's error, or not about one value
+    for override in reversed(overrides):  # the last override of a key is the one that counts
+        dotted = override.split("=", 1)[0].strip()
+        if exc.key == dotted or exc.key.startswith((dotted + ".", dotted + "[")):
+            return ConfigError(f"command line {override}: key '{exc.key}': {exc.problem}", source=source,
+                               key=exc.key, problem=exc.problem)
+    return exc
 
 
 def _read(path: pathlib.Path) -> Any:
@@ -226,7 +238,7 @@ def _show(value: Any, limit: int = 80) -> str:
 
 
 def _fail(source: str, key: str, message: str) -> typing.NoReturn:
-    raise ConfigError(f"{source}: key '{key or '<top level>'}': {message}")
+    raise ConfigError(f"{source}: key '{key or '<top level>'}': {message}", source=source, key=key, problem=message)
 
 
 def _convert(value: Any, tp: Any, source: str, key: str) -> Any:

@@ -97,10 +97,11 @@ def is_marked(path: str | os.PathLike[str]) -> bool:
 
 
 def make_output_dir(path: str | os.PathLike[str], kind: str, what: str = "output_dir") -> Path:
-    """Create folder `path` (parents too) marked as the tool's; an existing folder with files keeps no marker."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileError(f"{what} {path}: is a file; name a folder")
+    """Create folder `path` (parents too) marked as the tool's; an existing folder with files keeps no marker.
+
+    Checked as `check_output_dir` does first, so a command calling it before its work fails before it.
+    """
+    path = check_output_dir(path, what)
     made_by_us = not path.exists() or not any(path.iterdir())
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,11 @@ import argparse
 import pathlib
 import sys
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, get_args
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
-from common.numbers import Count, Range, Seed
+from common.numbers import Count, Pixels, Range, Seed
+from common.outputs import check_output_dir
 from sim.maniskill_env import SimEnvConfig
 
 
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", "--num-episodes", type=int, metavar="N", help="successful demonstrations to record")
     parser.add_argument("--out", metavar="STORE", help="episode store to append to (created if missing)")
     parser.add_argument("--seed", type=int, help="first env seed; later attempts use the following seeds")
-    parser.add_argument("--camera-size", metavar="WxH", help="camera resolution, e.g. 128x128")
+    parser.add_argument("--camera-size", metavar="WxH", type=camera_size, help="camera resolution, e.g. 128x128")
     parser.add_argument("--max-attempts", type=int, help="give up after this many solver attempts")
     parser.add_argument(
         "--keep-failed", action="store_true", default=None, help="also store failed solves (oracle success false)"
@@ -71,10 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def camera_size(text: str) -> tuple[int, int]:
+    """`--camera-size WxH` as (width, height), each side within the bounds of a camera side (Pixels)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 128x128)")
+    bounds = get_args(Pixels)[1]
+    for side in (int(width), int(height)):
+        if problem := bounds.problem(side):
+            raise argparse.ArgumentTypeError(f"{text!r}: each side {problem}")
+    return int(width), int(height)
+
+
 def config_from_args(args: argparse.Namespace) -> DemosConfig:
-    width = height = None
-    if args.camera_size is not None:
-        width, _, height = args.camera_size.partition("x")
+    width, height = args.camera_size or (None, None)
     flags = {
         "env.env_id": args.env_id,
         "num_episodes": args.num_episodes,
@@ -90,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> DemosConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    check_output_dir(config.out, "out")  # the store, created or appended to
     from sim.demos import record_demos
 
     report = record_demos(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 from common.numbers import Count, NonNegative, Seed, Steps
+from common.outputs import check_output_dir, check_output_file
 from policies.pi05.policy import Pi05Config
 from sim.maniskill_env import SimEnvConfig
 
@@ -73,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     flags = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
              "record": args.record, "output": args.output, "policy": "random" if args.random else None}
     config = load_command_config(args, EvalPolicyConfig, flags)
+    # before the evaluation: a report that cannot be written afterwards loses it
+    if config.output is not None:
+        check_output_file(config.output, "output")
+    if config.record is not None:
+        check_output_dir(config.record, "record")
 
     from app.evaluate import evaluate_in_sim
     from policies.errors import PolicyError

@@ -36,11 +36,12 @@ def save_episode(store: Any, index: int, path: Path) -> int:
 
 
 def spawn_episode(store: Any, index: int) -> int:
-    """Start the rerun viewer and stream episode `index` to it; returns the number of frames logged."""
+    """Start the rerun viewer (on localhost) and stream episode `index` to it; returns the number of frames logged."""
     from app.rerun_log import log_episode
+    from app.rerun_viewer import spawn_viewer
 
     recording = _recording(store, index)
-    recording.spawn()
+    spawn_viewer(recording)
     try:
         return log_episode(recording, store, index)
     finally:

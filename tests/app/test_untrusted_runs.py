@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from app.cli import main
+from common.outputs import MARKER
 from policies.actor_critic.model import ActorCriticConfig, NormStats, make_policy
 from tests.policies.conftest import synthetic_episode
 from recordings.store import EpisodeStore
@@ -71,6 +72,7 @@ def bc_run(tmp_path) -> tuple[pathlib.Path, list[str]]:
         "progress": False,
     }))
     assert main(["train-policy", "--config", str(config)]) == 0
+    assert (tmp_path / "run" / MARKER).is_file()  # the command made the output folder
     return tmp_path / "run", ["train-policy", "--config", str(config), "--steps", "20", "--resume"]
 
 
