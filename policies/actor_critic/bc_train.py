@@ -388,8 +388,15 @@ def episode_split(store: Any, config: Any, out: Path, resuming: bool) -> tuple[l
     """
     split_path = out / "split.json"
     if resuming:
-        split = json.loads(split_path.read_text())
-        return split["train"], split["val"]
+        try:
+            split = json.loads(split_path.read_text())
+            train_ids, val_ids = list(split["train"]), list(split["val"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PolicyError(f"{split_path}: unreadable ({type(exc).__name__}: {exc}); the run cannot resume "
+                              "without its split") from None
+        if not all(type(i) is int for i in train_ids + val_ids):
+            raise PolicyError(f"{split_path}: the split lists something other than episode indices")
+        return train_ids, val_ids
     selected = [r.index for r in store.episodes(*config.select)]
     if config.max_episodes is not None:
         selected = selected[: config.max_episodes]

@@ -138,3 +138,12 @@ def test_a_truncated_weights_file_is_one_line(actor_critic, tmp_path, capsys):
                  "--output", str(tmp_path / "report.json")])
     assert code == 2
     assert one_error_line(capsys).startswith(f"lrm-robot eval-policy: error: {weights}: damaged weights file (")
+
+
+def test_train_policy_resume_reports_a_garbled_split(bc_run, capsys):
+    run, args = bc_run
+    (run / "split.json").write_text('{"train": [0, "rm -rf"], "val": []}')
+    capsys.readouterr()
+    assert main([*args, "--output-dir", str(run)]) == 2
+    err = one_error_line(capsys)
+    assert err.endswith(f"{run / 'split.json'}: the split lists something other than episode indices")

@@ -158,7 +158,7 @@ def test_constant_floor_by_hand(store_path):
         ({"sources": ["/nonexistent/store"]}, "/nonexistent/store does not exist"),
         ({"backend": "/nonexistent/backend.yaml"}, "config file not found"),
         ({"dataset": {"val_fraction": 0.0}}, "no held-out"),
-        ({"every": 0}, "every must be at least 1"),
+        ({"every": 0}, "key 'every': must be at least 1, got 0"),
         ({"trajectory_modalities": ["vibes"]}, "unknown modalities"),
     ],
 )
