@@ -16,10 +16,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 from common.config import ConfigFile, config_file
 from sim.maniskill_env import SimEnvConfig
+from common.config import config_to_dict
+
+if TYPE_CHECKING:
+    from sim.env import Env
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,7 @@ def build_env(section: EnvSection, **robot_options: Any) -> Any:
     return make_robot_env(config, **robot_options)
 
 
-def camera_sizes(section: EnvSection, env: Any) -> dict[str, tuple[int, int]]:
+def camera_sizes(section: EnvSection, env: Env) -> dict[str, tuple[int, int]]:
     """camera -> (H, W) of the images the env delivers (what the episode store is created with)."""
     if not section.is_robot:
         return {n: (section.sim.camera_height, section.sim.camera_width) for n in env.camera_names}
@@ -88,7 +92,7 @@ def camera_sizes(section: EnvSection, env: Any) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def episode_fields(section: EnvSection, env: Any) -> dict[str, Any]:
+def episode_fields(section: EnvSection, env: Env) -> dict[str, Any]:
     """EpisodeMeta fields of a rollout in this env: source, env_id, config_hash, and the env's part of `extra`."""
     if not section.is_robot:
         from sim.demos import config_hash
@@ -96,7 +100,6 @@ def episode_fields(section: EnvSection, env: Any) -> dict[str, Any]:
         sim = section.sim
         return {"source": "sim", "env_id": sim.env_id, "config_hash": config_hash(sim),
                 "extra": {"state_mode": sim.state_mode, "control_mode": sim.control_mode}}
-    from common.config import config_to_dict
 
     text = json.dumps(config_to_dict(env.config), sort_keys=True, default=str)
     return {"source": "robot", "env_id": "", "config_hash": hashlib.sha256(text.encode()).hexdigest()[:12],
@@ -104,7 +107,7 @@ def episode_fields(section: EnvSection, env: Any) -> dict[str, Any]:
                       "control_hz": float(env.control_freq)}}
 
 
-def end_env_episode(env: Any) -> dict[str, Any] | None:
+def end_env_episode(env: Env) -> dict[str, Any] | None:
     """A robot holds the arm between episodes; its report (summary, rate, safety clips) as JSON, or None.
 
     None for an env without episodes of its own (the simulator) and when the

@@ -21,8 +21,10 @@ from policies.base import Policy
 from policies.errors import PolicyError
 from policies.eval_report import EvalReport
 from recordings.episode import EpisodeMeta
+from recordings.store import EpisodeStore
 
 if TYPE_CHECKING:
+    from sim.env import Env
     from sim.maniskill_env import SimEnvConfig
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,13 @@ __all__ = ["evaluate_in_sim", "evaluate_policy"]
 
 def evaluate_policy(
     policy: Policy,
-    env: Any,
+    env: Env,
     episodes: int,
     *,
     seed: int = 10_000,
     max_steps: int | None = None,
     policy_id: str = "policy",
-    store: Any = None,
+    store: EpisodeStore | None = None,
     round: int = 0,  # noqa: A002 - EpisodeMeta's field name
     progress: bool = True,
 ) -> EvalReport:
@@ -98,9 +100,8 @@ def evaluate_in_sim(policy: Policy, env_config: SimEnvConfig, episodes: int, *, 
                 store.close()
 
 
-def _open_store(path: str | Path, env: Any, env_config: SimEnvConfig) -> Any:
+def _open_store(path: str | Path, env: Env, env_config: SimEnvConfig) -> EpisodeStore:
     """The store to record into, created for this env's cameras and sizes, or refused when it holds others."""
-    from recordings.store import EpisodeStore
 
     cameras = {name: (env_config.camera_height, env_config.camera_width) for name in env.camera_names}
     store = EpisodeStore.open(path, mode="a", fps=env.control_freq, cameras=cameras, state_dim=env.state_size,
@@ -114,13 +115,13 @@ def _open_store(path: str | Path, env: Any, env_config: SimEnvConfig) -> Any:
     return store
 
 
-def _config_hash(env: Any) -> str:
+def _config_hash(env: Env) -> str:
     from sim.demos import config_hash
 
     return config_hash(env.config) if hasattr(env, "config") else ""
 
 
-def _check_policy_fits(policy: Policy, env: Any) -> None:
+def _check_policy_fits(policy: Policy, env: Env) -> None:
     """A policy trained on other cameras or another state layout would act on garbage: refuse with a hint."""
     missing = [c for c in policy.camera_names if c not in env.camera_names]
     if missing:

@@ -73,12 +73,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 
 from common.numbers import NonNegative, PositiveFloat, Range, Steps
 from recordings.episode import EpisodeMeta, Frame
+
+if TYPE_CHECKING:
+    from policies.base import Policy
+    from recordings.store import EpisodeStore
+    from sim.env import Env
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +246,9 @@ class _Interrupted(Exception):
 
 
 def run_rollout(
-    env: Any,
-    policy: Any,
-    store: Any,
+    env: Env,
+    policy: Policy,
+    store: EpisodeStore | None,
     meta: EpisodeMeta | None,
     *,
     config: RolloutConfig | None = None,
@@ -433,7 +438,7 @@ def _near_end(steps: int, cfg: RolloutConfig, elapsed: float, step_times: deque[
     return False
 
 
-def _capture_terminal(env: Any, obs: Any, last_action: np.ndarray | None, cfg: RolloutConfig,
+def _capture_terminal(env: Env, obs: Any, last_action: np.ndarray | None, cfg: RolloutConfig,
                       record: Callable[[np.ndarray, dict[str, np.ndarray]], Any]) -> bool:
     """On an operator stop, still record the state the episode ended in (best effort)."""
     if not cfg.record_terminal or last_action is None:
@@ -447,7 +452,7 @@ def _capture_terminal(env: Any, obs: Any, last_action: np.ndarray | None, cfg: R
     return True
 
 
-def _commit(writer: Any, env: Any, sim: bool, status: str, reason: str, steps: int, captured: list[int],
+def _commit(writer: Any, env: Env, sim: bool, status: str, reason: str, steps: int, captured: list[int],
             cfg: RolloutConfig, ever: bool | None, best: float | None, duration: float, *, aborted: bool,
             terminal: bool) -> int:
     """Outcome into the episode's attributes, then the commit (one atomic step, see EpisodeWriter.update_meta)."""

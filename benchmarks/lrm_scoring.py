@@ -128,12 +128,12 @@ def bench_steps(model_dir: str, adapters: dict[str, str], robometer_dir: str, ar
             device=args.device,
         )
     )
-    size = (args.image_size, args.image_size)
+    side = args.image_size  # the scenes are square: the longer side is the size
     capped = RobometerRewardModel(
-        RobometerBackendConfig(pretrained_path=robometer_dir, base_model_id=model_dir, max_frames=8, image_size=size)
+        RobometerBackendConfig(pretrained_path=robometer_dir, base_model_id=model_dir, max_frames=8, max_side=side)
     )
     full = RobometerRewardModel(
-        RobometerBackendConfig(pretrained_path=robometer_dir, base_model_id=model_dir, max_frames=10**6, image_size=size)
+        RobometerBackendConfig(pretrained_path=robometer_dir, base_model_id=model_dir, max_frames=10**6, max_side=side)
     )
     rows = []
     for step in args.steps:

@@ -26,7 +26,7 @@ import pathlib
 import re
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from common.numbers import Range, default_range
@@ -379,6 +379,9 @@ def _convert_union(value: Any, options: tuple, source: str, key: str) -> Any:
     specific = [e for e in errors if not str(e).startswith(mismatch)]
     if len(specific) == 1:
         raise specific[0]
+    mappings = [e for o, e in zip([o for o in options if o is not type(None)], errors) if dataclasses.is_dataclass(o)]
+    if isinstance(value, dict) and len(mappings) == 1:
+        raise mappings[0]  # a mapping was meant for the one dataclass: its error names the bad key
     _fail(source, key, f"expected {_describe_union(options)}, got {_type_name(value)} {_show(value)}")
 
 
@@ -449,3 +452,15 @@ def config_type(path: str | pathlib.Path, default: Any = None) -> Any:
     except (OSError, YamlProblem):
         return default
     return data.get("type", default) if isinstance(data, dict) else default
+
+
+def dataclass_from_json(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+    """`cls(**data)` for a config saved inside a checkpoint; keys it does not know are a ValueError.
+
+    A checkpoint written by a newer version would otherwise lose settings silently.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {', '.join(unknown)}")
+    return cls(**dict(data))

@@ -69,7 +69,7 @@ class GuardedRewardModel:
         self.failures[env] += 1
         log.warning("reward backend failed for env %s (%s); holding its previous value", env, self.last_error)
         held = 0.0 if request.previous_value is None else float(request.previous_value)
-        return Reward(held, raw_text=f"held after failure: {self.last_error}", parsed_ok=False)
+        return Reward(held, raw_text=f"held after failure: {self.last_error}", parsed_ok=False, failed=True)
 
     @property
     def failure_count(self) -> int:

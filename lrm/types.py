@@ -8,6 +8,7 @@ rounds and PPO never ask which model scored a frame.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, get_args, runtime_checkable
 
@@ -46,10 +47,13 @@ class RewardRequest:
     to it when the model's answer cannot be parsed (None means 0.0).
     `env_id` / `request_id` only travel along, so a caller can match results.
 
-    Two optional extras serve the baselines, and the LRM ignores them:
+    Optional extras serve the baselines, and the LRM ignores them:
     `video` is the episode so far as (T, H, W, 3) uint8, oldest first, ending at
     the current frame (whole-trajectory models: Robometer, TOPReward,
-    RoboReward; a backend with `needs_video = True` requires it); `oracle` holds
+    RoboReward; a backend with `needs_video = True` requires it); `video_fps` is
+    the rate its frames were taken at, in frames per second of the episode's
+    clock (None: unknown, the backend then takes its configured rate, see
+    lrm.backends.video); `oracle` holds
     the simulator's values at the current frame (`dense_reward` in [0, 1],
     `success` 0/1, optionally `previous_dense_reward` at the previous query),
     filled by a sim rollout loop for the `oracle` backend (see `lrm.backends.oracle`).
@@ -63,6 +67,7 @@ class RewardRequest:
     previous_value: float | None = None
     video: np.ndarray | None = None
     oracle: Mapping[str, float] | None = None
+    video_fps: float | None = None
 
 
 @dataclasses.dataclass
@@ -74,13 +79,16 @@ class Reward:
     expected value over the eleven options), 1/0 (completion; in logits mode
     P(completed)). `raw_text` is the model's text, kept for inspection; `probs` maps
     each answer option to its probability when the backend can compute it;
-    `parsed_ok` is False when the value is a fallback because the answer was unusable.
+    `parsed_ok` is False when the value is a fallback because the answer was unusable;
+    `failed` is True when no answer came back at all (the backend failed, see
+    `lrm.guarded`): the value is then a stand-in that a caller may replace.
     """
 
     value: float
     raw_text: str
     probs: dict[str, float] | None = None
     parsed_ok: bool = True
+    failed: bool = False
 
 
 @runtime_checkable
@@ -125,6 +133,9 @@ def validate_request(request: RewardRequest, index: int) -> None:
         raise RequestError(f"request {index}: task must be a non-empty string")
     if request.video is not None:
         validate_video(request.video, index=index)
+    fps = request.video_fps
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0):
+        raise RequestError(f"request {index}: video_fps must be a positive number, got {fps!r}")
 
 
 def validate_video(video: object, *, index: int) -> np.ndarray:
@@ -157,9 +168,28 @@ def resize_image(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.array(resized, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
+def fit_pixels(image: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """Shrink an HxWx3 uint8 frame to at most `max_pixels` pixels, keeping its aspect ratio; None keeps it.
+
+    A VLM's vision-token count grows with the pixel count, so a budget bounds the
+    cost of a query without distorting the scene the way a fixed (H, W) would.
+    """
+    height, width = image.shape[:2]
+    if max_pixels is None or height * width <= max_pixels:
+        return image
+    scale = math.sqrt(max_pixels / (height * width))
+    size = (max(1, math.floor(height * scale)), max(1, math.floor(width * scale)))
+    return resize_image(image, size)
+
+
+def scale_image(image: np.ndarray, size: tuple[int, int] | None, max_pixels: int | None = None) -> np.ndarray:
+    """`size` (H, W) resizes exactly; otherwise `max_pixels` bounds the pixels, aspect ratio kept."""
+    return resize_image(image, size) if size is not None else fit_pixels(image, max_pixels)
+
+
 def prepare_frames(
-    request: RewardRequest, index: int, size: tuple[int, int] | None
+    request: RewardRequest, index: int, size: tuple[int, int] | None, max_pixels: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Validate a request and return its frames resized to `size`."""
+    """Validate a request and return its frames scaled as `scale_image` says."""
     validate_request(request, index)
-    return {key: resize_image(image, size) for key, image in request.frames.items()}
+    return {key: scale_image(image, size, max_pixels) for key, image in request.frames.items()}

@@ -14,7 +14,8 @@ written, and that is written last:
 1. frames: the arrays are resized past the committed end and whole chunks are
    written (each chunk file is replaced atomically by zarr's LocalStore:
    temporary `.partial` file + rename);
-2. the episode JSON (temporary file + os.replace);
+2. the episode JSON (temporary file + os.replace), with the checksums of the
+   episode's rows that the writer took while writing them (`recordings.integrity`);
 3. with `durable=True`: fsync of the chunk files, array metadata, the JSON and
    their directories, so that power loss cannot reorder steps 1-2 after 4;
 4. `episode_ends` grows by one entry (it reads as the fill value 0 = torn),
@@ -22,8 +23,11 @@ written, and that is written last:
 5. with `durable=True`: fsync of `episode_ends`.
 
 A writer killed at any point leaves every earlier episode intact; readers
-trust only the valid prefix of `episode_ends` (`recordings.recovery`), and the
-next writer truncates the torn tail when it opens the store.
+count an episode as committed only once its end is written
+(`recordings.recovery`), and the next writer truncates the torn tail when it
+opens the store. That tail is all a writer ever removes: a committed episode
+found damaged (its JSON, its range or its bytes) is quarantined instead, and
+readers skip it (`recordings.integrity`).
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from recordings import layout
+from recordings import integrity, layout
 from recordings.episode import EpisodeMeta, EpisodeRecord
-from recordings.errors import NotAStoreError, StoreError
-from recordings.layout import Compression
-from recordings.recovery import committed_prefix, truncate_tail
-from recordings.schema import StoreSchema
+from recordings.errors import DamagedEpisodeError, NotAStoreError, StoreError
+from recordings.integrity import Damage
+from recordings.quarantine import Quarantine, set_aside
+from recordings.recovery import Scan, info_problem, read_ends, scan, truncate_tail
+from recordings.schema import StoreSchema, check_meta
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +97,15 @@ class StoreArrays:
         self.attrs: dict[str, Any] = {}
         self.schema: StoreSchema | None = None
         self.ends: zarr.Array | None = None
-        self.frames: dict[str, zarr.Array] = {}  # every per-frame array; all kept at the same length
-        self.records: list[EpisodeRecord] = []
+        self.frames: dict[str, zarr.Array] = {}  # every per-frame array that opens; all kept at the same length
+        self.committed = 0  # committed episodes, damaged ones included: the next episode's index
+        self.whole: dict[int, EpisodeRecord] = {}  # committed episodes whose metadata and range hold up
+        self.records: dict[int, EpisodeRecord] = {}  # those of them readers get: not damaged
+        # Read-only stores never write it; with the writer lock held, found damage is recorded.
+        self.quarantine = Quarantine(root, durable=durable, writable=not read_only)
+        self.scan = Scan()
         self.num_frames = 0
+        self._missing_arrays: dict[str, dict[str, Any]] = {}  # key -> spec, for arrays whose zarr.json is gone
         self._info_cache: dict[int, tuple[tuple[int, int, int], dict[str, Any], EpisodeMeta]] = {}
 
     @property
@@ -103,87 +114,159 @@ class StoreArrays:
 
     @property
     def num_episodes(self) -> int:
-        return len(self.records)
+        return self.committed
+
+    @property
+    def damaged(self) -> dict[int, Damage]:
+        """The quarantined episodes: what readers skip."""
+        return self.quarantine.damaged
 
     # -- reading what is committed -------------------------------------------------------
 
     def refresh(self) -> int:
-        """Re-read the committed episodes and array metadata from disk; returns the episode count.
+        """Re-read the committed episodes and array metadata from disk; returns the committed count.
 
         Zarr caches an array's shape in its Array object, so a reader sees new
         episodes only after this. Order matters: episode_ends first, then the
-        arrays (a writer grows them before committing), then the JSONs.
+        arrays (a writer grows them before committing), then the JSONs; and
+        episode_ends again, to scan anew if a writer committed meanwhile (the
+        scan would take that episode's JSON for a sign of lost end entries).
         """
         attrs = layout.read_root_attrs(self.root)
         if attrs is None:
             raise NotAStoreError(f"{self.root} is not an lrm-robot episode store (no zarr.json with format tag)")
         self.attrs = attrs
         self.schema = StoreSchema.from_attrs(attrs)
-        ends_array = layout.open_array(self.zstore, layout.EPISODE_ENDS)
-        if ends_array is None:
-            raise NotAStoreError(f"{self.root} is not an lrm-robot episode store (no {layout.EPISODE_ENDS} array)")
-        ends = ends_array[:] if ends_array.shape[0] else np.zeros(0, np.int64)
-        arrays: dict[str, zarr.Array] = {}
-        data_len = 0
-        if self.schema is not None:
-            core = [layout.camera_key(n) for n in self.schema.cameras] + [
-                layout.STATE,
-                layout.ACTION,
-                layout.TIMESTAMP,
-            ]
-            opened = {key: layout.open_array(self.zstore, key) for key in core}
-            if all(a is not None for a in opened.values()):
-                arrays.update(opened)  # type: ignore[arg-type]
-                data_len = min(a.shape[0] for a in arrays.values())
-        for modality in sorted(_listdir(self.root / layout.REWARD_DIR)):
-            arr = layout.open_array(self.zstore, layout.reward_key(modality))
-            if arr is not None:
-                arrays[layout.reward_key(modality)] = arr
-        reward_lens = {k.rsplit("/", 1)[1]: a.shape[0] for k, a in arrays.items() if k.startswith(layout.REWARD_DIR)}
-        infos, why = committed_prefix(ends, data_len, reward_lens, self._episode_info)
-        if why is not None and len(infos) < ends.shape[0]:
-            log.debug("%s: %d of %d end entries committed; stopped: %s", self.root, len(infos), ends.shape[0], why)
+        for _attempt in range(5):
+            ends_array = self._open_ends()
+            ends = read_ends(self.root, ends_array)
+            data_lens, reward_lens = self._open_frame_arrays()
+            names = _listdir(self.root / layout.EPISODES_DIR)
+            json_indices = [i for i in map(layout.episode_json_index, names) if i is not None]
+            found = scan(ends, data_lens, reward_lens, self._episode_info, json_indices)
+            if read_ends(self.root, self._open_ends()) == ends:
+                break
         self.ends = ends_array
-        self.frames = arrays
-        self.records = [
-            EpisodeRecord(
-                index=info["index"],
-                meta=self._info_cache[info["index"]][2],
-                start=info["start"],
-                end=info["end"],
-                rewards=tuple(info.get("rewards", ())),
+        self.scan = found
+        self.committed = found.committed
+        self.num_frames = found.num_frames
+        self.whole = {
+            i: EpisodeRecord(
+                index=i,
+                meta=self._info_cache[i][2],
+                start=start,
+                end=end,
+                rewards=tuple(found.infos[i].get("rewards", ())),
             )
-            for info in infos
-        ]
-        self.num_frames = infos[-1]["end"] if infos else 0
-        for i in [i for i in self._info_cache if i >= len(infos)]:
+            for i, (start, end) in found.ranges.items()
+        }
+        damaged = self.quarantine.load(self.committed, found.damage)
+        self.records = {i: r for i, r in self.whole.items() if i not in damaged}
+        for i in [i for i in self._info_cache if i >= self.committed]:
             del self._info_cache[i]
-        return len(self.records)
+        return self.committed
 
-    def _episode_info(self, index: int) -> dict[str, Any] | None:
-        """An episode's JSON, cached by (inode, mtime, size) so refresh() re-reads only changed files."""
+    def _open_ends(self) -> zarr.Array:
+        ends = layout.open_array(self.zstore, layout.EPISODE_ENDS)
+        if ends is None:
+            why = "damaged" if (self.root / layout.EPISODE_ENDS / "zarr.json").exists() else "missing"
+            raise NotAStoreError(
+                f"{self.root} is not a readable episode store ({layout.EPISODE_ENDS}/zarr.json is {why})"
+            )
+        return ends
+
+    def _open_frame_arrays(self) -> tuple[dict[str, int | None], dict[str, int | None]]:
+        """Open every frame array; lengths by key (schema arrays) and by modality, None for one that does not open."""
+        self.frames = {}
+        self._missing_arrays = {}
+        specs: dict[str, dict[str, Any]] = {}
+        if self.schema is not None:
+            specs = layout.schema_array_specs(self.schema, self.attrs, length=0)
+        for modality in sorted(_listdir(self.root / layout.REWARD_DIR, dirs_only=True)):
+            specs[layout.reward_key(modality)] = layout.reward_array_spec(self.attrs, length=0)
+        lens: dict[str, int | None] = {}
+        for key, spec in specs.items():
+            array = layout.open_array(self.zstore, key)
+            lens[key] = None if array is None else array.shape[0]
+            if array is None:
+                self._missing_arrays[key] = spec
+            else:
+                self.frames[key] = array
+        data_lens = {k: n for k, n in lens.items() if not k.startswith(layout.REWARD_DIR)}
+        reward_lens = {k.rsplit("/", 1)[1]: n for k, n in lens.items() if k.startswith(layout.REWARD_DIR)}
+        return data_lens, reward_lens
+
+    def _episode_info(self, index: int) -> tuple[dict[str, Any] | None, str]:
+        """Episode `index`'s JSON if it is valid, else (None, why); cached by (inode, mtime, size)."""
         path = self.root / layout.EPISODES_DIR / layout.episode_json_name(index)
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return None
+            return None, "missing"
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = self._info_cache.get(index)
         if cached is not None and cached[0] == key:
-            return cached[1]
+            return cached[1], ""
+        self._info_cache.pop(index, None)
         info = layout.read_json(path)
-        if info is None or info.get("format") != layout.EPISODE_JSON_TAG or not isinstance(info.get("meta"), dict):
-            return None
+        if info is None:
+            return None, "not valid JSON"
+        problem = info_problem(info, index)
+        if problem is not None:
+            return None, problem
         try:
             meta = EpisodeMeta.from_json(info["meta"])
-        except (TypeError, ValueError):
-            return None
+            check_meta(meta)
+        except (TypeError, ValueError) as exc:
+            return None, f"meta: {exc}"
         self._info_cache[index] = (key, info, meta)
-        return info
+        return info, ""
 
     def _remember(self, index: int, info: dict[str, Any], meta: EpisodeMeta) -> None:
         st = os.stat(self.root / layout.EPISODES_DIR / layout.episode_json_name(index))
         self._info_cache[index] = ((st.st_ino, st.st_mtime_ns, st.st_size), info, meta)
+
+    def expected_digests(self, index: int) -> dict[str, str] | None:
+        """The checksums episode `index` was committed with (None: written before they were kept)."""
+        return integrity.expected_digests(self._info_cache[index][1])
+
+    # -- damage found while reading ------------------------------------------------------
+
+    def report_damage(self, damage: Damage) -> DamagedEpisodeError:
+        """Quarantine an episode found damaged now; returns the error that refuses it."""
+        self.records.pop(damage.index, None)
+        return self.quarantine.report(damage)
+
+    def episode_arrays(self, rec: EpisodeRecord, keys: list[str]) -> dict[str, zarr.Array]:
+        """The arrays holding `keys` of episode `rec`; one that does not open quarantines the episode."""
+        for key in keys:
+            if key not in self.frames:
+                raise self.report_damage(Damage(rec.index, key, integrity.MISSING_ARRAY))
+        return {k: self.frames[k] for k in keys}
+
+    def read_chunk(
+        self, rec: EpisodeRecord, arrays: dict[str, zarr.Array], start: int, stop: int
+    ) -> dict[str, np.ndarray]:
+        """Rows [start, stop) of episode `rec`; a chunk that cannot be decoded quarantines the episode."""
+        data = integrity.read_rows(arrays, start, stop)
+        for key, rows in data.items():
+            if isinstance(rows, Exception):
+                raise self.report_damage(Damage(rec.index, key, integrity.unreadable(start, stop, rows)))
+        return data  # type: ignore[return-value]
+
+    def read_episode(self, rec: EpisodeRecord, keys: list[str]) -> dict[str, np.ndarray]:
+        """Frames [start, end) of `keys`, checked against the episode's checksums; damage raises DamagedEpisodeError."""
+        data = self.read_chunk(rec, self.episode_arrays(rec, keys), rec.start, rec.end)
+        bad = integrity.mismatches(data, self.expected_digests(rec.index) or {})
+        if bad:
+            raise self.report_damage(Damage(rec.index, bad[0], integrity.mismatch(rec.start, rec.end)))
+        return data
+
+    def settle_quarantine(self, found: dict[int, Damage], checked: set[int], *, write: bool) -> str:
+        """Quarantine what a verification of the episodes `checked` found, release the rest; see Quarantine.settle."""
+        done = self.quarantine.settle(found, checked, write=write)
+        self.refresh()
+        return done
 
     # -- writing past the committed end --------------------------------------------------
 
@@ -193,7 +276,32 @@ class StoreArrays:
 
     def write_frames(self, arrays: dict[str, zarr.Array], start: int, block: dict[str, np.ndarray]) -> None:
         """Step 1 of the commit protocol for frames [start, start + len(block)); see `write_block`."""
-        write_block(self.root, arrays, start, block, durable=self.durable)
+        try:
+            write_block(self.root, arrays, start, block, durable=self.durable)
+        except Exception:
+            if not self._set_aside_undecodable(arrays, start):
+                raise
+            write_block(self.root, arrays, start, block, durable=self.durable)
+
+    def _set_aside_undecodable(self, arrays: dict[str, zarr.Array], start: int) -> bool:
+        """Writing from mid-chunk rewrites the chunk the previous episode ends in, so zarr must decode
+        it first. If it cannot be decoded, those frames are lost already: set the file aside
+        (`meta/quarantine/`), quarantine the episodes that had frames in it, and let the write go on."""
+        first = start - start % self.chunk_frames
+        if first == start:
+            return False
+        moved = False
+        for key, array in arrays.items():
+            if not isinstance(integrity.read_rows({key: array}, first, start)[key], Exception):
+                continue
+            path = layout.chunk_paths(self.root, array, first, first + 1)[0]
+            target = set_aside(self.root, path).relative_to(self.root)
+            moved = True
+            why = f"{integrity.frames(first, start)} could not be decoded; the chunk file was set aside as {target}"
+            for rec in self.whole.values():
+                if rec.start < start and rec.end > first and rec.index not in self.damaged:
+                    self.report_damage(Damage(rec.index, key, why))
+        return moved
 
     def fix_schema(self, schema: StoreSchema) -> None:
         """The first episode fixes the schema: create the frame arrays, then record it in the attributes."""
@@ -206,15 +314,8 @@ class StoreArrays:
         key = layout.reward_key(modality)
         if key in self.frames:
             return
-        comp = Compression.from_json((self.attrs.get("compression") or {}).get("vectors"))
         self.frames[key] = layout.create_frame_array(
-            self.zstore,
-            key,
-            shape=(length,),
-            dtype=np.float32,
-            chunk_frames=self.chunk_frames,
-            compression=comp,
-            fill_value=float("nan"),
+            self.zstore, key, **layout.reward_array_spec(self.attrs, length=length)
         )
 
     def update_attrs(self, changes: dict[str, Any]) -> None:
@@ -224,9 +325,11 @@ class StoreArrays:
         if self.durable:
             layout.fsync_paths([self.root / "zarr.json"])
 
-    def commit_episode(self, index: int, start: int, end: int, meta: EpisodeMeta, rewards: list[str]) -> int:
+    def commit_episode(
+        self, index: int, start: int, end: int, meta: EpisodeMeta, rewards: list[str], checksums: dict[str, Any]
+    ) -> int:
         """Steps 2-5 of the commit protocol (module docstring); the frames are already written."""
-        assert index == len(self.records) and start == self.num_frames and end > start
+        assert index == self.committed and start == self.num_frames and end > start
         assert self.ends is not None
         info = {
             "format": layout.EPISODE_JSON_TAG,
@@ -236,6 +339,7 @@ class StoreArrays:
             "length": end - start,
             "rewards": rewards,
             "meta": meta.to_json(),
+            "checksums": checksums,
         }
         path = self.root / layout.EPISODES_DIR / layout.episode_json_name(index)
         ends = self.ends
@@ -252,7 +356,9 @@ class StoreArrays:
             self.rollback_tail()
             raise
         self._remember(index, info, meta)
-        self.records.append(EpisodeRecord(index, meta, start, end, tuple(rewards)))
+        record = EpisodeRecord(index, meta, start, end, tuple(rewards))
+        self.whole[index] = self.records[index] = record
+        self.committed = index + 1
         self.num_frames = end
         if self.durable:
             try:
@@ -265,26 +371,36 @@ class StoreArrays:
         return index
 
     def rollback_tail(self) -> None:
-        """Throw away everything past the committed prefix as found on disk (discard, failed write)."""
+        """Throw away everything past the committed episodes as found on disk (discard, failed write)."""
         try:
             self.repair(sweep_partials=False)
         except Exception:
             log.exception("%s: could not roll back the uncommitted tail; the next open will repair it", self.root)
 
     def repair(self, *, sweep_partials: bool) -> None:
-        """Truncate the torn tail a killed (or failed) writer left; only with the writer lock held."""
+        """Truncate the torn tail a killed (or failed) writer left; only with the writer lock held.
+
+        Nothing committed is removed: damaged committed episodes are added to the
+        quarantine record, episode_ends entries that disagree with the episode
+        JSONs are restored from them, and a frame array whose zarr.json is gone
+        gets a new one (its chunk files are kept).
+        """
         self.refresh()
         assert self.ends is not None
-        done = truncate_tail(
+        done: list[str] = []
+        if self.schema is not None and (self.committed or self.attrs.get("schema_from") == "create"):
+            done += self._rebuild_headers()
+        done += truncate_tail(
             root=self.root,
             ends_array=self.ends,
             frame_arrays=self.frames,
-            n_episodes=len(self.records),
+            n_episodes=self.committed,
             n_frames=self.num_frames,
             durable=self.durable,
             sweep_partials=sweep_partials,
         )
-        if not self.records and self.attrs.get("schema_from") != "create":
+        done += self._restore_ends()
+        if not self.committed and self.attrs.get("schema_from") != "create":
             # The episode that fixed (or was fixing) the schema never committed: forget
             # its schema and every array it created, whatever step it was killed at.
             if self.schema is not None:
@@ -295,14 +411,37 @@ class StoreArrays:
                 shutil.rmtree(path, ignore_errors=True)
             if leftovers:
                 done.append(f"removed {len(leftovers)} frame arrays of an uncommitted first episode")
-        elif self.schema is not None and not self.records and not self.frames:
-            # A schema given at create time whose arrays went missing: recreate them empty.
-            self.fix_schema(self.schema)
-            self.update_attrs({"schema_from": "create"})
-            done.append("recreated the frame arrays")
-        if done:
-            log.warning("%s: repaired uncommitted tail: %s", self.root, "; ".join(done))
         self.refresh()
+        done += self.quarantine.after_repair()
+        if done:
+            log.warning("%s: repaired: %s", self.root, "; ".join(done))
+
+    def _rebuild_headers(self) -> list[str]:
+        """A new zarr.json, at the committed length, for every frame array whose own is missing or damaged."""
+        done = []
+        for key, spec in self._missing_arrays.items():
+            spec = {**spec, "shape": (self.num_frames, *spec["shape"][1:])}
+            self.frames[key] = layout.rebuild_array_header(self.root, key, **spec)
+            if self.durable:
+                layout.fsync_paths([self.root / key / "zarr.json"])
+            done.append(f"wrote a new {key}/zarr.json ({self.num_frames} frames; its chunk files kept)")
+        self._missing_arrays = {}
+        return done
+
+    def _restore_ends(self) -> list[str]:
+        """Rewrite the episode_ends entries that disagree with the episode JSONs (one damaged copy of three)."""
+        assert self.ends is not None
+        fixes = {i: v for i, v in self.scan.ends_fixes.items() if i < self.ends.shape[0]}
+        if not fixes:
+            return []
+        current = read_ends(self.root, self.ends)
+        lo, hi = min(fixes), max(fixes) + 1
+        # One write over the span (a chunk replace each, not one per entry). An entry in it that
+        # neither reads nor was settled stays unknown: 0 says so as well as an unreadable chunk did.
+        self.ends[lo:hi] = np.asarray([fixes.get(i, current[i] or 0) for i in range(lo, hi)], dtype=np.int64)
+        if self.durable:
+            layout.fsync_paths(layout.chunk_paths(self.root, self.ends, lo, hi))
+        return [f"restored {layout.EPISODE_ENDS} entries {integrity.index_ranges(fixes)} from the episode JSONs"]
 
     # -- changing committed episodes -----------------------------------------------------
 
@@ -318,15 +457,23 @@ class StoreArrays:
             layout.fsync_dir(self.root / layout.REWARD_DIR)
 
     def rewrite_episode(
-        self, index: int, *, meta: EpisodeMeta | None = None, rewards: list[str] | None = None
+        self,
+        index: int,
+        *,
+        meta: EpisodeMeta | None = None,
+        rewards: list[str] | None = None,
+        digests: dict[str, str] | None = None,
     ) -> None:
-        """Replace a committed episode's attributes or reward modalities by an atomic JSON rewrite."""
+        """Replace a committed episode's attributes, reward modalities or their digests by an atomic JSON rewrite."""
         _, cached_info, cached_meta = self._info_cache[index]
         info = dict(cached_info)
         if meta is not None:
             info["meta"] = meta.to_json()
         if rewards is not None:
             info["rewards"] = rewards
+        if digests and integrity.expected_digests(info) is not None:
+            # An episode committed without checksums stays unverified rather than half checked.
+            info["checksums"] = {**info["checksums"], "arrays": {**info["checksums"]["arrays"], **digests}}
         path = self.root / layout.EPISODES_DIR / layout.episode_json_name(index)
         layout.write_json_atomic(path, info, durable=self.durable)
         meta = cached_meta if meta is None else meta
@@ -334,11 +481,11 @@ class StoreArrays:
         changes: dict[str, Any] = {"meta": meta}
         if rewards is not None:
             changes["rewards"] = tuple(rewards)
-        self.records[index] = dataclasses.replace(self.records[index], **changes)
+        self.whole[index] = self.records[index] = dataclasses.replace(self.records[index], **changes)
 
 
-def _listdir(path: Path) -> list[str]:
+def _listdir(path: Path, *, dirs_only: bool = False) -> list[str]:
     try:
-        return [p.name for p in path.iterdir() if not p.name.startswith(".")]
+        return [p.name for p in path.iterdir() if not p.name.startswith(".") and (p.is_dir() or not dirs_only)]
     except FileNotFoundError:
         return []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -127,3 +127,21 @@ class Episode:
                 m: np.asarray([f.rewards.get(m, np.nan) for f in frames], dtype=np.float32) for m in modalities
             },
         )
+
+
+@runtime_checkable
+class EpisodeSource(Protocol):
+    """What a reader of recorded episodes needs: the store, a LeRobotDataset folder read as one
+    (`lrm.training.lerobot_source`), or several of them in a row. Writers take the store itself."""
+
+    @property
+    def cameras(self) -> dict[str, tuple[int, int]]: ...
+
+    @property
+    def num_episodes(self) -> int: ...
+
+    def record(self, index: int) -> Any: ...
+
+    def episodes(self, *args: Any, **filters: Any) -> list[Any]: ...
+
+    def load_episode(self, index: int) -> Any: ...

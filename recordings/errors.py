@@ -42,3 +42,7 @@ class WriterStateError(StoreError):
 
 class StoreExistsError(StoreError, FileExistsError):
     """EpisodeStore.create was given a path that already holds a store."""
+
+
+class DamagedEpisodeError(StoreError):
+    """A committed episode's metadata or data is damaged: it is quarantined, never read as if intact."""

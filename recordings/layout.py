@@ -8,11 +8,15 @@
     <store>/data/reward/<modality>/    float32 (N,)  NaN = no reward at that frame
     <store>/meta/episode_ends/         int64   (E,)  fill 0; the commit record
     <store>/meta/episodes/000012.json  per-episode metadata (written before its end index)
+    <store>/meta/quarantine.json       damaged committed episodes readers skip (recordings.integrity)
+    <store>/meta/quarantine/           undecodable chunk files set aside by a writer
     <store>/writer.lock                flock'ed by the single writer
 
 An episode JSON holds {"format": "lrm-robot-episode", "index", "start", "end",
-"length", "rewards": [modalities recorded], "meta": EpisodeMeta.to_json()}; its
-start/end must agree with episode_ends, which catches a stale or foreign file.
+"length", "rewards": [modalities recorded], "meta": EpisodeMeta.to_json(),
+"checksums": {"algorithm", "arrays": {array key: digest of the episode's rows}}};
+its start/end must agree with episode_ends (`recordings.recovery` settles a
+disagreement), and its checksums tell whether its frames are still intact.
 
 Frame arrays are flat over all episodes (Diffusion Policy's replay-buffer
 layout): episode i spans [episode_ends[i-1], episode_ends[i]). Chunk keys use
@@ -153,11 +157,46 @@ def create_ends_array(group_store: LocalStore) -> zarr.Array:
 
 
 def open_array(zstore: LocalStore, key: str) -> zarr.Array | None:
-    """Open an array freshly (re-reading its zarr.json), or None if it is absent."""
+    """Open an array freshly (re-reading its zarr.json), or None if it is absent or its zarr.json is damaged."""
     try:
         return zarr.open_array(zstore, path=key, zarr_format=3)
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
         return None
+    except Exception:  # a damaged zarr.json: whatever zarr's metadata parser raises
+        return None
+
+
+def rebuild_array_header(root: Path, key: str, **spec: Any) -> zarr.Array:
+    """Write a fresh zarr.json for frame array `key` (spec as for create_frame_array), keeping its chunk files.
+
+    zarr's own create would delete the chunks, so the header is made in a
+    scratch folder and moved in with one rename.
+    """
+    scratch = root / f".rebuild-{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"
+    try:
+        create_frame_array(LocalStore(scratch), key, **spec)
+        (root / key).mkdir(parents=True, exist_ok=True)
+        os.replace(scratch / key / "zarr.json", root / key / "zarr.json")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return zarr.open_array(LocalStore(root), path=key, zarr_format=3)
+
+
+def chunk_files_from(root: Path, array: zarr.Array, start: int) -> list[Path]:
+    """Chunk files of a time-chunked array that hold only frames at or after `start`."""
+    c = array.chunks[0]
+    found = []
+    base = root / array.path
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        parts = name.split(".")
+        if len(parts) == array.ndim + 1 and parts[0] == "c" and all(p.isdigit() for p in parts[1:]):
+            if int(parts[1]) * c >= start:
+                found.append(base / name)
+    return found
 
 
 def chunk_paths(root: Path, array: zarr.Array, start: int, stop: int) -> list[Path]:
@@ -241,11 +280,21 @@ def read_root_attrs(root: Path) -> dict[str, Any] | None:
 
 
 def partial_files(root: Path) -> list[Path]:
-    """Leftovers of atomic writes interrupted by a kill."""
+    """Leftovers of atomic writes interrupted by a kill (files, and scratch folders of `rebuild_array_header`)."""
     found = []
-    for dirpath, _dirnames, filenames in os.walk(root):
-        found.extend(Path(dirpath) / n for n in filenames if n.endswith(PARTIAL_SUFFIX))
+    for dirpath, dirnames, filenames in os.walk(root):
+        scratch = [d for d in dirnames if d.endswith(PARTIAL_SUFFIX)]
+        dirnames[:] = [d for d in dirnames if d not in scratch]
+        found.extend(Path(dirpath) / n for n in [*scratch, *filenames] if n.endswith(PARTIAL_SUFFIX))
     return found
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder, whichever `path` is."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def tree_size(root: Path) -> int:
@@ -259,10 +308,8 @@ def tree_size(root: Path) -> int:
     return total
 
 
-def create_schema_arrays(
-    zstore: LocalStore, schema: StoreSchema, attrs: dict[str, Any], *, length: int
-) -> dict[str, zarr.Array]:
-    """The arrays every frame fills: one per camera, state, action, timestamp."""
+def schema_array_specs(schema: StoreSchema, attrs: dict[str, Any], *, length: int) -> dict[str, dict[str, Any]]:
+    """create_frame_array arguments of the arrays every frame fills: one per camera, state, action, timestamp."""
     comp = attrs.get("compression") or {}
     images = Compression.from_json(comp.get("images"))
     vectors = Compression.from_json(comp.get("vectors"))
@@ -275,17 +322,34 @@ def create_schema_arrays(
         (TIMESTAMP, (length,), np.float64, vectors),
     ]
     return {
-        key: create_frame_array(
-            zstore,
-            key,
-            shape=shape,
-            dtype=dtype,
-            chunk_frames=int(attrs["chunk_frames"]),
-            compression=compression,
-            fill_value=0,
-        )
+        key: {
+            "shape": shape,
+            "dtype": dtype,
+            "chunk_frames": int(attrs["chunk_frames"]),
+            "compression": compression,
+            "fill_value": 0,
+        }
         for key, shape, dtype, compression in specs
     }
+
+
+def reward_array_spec(attrs: dict[str, Any], *, length: int) -> dict[str, Any]:
+    """create_frame_array arguments of a reward array: NaN (not queried) wherever nothing was written."""
+    return {
+        "shape": (length,),
+        "dtype": np.float32,
+        "chunk_frames": int(attrs["chunk_frames"]),
+        "compression": Compression.from_json((attrs.get("compression") or {}).get("vectors")),
+        "fill_value": float("nan"),
+    }
+
+
+def create_schema_arrays(
+    zstore: LocalStore, schema: StoreSchema, attrs: dict[str, Any], *, length: int
+) -> dict[str, zarr.Array]:
+    """The arrays every frame fills: one per camera, state, action, timestamp."""
+    specs = schema_array_specs(schema, attrs, length=length)
+    return {key: create_frame_array(zstore, key, **spec) for key, spec in specs.items()}
 
 
 def frame_array_dirs(root: Path) -> list[Path]:

@@ -47,8 +47,10 @@ import numpy as np
 from recordings.episode import EpisodeMeta, Frame, utc_now_iso
 from common.outputs import MARKER, is_marked, mark_output_dir
 from recordings.errors import StoreError
+from recordings.integrity import index_ranges
 
 if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
     from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ class _Record(Protocol):
 
 
 def export_lerobot(
-    store: Any,
+    store: EpisodeStore,
     out_dir: str | os.PathLike[str],
     *,
     repo_id: str = "local/lrm-robot",
@@ -191,7 +193,7 @@ def load_export_sidecar(root: str | os.PathLike[str]) -> dict[int, tuple[int, Ep
 # --- selection and schema -------------------------------------------------------------------
 
 
-def _select(store: Any, episodes: Sequence[int | _Record] | None) -> list[_Record]:
+def _select(store: EpisodeStore, episodes: Sequence[int | _Record] | None) -> list[_Record]:
     """Resolve indices or records to the store's own records, in the caller's order."""
     if episodes is None:
         records = list(store.episodes())
@@ -204,10 +206,20 @@ def _select(store: Any, episodes: Sequence[int | _Record] | None) -> list[_Recor
         if record.index in seen:
             raise ExportError(f"episode {record.index} is selected twice")
         seen.add(record.index)
+    # Check the bytes before writing any: damage found only at an episode's last frame would
+    # leave it half in LeRobot's episode buffer.
+    report = store.verify([r.index for r in records], record=False)
+    if report.damaged:
+        records = [r for r in records if r.index not in report.damaged]
+        first = next(iter(report.damaged.values()))
+        more = f" (and {len(report.damaged) - 1} more)" if len(report.damaged) > 1 else ""
+        logger.warning("exporting without damaged episodes %s: %s%s", index_ranges(report.damaged), first, more)
+        if not records:
+            raise ExportError(f"every selected episode is damaged ({index_ranges(report.damaged)})")
     return records
 
 
-def _resolve_fps(store: Any, fps: float | None) -> int:
+def _resolve_fps(store: EpisodeStore, fps: float | None) -> int:
     rate = fps if fps is not None else getattr(store, "fps", None)
     if rate is None:
         raise ExportError("the store records no fps; pass fps=")
@@ -269,7 +281,7 @@ def _features(
 
 def _write_episode(
     dataset: Any,
-    store: Any,
+    store: EpisodeStore,
     record: _Record,
     cameras: dict[str, tuple[int, int]],
     modalities: list[str],
@@ -338,7 +350,7 @@ def _check_frame(
 
 
 def _write_sidecar(
-    root: Path, store: Any, fps: int, video: bool, modalities: list[str], exported: list[dict[str, Any]]
+    root: Path, store: EpisodeStore, fps: int, video: bool, modalities: list[str], exported: list[dict[str, Any]]
 ) -> None:
     sidecar = {
         "format": SIDECAR_FORMAT,

@@ -157,17 +157,21 @@ def _check_timestamps(ts: np.ndarray) -> None:
             raise InvalidEpisodeError(f"timestamp: frame {t} is {ts[t]!r} s, not after frame {t - 1} ({ts[t - 1]!r} s)")
 
 
+def _camera_sizes(images: Mapping[str, Any], what: str, expected: str) -> dict[str, tuple[int, int]]:
+    """(H, W) per camera of a first episode or frame: the last three axes are H, W, 3."""
+    sizes = {}
+    for name, value in images.items():
+        check_name("camera", name)
+        arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
+        if arr.ndim != expected.count(",") + 1:
+            raise InvalidEpisodeError(f"camera {name!r}: {what} shape {tuple(arr.shape)}, expected {expected} uint8")
+        sizes[name] = (int(arr.shape[-3]), int(arr.shape[-2]))
+    return sizes
+
+
 def schema_from_episode(episode: Episode) -> StoreSchema:
     """The schema a first episode fixes; inconsistencies are left to `validate_episode`."""
-    cams: dict[str, tuple[int, int]] = {}
-    for name, imgs in episode.images.items():
-        check_name("camera", name)
-        arr = np.asarray(imgs) if not isinstance(imgs, np.ndarray) else imgs
-        if arr.ndim != 4:
-            raise InvalidEpisodeError(
-                f"camera {name!r}: images have shape {tuple(arr.shape)}, expected (T, H, W, 3) uint8"
-            )
-        cams[name] = (int(arr.shape[1]), int(arr.shape[2]))
+    cams = _camera_sizes(episode.images, "images have", "(T, H, W, 3)")
     state = np.asarray(episode.state)
     action = np.asarray(episode.action)
     for what, arr in (("state", state), ("action", action)):
@@ -178,15 +182,7 @@ def schema_from_episode(episode: Episode) -> StoreSchema:
 
 def schema_from_frame(frame: Frame) -> StoreSchema:
     """The schema the first frame of a first episode fixes."""
-    cams: dict[str, tuple[int, int]] = {}
-    for name, img in frame.images.items():
-        check_name("camera", name)
-        arr = np.asarray(img) if not isinstance(img, np.ndarray) else img
-        if arr.ndim != 3:
-            raise InvalidEpisodeError(
-                f"camera {name!r}: frame 0 has shape {tuple(arr.shape)}, expected (H, W, 3) uint8"
-            )
-        cams[name] = (int(arr.shape[0]), int(arr.shape[1]))
+    cams = _camera_sizes(frame.images, "frame 0 has", "(H, W, 3)")
     dims = []
     for what, value in (("state", frame.state), ("action", frame.action)):
         arr = np.asarray(value)

@@ -31,11 +31,14 @@ import dataclasses
 import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
 from recordings.episode import EpisodeMeta
+
+if TYPE_CHECKING:
+    from recordings.episode import EpisodeSource
 
 __all__ = [
     "ROLLOUT_SOURCES",
@@ -134,7 +137,7 @@ def selection_for_round(config: SelectionConfig, round_: int) -> list[EpisodeFil
     return clauses
 
 
-def select_for_round(store: Any, config: SelectionConfig, round_: int) -> tuple[list[int], dict[str, int]]:
+def select_for_round(store: EpisodeSource, config: SelectionConfig, round_: int) -> tuple[list[int], dict[str, int]]:
     """(store indices, counts by kind) of round `round_`'s training set; `store` is an EpisodeStore."""
     indices = [r.index for r in store.episodes(*selection_for_round(config, round_))]
     demos = {r.index for r in store.episodes(source="demo")}

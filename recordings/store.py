@@ -6,9 +6,16 @@ file of attributes per episode.
 
 Commit protocol (`recordings.arrays`): an episode becomes visible only when its
 end index is written, and that is written last. A writer killed at any point
-leaves every earlier episode intact; readers trust only the valid prefix of
-`episode_ends` (`recordings.recovery`), and the next writer truncates the torn
-tail when it opens the store.
+leaves every earlier episode intact; readers count only episodes whose end is
+written (`recordings.recovery`), and the next writer truncates the torn tail
+when it opens the store, and nothing else.
+
+Damage (`recordings.integrity`): every episode is committed with checksums of
+its rows. A committed episode found damaged, in its metadata or its bytes, is
+quarantined, never removed: it keeps its index, `episodes()` leaves it out,
+`record` / `load_episode` / `iter_frames` refuse it with one line, and
+`verify()` reads everything and says which episodes are intact and where the
+others are damaged.
 
 Which episodes to use (filters, the per-round selection, train/validation
 splits) is `recordings.selection`: storage apart from sampling.
@@ -20,22 +27,20 @@ is fixed until `refresh()`. A store object is not thread-safe.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import logging
 import math
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
-from recordings import layout
+from recordings import integrity, layout
 from recordings.arrays import StoreArrays
 from recordings.episode import Episode, EpisodeMeta, EpisodeRecord, Frame, utc_now_iso
 from recordings.errors import (
@@ -45,9 +50,12 @@ from recordings.errors import (
     ReadOnlyStoreError,
     StoreError,
     StoreExistsError,
+    StoreLockedError,
     StoreNotFoundError,
     WriterStateError,
 )
+from recordings.integrity import Damage, VerifyReport
+from recordings.verify import verify_episodes
 from recordings.layout import DEFAULT_CHUNK_FRAMES, IMAGE_COMPRESSION, VECTOR_COMPRESSION, Compression
 from recordings.lock import WriterLock
 from recordings.schema import (
@@ -239,7 +247,18 @@ class EpisodeStore:
 
     @property
     def num_episodes(self) -> int:
+        """Committed episodes, damaged ones included: indices run from 0 to num_episodes - 1."""
         return self._arrays.num_episodes
+
+    @property
+    def damaged(self) -> dict[int, Damage]:
+        """The quarantined episodes (index -> what is damaged and where); readers skip them."""
+        return dict(self._arrays.damaged)
+
+    @property
+    def index_problems(self) -> list[str]:
+        """Damaged copies of the commit record (episode_ends) that the episode JSONs outvote; a writer restores them."""
+        return list(self._arrays.scan.ends_problems)
 
     @property
     def num_frames(self) -> int:
@@ -265,12 +284,12 @@ class EpisodeStore:
         return self._arrays.refresh()
 
     def record(self, index: int) -> EpisodeRecord:
-        """The committed episode `index` (negative counts from the end)."""
-        records = self._arrays.records
-        n = len(records)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
-            raise EpisodeIndexError(f"episode index {index!r} is out of range ({n} committed episodes)")
-        rec = records[int(index)]
+        """The committed episode `index` (negative counts from the end); a damaged one raises DamagedEpisodeError."""
+        i = self._committed_index(index)
+        damage = self._arrays.damaged.get(i)
+        if damage is not None:
+            raise self._arrays.quarantine.refusal(damage)
+        rec = self._arrays.records[i]
         return dataclasses.replace(rec, meta=copy.deepcopy(rec.meta))
 
     def episodes(
@@ -293,11 +312,15 @@ class EpisodeStore:
         EpisodeMeta.accepted (the operator's verdict, else the LRM's).
         `any_of`: EpisodeFilter clauses, OR-ed (a training selection such as
         "the demonstrations, or accepted rollouts"). Results are in episode order.
+        Damaged (quarantined) episodes are left out, with one warning line
+        naming them (again only when they change); asked for in `indices`, one
+        raises DamagedEpisodeError.
         """
-        records = self._arrays.records
+        self._arrays.quarantine.warn_skipped()
+        records = list(self._arrays.records.values())
         if indices is not None:
             wanted = sorted({self.record(i).index for i in indices})
-            records = [records[i] for i in wanted]
+            records = [self._arrays.records[i] for i in wanted]
         every = EpisodeFilter(
             source=source,  # type: ignore[arg-type]
             task=task,  # type: ignore[arg-type]
@@ -314,10 +337,13 @@ class EpisodeStore:
         return [dataclasses.replace(r, meta=copy.deepcopy(r.meta)) for r in out]
 
     def load_episode(self, index: int) -> Episode:
-        """A whole committed episode, byte-exact as appended; rewards: the modalities it recorded."""
+        """A whole committed episode, byte-exact as appended; rewards: the modalities it recorded.
+
+        Its bytes are checked against the checksums written at commit: damage
+        quarantines the episode and raises DamagedEpisodeError.
+        """
         rec = self.record(index)
-        keys = self._episode_keys(rec)
-        data = self._read(keys, rec.start, rec.end)
+        data = self._arrays.read_episode(rec, self._episode_keys(rec))
         return Episode(
             meta=rec.meta,
             images={name: data[layout.camera_key(name)] for name in self.cameras},
@@ -332,22 +358,32 @@ class EpisodeStore:
 
         Each Frame's arrays are views into the chunk just read; copy them to
         keep them past the next chunk. `rewards` holds every modality of the
-        episode, NaN where a frame had none (as Episode.frame does).
+        episode, NaN where a frame had none (as Episode.frame does). The bytes
+        are checked as they are read: a chunk that cannot be decoded raises
+        DamagedEpisodeError at once, a checksum mismatch after the last frame
+        (to refuse damage before using any frame, call `verify([index])` first).
         """
         rec = self.record(index)
         keys = self._episode_keys(rec)
-        arrays = {k: self._arrays.frames[k] for k in keys}  # a snapshot: refresh() may swap the arrays
-        cams = list(self.cameras)
-        chunk = self.chunk_frames
-        return self._frames(rec, arrays, cams, chunk)
+        arrays = self._arrays.episode_arrays(rec, keys)  # a snapshot: refresh() may swap the arrays
+        expected = self._arrays.expected_digests(rec.index) or {}
+        return self._frames(rec, arrays, list(self.cameras), self.chunk_frames, expected)
 
     def _frames(
-        self, rec: EpisodeRecord, arrays: dict[str, zarr.Array], cams: list[str], chunk: int
+        self,
+        rec: EpisodeRecord,
+        arrays: dict[str, zarr.Array],
+        cams: list[str],
+        chunk: int,
+        expected: dict[str, str],
     ) -> Iterator[Frame]:
+        digests = integrity.RunningDigests()
         a = rec.start
         while a < rec.end:
             b = min(rec.end, (a // chunk + 1) * chunk)
-            data = _read_arrays(arrays, a, b)
+            data = self._arrays.read_chunk(rec, arrays, a, b)
+            for key in expected.keys() & data.keys():
+                digests.update(key, data[key])
             for t in range(b - a):
                 yield Frame(
                     images={c: data[layout.camera_key(c)][t] for c in cams},
@@ -357,13 +393,60 @@ class EpisodeStore:
                     rewards={m: float(data[layout.reward_key(m)][t]) for m in rec.rewards},
                 )
             a = b
+        bad = [k for k in sorted(expected.keys() & arrays.keys()) if digests.hexdigest(k) != expected[k]]
+        if bad:
+            raise self._arrays.report_damage(Damage(rec.index, bad[0], integrity.mismatch(rec.start, rec.end)))
 
     def _episode_keys(self, rec: EpisodeRecord) -> list[str]:
         keys = [layout.camera_key(n) for n in self.cameras] + [layout.STATE, layout.ACTION, layout.TIMESTAMP]
         return keys + [layout.reward_key(m) for m in rec.rewards]
 
-    def _read(self, keys: list[str], start: int, stop: int) -> dict[str, np.ndarray]:
-        return _read_arrays({k: self._arrays.frames[k] for k in keys}, start, stop)
+    def verify(
+        self,
+        indices: Iterable[int] | None = None,
+        *,
+        record: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """Read every committed episode (or `indices`) and check its bytes against its checksums.
+
+        Says which episodes are intact, unverified (committed before checksums
+        were kept: only read errors can show) or damaged, and where. With
+        `record`, what was found replaces the quarantine record's entries for
+        the episodes checked (so an episode repaired by hand is released),
+        which needs the writer lock: a store opened read-only takes it for that
+        moment, and if another process holds it the report says so and the
+        damage is skipped by this store only. `progress(frames)` is called per episode.
+        """
+        data = self._arrays
+        checked = range(data.num_episodes) if indices is None else sorted({self._committed_index(i) for i in indices})
+        report = verify_episodes(data, checked, self._episode_keys, progress)
+        if record:
+            report.recorded = self._record_quarantine(report.damaged, set(checked))
+        else:
+            data.settle_quarantine(report.damaged, set(checked), write=False)
+        return report
+
+    def _committed_index(self, index: int) -> int:
+        """`index` as a committed episode's index (negative counts from the end), damaged or not."""
+        n = self._arrays.num_episodes
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+            raise EpisodeIndexError(f"episode index {index!r} is out of range ({n} committed episodes)")
+        return int(index) % n
+
+    def _record_quarantine(self, found: dict[int, Damage], checked: set[int]) -> str:
+        """Write what verify found into the quarantine record; returns what happened, for the report."""
+        lock = None
+        try:
+            if self._lock is None:
+                lock = WriterLock(self._root / layout.LOCK_FILE, self._root)
+            return self._arrays.settle_quarantine(found, checked, write=True)
+        except (StoreLockedError, OSError) as exc:  # a writer at work, a read-only disk
+            self._arrays.settle_quarantine(found, checked, write=False)
+            return f"not recorded: {exc}"
+        finally:
+            if lock is not None:
+                lock.release()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -384,6 +467,7 @@ class EpisodeStore:
             meta.duration_s = float(checked.timestamp[-1] - checked.timestamp[0])
         start = data.num_frames
         n = len(checked)
+        checksums: dict[str, Any] = {}
         try:
             if data.schema is None:
                 data.fix_schema(schema)
@@ -398,13 +482,16 @@ class EpisodeStore:
                 if key.startswith(layout.REWARD_DIR):
                     modality = key.rsplit("/", 1)[1]
                     block[key] = checked.rewards.get(modality, np.full(n, np.nan, np.float32))
+            kept = [k for k in block if not k.startswith(layout.REWARD_DIR)]
+            kept += [layout.reward_key(m) for m in checked.rewards]
+            checksums = integrity.checksums_json({k: block[k] for k in kept})
             data.write_frames(arrays, start, block)
         except BaseException as exc:
             data.rollback_tail()
             if isinstance(exc, Exception) and not isinstance(exc, StoreError):
                 raise StoreError(f"{self._root}: writing episode {data.num_episodes} failed: {exc}") from exc
             raise
-        return data.commit_episode(data.num_episodes, start, start + n, meta, list(checked.rewards))
+        return data.commit_episode(data.num_episodes, start, start + n, meta, list(checked.rewards), checksums)
 
     def update_meta(self, index: int, **fields: Any) -> EpisodeMeta:
         """Change attributes of a committed episode (e.g. a verdict given later); atomic JSON rewrite."""
@@ -428,11 +515,12 @@ class EpisodeStore:
         For scoring recorded episodes after the fact (`lrm-robot score`). The
         values are written into the flat reward array (created full of NaN if
         the modality is new), synced, and only then is the modality added to
-        the episode JSON by an atomic rewrite: that rewrite is the commit of a
-        new trace, so a crash before it leaves the episode as it was (the next
-        writer keeps the array, NaN elsewhere, which is harmless). Replacing an
-        existing trace is atomic per chunk, not per trace: a crash midway can
-        leave old and new values mixed (never a torn chunk); write it again.
+        the episode JSON, with the trace's checksum, by an atomic rewrite: that
+        rewrite is the commit of a new trace, so a crash before it leaves the
+        episode as it was (the next writer keeps the array, NaN elsewhere, which
+        is harmless). Replacing an existing trace is atomic per chunk, not per
+        trace: a crash midway can leave old and new values mixed (never a torn
+        chunk), which its old checksum then reports as damage; write it again.
         Other episodes sharing a chunk keep their values (read-modify-write
         under the writer lock). Not allowed while an episode is being recorded.
         """
@@ -447,8 +535,10 @@ class EpisodeStore:
                     f"{self._root}: writing reward {modality!r} of episode {rec.index} failed: {exc}"
                 ) from exc
             raise
-        if modality not in rec.rewards:
-            self._arrays.rewrite_episode(rec.index, rewards=[*rec.rewards, modality])
+        key = layout.reward_key(modality)
+        digest = integrity.checksums_json({key: checked})["arrays"]
+        rewards = [*rec.rewards, modality] if modality not in rec.rewards else None
+        self._arrays.rewrite_episode(rec.index, rewards=rewards, digests=digest)
         log.debug("episode %d: wrote reward trace %r (%d frames)", rec.index, modality, rec.length)
         return self.record(rec.index)
 
@@ -467,15 +557,6 @@ class EpisodeStore:
         if self._writer is not None and self._writer.state in ("committed", "discarded"):
             self._writer = None
         return self._writer
-
-
-def _read_arrays(arrays: Mapping[str, zarr.Array], start: int, stop: int) -> dict[str, np.ndarray]:
-    """Read [start, stop) of several arrays concurrently (decompression spreads over cores)."""
-
-    async def _get() -> list[Any]:
-        return await asyncio.gather(*(a.async_array.getitem(slice(start, stop)) for a in arrays.values()))
-
-    return dict(zip(arrays, sync(_get()), strict=True))
 
 
 def _create_schema(

@@ -13,6 +13,10 @@ filled chunks may wait for the disk, which absorbs stalls (another process
 hogging the cores, a slow fsync) of about that many chunk durations before
 `add_frame` blocks; memory stays bounded by that many chunk buffers.
 
+The background thread also feeds each chunk's rows to the episode's running
+checksums (`recordings.integrity`) as it writes them, so checking a commit
+later costs no second pass over the frames.
+
 Nothing written here is visible to readers until `commit()` writes the end
 index (see `recordings.arrays` for the protocol); a killed process leaves a
 tail that the next writer truncates.
@@ -32,6 +36,7 @@ import numpy as np
 
 from recordings import layout
 from recordings.arrays import StoreArrays
+from recordings.integrity import RunningDigests
 from recordings.episode import EpisodeMeta, Frame
 from recordings.errors import InvalidEpisodeError, StoreError, WriterStateError
 from recordings.schema import StoreSchema, check_meta, schema_from_frame, validate_frame
@@ -101,6 +106,7 @@ class EpisodeWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._state = "open"  # open | committed | discarded | failed
         self._failure: str = ""
+        self._digests = RunningDigests()  # fed by the flush thread only, in frame order
 
     # -- public API -----------------------------------------------------------------
 
@@ -181,7 +187,10 @@ class EpisodeWriter:
             assert self._first_ts is not None and self._last_ts is not None
             meta.duration_s = self._last_ts - self._first_ts
         arrays, start, end, modalities = self._arrays, self.start, self.start + self._n, list(self._modalities)
-        self._guard(lambda: arrays.commit_episode(self.index, start, end, meta, modalities))
+        assert self._schema is not None
+        keys = [layout.camera_key(c) for c in self._schema.cameras] + [layout.STATE, layout.ACTION, layout.TIMESTAMP]
+        checksums = self._digests.to_json(keys + [layout.reward_key(m) for m in modalities])
+        self._guard(lambda: arrays.commit_episode(self.index, start, end, meta, modalities, checksums))
         index = self.index
         self._state = "committed"
         self._close()
@@ -286,11 +295,21 @@ class EpisodeWriter:
         if self._executor is None:
             # One worker: chunks are written in order, so array resizes never race.
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"episode-{self.index}-flush")
-        future = self._executor.submit(self._arrays.write_frames, arrays, win.start, block)
+        future = self._executor.submit(self._write, arrays, win.start, block)
         self._inflight.append((future, win))
         self._wait_pending(keep=MAX_CHUNKS_IN_FLIGHT)
         self._window = self._free.pop() if self._free else _Window(self._schema, self._arrays.chunk_frames)
         self._window.reset(win.start + n)
+
+    def _write(self, arrays: dict, start: int, block: dict[str, np.ndarray]) -> None:
+        """On the flush thread: checksum the rows, then write them (step 1 of the commit protocol)."""
+        offset = start - self.start
+        for key, rows in block.items():
+            if key not in self._digests and offset:
+                # A reward array created during this episode: its earlier frames read as its fill, NaN.
+                self._digests.update(key, np.full(offset, np.nan, np.float32))
+            self._digests.update(key, rows)
+        self._arrays.write_frames(arrays, start, block)
 
     def _close(self) -> None:
         if self._executor is not None:

@@ -41,6 +41,7 @@ import numpy as np
 from recordings.episode import Episode, EpisodeMeta, Frame
 from sim.errors import SimError
 from sim.maniskill_env import ManiSkillEnv, SimEnvConfig, check_env_id, make_sim_env
+from recordings.store import EpisodeStore
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,6 @@ def record_demos(
     frequency. `hold_steps`: steps the successful end state is held and
     recorded (`run_solver`). Returns a DemoReport; a failed solve never raises.
     """
-    from recordings.store import EpisodeStore
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
@@ -263,7 +263,7 @@ def record_demos(
 def _attempt(
     recorder: StepRecorder,
     solve: Callable[..., Any],
-    store: Any,
+    store: EpisodeStore,
     config: SimEnvConfig,
     seed: int,
     report: DemoReport,
@@ -321,7 +321,7 @@ def _episode(
     return Episode.from_frames(meta, recorder.frames)
 
 
-def _check_store_schema(store: Any, cameras: dict[str, tuple[int, int]], env: ManiSkillEnv) -> None:
+def _check_store_schema(store: EpisodeStore, cameras: dict[str, tuple[int, int]], env: ManiSkillEnv) -> None:
     """Fail before any solving when an existing store was recorded with other cameras or sizes."""
     if store.cameras and store.cameras != cameras:
         raise SimError(f"{store.path} holds cameras {store.cameras}, this env records {cameras}")

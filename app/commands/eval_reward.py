@@ -85,4 +85,8 @@ def _summary(report: dict) -> str:
             f"Pearson global {_fmt(t['pearson_global'])} / per-trajectory {_fmt(t['pearson_per_trajectory'])}, "
             f"monotonicity {_fmt(t['monotonicity_success'])}, VOC {_fmt(t['voc'])}"
         )
+    for modality, section in report.get("openloop_reference", {}).items():
+        if isinstance(section, dict) and "metrics" in section:  # the paper's definitions, under its key names
+            values = ", ".join(f"{key} {_fmt(value)}" for key, value in section["metrics"].items()) or "none defined"
+            lines.append(f"  paper's open-loop {modality} ({section['mode']} mode): {values}")
     return "\n".join(lines)

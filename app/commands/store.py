@@ -1,4 +1,4 @@
-"""`lrm-robot store info STORE`: what an episode store holds, at a glance."""
+"""`lrm-robot store info|verify|export STORE`: what an episode store holds, whether it is intact, export."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from rich.table import Table
 
 ORDER = 20
 
+# `store verify` exit codes: 0 every committed episode intact (or unverified: written before
+# checksums were kept), 3 damage found; bad input (not a store) stays 2, as for every command.
+EXIT_DAMAGED = 3
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("store", help="inspect an episode store", description="Inspect an episode store.")
     actions = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
@@ -23,6 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("store", help="path to the episode store (a Zarr v3 folder)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     info.set_defaults(handler=run_info)
+
+    verify = actions.add_parser(
+        "verify",
+        help="read every episode and check it against its checksums",
+        description=(
+            "Read every committed episode and check its bytes against the checksums written when it was "
+            "recorded; print which episodes are intact and which are damaged, and where. Damaged episodes "
+            "are quarantined (listed in meta/quarantine.json; readers skip them). "
+            f"Exit code 0: no damage; {EXIT_DAMAGED}: damage found; 2: not a store."
+        ),
+    )
+    verify.add_argument("store", help="path to the episode store")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument(
+        "--no-record", action="store_true", help="do not write what was found into the quarantine record"
+    )
+    verify.set_defaults(handler=run_verify)
 
     export = actions.add_parser(
         "export",
@@ -73,6 +95,9 @@ def summarize(store) -> dict:
         "operator_rejected": count(lambda m: m.operator_verdict is False),
         "aborted": count(lambda m: m.aborted),
         "size_bytes": store.size_bytes(),
+        "committed": store.num_episodes,
+        "damaged": [{"index": d.index, "where": d.where, "why": d.why} for d in store.damaged.values()],
+        "index_problems": store.index_problems,
     }
 
 
@@ -96,7 +121,14 @@ def run_info(args: argparse.Namespace) -> int:
     table = Table(title=f"episode store {summary['path']}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("episodes", str(summary["episodes"]))
+    damaged = summary["damaged"]
+    readable = f" readable of {summary['committed']} committed" if damaged else ""
+    table.add_row("episodes", f"{summary['episodes']}{readable}")
+    if damaged:
+        lines = [f"episode {d['index']}: {d['where']}: {d['why']}" for d in damaged]
+        table.add_row("[red]damaged (quarantined)[/red]", "\n".join(lines))
+    if summary["index_problems"]:
+        table.add_row("[red]damaged commit record[/red]", _first_lines(summary["index_problems"]))
     table.add_row("frames", str(summary["frames"]))
     table.add_row("fps", "-" if summary["fps"] is None else f"{summary['fps']:g}")
     cameras = ", ".join(f"{name} {h}x{w}" for name, (h, w) in summary["cameras"].items()) or "-"
@@ -112,7 +144,43 @@ def run_info(args: argparse.Namespace) -> int:
     table.add_row("aborted", str(summary["aborted"]))
     table.add_row("size on disk", _human_bytes(summary["size_bytes"]))
     Console().print(table)
+    if damaged or summary["index_problems"]:
+        print(f"checksums are read by `lrm-robot store verify {summary['path']}`")
     return 0
+
+
+def _first_lines(lines: list[str], limit: int = 5) -> str:
+    more = [f"... and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "\n".join(lines[:limit] + more)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from recordings.integrity import index_ranges
+    from recordings.store import EpisodeStore
+
+    from tqdm.auto import tqdm
+
+    with EpisodeStore.open(args.store, mode="r") as store:
+        # disable=None: a bar on a terminal only, so piped output (and --json) stays clean
+        with tqdm(total=store.num_frames, unit="frame", desc="verify", disable=None) as bar:
+            report = store.verify(record=not args.no_record, progress=bar.update)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0 if report.ok else EXIT_DAMAGED
+    print(f"{report.path}: {report.committed} committed episodes")
+    if report.intact:
+        print(f"  intact: {index_ranges(report.intact)}")
+    if report.unverified:
+        print(f"  unverified (written before checksums were kept; readable): {index_ranges(report.unverified)}")
+    for damage in report.damaged.values():
+        print(f"  DAMAGED {damage}")
+    for problem in _first_lines(report.index_problems).splitlines():
+        print(f"  DAMAGED commit record: {problem}")
+    if report.index_problems:
+        print("  (the episode JSONs hold the same ends; the next writer that opens the store restores them)")
+    if report.damaged:
+        print(f"  damaged episodes are kept, not deleted; readers skip them ({report.recorded})")
+    return 0 if report.ok else EXIT_DAMAGED
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     store = EpisodeStore.open(args.store, mode="r")
     if not 0 <= args.episode < store.num_episodes:
         raise UsageError(f"episode {args.episode} does not exist: {args.store} has {store.num_episodes} episodes")
+    # Check the bytes first: damage would otherwise show only after its frames were logged.
+    store.verify([args.episode], record=False)
+    store.record(args.episode)  # one line, exit 2, if the episode is damaged
     if args.save:
         out.parent.mkdir(parents=True, exist_ok=True)
     recording = rr.RecordingStream("lrm-robot", recording_id=f"{pathlib.Path(args.store).name}-episode-{args.episode}")

@@ -33,6 +33,7 @@ from lrm.training.dataset import DatasetConfig
 from policies.factory import PolicyConfig
 from recordings.selection import SelectionConfig
 from sim.maniskill_env import SimEnvConfig
+from common.config import config_to_dict
 
 __all__ = [
     "DemosConfig",
@@ -233,7 +234,6 @@ class ImproveConfig:
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the run's results (not rounds, output_dir or progress)."""
-        from common.config import config_to_dict
 
         data = config_to_dict(self)
         for key in ("rounds", "output_dir", "progress"):
@@ -249,4 +249,24 @@ class ImproveConfig:
                                       ("rollout", "render_every", 0), ("demos", "hold_steps", 0)):
             if data[section].get(key, default) == default:
                 data[section].pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        # Only the judge's own backend decides results: the settings of backends it is not (new
+        # ones, changed defaults) must not orphan a run folder.
+        backend = data["judge"]["backend"]
+        unused = [name for name in backend if isinstance(backend[name], dict) and name != backend["type"]]
+        for name in unused:
+            backend.pop(name)
+        return hashlib.sha256(json.dumps(_portable(data), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_PROJECT = str(Path(__file__).resolve().parents[2]) + "/"
+
+
+def _portable(value: Any) -> Any:
+    """Paths inside the project relative to it: a run folder resumes wherever the project is checked out."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and value.startswith(_PROJECT):
+        return value[len(_PROJECT):]
+    return value

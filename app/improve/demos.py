@@ -21,12 +21,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
 from app.rollout import RolloutConfig, run_rollout
 from recordings.episode import EpisodeMeta
+from lrm.training.dataset import keyframe_indices
+from recordings.episode import Episode
+from recordings.errors import StoreError
+from recordings.store import EpisodeStore
+
+if TYPE_CHECKING:
+    from sim.env import Env
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +66,13 @@ class ReplayPolicy:
 
 def frames_to_render(length: int, num_keyframes: int, clip_fractions: list[float]) -> set[int]:
     """The frames of an episode of `length` frames that the judge's dataset builder reads."""
-    from lrm.training.dataset import keyframe_indices
 
     frames = set(keyframe_indices(length, num_keyframes))
     frames.update(int(round(c * (length - 1))) for c in clip_fractions)
     return frames | {0, length - 1}
 
 
-def replay_demos(planned: Any, store: Any, env: Any, *, env_id: str, config_hash: str, num_keyframes: int,
+def replay_demos(planned: EpisodeStore, store: EpisodeStore, env: Env, *, env_id: str, config_hash: str, num_keyframes: int,
                  clip_fractions: list[float], every_frame: bool = False, events: Any = None,
                  progress: bool = True) -> int:
     """Replay every planned demo that is not yet in `store` (by its seed); returns how many were added."""
@@ -112,7 +118,7 @@ def is_successful(meta: EpisodeMeta) -> bool:
     return meta.source == "demo"
 
 
-def _dims(env: Any) -> tuple[int, int]:
+def _dims(env: Env) -> tuple[int, int]:
     """(state dim, action dim) of an env: a robot gives action_shape, a ManiSkill env its action_space."""
     shape = getattr(env, "action_shape", None) or env.action_space.shape
     return int(env.state_size), int(np.prod(shape))
@@ -155,7 +161,6 @@ class LeRobotDemos:
         return self.source.episodes()
 
     def load_episode(self, index: int) -> Any:
-        from recordings.episode import Episode
 
         rec = self.source.record(index)
         start = self._starts[rec.index]
@@ -179,8 +184,6 @@ class LeRobotDemos:
 
 def open_demos(path: Path) -> Any:
     """The demonstrations' source for reading: a LeRobotDataset folder (meta/info.json) or an episode store."""
-    from recordings.errors import StoreError
-    from recordings.store import EpisodeStore
 
     if (Path(path) / "meta" / "info.json").is_file():
         from lrm.training.lerobot_source import SourceError
@@ -195,7 +198,7 @@ def open_demos(path: Path) -> Any:
         raise ValueError(f"demos.store: {exc}") from None
 
 
-def copy_demos(source_path: Path, store: Any, env: Any, cameras: dict[str, tuple[int, int]], *, count: int,
+def copy_demos(source_path: Path, store: EpisodeStore, env: Env, cameras: dict[str, tuple[int, int]], *, count: int,
                episode_fields: dict[str, Any], events: Any = None) -> dict[str, Any]:
     """Copy the first `count` successful episodes at `source_path` (`open_demos`) into `store` as demonstrations.
 

@@ -34,12 +34,18 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
 from app.improve.config import JudgeConfig
 from lrm.types import RewardRequest
+from lrm.training.dataset import Example, build_dataset
+from recordings.selection import hashed_split
+
+if TYPE_CHECKING:
+    from lrm.types import RewardModel
+    from recordings.episode import EpisodeSource
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,7 @@ def judged_frames(record: Any, k: int) -> list[int]:
     return [t for t in frames if t >= record.length - k]
 
 
-def judge_cameras(config: JudgeConfig, store: Any) -> list[str]:
+def judge_cameras(config: JudgeConfig, store: EpisodeSource) -> list[str]:
     """The store cameras the judge sees, in tiling order (the first camera by default)."""
     cameras = list(config.cameras or [config.camera or next(iter(store.cameras))])
     missing = [c for c in cameras if c not in store.cameras]
@@ -107,7 +113,7 @@ def tile(images: dict[str, np.ndarray], cameras: Sequence[str]) -> np.ndarray:
     return np.concatenate([images[c] for c in cameras], axis=-2)
 
 
-def score_frames(model: Any, frames: Sequence[dict[str, np.ndarray]], cameras: Sequence[str], task: str,
+def score_frames(model: RewardModel, frames: Sequence[dict[str, np.ndarray]], cameras: Sequence[str], task: str,
                  ids: Sequence[int]) -> list[float]:
     """P(completed) of each frame (camera name -> image), its cameras tiled as the judge sees them."""
     requests = [RewardRequest(modality="completion", frames={"current": np.ascontiguousarray(tile(f, cameras))},
@@ -115,7 +121,7 @@ def score_frames(model: Any, frames: Sequence[dict[str, np.ndarray]], cameras: S
     return [p_completed(r) for r in model.score(requests)]
 
 
-def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Verdict:
+def judge_episode(model: RewardModel, store: EpisodeSource, index: int, config: JudgeConfig) -> Verdict:
     """Score the last `config.frames` frames of episode `index` and combine them."""
     record = store.record(index)
     frames = judged_frames(record, config.frames)
@@ -127,7 +133,7 @@ def judge_episode(model: Any, store: Any, index: int, config: JudgeConfig) -> Ve
     return Verdict(accepted=accepted, score=score, frame_scores=scores, frames=frames)
 
 
-def calibration_frames(store: Any, index: int, config: JudgeConfig, label_source: str) -> list[tuple[int, bool]]:
+def calibration_frames(store: EpisodeSource, index: int, config: JudgeConfig, label_source: str) -> list[tuple[int, bool]]:
     """(frame, label) of one calibration episode: what the judge learns from it.
 
     For a watching judge (`watch_every`), which is asked about any frame,
@@ -148,7 +154,7 @@ def calibration_frames(store: Any, index: int, config: JudgeConfig, label_source
     return [(t, bool(label)) for t in judged_frames(record, config.frames)]
 
 
-def watcher(model: Any, config: JudgeConfig, cameras: Sequence[str], task: str) -> Any:
+def watcher(model: RewardModel, config: JudgeConfig, cameras: Sequence[str], task: str) -> Any:
     """`run_rollout`'s stop_check: the judge looks at each rendered frame and ends the rollout at P >= threshold.
 
     The judge, not the oracle, then decides where a rollout ends, as an
@@ -164,7 +170,7 @@ def watcher(model: Any, config: JudgeConfig, cameras: Sequence[str], task: str) 
     return check
 
 
-def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], config: JudgeConfig,
+def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig,
                       label_source: str) -> Any:
     """Add the labelled frames of calibration episodes (`calibration_frames`): rollouts like those judged.
 
@@ -172,8 +178,6 @@ def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], conf
     seeds, so its frames are the kind a verdict reads. A seeded fifth of the
     episodes (stratified by outcome) is held out.
     """
-    from lrm.training.dataset import Example
-    from recordings.selection import hashed_split
 
     labelled = [(index, frames) for index in calibration
                 if (frames := calibration_frames(store, index, config, label_source))]
@@ -196,7 +200,7 @@ def _with_calibration(dataset: Any, store: Any, calibration: Sequence[int], conf
 class _StoreView:
     """The store as the dataset builder sees it: only the episodes in `indices`, with the judge's (tiled) camera."""
 
-    def __init__(self, store: Any, indices: Sequence[int], cameras: Sequence[str]) -> None:
+    def __init__(self, store: EpisodeSource, indices: Sequence[int], cameras: Sequence[str]) -> None:
         self._store = store
         self._indices = sorted(indices)
         self.sources = list(cameras)
@@ -220,7 +224,7 @@ class _StoreView:
         return dataclasses.replace(episode, images={self.camera: tile(episode.images, self.sources)})
 
 
-def _demo_labels_from_oracle(dataset: Any, store: Any) -> Any:
+def _demo_labels_from_oracle(dataset: Any, store: EpisodeSource) -> Any:
     """Completion labels of simulated demonstrations from the simulator's per-frame success trace.
 
     By construction only a demonstration's last frame is "completed"; a demo
@@ -252,7 +256,7 @@ def _demo_labels_from_oracle(dataset: Any, store: Any) -> Any:
     return dataclasses.replace(dataset, train=[relabel(e) for e in dataset.train], val=[relabel(e) for e in dataset.val])
 
 
-def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
+def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
                 out_dir: Path, *, label_source: str = "oracle", held_demos: bool = False) -> dict[str, Any]:
     """Train the compact completion model on these episodes only; save it to `out_dir`; return its provenance.
 
@@ -261,7 +265,6 @@ def train_judge(store: Any, demos: Sequence[int], calibration: Sequence[int], co
     episodes give their judged frames, labelled by `label_source`: the
     simulator's oracle, or the operator's verdict.
     """
-    from lrm.training.dataset import build_dataset
     from lrm.training.lite_train import train_lite
 
     train = config.train

@@ -71,6 +71,7 @@ from policies.base import Policy
 from recordings.selection import EpisodeFilter, select_for_round, selection_for_round
 from recordings.store import EpisodeStore
 from sim.env import Env
+from app.improve.demos import copy_demos, planned_store_path, replay_demos
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,6 @@ class ImproveRun:
 
         A resumed run counts what both stores already hold: nothing is planned or replayed twice.
         """
-        from app.improve.demos import planned_store_path, replay_demos
         from sim.demos import config_hash, record_demos
 
         cfg = self.config
@@ -224,7 +224,6 @@ class ImproveRun:
 
     def _copy_demos(self) -> dict[str, Any]:
         """The successful episodes of `demos.store` into the run's store (app.improve.demos.copy_demos)."""
-        from app.improve.demos import copy_demos
 
         cfg = self.config
         try:
@@ -265,7 +264,7 @@ class ImproveRun:
             return {"episodes": 0}
         if cfg.env.is_robot:
             return self._eval_rollouts(round_)
-        return evaluate_round(self._load_policy(round_), self.env, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
+        return evaluate_round(self._load_policy(round_), cfg.env.sim, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
                               max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_,
                               progress=cfg.progress)
 

@@ -22,7 +22,11 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
+from policies.eval_report import wilson_interval
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +45,12 @@ def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
     return {**counts, "precision": None if math.isnan(p) else p, "recall": None if math.isnan(r) else r}
 
 
-def phase_records(store: Any, round_: int, phase: str) -> list[Any]:
+def phase_records(store: EpisodeStore, round_: int, phase: str) -> list[Any]:
     """The episodes of one round's phase ("rollout", "calibration", "eval") in a run's store."""
     return [r for r in store.episodes(round=round_) if (r.meta.extra.get("improve") or {}).get("phase") == phase]
 
 
-def _round_rollouts(store: Any, round_: int, robot: bool = False) -> dict[str, Any]:
+def _round_rollouts(store: EpisodeStore, round_: int, robot: bool = False) -> dict[str, Any]:
     records = phase_records(store, round_, "rollout")
     valid = [r for r in records if not r.meta.aborted]
     judged = [r for r in valid if r.meta.lrm_verdict is not None]
@@ -76,7 +80,6 @@ def _round_rollouts(store: Any, round_: int, robot: bool = False) -> dict[str, A
 
 def judged_success(records: list[Any]) -> dict[str, Any]:
     """Success of evaluation episodes by the verdict that counts (operator over LRM), with a 95% interval."""
-    from policies.eval_report import wilson_interval
 
     valid = [r for r in records if not r.meta.aborted and r.meta.accepted is not None]
     n, k = len(valid), sum(bool(r.meta.accepted) for r in valid)
@@ -87,7 +90,7 @@ def judged_success(records: list[Any]) -> dict[str, Any]:
             "aborted": sum(r.meta.aborted for r in records)}
 
 
-def build_report(config: Any, steps: dict[str, Any], store: Any, eval_store: Any = None) -> dict[str, Any]:
+def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_store: EpisodeStore | None = None) -> dict[str, Any]:
     """The report of everything finished so far (steps: the run state's finished steps).
 
     On a robot the evaluation is recounted from `eval_store` (OUT/eval-store),

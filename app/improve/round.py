@@ -20,17 +20,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from app.env_choice import end_env_episode
 from app.errors import UsageError
-from app.evaluate import evaluate_policy
+from app.evaluate import evaluate_in_sim
 from app.improve.judge import judge_episode
 from app.improve.report import phase_records
 from app.rollout import RolloutConfig, RolloutControl, RolloutResult, StepEvent, run_rollout
 from policies.base import Policy
 from policies.factory import PolicyConfig, train_policy
 from recordings.episode import EpisodeMeta
+
+if TYPE_CHECKING:
+    from lrm.types import RewardModel
+    from recordings.store import EpisodeStore
+    from sim.env import Env
+    from sim.maniskill_env import SimEnvConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ class EmergencyStop(UsageError):
     """The operator stopped everything; the run continues from here when started again."""
 
 
-def done_slots(store: Any, round_: int, phase: str) -> set[int]:
+def done_slots(store: EpisodeStore, round_: int, phase: str) -> set[int]:
     """The slots of `phase` in `round_` that hold a committed episode (module doc)."""
     done = set()
     for rec in store.episodes(round=round_):
@@ -54,7 +60,7 @@ def done_slots(store: Any, round_: int, phase: str) -> set[int]:
     return done
 
 
-def rollout_slot(env: Any, policy: Policy, store: Any, *, round_: int, phase: str, slot: int, seed: int,
+def rollout_slot(env: Env, policy: Policy, store: EpisodeStore, *, round_: int, phase: str, slot: int, seed: int,
                  policy_id: str, fields: dict[str, Any], run: str, rollout: RolloutConfig,
                  control: RolloutControl, on_step: Callable[[StepEvent], None] | None = None,
                  stop_check: Any = None, reward_hook: Any = None, extra: dict[str, Any] | None = None
@@ -97,7 +103,7 @@ def _raise_robot_fault(exc: Exception, where: str) -> None:
                          "fix it and run the same command to continue") from None
 
 
-def judge_rollout(store: Any, index: int, model: Any, judge: Any, provenance: dict[str, Any]) -> Any:
+def judge_rollout(store: EpisodeStore, index: int, model: RewardModel, judge: Any, provenance: dict[str, Any]) -> Any:
     """The completion verdict of a committed episode, written next to the operator's and the oracle's.
 
     `judge` is the JudgeConfig (camera, frames, combine, threshold); `provenance` names the model
@@ -110,7 +116,7 @@ def judge_rollout(store: Any, index: int, model: Any, judge: Any, provenance: di
     return store.update_meta(index, lrm_verdict=bool(verdict.accepted), lrm_score=float(verdict.score), extra=extra)
 
 
-def unjudged(store: Any, round_: int, phase: str) -> tuple[list[Any], list[Any]]:
+def unjudged(store: EpisodeStore, round_: int, phase: str) -> tuple[list[Any], list[Any]]:
     """(every unaborted episode of the round's phase, those of them without a verdict yet)."""
     records = [r for r in phase_records(store, round_, phase) if not r.meta.aborted]
     return records, [r for r in records if r.meta.lrm_verdict is None]
@@ -128,10 +134,15 @@ def finetune(policy: PolicyConfig, store_path: Path, out: Path, *, round_: int, 
     return {"checkpoint": str(result.checkpoint), "train_loss": result.train_loss}
 
 
-def evaluate_round(policy: Policy, env: Any, *, episodes: int, seed: int, max_steps: int, round_: int,
-                   progress: bool, policy_id: str | None = None) -> dict[str, Any]:
-    """The oracle's success of `policy` on the same `episodes` seeds every round (paired), with its interval."""
-    report = evaluate_policy(policy, env, episodes, seed=seed, max_steps=max_steps,
+def evaluate_round(policy: Policy, env_config: SimEnvConfig, *, episodes: int, seed: int, max_steps: int,
+                   round_: int, progress: bool, policy_id: str | None = None) -> dict[str, Any]:
+    """The oracle's success of `policy` on the same `episodes` seeds every round (paired), with its interval.
+
+    The evaluation has a ManiSkill env of its own: an env that has run other episodes carries some
+    of their state into the first observation after a reset, so a shared env would make a round's
+    number depend on what ran before it.
+    """
+    report = evaluate_in_sim(policy, env_config, episodes, seed=seed, max_steps=max_steps,
                              policy_id=policy_id or f"round-{round_}", progress=progress)
     lo, hi = report.ci95
     return {"episodes": report.episodes, "successes": report.successes, "success_rate": report.success_rate,

@@ -23,6 +23,8 @@ __all__ = ["RunState"]
 
 STATE_FILE = "state.json"
 FORMAT = "lrm-robot-improve-state"
+# 2: the fingerprint covers only the judge's own backend and is independent of where the project lives
+FINGERPRINT_VERSION = 2
 
 
 class RunState:
@@ -48,6 +50,10 @@ class RunState:
             raise UsageError(f"{path} is unreadable ({exc}); move the run directory away to start over") from None
         if data.get("format") != FORMAT:
             raise UsageError(f"{path} is not an improve-run state file")
+        if data.get("fingerprint_version", 1) != FINGERPRINT_VERSION:
+            raise UsageError(f"{out_dir} was started by an earlier lrm-robot whose config fingerprint this version "
+                             "computes differently (README, 'Resuming'); start it again with --restart, or choose "
+                             "another output_dir")
         if data.get("fingerprint") != fingerprint:
             raise UsageError(
                 f"{out_dir} holds a run started with a different config (only `rounds` may change when "
@@ -66,7 +72,8 @@ class RunState:
         self.save()
 
     def save(self) -> None:
-        data = {"format": FORMAT, "fingerprint": self.fingerprint, "steps": self.steps}
+        data = {"format": FORMAT, "fingerprint_version": FINGERPRINT_VERSION, "fingerprint": self.fingerprint,
+                "steps": self.steps}
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w") as f:
             f.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -32,6 +32,7 @@ from app.operator.events import (
     VerdictChanged,
 )
 from app.operator.widgets import PhaseBanner, RolloutPanel, RoundDashboard
+from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,6 @@ class OperatorApp(App[None]):
 
         def work() -> None:
             from app.operator.rerun import save_episode, spawn_episode
-            from recordings.store import EpisodeStore
-
             try:
                 with EpisodeStore.open(path, mode="r") as store:
                     frames = spawn_episode(store, index) if spawn else save_episode(store, index, target)

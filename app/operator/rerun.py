@@ -7,18 +7,21 @@ timelines, so a reward curve lines up with the image it was computed from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
 
 __all__ = ["save_episode", "spawn_episode"]
 
 
-def _recording(store: Any, index: int) -> Any:
+def _recording(store: EpisodeStore, index: int) -> Any:
     import rerun as rr
 
     return rr.RecordingStream("lrm-robot", recording_id=f"{Path(store.path).name}-episode-{index}")
 
 
-def save_episode(store: Any, index: int, path: Path) -> int:
+def save_episode(store: EpisodeStore, index: int, path: Path) -> int:
     """Write episode `index` to `path` (.rrd); returns the number of frames logged."""
     from app.rerun_log import log_episode
 
@@ -35,7 +38,7 @@ def save_episode(store: Any, index: int, path: Path) -> int:
         recording.disconnect()
 
 
-def spawn_episode(store: Any, index: int) -> int:
+def spawn_episode(store: EpisodeStore, index: int) -> int:
     """Start the rerun viewer (on localhost) and stream episode `index` to it; returns the number of frames logged."""
     from app.rerun_log import log_episode
     from app.rerun_viewer import spawn_viewer

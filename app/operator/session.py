@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -67,6 +67,10 @@ from app.rollout import RolloutControl, RolloutResult, StepEvent
 from policies.base import Policy
 from policies.scripted import HoldPolicy, RandomPolicy
 from recordings.store import EpisodeStore
+
+if TYPE_CHECKING:
+    from lrm.types import RewardModel
+    from sim.env import Env
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,7 @@ class LiveRewards:
     value of every trace for the live display.
     """
 
-    def __init__(self, model: Any, weights: dict[str, float], every: int, camera: str,
+    def __init__(self, model: RewardModel, weights: dict[str, float], every: int, camera: str,
                  trace_name: Callable[[str], str]) -> None:
         from lrm.interval_hold import IntervalHoldConfig, IntervalHoldReward
 
@@ -141,12 +145,12 @@ class OperatorSession:
         self.emit: Callable[[SessionEvent], None] = emit or (lambda event: None)
         self.env_factory = env_factory
         self.control = RolloutControl()
-        self.env: Any = None
+        self.env: Env | None = None
         self.store: EpisodeStore | None = None
         self.state: RunState | None = None
         self.policy: Policy | None = None
         self.checkpoint: Path | None = Path(self.config.policy.checkpoint) if self.config.policy.checkpoint else None
-        self.judge_model: Any = None
+        self.judge_model: RewardModel | None = None
         self.rewards: LiveRewards | None = None
         self.phase = "starting"
         self.rounds: list[RoundStats] = []
@@ -609,7 +613,7 @@ class OperatorSession:
         self._check()
         cfg = self.config
         self._set_phase("evaluate", f"round {round_}: {cfg.eval.episodes} oracle episodes")
-        result = evaluate_round(self.policy, self.env, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
+        result = evaluate_round(self.policy, cfg.env.sim, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
                                 max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_, progress=False,
                                 policy_id=f"operate-round-{round_}")
         return dataclasses.replace(stats, eval_success=result["success_rate"])

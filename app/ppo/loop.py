@@ -112,7 +112,7 @@ def collect_rollout(agent: PPOAgent, sim: VecSim, reward: StepReward, *, seeds: 
     n = sim.num_envs
     everyone = list(range(n))
     result = sim.reset(seeds)
-    reward.reset()
+    reward.reset(reward.timed_render(sim.capture, everyone) if reward.needs_reset_frames else None, reward_camera)
     success_once = result.success.copy()
     obs_list, stored, log_probs, values, rewards, discounts = [], [], [], [], [], []
     step_rewards, dense = [], []

@@ -8,6 +8,9 @@ and returns r_t for every env:
     r_t = lrm_weight * held_lrm_t + env_weight * dense_t (+ success_bonus * success_t)
 
 or, with `source: env` (the oracle arm), r_t = dense_t (+ success_bonus * success_t).
+Under the paper's interval-hold protocol the progress anchor is each env's
+observation right after the reset, so `reset` then takes those frames
+(`needs_reset_frames`).
 
 The reward model is queried through `lrm.guarded.GuardedRewardModel`, so a
 failing backend costs an env its held reward, not the run; the failures are
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from app.ppo.config import RewardSection
+from common.config import ConfigFile
 from lrm.guarded import GuardedRewardModel
 from lrm.interval_hold import IntervalHoldReward
 from lrm.types import RewardModel
@@ -64,24 +68,35 @@ class StepReward:
 
     @classmethod
     def make(cls, config: RewardSection, num_envs: int, task: str, model: RewardModel | None = None) -> StepReward:
-        """`model` is the reward backend (built by the caller from `config.backend`); None for source env."""
+        """`model` is the reward backend (built by the caller from `config.backend`); None for source env.
+
+        The interval-hold protocol is the run's (`reward.hold.protocol`), else the backend file's.
+        """
         if config.source == "env":
             return cls(config, num_envs, task)
         if model is None:
             raise ValueError("reward.source 'lrm' needs a reward model")
         guard = model if isinstance(model, GuardedRewardModel) else GuardedRewardModel(model)
-        return cls(config, num_envs, task, hold=IntervalHoldReward(guard, config.hold, num_envs), guard=guard)
+        backend = config.backend.config if isinstance(config.backend, ConfigFile) and config.backend else None
+        hold = config.hold.resolved(backend.hold_protocol if backend is not None else "legacy")
+        return cls(config, num_envs, task, hold=IntervalHoldReward(guard, hold, num_envs), guard=guard)
 
     @property
     def uses_frames(self) -> bool:
         return self.hold is not None
 
-    def reset(self) -> None:
-        """All envs start a new episode (they reset together)."""
+    @property
+    def needs_reset_frames(self) -> bool:
+        """Whether `reset` needs every env's frame after the reset (the paper protocol's progress anchor)."""
+        return self.hold is not None and self.hold.needs_reset_frame
+
+    def reset(self, frames: Mapping[int, Mapping[str, np.ndarray]] | None = None, camera: str | None = None) -> None:
+        """All envs start a new episode (they reset together); `frames`: the reset observations, if needed."""
         self._step = 0
         if self.hold is not None:
             for i in range(self.num_envs):
-                self.hold.reset(i, self.task)
+                first = _pick(frames[i], camera) if frames is not None else None
+                self.hold.reset(i, self.task, first)
 
     def due(self) -> list[int]:
         return [] if self.hold is None else self.hold.due()

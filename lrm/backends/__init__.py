@@ -11,13 +11,18 @@ type's section; the other sections keep their defaults and are ignored:
 
 Backends and what they answer:
 - `qwen3vl`: the LRM, all three modalities (lrm.backends.qwen3vl).
-- `roboreward`: the same code path, no adapter, the 1-5 rubric prompt over the
-  episode video (configs/lrm/prompts/roboreward.yaml); answers progress only.
+- `roboreward`: a Qwen3-VL video judge (RoboReward-8B), the 1-5 rubric after the
+  episode video (lrm.backends.roboreward, configs/lrm/prompts/roboreward.yaml); answers progress only.
 - `oracle`: the simulator's dense reward and success flag (lrm.backends.oracle); sim only.
 - `robometer`, `topreward`: LeRobot's own `lerobot.rewards` classes over the
   episode video (lrm.backends.lerobot_rewards); progress and completion.
 - `lite`: the compact CNN reward model (lrm.backends.lite), all three modalities, from
   a checkpoint written by `lrm.training.lite_train.train_lite`.
+
+`hold_protocol` is how this backend is meant to be queried in the RL loop when
+the run's interval-hold config does not say (lrm.interval_hold): `paper` for
+the published adapters (configs/lrm/backends/lrm_published.yaml), `legacy`
+otherwise.
 
 `trace_prefix` names the store traces of this backend, `<prefix><modality>`;
 by default "" for qwen3vl (the LRM owns the plain modality names) and
@@ -25,7 +30,8 @@ by default "" for qwen3vl (the LRM owns the plain modality names) and
 
 The modules of this package are the backends and what only they use: the
 prompt templates (`prompts`) and the answer parser (`parsing`) of the
-Qwen3-VL backends, the compact model's configs (`lite_config`). This module
+Qwen3-VL LRM, how the video baselines are shown an episode (`video`), the
+compact model's configs (`lite_config`). This module
 imports configs only; a backend's model code is imported when it is made.
 """
 
@@ -37,8 +43,9 @@ from typing import Literal
 from lrm.backends.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
 from lrm.backends.lite_config import LiteBackendConfig
 from lrm.backends.oracle import OracleBackendConfig
-from lrm.backends.prompts import PROMPTS_DIR
 from lrm.backends.qwen3vl import Qwen3VLBackendConfig
+from lrm.backends.roboreward import RoboRewardBackendConfig
+from lrm.interval_hold import HoldProtocol
 from lrm.types import MODALITIES, RewardModel
 
 BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite"]
@@ -53,22 +60,15 @@ SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _roboreward_defaults() -> Qwen3VLBackendConfig:
-    return Qwen3VLBackendConfig(
-        model="teetone/RoboReward-8B",
-        prompts={"progress": str(PROMPTS_DIR / "roboreward.yaml")},
-        mode="generate",
-    )
-
-
 @dataclasses.dataclass
 class RewardBackendConfig:
     """Which backend scores requests, and its settings (module doc)."""
 
     type: BackendType = "qwen3vl"
     trace_prefix: str | None = None
+    hold_protocol: HoldProtocol = "legacy"
     qwen3vl: Qwen3VLBackendConfig = dataclasses.field(default_factory=Qwen3VLBackendConfig)
-    roboreward: Qwen3VLBackendConfig = dataclasses.field(default_factory=_roboreward_defaults)
+    roboreward: RoboRewardBackendConfig = dataclasses.field(default_factory=RoboRewardBackendConfig)
     oracle: OracleBackendConfig = dataclasses.field(default_factory=OracleBackendConfig)
     robometer: RobometerBackendConfig = dataclasses.field(default_factory=RobometerBackendConfig)
     topreward: TOPRewardBackendConfig = dataclasses.field(default_factory=TOPRewardBackendConfig)
@@ -100,10 +100,14 @@ class RewardBackendConfig:
 
 def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
     """Build the configured backend; heavy imports happen only for the one chosen."""
-    if config.type in ("qwen3vl", "roboreward"):
+    if config.type == "qwen3vl":
         from lrm.backends.qwen3vl import Qwen3VLRewardModel
 
-        return Qwen3VLRewardModel(getattr(config, config.type))
+        return Qwen3VLRewardModel(config.qwen3vl)
+    if config.type == "roboreward":
+        from lrm.backends.roboreward import RoboRewardModel
+
+        return RoboRewardModel(config.roboreward)
     if config.type == "oracle":
         from lrm.backends.oracle import OracleRewardModel
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.nets import ConvEncoder
 from lrm.backends.lite_config import LiteBackendConfig, LiteConfig
 from lrm.types import MODALITIES, Reward, RewardRequest, prepare_frames
 
@@ -45,24 +46,6 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
 
 
-class _Encoder(nn.Module):
-    def __init__(self, channels: Sequence[int], out_dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.ReLU()]
-            c_in = c
-        self.convs = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.head = nn.Sequential(nn.Linear(c_in * 16, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, H, W, 3) uint8 -> (B, out_dim)."""
-        x = images.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
-        return self.head(self.pool(self.convs(x)).flatten(1))
-
-
 class LiteRewardModel(nn.Module):
     """The compact reward model; a `RewardModel` (`score`) and a torch module (module doc)."""
 
@@ -73,7 +56,7 @@ class LiteRewardModel(nn.Module):
         self.config = config or LiteConfig()
         self.max_batch_size = max_batch_size
         c = self.config
-        self.encoder = _Encoder(c.cnn_channels, c.feature_dim)
+        self.encoder = ConvEncoder(c.cnn_channels, c.feature_dim)
         d = c.task_embedding_dim
         self.task_embedding = nn.Embedding(len(c.tasks) + 1, d) if d > 0 else None
         self._task_index = {t: i + 1 for i, t in enumerate(c.tasks)}
@@ -100,7 +83,8 @@ class LiteRewardModel(nn.Module):
         return torch.cat(parts, dim=1)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images.to(self.device))
+        # (B, H, W, 3) uint8 -> centred floats, the scaling the model was trained with
+        return self.encoder(images.to(self.device).permute(0, 3, 1, 2).float().div(255.0).sub(0.5))
 
     def progress_logits(self, current: torch.Tensor, first: torch.Tensor | None, task_ids: torch.Tensor) -> torch.Tensor:
         parts = [current, first] if self.config.progress_anchor else [current]

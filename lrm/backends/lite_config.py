@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from common.numbers import Count, LearningRate, NonNegativeFloat, Pixels, Seed, Steps
 from lrm.training.dataset import DatasetConfig
+from common.config import dataclass_from_json
 
 __all__ = ["LiteBackendConfig", "LiteConfig", "LiteRunConfig", "LiteTrainConfig"]
 
@@ -53,11 +54,7 @@ class LiteConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LiteConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown lite config keys: {', '.join(unknown)}")
-        return cls(**dict(data))
+        return dataclass_from_json(cls, data, "lite")
 
 
 @dataclass

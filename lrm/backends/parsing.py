@@ -7,7 +7,9 @@ readings in order of how much they trust the text: a JSON object in a code fence
 the last JSON object after reasoning text, single-quoted pseudo-JSON, a bare
 `key: value` pair, and finally a bare value. The result is mapped to an answer
 option of the template; anything else is a failure, handled by `fallback_value`
-and counted in `ParseStats`.
+(or, as the backend's `fallback` says, `unusable_answer_value`) and counted in
+`ParseStats`. A template with `parser: reference` is read by
+lrm.backends.reference_parsing instead, as the published adapters' server reads it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import json
 import logging
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 from lrm.backends.prompts import AnswerOption, PromptTemplate
+from lrm.backends.reference_parsing import read_reference, reference_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,13 @@ _NO_VALUE = object()
 
 
 def parse_answer(text: str, template: PromptTemplate) -> float | None:
-    """The reward value of `text` under `template`, or None when no option can be read."""
+    """The reward value of `text` under `template`, or None when no option can be read.
+
+    A template with `parser: reference` is read as the reference server reads it
+    (lrm.backends.reference_parsing); progress may then be any value in [0, 1].
+    """
+    if template.parser == "reference":
+        return read_reference(text, template)
     option = parse_option(text, template)
     return None if option is None else option.value
 
@@ -108,6 +117,22 @@ def match_option(raw: Any, options: tuple[AnswerOption, ...], *, snap_numeric: b
             if low - 1e-6 <= number <= high + 1e-6:
                 return min(candidates, key=lambda ov: abs(ov[1] - number))[0]
     return None
+
+
+FallbackPolicy = Literal["hold_previous", "reference"]
+
+
+def unusable_answer_value(
+    text: str, template: PromptTemplate, previous_value: float | None, policy: FallbackPolicy
+) -> float:
+    """The reward of an answer `parse_answer` could not read.
+
+    `hold_previous`: `fallback_value`. `reference`: what the reference server
+    makes of it (its last-resort readings, then 0), the published adapters' way.
+    """
+    if policy == "reference":
+        return reference_fallback(text, template)
+    return fallback_value(template.modality, previous_value)
 
 
 def fallback_value(modality: str, previous_value: float | None) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import Any, Literal
 
 from common.config import ConfigError, load_config
 from lrm.types import FRAME_KEYS, MODALITIES, OPTIONAL_FRAMES, REQUIRED_FRAMES
@@ -71,10 +71,13 @@ class AnswerOption:
 class PromptTemplate:
     """A modality's prompt and answer format.
 
-    The answer is `{"<answer_key>": <option>}`. With `reasoning` on, the model writes
-    its reasoning first and the JSON object last; with it off, it answers at once.
-    `snap_numeric` lets the parser map a number between options to the nearest
-    option (progress), instead of calling it a failure.
+    The answer is `{"<answer_key>": <option>}` (`answer_style: spaced` writes
+    `{ "<answer_key>": <option> }`, as the published adapters' prompts show it).
+    With `reasoning` on, the model writes its reasoning first and the JSON object
+    last; with it off, it answers at once. `snap_numeric` lets the tolerant parser
+    map a number between options to the nearest option (progress), instead of
+    calling it a failure. `parser: reference` reads answers as the reference LRM
+    server does (lrm.backends.reference_parsing), for adapters trained with it.
     """
 
     modality: str
@@ -84,7 +87,9 @@ class PromptTemplate:
     reasoning: bool = False
     system: str | None = None
     snap_numeric: bool = False
-    answer_suffix: str = "}"
+    parser: Literal["tolerant", "reference"] = "tolerant"
+    answer_style: Literal["compact", "spaced"] = "compact"
+    answer_suffix: str | None = None  # None: "}" (compact) or " }" (spaced)
     video_frames: int = 8
 
     @property
@@ -95,11 +100,15 @@ class PromptTemplate:
     @property
     def answer_prefix(self) -> str:
         """The answer up to where its value starts: the logits mode forces this text."""
-        return '{"' + self.answer_key + '": '
+        opening = "{ " if self.answer_style == "spaced" else "{"
+        return opening + '"' + self.answer_key + '": '
 
     def answer_text(self, option: AnswerOption) -> str:
         """The full canonical answer for one option, e.g. '{"task_completed": "yes"}'."""
-        return self.answer_prefix + option.text + self.answer_suffix
+        suffix = self.answer_suffix
+        if suffix is None:
+            suffix = " }" if self.answer_style == "spaced" else "}"
+        return self.answer_prefix + option.text + suffix
 
     def messages(
         self, task: str, frame_keys: set[str] | frozenset[str], video_len: int = 0
@@ -228,3 +237,23 @@ def _check(template: PromptTemplate, source: str) -> None:
         raise PromptError(f"{source}: options: duplicate option {names}")
     if template.video_frames < 1:
         raise PromptError(f"{source}: video_frames: must be >= 1, got {template.video_frames}")
+    if template.parser == "reference":
+        _check_reference_options(template, source)
+
+
+# What the reference server's reading of each modality needs from the options (lrm.backends.reference_parsing).
+_REFERENCE_OPTIONS = {
+    "contrastive": ("string options (the image names)", lambda literals: all(isinstance(v, str) for v in literals)),
+    "progress": ("numeric options", lambda literals: all(_is_number(v) for v in literals)),
+    "completion": ('the options "yes" and "no"', lambda literals: {"yes", "no"} <= {str(v).lower() for v in literals}),
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_reference_options(template: PromptTemplate, source: str) -> None:
+    wanted, fits = _REFERENCE_OPTIONS[template.modality]
+    if not fits([o.literal for o in template.options]):
+        raise PromptError(f"{source}: options: parser 'reference' reads {template.modality} answers with {wanted}")

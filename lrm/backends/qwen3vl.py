@@ -2,7 +2,11 @@
 
 One copy of the base model lives in memory; the three adapters (contrastive,
 progress, completion) are loaded through peft onto it and switched by name per
-batch. A modality without an adapter is scored by the bare base model (zero-shot).
+batch (lrm.backends.qwen3vl_loading: the reference's loading order, and a check
+that refuses adapters whose weights did not arrive). A modality without an
+adapter is scored by the bare base model (zero-shot). Frames reach the processor
+at their native size unless `image_size` (exact, distorting) or `max_pixels`
+(a budget, aspect ratio kept) says otherwise.
 
 Two scoring modes:
 
@@ -10,9 +14,10 @@ Two scoring modes:
 - `logits`: the probability of every answer option at the answer position. The
   prompt is continued with the canonical answer text `{"key": OPTION}` of every
   option, scored by the sum of its token log-probabilities and normalised over
-  the options. Tokens shared by all options (`{"key": ` and, e.g., `0.`) are part
-  of the single prompt pass; the diverging rest is scored from the KV cache in one
-  extra small pass (none when every option diverges in one token). With
+  the options. Tokens shared by all options (`{"key": `) are part of the single
+  prompt pass; the rest is scored as a token trie (lrm.backends.answer_trie) in one
+  extra pass of a few tokens per row over the prompt's KV cache, which is never
+  copied, so memory does not grow with the number of options. With
   reasoning on, the reasoning is generated first and the options are scored
   after it (today in a second prefill over prompt + reasoning; reusing the
   generation's KV cache would save that pass). Values are expectations: expected progress over the eleven values,
@@ -31,9 +36,11 @@ from typing import Any, Literal
 import numpy as np
 
 from common.numbers import Pixels
-from lrm.backends.parsing import ParseStats, fallback_value, parse_answer
+from lrm.backends.answer_trie import AnswerTrie, option_probs
+from lrm.backends.parsing import FallbackPolicy, ParseStats, parse_answer, unusable_answer_value
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
-from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, resize_image
+from lrm.backends.qwen3vl_loading import ModelSource, as_source, load_model, load_processor
+from lrm.types import MODALITIES, RequestError, Reward, RewardRequest, prepare_frames, scale_image
 
 logger = logging.getLogger(__name__)
 
@@ -44,26 +51,52 @@ ScoringMode = Literal["generate", "logits"]
 class Qwen3VLBackendConfig:
     """Settings of the `qwen3vl` backend.
 
-    `model` and `adapters` are local paths or hub ids. `prompts` overrides the
-    template file of a modality (default: configs/lrm/prompts/<modality>.yaml).
-    `reasoning` overrides every template's reasoning flag (None keeps them).
-    `image_size` is (height, width) every frame is resized to; None keeps frames as
-    they come. `device`/`dtype`/`attn_implementation` "auto" pick bf16 and the
-    fastest attention on a GPU, float32 and SDPA on a CPU.
+    `model` is a local path or hub id. Each adapter is a path or hub id, or
+    `{path, subfolder}` for one folder of a hub repository (the published
+    adapters: `{path: USC-PSI-Lab/LRM-models, subfolder: progress}`); `processor`
+    likewise names where the processor and chat template come from (None: `model`).
+    `prompts` overrides the template file of a modality (default:
+    configs/lrm/prompts/<modality>.yaml). `reasoning` overrides every template's
+    reasoning flag (None keeps them). Answers get `max_new_tokens` tokens when the
+    modality reasons, `max_new_tokens_direct` when not, unless
+    `max_new_tokens_by_modality` names the modality. An answer that cannot be read
+    is worth what `fallback` says: `hold_previous` (0, progress the env's previous
+    value) or `reference` (the reference server's fallbacks, lrm.backends.reference_parsing).
+    `image_size` is (height, width) every frame is resized to, distorting other
+    aspect ratios; `max_pixels` instead shrinks larger frames to that many pixels
+    keeping the aspect ratio; neither: frames as they come (the processor still
+    rounds them to its patch grid). `device`/`dtype`/`attn_implementation` "auto"
+    pick bf16 and the fastest attention on a GPU, float32 and SDPA on a CPU.
     """
 
     model: str = "Qwen/Qwen3-VL-8B-Instruct"
-    adapters: dict[str, str] = dataclasses.field(default_factory=dict)
+    adapters: dict[str, ModelSource | str] = dataclasses.field(default_factory=dict)
+    processor: ModelSource | str | None = None
     prompts: dict[str, str] = dataclasses.field(default_factory=dict)
     mode: ScoringMode = "generate"
     reasoning: bool | None = None
     max_new_tokens: int = 256
     max_new_tokens_direct: int = 24
+    max_new_tokens_by_modality: dict[str, int] = dataclasses.field(default_factory=dict)
+    fallback: FallbackPolicy = "hold_previous"
     max_batch_size: int = 8
-    image_size: tuple[Pixels, Pixels] | None = (256, 256)
+    image_size: tuple[Pixels, Pixels] | None = None
+    max_pixels: int | None = None
     device: str = "auto"
     dtype: str = "auto"
     attn_implementation: str = "auto"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.max_new_tokens_by_modality) - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"max_new_tokens_by_modality: unknown modality {unknown[0]!r}, expected {MODALITIES}")
+        budgets = [self.max_new_tokens, self.max_new_tokens_direct, *self.max_new_tokens_by_modality.values()]
+        if min(budgets) < 1:
+            raise ValueError("max_new_tokens, max_new_tokens_direct and max_new_tokens_by_modality must be >= 1")
+        if self.image_size is not None and self.max_pixels is not None:
+            raise ValueError("give image_size (exact, distorting) or max_pixels (aspect ratio kept), not both")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
 
 
 def resolve_runtime(config: Qwen3VLBackendConfig) -> tuple[str, Any, str]:
@@ -89,7 +122,6 @@ class Qwen3VLRewardModel:
 
     def __init__(self, config: Qwen3VLBackendConfig) -> None:
         import torch
-        from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
         self.config = config
         unknown = sorted(set(config.adapters) - set(MODALITIES)) + sorted(set(config.prompts) - set(MODALITIES))
@@ -104,31 +136,14 @@ class Qwen3VLRewardModel:
         }
         self.device, self.dtype, attn = resolve_runtime(config)
         logger.info("loading %s on %s (%s, %s)", config.model, self.device, self.dtype, attn)
-        self.processor = AutoProcessor.from_pretrained(config.model)
+        self.processor = load_processor(as_source(config.processor or config.model))
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
-        # device_map loads the weights straight onto the GPU (no full copy in host memory first).
-        base = Qwen3VLForConditionalGeneration.from_pretrained(
-            config.model, dtype=self.dtype, attn_implementation=attn, device_map=self.device
-        )
-        self.model = self._attach_adapters(base).to(self.device).eval()
+        adapters = {m: as_source(a) for m, a in config.adapters.items()}
+        self.model = load_model(config.model, adapters, dtype=self.dtype, attn=attn, device=self.device)
         self._active: str | None = None
         self.stats = ParseStats()
         self._torch = torch
-
-    def _attach_adapters(self, base):
-        """Load every adapter onto the one base: from_pretrained for the first, load_adapter after."""
-        if not self.config.adapters:
-            return base
-        from peft import PeftModel
-
-        items = list(self.config.adapters.items())
-        first_name, first_path = items[0]
-        model = PeftModel.from_pretrained(base, first_path, adapter_name=first_name)
-        for name, path in items[1:]:
-            model.load_adapter(path, adapter_name=name)
-        logger.info("LoRA adapters loaded: %s", [name for name, _ in items])
-        return model
 
     # ------------------------------------------------------------------ public API
 
@@ -138,7 +153,7 @@ class Qwen3VLRewardModel:
         All requests are validated before any compute, so one bad frame fails the
         call with a one-line error naming its index, not halfway through.
         """
-        frames = [prepare_frames(r, i, self.config.image_size) for i, r in enumerate(requests)]
+        frames = [prepare_frames(r, i, self.config.image_size, self.config.max_pixels) for i, r in enumerate(requests)]
         for i, request in enumerate(requests):
             if self.templates[request.modality].uses_video and request.video is None:
                 raise RequestError(
@@ -160,11 +175,22 @@ class Qwen3VLRewardModel:
         """True when a prompt shows the episode video (RoboReward): callers then pass `video`."""
         return any(t.uses_video for t in self.templates.values())
 
+    @property
+    def fallback_policy(self) -> FallbackPolicy:
+        """What an unreadable answer is worth (`Qwen3VLBackendConfig.fallback`); offline scoring asks."""
+        return self.config.fallback
+
     def reasoning(self, modality: str) -> bool:
         """Whether this modality reasons before answering (template flag unless overridden)."""
         if self.config.reasoning is not None:
             return self.config.reasoning
         return self.templates[modality].reasoning
+
+    def token_budget(self, modality: str) -> int:
+        """How many new tokens an answer of this modality may take."""
+        if modality in self.config.max_new_tokens_by_modality:
+            return self.config.max_new_tokens_by_modality[modality]
+        return self.config.max_new_tokens if self.reasoning(modality) else self.config.max_new_tokens_direct
 
     # ------------------------------------------------------------------ batches
 
@@ -173,12 +199,11 @@ class Qwen3VLRewardModel:
         with self._torch.inference_mode(), self._adapter(modality):
             inputs = self._encode(template, requests, frames)
             if self.config.mode == "generate":
-                budget = self.config.max_new_tokens if self.reasoning(modality) else self.config.max_new_tokens_direct
-                texts = self._generate(inputs, budget)
+                texts = self._generate(inputs, self.token_budget(modality))
                 return [self._parsed_reward(template, r, t) for r, t in zip(requests, texts, strict=True)]
             contexts = [""] * len(requests)
             if self.reasoning(modality):
-                generated = self._generate(inputs, self.config.max_new_tokens)
+                generated = self._generate(inputs, self.token_budget(modality))
                 contexts = [reasoning_context(t, template.answer_key) for t in generated]
             probs = self._option_probs(template, inputs, contexts)
         values = [float(o.value) for o in template.options]
@@ -202,7 +227,7 @@ class Qwen3VLRewardModel:
         self.stats.record(template.modality, ok)
         if not ok:
             logger.debug("unparseable %s answer (env %s): %r", template.modality, request.env_id, text)
-            value = fallback_value(template.modality, request.previous_value)
+            value = unusable_answer_value(text, template, request.previous_value, self.config.fallback)
         return Reward(value=float(value), raw_text=text, probs=None, parsed_ok=ok)
 
     def _adapter(self, modality: str):
@@ -225,7 +250,7 @@ class Qwen3VLRewardModel:
             video = None
             if template.uses_video and request.video is not None:
                 sampled = sample_video(request.video, template.video_frames)
-                video = [resize_image(f, self.config.image_size) for f in sampled]
+                video = [scale_image(f, self.config.image_size, self.config.max_pixels) for f in sampled]
             text, prompt_images = render_prompt(self.processor, template, request.task, frame, video)
             texts.append(text)
             images.extend(prompt_images)
@@ -244,71 +269,29 @@ class Qwen3VLRewardModel:
             pad_token_id=self.tokenizer.pad_token_id,
         )
         new = out[:, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def _option_probs(self, template: PromptTemplate, inputs: dict, contexts: list[str]) -> np.ndarray:
-        """Probability of each answer option after each row's context; shape (batch, options)."""
-        torch = self._torch
-        n_opt = len(template.options)
-        shared, suffixes = [], []
+        """Probability of each answer option after each row's context; shape (batch, options).
+
+        The options of a row are scored as one token trie over the full answer texts
+        (tokenised with the context, so merges across the boundary are kept): see answer_trie.
+        """
+        by_context: dict[str, AnswerTrie] = {}  # without reasoning every row's context is "": tokenise once
         for context in contexts:
+            if context in by_context:
+                continue
             ids = [
                 self.tokenizer(context + template.answer_text(o), add_special_tokens=False)["input_ids"]
                 for o in template.options
             ]
-            common = _common_prefix_length(ids)
-            if any(len(seq) == common for seq in ids):
-                raise ValueError(f"qwen3vl: answer options of {template.modality} are not distinguishable by tokens")
-            shared.append(ids[0][:common])
-            suffixes.append([seq[common:] for seq in ids])
-
-        batch = _append_tokens(inputs, shared, self.tokenizer.pad_token_id)
-        one_step = all(len(s) == 1 for row in suffixes for s in row)
-        out = self.model(**batch, use_cache=not one_step, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
-        scores = torch.stack(
-            [first[b, [s[0] for s in row]] for b, row in enumerate(suffixes)]
-        )  # (B, K): log p(first diverging token)
-        if not one_step:
-            scores = scores + self._continuation_logprobs(out.past_key_values, batch, suffixes, n_opt)
-        return torch.softmax(scores, dim=-1).cpu().numpy()
-
-    def _continuation_logprobs(self, cache, batch: dict, suffixes: list[list[list[int]]], n_opt: int):
-        """Sum of log-probs of every option's tokens after its first, from the prompt's KV cache."""
-        torch = self._torch
-        bsz = len(suffixes)
-        rest = [s[1:] for row in suffixes for s in row]  # (B*K) token lists, may be empty
-        length = max(len(s) for row in suffixes for s in row)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((bsz * n_opt, length), pad, dtype=torch.long)
-        mask = torch.zeros((bsz * n_opt, length), dtype=torch.long)
-        for i, row in enumerate(suffixes):
-            for k, seq in enumerate(row):
-                ids[i * n_opt + k, : len(seq)] = torch.tensor(seq)
-                mask[i * n_opt + k, : len(seq)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        prompt_mask = batch["attention_mask"]
-        # Text after the vision tokens continues M-RoPE at (valid length + rope delta) on all three axes.
-        inner = self.model.get_base_model().model if hasattr(self.model, "get_base_model") else self.model.model
-        deltas = inner.rope_deltas.view(-1)  # (B,)
-        start = prompt_mask.sum(dim=1) + deltas  # (B,)
-        positions = start.repeat_interleave(n_opt)[:, None] + torch.arange(length, device=self.device)[None, :]
-        position_ids = positions[None].expand(3, -1, -1)
-        cache.batch_repeat_interleave(n_opt)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=torch.cat([prompt_mask.repeat_interleave(n_opt, dim=0), mask], dim=1),
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logp = torch.log_softmax(out.logits.float(), dim=-1)  # (B*K, L, V): position j predicts token j+1
-        totals = torch.zeros(bsz * n_opt, device=logp.device)
-        for r, seq in enumerate(rest):
-            if seq:
-                target = torch.tensor(seq, device=logp.device)
-                totals[r] = logp[r, torch.arange(len(seq), device=logp.device), target].sum()
-        return totals.view(bsz, n_opt)
+            try:
+                by_context[context] = AnswerTrie.build(ids)
+            except ValueError as exc:
+                raise ValueError(f"qwen3vl: {template.modality}: {exc}") from None
+        tries = [by_context[c] for c in contexts]
+        batch = _append_tokens(inputs, [list(t.prefix) for t in tries], self.tokenizer.pad_token_id)
+        return option_probs(self.model, batch, tries).cpu().numpy()
 
 
 def reasoning_context(generated: str, answer_key: str) -> str:
@@ -323,15 +306,6 @@ def reasoning_context(generated: str, answer_key: str) -> str:
         return generated[: matches[-1].start()]
     text = generated.rstrip()
     return text + "\n" if text else ""
-
-
-def _common_prefix_length(sequences: list[list[int]]) -> int:
-    length = 0
-    for column in zip(*sequences):
-        if any(token != column[0] for token in column):
-            break
-        length += 1
-    return length
 
 
 def _append_tokens(inputs: dict, extra: list[list[int]], pad_id: int) -> dict:

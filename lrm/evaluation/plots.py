@@ -72,6 +72,20 @@ def _save(fig, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+def _finish(fig, ax, path: str | pathlib.Path, title: str, xlabel: str, ylabel: str, *, legend: str = "lower right",
+            ylim: tuple[float, float] | None = (0, 1.02)) -> pathlib.Path:
+    """The suite's plots share one frame: x over 0..1, labels, grid, legend, title; then saved."""
+    ax.set_xlim(0, 1)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend, fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, pathlib.Path(path))
+
+
 def plot_cumulative_accuracy(
     path: str | pathlib.Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str
 ) -> pathlib.Path:
@@ -82,14 +96,7 @@ def plot_cumulative_accuracy(
         ax.plot(tol, acc, linewidth=1.5, label=name)
     for x in (0.1, 0.2, 0.3):
         ax.axvline(x, color="grey", linewidth=0.5, linestyle=":")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("tolerance |predicted - true progress|")
-    ax.set_ylabel("fraction within tolerance")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.set_title(title, fontsize="medium")
-    return _save(fig, pathlib.Path(path))
+    return _finish(fig, ax, path, title, "tolerance |predicted - true progress|", "fraction within tolerance")
 
 
 def plot_reward_vs_time(
@@ -105,13 +112,7 @@ def plot_reward_vs_time(
         ax.plot(x, y, color="tab:green" if success else "tab:red", alpha=0.55, linewidth=1.0)
     ax.plot([], [], color="tab:green", label="success (oracle)")
     ax.plot([], [], color="tab:red", label="failure (oracle)")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("time / episode length")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
-    ax.set_title(title, fontsize="medium")
-    return _save(fig, pathlib.Path(path))
+    return _finish(fig, ax, path, title, "time / episode length", ylabel, legend="upper left", ylim=None)
 
 
 def plot_roc(
@@ -124,11 +125,4 @@ def plot_roc(
     for name, (fpr, tpr, auc) in curves.items():
         label = f"{name} (AUC {auc:.3f})" if auc is not None and np.isfinite(auc) else name
         ax.plot(fpr, tpr, linewidth=1.5, label=label)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.set_title(title, fontsize="medium")
-    return _save(fig, pathlib.Path(path))
+    return _finish(fig, ax, path, title, "false-positive rate", "true-positive rate")

@@ -33,7 +33,28 @@ What is measured (lrm.evaluation.metrics for the definitions):
   and pairwise accuracy of the trajectory score against success, global and
   per-trajectory Pearson against the stored `dense_reward` trace where every
   episode has one (else global Pearson against the success flag),
-  monotonicity and VOC on successes.
+  monotonicity and VOC on successes;
+- beside those, under "openloop_reference", the same traces measured exactly as
+  the LRM paper's evaluation script measures them (lrm.evaluation.openloop_reference,
+  its key names): ROC-AUC and pairwise accuracy of each trajectory's final
+  score, global Pearson of per-trajectory sums against the total oracle reward,
+  per-trajectory Pearson against the cumulative oracle reward (progress,
+  completion); direction accuracy counting ties, progress recall and
+  monotonicity of the cumulative score (contrastive). The oracle there is the
+  `dense_reward` trace read as the reference's env reward: per step the change
+  dense[t] - dense[t - 1] (from 0 before the first frame, as a relative reward
+  starts), cumulative dense[t]; an episode without the trace has no oracle
+  rewards, and the metrics that need them are left out, as there. The scores
+  are those of the trajectory section: every `every`-th frame and the last
+  (the reference scores progress so, completion at every frame: equal for
+  `every: 1`); for contrastive the `every` grid only, its first entry the
+  first query's 0, as the reference's placeholder. As there, the k-th score
+  meets the oracle's k-th step, position by position: exact for `every: 1`,
+  the reference's own pairing otherwise.
+
+Video models are told the rate of the frames they get (the source's fps, and
+fps / `every` for the query frames of a trajectory), so that a baseline shows
+them at its own rate (lrm.backends.video).
 
 The `oracle` backend reads the simulator's values from the stored
 `dense_reward` / `success` traces, as `lrm-robot score` does.
@@ -48,18 +69,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
 from common.config import ConfigFile, config_file, config_to_dict
-from lrm.backends import RewardBackendConfig, build_reward_backend
-from lrm.evaluation import metrics
 from common.numbers import Count, Pixels, Positive
+from lrm.backends import RewardBackendConfig, build_reward_backend
+from lrm.evaluation import metrics, openloop_reference
 from lrm.evaluation.score_episode import query_steps, score_query_frames
 from lrm.training.dataset import DatasetConfig, Example, build_dataset, episode_outcome, keyframe_indices
 from lrm.types import MODALITIES, Reward, RewardModel, RewardRequest, resize_image
 from recordings.selection import hash_rank
+
+if TYPE_CHECKING:
+    from recordings.episode import EpisodeSource
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +159,7 @@ class ConstantRewardModel:
 
 
 def evaluation_episodes(
-    source: Any, dataset_config: DatasetConfig, split: str, max_episodes: int | None
+    source: EpisodeSource, dataset_config: DatasetConfig, split: str, max_episodes: int | None
 ) -> tuple[list[int], list[Example], str]:
     """(episode indices, their examples, camera) of the chosen split, through the dataset builder."""
     ds = build_dataset(source, dataset_config)
@@ -186,7 +210,13 @@ def _oracle_at(ep: _EpisodeData, t: int, previous: int | None = None) -> dict[st
 
 
 def _example_request(
-    ex: Example, ep: _EpisodeData, size: tuple[int, int] | None, needs_video: bool, needs_oracle: bool, i: int
+    ex: Example,
+    ep: _EpisodeData,
+    size: tuple[int, int] | None,
+    needs_video: bool,
+    needs_oracle: bool,
+    i: int,
+    fps: float | None = None,
 ) -> RewardRequest:
     frames = {key: resize_image(np.ascontiguousarray(ep.images[t]), size) for key, t in ex.frames.items()}
     t = ex.frames["current"]
@@ -194,7 +224,8 @@ def _example_request(
     if needs_video:
         video = np.stack([resize_image(np.ascontiguousarray(ep.images[s]), size) for s in range(t + 1)])
     oracle = _oracle_at(ep, t, ex.frames.get("previous")) if needs_oracle else None
-    return RewardRequest(ex.modality, frames, ex.task, request_id=i, video=video, oracle=oracle)  # type: ignore[arg-type]
+    video_fps = fps if needs_video else None
+    return RewardRequest(ex.modality, frames, ex.task, request_id=i, video=video, oracle=oracle, video_fps=video_fps)  # type: ignore[arg-type]
 
 
 def _score_all(model: RewardModel, requests: list[RewardRequest], batch: int) -> list[Reward]:
@@ -229,7 +260,7 @@ def _borda_ranking(pairs: list[Example], values: list[float]) -> tuple[float, fl
 
 def evaluate_reward_model(
     model: RewardModel,
-    source: Any,
+    source: EpisodeSource,
     config: RewardEvalConfig,
     *,
     answers: Sequence[str] = MODALITIES,
@@ -248,6 +279,7 @@ def evaluate_reward_model(
     examples = [ex for ex in examples if ex.modality in wanted]
     size = tuple(config.image_size) if config.image_size else None
     needs_video = bool(getattr(model, "needs_video", False))
+    fps = getattr(source, "fps", None) or None  # of the recorded frames; None: unknown
     by_episode: dict[int, list[int]] = {}
     for i, ex in enumerate(examples):
         by_episode.setdefault(ex.episode, []).append(i)
@@ -257,6 +289,7 @@ def evaluate_reward_model(
     values: list[float] = [math.nan] * len(examples)
     parsed: list[bool] = [True] * len(examples)
     trajectories: list[dict[str, Any]] = []
+    reference: dict[str, list[openloop_reference.ReferenceTrajectory]] = {m: [] for m in traj_modalities}
     seconds, n_requests = 0.0, 0
     for k, index in enumerate(episodes):
         record = source.record(index)
@@ -270,9 +303,9 @@ def evaluate_reward_model(
             traces={name: np.asarray(v, dtype=np.float64) for name, v in (getattr(view, "rewards", None) or {}).items()},
         )
         mine = by_episode.get(index, [])
-        requests = [_example_request(examples[i], ep, size, needs_video, needs_oracle, i) for i in mine]
+        requests = [_example_request(examples[i], ep, size, needs_video, needs_oracle, i, fps) for i in mine]
         robin = _round_robin(ep, config.dataset) if rank_contrastive and ep.success else []
-        requests += [_example_request(ex, ep, size, needs_video, needs_oracle, -1) for ex in robin]
+        requests += [_example_request(ex, ep, size, needs_video, needs_oracle, -1, fps) for ex in robin]
         started = time.perf_counter()
         rewards = _score_all(model, requests, config.batch_requests)
         seconds += time.perf_counter() - started
@@ -287,7 +320,14 @@ def evaluate_reward_model(
             oracle = [_oracle_at(ep, int(t)) for t in steps] if needs_oracle else None
             started = time.perf_counter()
             scores = score_query_frames(
-                model, frames, ep.task, traj_modalities, steps=steps, oracle=oracle, batch_requests=config.batch_requests
+                model,
+                frames,
+                ep.task,
+                traj_modalities,
+                steps=steps,
+                oracle=oracle,
+                batch_requests=config.batch_requests,
+                video_fps=fps / config.every if fps else None,
             )
             seconds += time.perf_counter() - started
             n_requests += len(steps) * len(traj_modalities)
@@ -304,6 +344,8 @@ def evaluate_reward_model(
                     "parse_failures": {m: scores.failures(m) for m in traj_modalities},
                 }
             )
+            for m in traj_modalities:
+                reference[m].append(_reference_trajectory(ep, steps, scores.values(m), m, config.every))
         if progress is not None:
             progress(f"episode {k + 1}/{len(episodes)}")
 
@@ -333,6 +375,8 @@ def evaluate_reward_model(
             round_robin_episodes=len(ranking),
         )
     report["trajectory"] = {m: _trajectory_report(trajectories, m, config.trajectory_score) for m in traj_modalities}
+    if traj_modalities:
+        report["openloop_reference"] = _reference_report(reference)
     report["trajectories"] = trajectories
     return report
 
@@ -376,6 +420,45 @@ def _trajectory_report(trajectories: list[dict[str, Any]], modality: str, score:
         result["roc_curve"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
     result["parse_failures"] = sum(t["parse_failures"][modality] for t in trajectories)
     return result
+
+
+def _reference_trajectory(
+    ep: _EpisodeData, steps: np.ndarray, values: np.ndarray, modality: str, every: int
+) -> openloop_reference.ReferenceTrajectory:
+    """One scored trajectory as the reference's script reads it (module doc)."""
+    values = np.asarray(values, dtype=float)
+    if modality == "contrastive":  # the reference compares on the grid only; the appended last frame is off it
+        values = values[np.asarray(steps) % every == 0]
+    dense = ep.traces.get("dense_reward")
+    if dense is None or len(dense) == 0 or np.isnan(dense).any():
+        return openloop_reference.ReferenceTrajectory(success=ep.success, scores=values.tolist())
+    per_step = np.diff(dense, prepend=0.0)  # a relative reward: the change since the previous frame, 0 before
+    return openloop_reference.ReferenceTrajectory(
+        success=ep.success,
+        scores=values.tolist(),
+        oracle_rewards=per_step.tolist(),
+        cumulative_oracle=dense.tolist(),
+        total_oracle_reward=float(dense[-1]),
+    )
+
+
+_REFERENCE_MODES = {"progress": "progress", "completion": "completion", "contrastive": openloop_reference.COMPARISON}
+
+
+def _reference_report(reference: dict[str, list[openloop_reference.ReferenceTrajectory]]) -> dict[str, Any]:
+    """The "openloop_reference" section: one reference output per trajectory modality, and what the oracle was."""
+    episodes = next(iter(reference.values()), [])  # every modality holds the same episodes
+    with_oracle, total = sum(bool(len(t.oracle_rewards)) for t in episodes), len(episodes)
+    out: dict[str, Any] = {
+        "source": openloop_reference.SOURCE,
+        "oracle": (
+            f"dense_reward trace in {with_oracle} of {total} trajectories: per-step reward dense[t] - dense[t-1] "
+            "(from 0), cumulative dense[t], total dense[-1]; none elsewhere"
+        ),
+    }
+    for modality, trajectories in reference.items():
+        out[modality] = openloop_reference.openloop_metrics(trajectories, _REFERENCE_MODES[modality])
+    return out
 
 
 # --------------------------------------------------------------------------- output

@@ -5,7 +5,8 @@ queries are exactly those of `IntervalHoldReward` with one env: the frames at
 steps 0, K, 2K, ...; the first frame is the progress anchor; contrastive
 compares each query frame with the previous query frame and is 0 at the first
 query (nothing to compare with); an unparseable progress answer holds the
-previous value. Offline, all queries are known up front, so they are sent to
+previous value, unless the model's `fallback_policy` is another than
+`hold_previous` (the published preset's `reference`: its value stands). Offline, all queries are known up front, so they are sent to
 the model in large batches instead of one query at a time (the only
 sequential dependency, the progress fallback, is applied afterwards).
 
@@ -81,10 +82,13 @@ def score_query_frames(
     oracle: Sequence[Mapping[str, float]] | None = None,
     batch_requests: int = 32,
     progress: Callable[[int], None] | None = None,
+    video_fps: float | None = None,
 ) -> EpisodeScores:
     """Score the query frames of one episode (frames[j] was taken at steps[j]); see module doc.
 
     `oracle[j]` are the simulator's values at query j (oracle backend only).
+    `video_fps`: the rate of the query frames (the episode's fps / the query
+    interval), passed to video models with the video; None: unknown.
     `batch_requests` bounds how many requests (and videos) exist at once;
     `progress(n)` is called with the number of requests just scored.
     """
@@ -100,12 +104,13 @@ def score_query_frames(
     jobs = [(j, m) for j in range(len(frames)) for m in modalities if rewards[m][j] is None]
     for start in range(0, len(jobs), batch_requests):
         chunk = jobs[start : start + batch_requests]
-        requests = [_request(frames, task, j, m, oracle, needs_video) for j, m in chunk]
+        requests = [_request(frames, task, j, m, oracle, needs_video, video_fps) for j, m in chunk]
         for (j, m), reward in zip(chunk, model.score(requests), strict=True):
             rewards[m][j] = reward
         if progress is not None:
             progress(len(chunk))
-    _hold_progress_on_failure(rewards.get("progress"))
+    if getattr(model, "fallback_policy", "hold_previous") == "hold_previous":
+        _hold_progress_on_failure(rewards.get("progress"))
     return EpisodeScores(steps=steps, rewards={m: list(v) for m, v in rewards.items()})  # type: ignore[misc]
 
 
@@ -116,6 +121,7 @@ def _request(
     modality: str,
     oracle: Sequence[Mapping[str, float]] | None,
     needs_video: bool,
+    video_fps: float | None = None,
 ) -> RewardRequest:
     current, first = frames[j], frames[0]
     if modality == "contrastive":
@@ -136,6 +142,7 @@ def _request(
         request_id=j,
         video=np.stack(frames[: j + 1]) if needs_video else None,
         oracle=sim,
+        video_fps=video_fps if needs_video else None,
     )
 
 

@@ -49,6 +49,7 @@ class EpisodeQueries:
     frames: list[np.ndarray]  # the camera image at each query
     times: np.ndarray  # every frame's timestamp
     oracle: list[dict[str, float]] | None  # the oracle backend's recorded sim values at each query
+    video_fps: float | None = None  # the rate of the query frames (the store's fps / every), for video models
 
     @classmethod
     def read(cls, store_path: str, episode: int, config: RewardBackendConfig, modalities: tuple[str, ...], *,
@@ -68,8 +69,9 @@ class EpisodeQueries:
         steps = query_steps(record.length, every)
         frames, times, stored = _read_episode(store, episode, camera, set(steps.tolist()))
         oracle = _oracle_values(stored, steps) if config.type == "oracle" else None
+        video_fps = store.fps / every if store.fps else None
         return cls(store_path, episode, config, modalities, every, camera, record.meta.task, record.length, steps,
-                   frames, times, oracle)
+                   frames, times, oracle, video_fps)
 
     @property
     def total(self) -> int:
@@ -80,7 +82,7 @@ class EpisodeQueries:
         """Query `model` (RequestError for a request it refuses); `progress(n)` after every n requests."""
         started = time.perf_counter()
         scores = score_query_frames(model, self.frames, self.task, self.modalities, steps=self.steps,
-                                    oracle=self.oracle, progress=progress)
+                                    oracle=self.oracle, progress=progress, video_fps=self.video_fps)
         seconds = time.perf_counter() - started
         scored = ScoredEpisode(self, scores, seconds)
         for name, count in scored.failures.items():

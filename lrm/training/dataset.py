@@ -56,13 +56,16 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
 from common.numbers import Fraction, Seed
 from lrm.types import MODALITIES, RewardRequest, resize_image
 from recordings.selection import hashed_split
+
+if TYPE_CHECKING:
+    from recordings.episode import EpisodeSource
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +176,7 @@ def episode_outcome(meta: Any) -> bool | None:
 class RewardDataset:
     """Examples of a store, split by episode; `load_frames` reads their images."""
 
-    store: Any  # recordings.store.EpisodeStore
+    store: EpisodeSource
     camera: str
     train: list[Example]
     val: list[Example]
@@ -260,7 +263,7 @@ RationaleFn = Callable[[Example, Any], "str | None"]
 
 
 def build_dataset(
-    store: Any,
+    store: EpisodeSource,
     config: DatasetConfig | None = None,
     *,
     rationale: RationaleFn | None = None,

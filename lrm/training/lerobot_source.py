@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from recordings.episode import EpisodeMeta
+from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,12 @@ class ConcatSource:
     def num_episodes(self) -> int:
         return int(self._offsets[-1])
 
+    @property
+    def fps(self) -> float | None:
+        """The sources' frame rate when they all record the same one, else None (unknown)."""
+        rates = {getattr(s, "fps", None) for s in self._sources}
+        return rates.pop() if len(rates) == 1 else None
+
     def _locate(self, index: int) -> tuple[Any, int]:
         index = int(index)
         if not 0 <= index < self.num_episodes:
@@ -308,7 +315,6 @@ def open_source(path: str | os.PathLike[str], *, assume_success: bool | None = N
     path = Path(path)
     if (path / "meta" / "info.json").is_file():
         return LeRobotSource(path, assume_success=assume_success)
-    from recordings.store import EpisodeStore
 
     if not path.exists():
         raise SourceError(f"{path}: no such episode store or LeRobotDataset")
@@ -324,7 +330,7 @@ def open_sources(paths: Sequence[str | os.PathLike[str]], *, assume_success: boo
 
 
 @contextmanager
-def training_source(store: Any | None, path: str | None, *, assume_success: bool | None = None) -> Iterator[Any]:
+def training_source(store: EpisodeStore | None, path: str | None, *, assume_success: bool | None = None) -> Iterator[Any]:
     """The source a training run reads: the caller's open `store` (left open), else `path` opened and closed here."""
     if store is not None:
         yield store

@@ -17,12 +17,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 from common.config import ConfigFile, config_file
 from common.numbers import Pixels
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteRunConfig
+from lrm.training.dataset import build_dataset
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ class LiteDistillRun(LiteRunConfig):
 
 def run_lite(
     config: LiteTrainRun | LiteDistillRun,
-    store: Any | None = None,
+    store: EpisodeStore | None = None,
     *,
     teacher: Any | None = None,
     teacher_info: dict[str, str] | None = None,
@@ -61,7 +65,6 @@ def run_lite(
     """Train (or, with `teacher`, distil) the compact model; returns the report also written to report.json."""
     import yaml
 
-    from lrm.training.dataset import build_dataset
     from lrm.training.lerobot_source import training_source
     from lrm.training.lite_train import distill_lite, train_lite
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +37,10 @@ from common.numbers import Count, Fraction, LearningRate, NonNegativeFloat, Pixe
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
 from lrm.training.dataset import DatasetConfig, Example, RewardDataset
 from lrm.types import MODALITIES
+from lrm.training.dataset import build_dataset
+
+if TYPE_CHECKING:
+    from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +306,7 @@ def train_modality(
 
 def train_lora(
     config: LoraRunConfig,
-    store: Any | None = None,
+    store: EpisodeStore | None = None,
     *,
     rationale: Any | None = None,
 ) -> dict[str, Any]:
@@ -313,7 +317,6 @@ def train_lora(
     """
     import yaml
 
-    from lrm.training.dataset import build_dataset
     from lrm.training.lerobot_source import training_source
 
     templates = config.templates()

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,7 +43,12 @@ from common.checkpoint_files import load_training_state
 from common.numbers import Count, LearningRate, NonNegative, NonNegativeFloat, PositiveFloat, Seed, Steps, Threads
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
+from recordings.errors import DamagedEpisodeError
 from recordings.selection import EpisodeFilter, default_selection, shuffled_split
+from recordings.store import EpisodeStore
+
+if TYPE_CHECKING:
+    from recordings.episode import EpisodeSource
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +110,7 @@ def action_chunks(actions: np.ndarray, chunk_size: int) -> np.ndarray:
 
 
 def load_frames(
-    store: Any, indices: Iterable[int], cameras: Sequence[str] = (), chunk_size: int = 1
+    store: EpisodeSource, indices: Iterable[int], cameras: Sequence[str] = (), chunk_size: int = 1
 ) -> FrameDataset:
     """Stack the frames of episodes `indices`, keeping only state, action (chunks) and `cameras`.
 
@@ -118,7 +123,11 @@ def load_frames(
     states, actions, episodes = [], [], []
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     for index in indices:
-        ep = store.load_episode(index)
+        try:
+            ep = store.load_episode(index)
+        except DamagedEpisodeError as exc:  # found damaged only now, by its checksums: the store quarantined it
+            log.warning("training without episode %d: %s", index, exc)
+            continue
         states.append(np.asarray(ep.state, dtype=np.float32))
         action = np.asarray(ep.action, dtype=np.float32)
         actions.append(action_chunks(action, chunk_size) if chunk_size > 1 else action)
@@ -381,7 +390,7 @@ def check_resume(out: Path, resume: bool, *, starting_from: str) -> bool:
     return resuming
 
 
-def episode_split(store: Any, config: Any, out: Path, resuming: bool) -> tuple[list[int], list[int]]:
+def episode_split(store: EpisodeStore, config: Any, out: Path, resuming: bool) -> tuple[list[int], list[int]]:
     """Train / validation episode indices: the run's saved split when resuming, else a fresh one saved to OUTPUT.
 
     `config` carries store, select, max_episodes, val_fraction and seed (BCTrainConfig, Pi05TrainConfig).
@@ -410,7 +419,6 @@ def episode_split(store: Any, config: Any, out: Path, resuming: bool) -> tuple[l
 
 def train_bc(config: BCTrainConfig) -> TrainResult:
     """Select, split, load, normalise, fit, checkpoint: behaviour cloning from the store end to end."""
-    from recordings.store import EpisodeStore
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)

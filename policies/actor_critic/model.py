@@ -49,6 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal
 
+from common.config import dataclass_from_json
+from common.nets import ConvEncoder
 from policies.base import ObservationLike
 
 log = logging.getLogger(__name__)
@@ -167,14 +169,10 @@ class ActorCriticConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ActorCriticConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown actor-critic config keys: {', '.join(unknown)}")
         values = dict(data)
         if values.get("image_size") is not None:
             values["image_size"] = tuple(values["image_size"])
-        return cls(**values)
+        return dataclass_from_json(cls, values, "actor-critic")
 
 
 @dataclass
@@ -230,25 +228,6 @@ def _mlp(sizes: Sequence[int], activation: Activation, out_gain: float = 1.0) ->
     return nn.Sequential(*layers)
 
 
-class ImageEncoder(nn.Module):
-    """Stride-2 3x3 convs, a 4x4 adaptive pool (keeps coarse 'where'), one linear layer to `out_dim`."""
-
-    def __init__(self, channels: Sequence[int], out_dim: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.ReLU()]
-            c_in = c
-        self.convs = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.head = nn.Sequential(nn.Linear(c_in * 16, out_dim), nn.LayerNorm(out_dim), nn.ReLU())
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, 3, H, W) float in [0, 1] -> (B, out_dim)."""
-        return self.head(self.pool(self.convs(images)).flatten(1))
-
-
 class GaussianActorCritic(nn.Module):
     """The small actor-critic; implements `policies.base.ActorCriticPolicy`. Build with `make_policy`."""
 
@@ -264,7 +243,7 @@ class GaussianActorCritic(nn.Module):
         self.register_buffer("action_mean", torch.zeros(a_dim))
         self.register_buffer("action_std", torch.ones(a_dim))
         self.encoders = nn.ModuleDict(
-            {cam: ImageEncoder(config.cnn_channels, config.image_feature_dim) for cam in config.cameras}
+            {cam: ConvEncoder(config.cnn_channels, config.image_feature_dim) for cam in config.cameras}
         )
         feat = (s_dim if config.use_state else 0) + len(config.cameras) * config.image_feature_dim
         hidden = list(config.hidden_dims)

@@ -44,6 +44,7 @@ from policies.errors import PolicyError
 from policies.pi05.policy import TOKENIZER_DIR, resolve_device_dtype, save_pi05
 from policies.actor_critic.bc_train import check_resume, episode_split
 from recordings.selection import EpisodeFilter, default_selection
+from recordings.store import EpisodeStore
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     from tqdm import tqdm
 
     from recordings.lerobot_export import export_lerobot
-    from recordings.store import EpisodeStore
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)

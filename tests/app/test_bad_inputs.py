@@ -13,13 +13,12 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 
 from app.cli import main
 from recordings.store import EpisodeStore
-from tests.policies.conftest import synthetic_episode
+from tests.support.demo_store import demo_store
 from tests.support.shipped_configs import ROOT, SHIPPED, shipped_files
 
 # one shipped config per command that reads one, and the arguments that run it on a config file
@@ -152,12 +151,7 @@ def test_argparse_errors_are_one_line(capsys, argv):
 
 @pytest.fixture
 def small_store(tmp_path) -> pathlib.Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "store"
-    with EpisodeStore.open(path, mode="a", durable=False) as store:
-        for _ in range(2):
-            store.append(synthetic_episode(rng, 6, source="demo", oracle_success=True))
-    return path
+    return demo_store(tmp_path / "store")
 
 
 def test_an_unknown_camera_of_a_store_is_named(small_store, capsys):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-import numpy as np
 import pytest
 
 from app.cli import main
@@ -16,7 +15,7 @@ from app.improve.loop import reset_run
 from app.improve.state import RunState
 from common.outputs import MARKER
 from recordings.store import EpisodeStore
-from tests.policies.conftest import synthetic_episode
+from tests.support.demo_store import demo_store
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -39,12 +38,7 @@ def someones_folder(tmp_path) -> pathlib.Path:
 
 @pytest.fixture
 def store(tmp_path) -> pathlib.Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "store"
-    with EpisodeStore.open(path, mode="a", durable=False) as s:
-        for _ in range(2):
-            s.append(synthetic_episode(rng, 5, source="demo", oracle_success=True))
-    return path
+    return demo_store(tmp_path / "store")
 
 
 def test_improve_restart_refuses_a_folder_it_did_not_make(someones_folder, capsys):

@@ -72,6 +72,31 @@ def test_fingerprint_ignores_rounds_but_not_the_recipe():
     base = load_config(path, ImproveConfig).fingerprint()
     assert load_config(path, ImproveConfig, ["rounds=5", "output_dir=/elsewhere"]).fingerprint() == base
     assert load_config(path, ImproveConfig, ["judge.threshold=0.7"]).fingerprint() != base
+    # the settings of a backend the judge is not (here the lite judge's qwen3vl section) change nothing
+    assert load_config(path, ImproveConfig, ["judge.backend.qwen3vl.max_new_tokens=7"]).fingerprint() == base
+    assert load_config(path, ImproveConfig, ["judge.backend.lite.device=cuda"]).fingerprint() != base
+
+
+def test_fingerprint_does_not_depend_on_where_the_project_lives():
+    from app.improve.config import _PROJECT, _portable
+
+    inside = {"prompts": {"progress": _PROJECT + "configs/lrm/prompts/x.yaml"}, "other": "/data/store"}
+    assert _portable(inside) == {"prompts": {"progress": "configs/lrm/prompts/x.yaml"}, "other": "/data/store"}
+
+
+def test_a_run_folder_of_an_earlier_fingerprint_version_is_refused_in_one_line(tmp_path):
+    import json
+
+    from app.errors import UsageError
+    from app.improve.state import RunState
+
+    (tmp_path / "state.json").write_text(json.dumps({"format": "lrm-robot-improve-state", "fingerprint": "abc",
+                                                     "steps": {"demos": {}}}))
+    with pytest.raises(UsageError, match="earlier lrm-robot.*--restart") as info:
+        RunState.load_or_create(tmp_path, "abc")
+    assert "\n" not in str(info.value)
+    state = RunState.load_or_create(tmp_path / "new", "abc")
+    assert RunState.load_or_create(tmp_path / "new", "abc").fingerprint == state.fingerprint
 
 
 # -- a synthetic store ---------------------------------------------------------------------------

@@ -107,6 +107,51 @@ def test_interval_hold_in_the_rollout(agent, sim) -> None:
     assert torch.allclose(rollout.rewards[3], torch.tensor(r[6], dtype=torch.float32))
 
 
+class AnchorRecorder(OracleRewardModel):
+    """The real oracle, keeping the progress anchor of every request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: list[np.ndarray] = []
+
+    def score(self, requests):
+        self.anchors += [r.frames["first"] for r in requests]
+        return super().score(requests)
+
+
+def test_paper_protocol_anchors_on_the_reset_frame_and_queries_from_step_k(agent, sim) -> None:
+    torch.manual_seed(0)
+    hold = IntervalHoldConfig(every=3, weights={"progress": 1.0}, protocol="paper")
+    model = AnchorRecorder()
+    reward = StepReward.make(RewardSection(source="lrm", backend="unused", hold=hold), sim.num_envs, sim.task, model)
+    assert reward.needs_reset_frames
+    counting = CountingSim(sim)
+    rollout = collect_rollout(agent, counting, reward, seeds=[3, 4], episode_steps=7, gamma=0.9,
+                              reward_camera=None, device=torch.device("cpu"))
+    # every env's reset observation is rendered once, then the queries after 3 and 6 steps
+    assert counting.captured == [[0, 1], [0, 1], [0, 1]]
+    assert [q.step for q in rollout.queries if q.env == 0] == [2, 5]
+    assert np.allclose(rollout.step_rewards[:2], 0.0)
+    sim.reset([3, 4])  # the simulation is deterministic: the same reset observations again
+    reset_frames = sim.capture([0, 1])
+    assert len(model.anchors) == 4
+    for i, anchor in enumerate(model.anchors):
+        assert np.array_equal(anchor, next(iter(reset_frames[i % 2].values())))
+
+
+@pytest.mark.parametrize(("backend", "protocol", "expected"), [
+    ("lrm_published.yaml", None, "paper"), ("lrm_published.yaml", "legacy", "legacy"), ("lite.yaml", None, "legacy"),
+])
+def test_the_backend_file_brings_its_interval_hold_protocol(backend: str, protocol, expected: str) -> None:
+    from common.config import ConfigFile
+    from lrm.backends import RewardBackendConfig
+
+    file = ConfigFile(str(ROOT / "configs" / "lrm" / "backends" / backend), RewardBackendConfig)
+    section = RewardSection(source="lrm", backend=file, hold=IntervalHoldConfig(protocol=protocol))
+    reward = StepReward.make(section, 2, "pick", OracleRewardModel())
+    assert reward.hold.config.protocol == expected and reward.needs_reset_frames == (expected == "paper")
+
+
 class OneEnvFails(OracleRewardModel):
     """The real oracle, except for env `bad`: it raises, or answers NaN, after that env's first query."""
 

@@ -17,12 +17,11 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from app.rerun_viewer import HOST, ViewerError, spawn_viewer, viewer_command
 from recordings.store import EpisodeStore
-from tests.policies.conftest import synthetic_episode
+from tests.support.demo_store import demo_store
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -131,9 +130,7 @@ def test_the_operator_viewer_key_goes_through_the_local_viewer(tmp_path, monkeyp
         raise ViewerError("stop here")
 
     monkeypatch.setattr("app.rerun_viewer.spawn_viewer", spawn)
-    rng = np.random.default_rng(0)
-    with EpisodeStore.open(tmp_path / "store", mode="a", durable=False) as store:
-        store.append(synthetic_episode(rng, 4))
+    with EpisodeStore.open(demo_store(tmp_path / "store"), mode="r") as store:
         with pytest.raises(ViewerError, match="stop here"):
             operator_rerun.spawn_episode(store, 0)
     assert len(calls) == 1

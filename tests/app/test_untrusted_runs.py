@@ -20,8 +20,7 @@ import yaml
 from app.cli import main
 from common.outputs import MARKER
 from policies.actor_critic.model import ActorCriticConfig, NormStats, make_policy
-from tests.policies.conftest import synthetic_episode
-from recordings.store import EpisodeStore
+from tests.support.demo_store import demo_store
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -60,11 +59,7 @@ def test_the_payload_runs_when_unpickled_unsafely(tmp_path):
 @pytest.fixture
 def bc_run(tmp_path) -> tuple[pathlib.Path, list[str]]:
     """A finished 10-step behaviour-cloning run, and the train-policy arguments that resume it."""
-    rng = np.random.default_rng(0)
-    store = tmp_path / "store"
-    with EpisodeStore.open(store, mode="a", durable=False) as s:
-        for _ in range(3):
-            s.append(synthetic_episode(rng, 12, source="demo", oracle_success=True))
+    store = demo_store(tmp_path / "store", episodes=3, length=12)
     config = tmp_path / "bc.yaml"
     config.write_text(yaml.safe_dump({
         "store": str(store), "output_dir": str(tmp_path / "run"), "policy": {"hidden_dims": [16]},

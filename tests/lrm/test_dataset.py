@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
@@ -261,7 +263,7 @@ def test_lerobot_dataset_without_our_sidecar(exported, tmp_path):
 
 
 def test_store_and_lerobot_together(store, exported):
-    from lrm.training.lerobot_source import open_source, open_sources
+    from lrm.training.lerobot_source import ConcatSource, open_source, open_sources
 
     both = open_sources([store.path, exported])
     n = store.num_episodes
@@ -273,6 +275,10 @@ def test_store_and_lerobot_together(store, exported):
     a = ds.load_frames([ex])[0]["current"]
     assert np.array_equal(a, store.load_episode(twin).images["cam"][ex.frames["current"]])
     assert type(open_source(exported)).__name__ == "LeRobotSource"
+    # both record 10 fps, so the union does; sources at different rates have none (unknown)
+    assert both.fps == 10.0
+    other = types.SimpleNamespace(fps=20.0, num_episodes=0, cameras=store.cameras)
+    assert ConcatSource([store, other]).fps is None
 
 
 def test_lerobot_next_success_gives_the_verdict(tmp_path):

@@ -68,6 +68,7 @@ def test_oracle_backend_scores_perfectly_end_to_end(tmp_path, store_path, capsys
     assert main(["eval-reward", "--config", str(config)]) == 0
     printed = capsys.readouterr().out
     assert "oracle:" in printed and "ROC-AUC 1.000" in printed
+    assert "paper's open-loop progress (progress mode): roc_auc 1.000, pairwise_acc_pct 100.000" in printed
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["backend"]["backend"] == "oracle" and report["split"] == "val"
     eps = report["episodes"]
@@ -97,6 +98,17 @@ def test_oracle_backend_scores_perfectly_end_to_end(tmp_path, store_path, capsys
     assert len(report["trajectories"]) == eps["count"]
     first = report["trajectories"][0]
     assert first["steps"][-1] == first["length"] - 1 and len(first["rewards"]["progress"]) == first["length"]
+    # the paper's definitions beside ours: the oracle's progress is the dense reward itself, so it
+    # follows the cumulative oracle reward exactly, and the final scores separate the outcomes
+    reference = report["openloop_reference"]
+    assert "compute_openloop_metrics.py" in reference["source"]
+    assert f"in {eps['count']} of {eps['count']} trajectories" in reference["oracle"]
+    ref_progress = reference["progress"]
+    assert ref_progress["mode"] == "progress" and ref_progress["meta"]["n_trajectories"] == eps["count"]
+    assert ref_progress["metrics"]["roc_auc"] == 1.0 and ref_progress["metrics"]["pairwise_acc_pct"] == 100.0
+    assert ref_progress["metrics"]["per_traj_pearson"] == pytest.approx(1.0)
+    assert -1.0 <= ref_progress["metrics"]["global_pearson"] <= 1.0
+    assert reference["completion"]["metrics"]["roc_auc"] == 1.0  # 1 at the last frame of successes only
     for name in ("progress_cumulative_accuracy.png", "trajectories_progress.png", "roc_progress.png"):
         png = tmp_path / "out" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in report["plots"]
@@ -132,7 +144,9 @@ def test_untrained_lite_backend_gives_sane_values(tmp_path, store_path):
 def test_constant_floor_by_hand(store_path):
     store = EpisodeStore.open(store_path, "r")
     config = RewardEvalConfig(
-        sources=[str(store_path)], dataset=DatasetConfig(val_fraction=0.5, seed=3), trajectory_modalities=["progress"]
+        sources=[str(store_path)],
+        dataset=DatasetConfig(val_fraction=0.5, seed=3),
+        trajectory_modalities=["progress", "contrastive"],
     )
     report = evaluate_reward_model(ConstantRewardModel(), store, config)
     store.close()
@@ -149,6 +163,48 @@ def test_constant_floor_by_hand(store_path):
     traj = report["trajectory"]["progress"]
     assert traj["roc_auc"] == 0.5 and traj["pairwise_accuracy"] == 0.0
     assert math.isnan(traj["voc"]) and traj["monotonicity_success"] == 1.0
+    # The paper's definitions. Progress: every final score is 0.5, so ROC-AUC halves every tie (0.5)
+    # and pairwise accuracy counts them wrong (0 %); a constant trace has no per-trajectory Pearson
+    # (the key is absent), while the sums 0.5 x length still vary across trajectories.
+    ref = report["openloop_reference"]["progress"]["metrics"]
+    assert ref["roc_auc"] == 0.5 and ref["pairwise_acc_pct"] == 0.0 and "per_traj_pearson" not in ref
+    assert "global_pearson" in ref
+    # Contrastive: the scores are the first query's placeholder 0, then +1 at every step. The bar
+    # fraction starts at 0 and rises every frame, so the per-step oracle rewards are 0, then > 0:
+    # every pair agrees (0 with 0, a tie that counts as right; +1 with progress), every progress
+    # step is recalled, and the cumulative score never falls.
+    ref = report["openloop_reference"]["contrastive"]
+    assert ref["mode"] == "comparison"
+    assert ref["metrics"] == {"direction_acc_pct": 100.0, "progress_recall_pct": 100.0, "monotonicity_success": 1.0}
+
+
+class VideoRecorder(ConstantRewardModel):
+    """A constant floor that wants the video, and notes the rate each request says it was taken at."""
+
+    needs_video = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: dict[str, set[float | None]] = {}
+
+    def score(self, requests):  # noqa: ANN001, ANN201
+        for r in requests:
+            self.rates.setdefault(r.modality, set()).add(r.video_fps)
+        return super().score(requests)
+
+
+def test_video_models_are_told_the_rate_of_their_frames(store_path):
+    store = EpisodeStore.open(store_path, "r")
+    config = RewardEvalConfig(
+        sources=[str(store_path)], dataset=DatasetConfig(val_fraction=0.5, seed=3), every=3, max_episodes=2,
+        modalities=["completion"], trajectory_modalities=["progress"], contrastive_ranking=False,
+    )
+    model = VideoRecorder()
+    evaluate_reward_model(model, store, config)
+    store.close()
+    # the store records 10 fps: an example's video is every frame up to it (10 fps), a trajectory's
+    # the query frames, every 3rd (10 / 3 fps)
+    assert model.rates == {"completion": {10.0}, "progress": {10.0 / 3}}
 
 
 @pytest.mark.parametrize(

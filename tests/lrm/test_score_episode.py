@@ -117,7 +117,13 @@ def test_video_requests_and_video_prompts(tmp_path) -> None:
         validate_request(RewardRequest("completion", {"current": video[0]}, "t", video=video[0]), 2)
     assert [int(i[0, 0, 0]) for i in sample_video(np.arange(10)[:, None, None, None], 4)] == [0, 3, 6, 9]
     assert len(sample_video(video, 8)) == 5
-    template = load_prompt("configs/lrm/prompts/roboreward.yaml")
+    video_prompt = tmp_path / "video_prompt.yaml"  # a qwen3vl template that shows the episode video as images
+    video_prompt.write_text(
+        "modality: progress\nanswer_key: score\nvideo_frames: 8\n"
+        "options: [{text: '1', value: 0.0}, {text: '2', value: 1.0}]\n"
+        "user: [{text: 'Task: {task}. Frames: '}, {video: true}, {text: Rate it.}]\n"
+    )
+    template = load_prompt(video_prompt)
     assert template.uses_video and template.modality == "progress"
     content = template.messages("t", frozenset({"current", "first"}), video_len=3)[-1]["content"]
     assert sum(c["type"] == "image" for c in content) == 3

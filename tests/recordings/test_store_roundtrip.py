@@ -237,15 +237,15 @@ def test_iter_frames_reads_one_chunk_at_a_time(store: EpisodeStore, monkeypatch:
     store.append(ep)
     rec = store.record(1)
     calls: list[tuple[int, int]] = []
-    from recordings import store as store_mod
+    from recordings import integrity
 
-    real = store_mod._read_arrays
+    real = integrity.read_rows
 
     def spy(arrays, start, stop):  # type: ignore[no-untyped-def]
         calls.append((start, stop))
         return real(arrays, start, stop)
 
-    monkeypatch.setattr(store_mod, "_read_arrays", spy)
+    monkeypatch.setattr(integrity, "read_rows", spy)
     it = store.iter_frames(1)
     assert calls == []  # lazy: nothing read before the first frame is asked for
     first = next(it)
@@ -294,26 +294,29 @@ def test_durable_mode_round_trip(tmp_path: Path) -> None:
         assert r.record(0).meta.operator_verdict is True
 
 
-def test_repair_zeroes_stale_ends_before_truncating(tmp_path: Path) -> None:
-    """A dropped episode's end must never reappear when episode_ends grows again."""
+def test_lost_json_of_a_committed_episode_quarantines_it_and_a_torn_entry_is_cut(tmp_path: Path) -> None:
+    """A committed episode is never truncated: with its JSON lost (e.g. power loss without
+    durability) it is quarantined and keeps its index; only a torn end entry (fill 0) is cut."""
     path = tmp_path / "s"
     with EpisodeStore.create(path, chunk_frames=4, durable=False) as s:
         for i in range(3):
             s.append(make_episode(i))
         end2 = s.record(2).end
-    # Simulate a lost JSON (e.g. power loss without durability): episode 2 is no longer valid.
     (path / "meta" / "episodes" / "000002.json").unlink()
     with EpisodeStore.open(path) as r:
-        assert r.num_episodes == 2  # readers stop at the first invalid entry
+        assert r.num_episodes == 3 and sorted(r.damaged) == [2] and r.num_frames == end2
+        assert [rec.index for rec in r.episodes()] == [0, 1]
     with EpisodeStore.open(path, mode="a") as s:
-        assert s.num_episodes == 2 and s.num_frames == s.record(1).end
+        assert s.num_episodes == 3 and s.num_frames == end2  # nothing cut
         ends = s._arrays.ends
-        ends.resize((3,))  # what a writer killed after its resize would leave
-        assert ends[2] == 0 != end2
+        ends.resize((4,))  # what a writer killed after its resize would leave
+        assert ends[3] == 0
     with EpisodeStore.open(path, mode="a") as s:
-        assert s.num_episodes == 2
-        s.append(make_episode(2))
-        assert_same_episode(s.load_episode(2), make_episode(2))
+        assert s.num_episodes == 3 and s._arrays.ends.shape == (3,)
+        assert s.append(make_episode(3)) == 3
+        for i in (0, 1, 3):
+            assert_same_episode(s.load_episode(i), make_episode(i))
+        assert sorted(s.damaged) == [2]
 
 
 def test_dropped_store_releases_the_lock(tmp_path: Path) -> None:

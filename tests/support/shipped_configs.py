@@ -6,7 +6,6 @@ new config file is fuzzed from the day it ships.
 
 from __future__ import annotations
 
-import fnmatch
 import pathlib
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,9 @@ SHIPPED = [
     Shipped("configs/ppo/*.yaml", "app.ppo.config:PPOConfig", ["ppo", "--config"]),
     Shipped("configs/lrm/backends/*.yaml", "lrm.backends:RewardBackendConfig",
             ["score", "STORE", "--episode", "0", "--backend"]),
-    Shipped("configs/lrm/prompts/*.yaml", "lrm.backends.prompts:PromptTemplate", None),
+    Shipped("configs/lrm/prompts/roboreward.yaml", "lrm.backends.roboreward:RoboRewardPrompt", None),
+    Shipped("configs/lrm/prompts/[!r]*.yaml", "lrm.backends.prompts:PromptTemplate", None),
+    Shipped("configs/lrm/prompts/published/*.yaml", "lrm.backends.prompts:PromptTemplate", None),
     Shipped("configs/lrm/eval/*.yaml", "lrm.evaluation.reward_eval:RewardEvalConfig", ["eval-reward", "--config"]),
     Shipped("configs/lrm/train/lite_distill.yaml", "lrm.training.lite_runs:LiteDistillRun", ["train-lrm", "--config"],
             ("teacher=configs/lrm/backends/qwen3vl.yaml",)),
@@ -58,7 +59,7 @@ def shipped_files() -> list[pathlib.Path]:
 
 def entry(path: pathlib.Path | str) -> Shipped:
     """The one table entry of the shipped config `path` (relative to the repository root)."""
-    matches = [s for s in SHIPPED if fnmatch.fnmatch(str(path), s.pattern)]
+    matches = [s for s in SHIPPED if pathlib.PurePath(path).match(s.pattern)]  # `*` stays within a folder
     if len(matches) != 1:
         raise LookupError(f"{path} matches {len(matches)} entries of SHIPPED")
     return matches[0]

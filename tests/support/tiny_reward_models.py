@@ -193,7 +193,7 @@ def build_tiny_checkpoint(
     base), so switching adapters visibly changes the outputs.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
 
     directory = pathlib.Path(directory)
@@ -219,17 +219,46 @@ def build_tiny_checkpoint(
             lora_dropout=0.0,
             bias="none",
         )
-        base = Qwen3VLForConditionalGeneration.from_pretrained(base_dir)
-        peft_model = get_peft_model(base, lora)
-        with torch.no_grad():
-            for name, param in peft_model.named_parameters():
-                if "lora_B" in name:
-                    param.normal_(0.0, 0.5)
-        path = directory / f"adapter_{modality}"
-        peft_model.save_pretrained(path)
-        adapters[modality] = path
+        adapters[modality] = _save_random_adapter(base_dir, lora, directory / f"adapter_{modality}")
     logger.info("tiny Qwen3-VL checkpoint written to %s", directory)
     return TinyModelPaths(base=base_dir, adapters=adapters)
+
+
+def build_tiny_vision_adapter(base: str | pathlib.Path, path: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
+    """A LoRA adapter that, like the published progress adapter, also keeps its own vision tower.
+
+    `modules_to_save` lists the vision tower and its nested merger, as the published
+    adapter's config does; the LoRA B matrices and the saved vision copy are random,
+    so that every part of it changes what the model computes.
+    """
+    import torch
+    from peft import LoraConfig
+
+    torch.manual_seed(seed)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], lora_dropout=0.0,
+                      bias="none", modules_to_save=["visual", "merger"])
+    return _save_random_adapter(base, lora, path)
+
+
+def _save_random_adapter(base: str | pathlib.Path, lora, path: str | pathlib.Path) -> pathlib.Path:
+    """`lora` on the model at `base` with random B matrices and perturbed saved-module copies, saved to `path`.
+
+    peft initialises B to zero, which would make every adapter identical to the base.
+    """
+    import torch
+    from peft import get_peft_model
+    from transformers import Qwen3VLForConditionalGeneration
+
+    peft_model = get_peft_model(Qwen3VLForConditionalGeneration.from_pretrained(base), lora)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+            elif "modules_to_save" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    path = pathlib.Path(path)
+    peft_model.save_pretrained(path)
+    return path
 
 
 def build_tiny_robometer(directory: str | pathlib.Path, base: str | pathlib.Path, seed: int = 0) -> pathlib.Path:
