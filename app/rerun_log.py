@@ -2,6 +2,8 @@
 
 Two timelines: `frame` (the control step) and `time` (seconds since the
 episode started), so reward curves line up with the image that produced them.
+Only real (rendered) images are logged: a frame whose camera was not rendered
+holds a black placeholder, and rerun keeps showing the last real image instead.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import rerun as rr
 
 
 def log_episode(recording: rr.RecordingStream, store, index: int) -> int:
-    """Log episode `index` of `store` into `recording`; returns the number of frames logged."""
+    """Log episode `index` of `store` into `recording`; returns the number of frames logged
+    (every frame's state, action and rewards; images only where real)."""
     record = store.episodes(indices=[index])[0]
     rr.log(
         "episode",
@@ -28,7 +31,8 @@ def log_episode(recording: rr.RecordingStream, store, index: int) -> int:
         rr.set_time("frame", sequence=t, recording=recording)
         rr.set_time("time", duration=float(frame.timestamp), recording=recording)
         for name, image in frame.images.items():
-            rr.log(f"camera/{name}", rr.Image(image), recording=recording)
+            if frame.is_real(name):
+                rr.log(f"camera/{name}", rr.Image(image), recording=recording)
         states.append(frame.state)
         actions.append(frame.action)
         timestamps.append(frame.timestamp)

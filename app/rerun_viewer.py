@@ -7,9 +7,9 @@ is started here instead, with `--bind 127.0.0.1`, and the recording
 connects to it as `spawn()` would. A viewer already listening on the port is
 reused, as `spawn()` does.
 
-`check_viewer()` runs before any work: no `rerun` executable on the PATH, or
-no display to open a window on, is a `ViewerError` line naming what to do
-instead (`--save FILE.rrd`).
+`missing_viewer()` says why no viewer can open here (no display to open a
+window on, no `rerun` executable); `check_viewer()` turns that into a
+`ViewerError` line naming what to do instead, before any work starts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["HOST", "PORT", "ViewerError", "check_viewer", "spawn_viewer", "viewer_command"]
+__all__ = ["HOST", "PORT", "ViewerError", "check_viewer", "missing_viewer", "spawn_viewer", "viewer_command",
+           "viewer_executable"]
 
 HOST = "127.0.0.1"  # only this machine reaches the viewer
 PORT = 9876  # rerun's default, so a viewer the user opened by hand is found too
@@ -33,21 +34,33 @@ class ViewerError(Exception):
     """The rerun viewer cannot be started here; one line saying why and what to do instead."""
 
 
-def check_viewer(executable: str = "rerun") -> str:
-    """The viewer executable's path; ViewerError if there is none on the PATH or no display for its window.
+def viewer_executable() -> str | None:
+    """The rerun viewer installed beside this Python (the rerun-sdk wheel ships it), else one on PATH.
 
-    The one installed next to this Python (rerun-sdk's console script) counts too: `.venv/bin/lrm-robot`
-    is often run without the environment activated.
+    The environment's own viewer first: its version matches the SDK that writes the data, and an app
+    started as .venv/bin/lrm-robot without an activated venv has no .venv/bin on PATH.
     """
-    beside = os.path.join(os.path.dirname(sys.executable), executable)
-    path = shutil.which(executable) or (beside if os.access(beside, os.X_OK) else None)
-    if path is None:
-        raise ViewerError(f"no rerun viewer ({executable!r}) on the PATH: install rerun-sdk into this environment "
-                          "or save a recording with --save FILE.rrd")
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise ViewerError("no display to open the rerun viewer on (DISPLAY and WAYLAND_DISPLAY are unset): "
-                          "save a recording with --save FILE.rrd and open it where there is a screen")
-    return path
+    local = os.path.join(os.path.dirname(sys.executable), "rerun")
+    if os.path.isfile(local) and os.access(local, os.X_OK):
+        return local
+    return shutil.which("rerun")
+
+
+def missing_viewer(env: dict[str, str] | None = None, platform: str = sys.platform) -> str | None:
+    """Why the viewer cannot open here (the start of one line), or None when it can."""
+    env = os.environ if env is None else env
+    if platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        return "no display here (DISPLAY and WAYLAND_DISPLAY are unset), so the rerun viewer cannot open"
+    if viewer_executable() is None:
+        return "the rerun viewer is not installed in this environment (pip install rerun-sdk)"
+    return None
+
+
+def check_viewer(instead: str = "save a recording with --save FILE.rrd") -> None:
+    """ViewerError (`reason: instead`) when no viewer can open here; called before any work."""
+    reason = missing_viewer()
+    if reason:
+        raise ViewerError(f"{reason}: {instead}")
 
 
 def viewer_command(executable: str, port: int = PORT) -> list[str]:
@@ -61,9 +74,13 @@ def _listening(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def spawn_viewer(recording: Any, *, port: int = PORT, executable: str = "rerun") -> None:
-    """Start the viewer bound to localhost (or reuse one listening on `port`) and stream `recording` to it."""
-    path = check_viewer(executable)
+def spawn_viewer(recording: Any, *, port: int = PORT, executable: str | None = None) -> None:
+    """Start the viewer bound to localhost (or reuse one listening on `port`) and stream `recording` to it.
+
+    `executable`: the viewer to start; default `viewer_executable()`.
+    """
+    check_viewer()
+    path = executable or viewer_executable()
     if not _listening(port):
         env = {**os.environ, "RERUN_APP_ONLY": "true"}  # what rerun's spawn() tells the viewer it is
         process = subprocess.Popen(viewer_command(path, port), env=env, stdin=subprocess.DEVNULL,

@@ -41,8 +41,10 @@ API
   only when the policy is about to look and for the last `judge_frames`
   frames (the terminal frame included), which is what the completion judge
   reads. On a CPU a frame costs ~20x a physics step. Frames without a
-  render hold black images (the store needs every camera in every frame);
-  `extra["rollout"]["captured"]` lists the frames that hold real images.
+  render hold black images (the store needs every camera in every frame),
+  marked not real (`Frame.real`, stored per frame and camera, which every
+  reader respects); `extra["rollout"]["captured"]` lists the frames that
+  hold real images, for a quick look at the metadata.
 - Operator hooks, checked before every step:
   `RolloutControl` (thread-safe; call from a UI thread): `pause()` /
   `resume()`, `abort(reason)` (commit the episode as aborted, frames kept),
@@ -322,7 +324,8 @@ def run_rollout(
             if not blank:
                 blank.update(_blank_like(images, cameras))
         writer.add_frame(Frame(images={c: images[c] for c in cameras} if images else blank,
-                               state=obs.state, action=action, timestamp=timestamp(t), rewards=rewards))
+                               state=obs.state, action=action, timestamp=timestamp(t), rewards=rewards,
+                               real={c: bool(images) for c in cameras}))
         return rewards
 
     try:

@@ -137,13 +137,19 @@ class StoreArrays:
             raise NotAStoreError(f"{self.root} is not an lrm-robot episode store (no zarr.json with format tag)")
         self.attrs = attrs
         self.schema = StoreSchema.from_attrs(attrs)
-        for _attempt in range(5):
+        attempts = 5
+        for attempt in range(attempts):
             ends_array = self._open_ends()
             ends = read_ends(self.root, ends_array)
-            data_lens, reward_lens = self._open_frame_arrays()
+            data_lens, reward_lens, real_lens = self._open_frame_arrays()
             names = _listdir(self.root / layout.EPISODES_DIR)
             json_indices = [i for i in map(layout.episode_json_index, names) if i is not None]
-            found = scan(ends, data_lens, reward_lens, self._episode_info, json_indices)
+            if attempt == attempts - 1:
+                # A writer outpaced every pass: the JSONs listed may be newer than the arrays read,
+                # so a JSON past episode_ends proves nothing now (it would count an episode whose
+                # frames this pass did not see, as damaged). Lost end entries wait for a calmer pass.
+                json_indices = [i for i in json_indices if i < len(ends)]
+            found = scan(ends, data_lens, reward_lens, self._episode_info, json_indices, real_lens)
             if read_ends(self.root, self._open_ends()) == ends:
                 break
         self.ends = ends_array
@@ -157,6 +163,7 @@ class StoreArrays:
                 start=start,
                 end=end,
                 rewards=tuple(found.infos[i].get("rewards", ())),
+                real_frames=_real_frames(found.infos[i]),
             )
             for i, (start, end) in found.ranges.items()
         }
@@ -175,8 +182,9 @@ class StoreArrays:
             )
         return ends
 
-    def _open_frame_arrays(self) -> tuple[dict[str, int | None], dict[str, int | None]]:
-        """Open every frame array; lengths by key (schema arrays) and by modality, None for one that does not open."""
+    def _open_frame_arrays(self) -> tuple[dict[str, int | None], dict[str, int | None], dict[str, int | None]]:
+        """Open every frame array; lengths by key (schema arrays), by modality and by camera (real-image
+        marks), None for one that does not open."""
         self.frames = {}
         self._missing_arrays = {}
         specs: dict[str, dict[str, Any]] = {}
@@ -184,6 +192,8 @@ class StoreArrays:
             specs = layout.schema_array_specs(self.schema, self.attrs, length=0)
         for modality in sorted(_listdir(self.root / layout.REWARD_DIR, dirs_only=True)):
             specs[layout.reward_key(modality)] = layout.reward_array_spec(self.attrs, length=0)
+        for camera in sorted(_listdir(self.root / layout.REAL_DIR, dirs_only=True)):
+            specs[layout.real_key(camera)] = layout.real_array_spec(self.attrs, length=0)
         lens: dict[str, int | None] = {}
         for key, spec in specs.items():
             array = layout.open_array(self.zstore, key)
@@ -192,9 +202,11 @@ class StoreArrays:
                 self._missing_arrays[key] = spec
             else:
                 self.frames[key] = array
-        data_lens = {k: n for k, n in lens.items() if not k.startswith(layout.REWARD_DIR)}
-        reward_lens = {k.rsplit("/", 1)[1]: n for k, n in lens.items() if k.startswith(layout.REWARD_DIR)}
-        return data_lens, reward_lens
+        optional = (layout.REWARD_DIR + "/", layout.REAL_DIR + "/")
+        data_lens = {k: n for k, n in lens.items() if not k.startswith(optional)}
+        reward_lens = {k.rsplit("/", 1)[1]: n for k, n in lens.items() if k.startswith(layout.REWARD_DIR + "/")}
+        real_lens = {k.rsplit("/", 1)[1]: n for k, n in lens.items() if k.startswith(layout.REAL_DIR + "/")}
+        return data_lens, reward_lens, real_lens
 
     def _episode_info(self, index: int) -> tuple[dict[str, Any] | None, str]:
         """Episode `index`'s JSON if it is valid, else (None, why); cached by (inode, mtime, size)."""
@@ -309,6 +321,17 @@ class StoreArrays:
         self.update_attrs({**schema.to_attrs(), "schema_from": "first_episode"})
         self.schema = schema
 
+    def ensure_real_arrays(self, *, length: int) -> None:
+        """Every camera's real-image mark array; one created now (a store older than the mark) is
+        False for the earlier frames, whose episodes do not list it."""
+        assert self.schema is not None
+        for camera in self.schema.cameras:
+            key = layout.real_key(camera)
+            if key not in self.frames:
+                self.frames[key] = layout.create_frame_array(
+                    self.zstore, key, **layout.real_array_spec(self.attrs, length=length)
+                )
+
     def ensure_reward_array(self, modality: str, *, length: int) -> None:
         """A modality first seen now gets an array of NaN (the fill value) for all earlier frames."""
         key = layout.reward_key(modality)
@@ -326,7 +349,14 @@ class StoreArrays:
             layout.fsync_paths([self.root / "zarr.json"])
 
     def commit_episode(
-        self, index: int, start: int, end: int, meta: EpisodeMeta, rewards: list[str], checksums: dict[str, Any]
+        self,
+        index: int,
+        start: int,
+        end: int,
+        meta: EpisodeMeta,
+        rewards: list[str],
+        checksums: dict[str, Any],
+        real: dict[str, int],
     ) -> int:
         """Steps 2-5 of the commit protocol (module docstring); the frames are already written."""
         assert index == self.committed and start == self.num_frames and end > start
@@ -338,6 +368,7 @@ class StoreArrays:
             "end": end,
             "length": end - start,
             "rewards": rewards,
+            "real": real,
             "meta": meta.to_json(),
             "checksums": checksums,
         }
@@ -356,7 +387,7 @@ class StoreArrays:
             self.rollback_tail()
             raise
         self._remember(index, info, meta)
-        record = EpisodeRecord(index, meta, start, end, tuple(rewards))
+        record = EpisodeRecord(index, meta, start, end, tuple(rewards), dict(real))
         self.whole[index] = self.records[index] = record
         self.committed = index + 1
         self.num_frames = end
@@ -482,6 +513,11 @@ class StoreArrays:
         if rewards is not None:
             changes["rewards"] = tuple(rewards)
         self.whole[index] = self.records[index] = dataclasses.replace(self.records[index], **changes)
+
+
+def _real_frames(info: dict[str, Any]) -> dict[str, int] | None:
+    real = info.get("real")
+    return None if real is None else dict(real)
 
 
 def _listdir(path: Path, *, dirs_only: bool = False) -> list[str]:

@@ -4,6 +4,12 @@ An episode is a sequence of frames. Every frame has one RGB image per camera
 (uint8, H x W x 3), a state vector, the action taken at that frame, a
 timestamp in seconds since the episode started, and optionally one scalar per
 reward modality. Per-episode attributes live in `EpisodeMeta`.
+
+Not every frame's image was seen: a rollout renders cameras only when a
+policy or a reward query needs them, and stores a black placeholder for the
+others (the frame arrays are dense). `real` marks, per frame and camera,
+whether the image was rendered; a camera it does not name is all real, so
+writers that render every frame need not say so.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ class EpisodeRecord:
     start: int
     end: int
     rewards: tuple[str, ...] = ()  # reward modalities recorded in this episode
+    # camera -> frames with a real (rendered) image; None: recorded before the store kept the mark
+    real_frames: dict[str, int] | None = None
 
     @property
     def length(self) -> int:
@@ -87,6 +95,10 @@ class Frame:
     action: np.ndarray  # (A,) float32
     timestamp: float  # seconds since the episode started
     rewards: dict[str, float] = field(default_factory=dict)  # modality -> value
+    real: dict[str, bool] = field(default_factory=dict)  # camera -> image rendered; a camera not named: True
+
+    def is_real(self, camera: str) -> bool:
+        return bool(self.real.get(camera, True))
 
 
 @dataclass
@@ -99,9 +111,22 @@ class Episode:
     action: np.ndarray  # (T, A) float32
     timestamp: np.ndarray  # (T,) float64
     rewards: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (T,) float32, NaN = not queried
+    real: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (T,) bool; a camera not named: all real
 
     def __len__(self) -> int:
         return int(self.timestamp.shape[0])
+
+    def real_mask(self, camera: str) -> np.ndarray:
+        """(T,) bool: which frames hold a rendered image of `camera`."""
+        mask = self.real.get(camera)
+        return np.ones(len(self), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+
+    def real_frames(self) -> np.ndarray:
+        """(T,) bool: the frames whose every camera image is real."""
+        mask = np.ones(len(self), dtype=bool)
+        for camera in self.images:
+            mask &= self.real_mask(camera)
+        return mask
 
     def frame(self, t: int) -> Frame:
         return Frame(
@@ -110,6 +135,7 @@ class Episode:
             action=self.action[t],
             timestamp=float(self.timestamp[t]),
             rewards={name: float(arr[t]) for name, arr in self.rewards.items()},
+            real={name: bool(arr[t]) for name, arr in self.real.items()},
         )
 
     @classmethod
@@ -117,6 +143,7 @@ class Episode:
         if not frames:
             raise ValueError("an episode needs at least one frame")
         modalities = sorted({m for f in frames for m in f.rewards})
+        marked = sorted({c for f in frames for c in f.real})
         return cls(
             meta=meta,
             images={c: np.stack([f.images[c] for f in frames]) for c in frames[0].images},
@@ -126,6 +153,7 @@ class Episode:
             rewards={
                 m: np.asarray([f.rewards.get(m, np.nan) for f in frames], dtype=np.float32) for m in modalities
             },
+            real={c: np.asarray([f.is_real(c) for f in frames], dtype=bool) for c in marked},
         )
 
 

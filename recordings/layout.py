@@ -6,6 +6,8 @@
     <store>/data/action/               float32 (N, A)
     <store>/data/timestamp/            float64 (N,)
     <store>/data/reward/<modality>/    float32 (N,)  NaN = no reward at that frame
+    <store>/data/real/<name>/          bool    (N,)  camera <name>'s image at that frame was rendered
+                                                     (False: a black placeholder; see recordings.episode)
     <store>/meta/episode_ends/         int64   (E,)  fill 0; the commit record
     <store>/meta/episodes/000012.json  per-episode metadata (written before its end index)
     <store>/meta/quarantine.json       damaged committed episodes readers skip (recordings.integrity)
@@ -13,7 +15,9 @@
     <store>/writer.lock                flock'ed by the single writer
 
 An episode JSON holds {"format": "lrm-robot-episode", "index", "start", "end",
-"length", "rewards": [modalities recorded], "meta": EpisodeMeta.to_json(),
+"length", "rewards": [modalities recorded], "real": {camera: frames with a real
+image} (absent in episodes committed before the mark was kept: their frames
+are read as they are), "meta": EpisodeMeta.to_json(),
 "checksums": {"algorithm", "arrays": {array key: digest of the episode's rows}}};
 its start/end must agree with episode_ends (`recordings.recovery` settles a
 disagreement), and its checksums tell whether its frames are still intact.
@@ -50,6 +54,7 @@ EPISODE_JSON_TAG = "lrm-robot-episode"
 DATA = "data"
 CAMERA_DIR = "data/camera"
 REWARD_DIR = "data/reward"
+REAL_DIR = "data/real"
 STATE = "data/state"
 ACTION = "data/action"
 TIMESTAMP = "data/timestamp"
@@ -72,6 +77,10 @@ def camera_key(name: str) -> str:
 
 def reward_key(modality: str) -> str:
     return f"{REWARD_DIR}/{modality}"
+
+
+def real_key(camera: str) -> str:
+    return f"{REAL_DIR}/{camera}"
 
 
 def episode_json_name(index: int) -> str:
@@ -344,6 +353,19 @@ def reward_array_spec(attrs: dict[str, Any], *, length: int) -> dict[str, Any]:
     }
 
 
+def real_array_spec(attrs: dict[str, Any], *, length: int) -> dict[str, Any]:
+    """create_frame_array arguments of a camera's real-image mark. Fill False: frames of episodes
+    committed before the array existed are not marked real by it (their JSON has no "real" entry,
+    and readers take them as they are)."""
+    return {
+        "shape": (length,),
+        "dtype": np.bool_,
+        "chunk_frames": int(attrs["chunk_frames"]),
+        "compression": Compression.from_json((attrs.get("compression") or {}).get("vectors")),
+        "fill_value": False,
+    }
+
+
 def create_schema_arrays(
     zstore: LocalStore, schema: StoreSchema, attrs: dict[str, Any], *, length: int
 ) -> dict[str, zarr.Array]:
@@ -355,7 +377,7 @@ def create_schema_arrays(
 def frame_array_dirs(root: Path) -> list[Path]:
     """Directories of frame arrays (not the bare groups a new store starts with)."""
     dirs = [root / k for k in (STATE, ACTION, TIMESTAMP) if (root / k).exists()]
-    for group in (CAMERA_DIR, REWARD_DIR):
+    for group in (CAMERA_DIR, REWARD_DIR, REAL_DIR):
         dirs += [p for p in (root / group).glob("*") if p.is_dir()]
     return dirs
 
@@ -378,7 +400,7 @@ def build_store(root: Path, attrs: dict[str, Any], schema: StoreSchema | None, *
     try:
         zstore = LocalStore(tmp)
         zarr.open_group(zstore, mode="w", zarr_format=3, attributes=attrs)
-        for group in (DATA, CAMERA_DIR, REWARD_DIR, META):
+        for group in (DATA, CAMERA_DIR, REWARD_DIR, REAL_DIR, META):
             zarr.open_group(zstore, path=group, mode="w", zarr_format=3)
         create_ends_array(zstore)
         (tmp / EPISODES_DIR).mkdir(parents=True)

@@ -76,6 +76,12 @@ def info_problem(info: Any, index: int) -> str | None:
     rewards = info.get("rewards")
     if not isinstance(rewards, list) or not all(isinstance(m, str) for m in rewards):
         return f"field 'rewards' is {rewards!r}, expected a list of names"
+    real = info.get("real")  # absent: committed before the real-image mark was kept
+    if real is not None and (
+        not isinstance(real, dict)
+        or not all(isinstance(c, str) and type(n) is int and 0 <= n <= info["length"] for c, n in real.items())
+    ):
+        return f"field 'real' is {real!r}, expected camera -> count of real frames"
     if not isinstance(info.get("meta"), dict):
         return "field 'meta' is missing"
     return None
@@ -111,11 +117,13 @@ def scan(
     reward_lens: Mapping[str, int | None],
     get_info: Callable[[int], tuple[Info | None, str]],
     json_indices: Iterable[int],
+    real_lens: Mapping[str, int | None] | None = None,
 ) -> Scan:
     """Committed episodes, their ranges and their damage; see the module docstring.
 
     `data_lens`: length of each frame array every frame fills (None: missing or
-    unreadable); `reward_lens` likewise per modality; `get_info(i)`: episode i's
+    unreadable); `reward_lens` likewise per modality, `real_lens` per camera
+    (the real-image marks); `get_info(i)`: episode i's
     JSON if valid, else (None, why); `json_indices`: indices of the episode
     JSON files present.
     """
@@ -141,7 +149,9 @@ def scan(
             found.ends_problems.append(f"{layout.EPISODE_ENDS}[{i}] is {shown}, the episode JSONs say {bounds[i + 1]}")
             if i < len(ends):
                 found.ends_fixes[i] = bounds[i + 1]  # type: ignore[assignment]
-        problem = _episode_problem(i, found.infos.get(i), whys[i], bounds[i], bounds[i + 1], data_lens, reward_lens)
+        problem = _episode_problem(
+            i, found.infos.get(i), whys[i], bounds[i], bounds[i + 1], data_lens, reward_lens, real_lens or {}
+        )
         if problem is None:
             found.ranges[i] = (bounds[i], bounds[i + 1])  # type: ignore[assignment]
         else:
@@ -187,6 +197,7 @@ def _episode_problem(
     end: int | None,
     data_lens: Mapping[str, int | None],
     reward_lens: Mapping[str, int | None],
+    real_lens: Mapping[str, int | None],
 ) -> tuple[str, str] | None:
     """(where, what) is wrong with committed episode `index`, found without reading its frames."""
     json_path = f"{layout.EPISODES_DIR}/{layout.episode_json_name(index)}"
@@ -197,6 +208,7 @@ def _episode_problem(
     if (info["start"], info["end"]) != (start, end):
         return json_path, f"says frames {info['start']}-{info['end'] - 1}, the other records {start}-{end - 1}"
     arrays = {**data_lens, **{layout.reward_key(m): reward_lens.get(m) for m in info["rewards"]}}
+    arrays.update({layout.real_key(c): real_lens.get(c) for c in info.get("real") or {}})
     for key, n in arrays.items():
         if n is None:
             return key, MISSING_ARRAY

@@ -205,6 +205,15 @@ def _check_camera_names(names: list[str], schema: StoreSchema, where: str) -> No
             )
 
 
+def _check_marked_cameras(names: list[str], schema: StoreSchema, where: str) -> None:
+    """Real-image marks may name a subset of the cameras (the others are real), never another camera."""
+    for name in names:
+        if name not in schema.cameras:
+            raise InvalidEpisodeError(
+                f"camera {name!r} in {where} is not a store camera (store cameras: {schema.camera_list()})"
+            )
+
+
 @dataclass
 class CheckedEpisode:
     """An episode after validation, in the stored dtypes."""
@@ -215,6 +224,7 @@ class CheckedEpisode:
     action: np.ndarray
     timestamp: np.ndarray
     rewards: dict[str, np.ndarray]
+    real: dict[str, np.ndarray]  # every store camera -> (T,) bool
 
     def __len__(self) -> int:
         return int(self.timestamp.shape[0])
@@ -249,7 +259,14 @@ def validate_episode(episode: Episode, schema: StoreSchema) -> CheckedEpisode:
     for modality, values in episode.rewards.items():
         check_name("reward modality", modality)
         rewards[modality] = _to_float32(f"reward {modality!r}", values, (n,))
-    return CheckedEpisode(episode.meta, images, state, action, ts, rewards)
+    _check_marked_cameras(list(episode.real), schema, "the episode's real-image marks")
+    real: dict[str, np.ndarray] = {}
+    for name in schema.cameras:
+        mask = np.asarray(episode.real[name]) if name in episode.real else np.ones(n, dtype=bool)
+        if mask.dtype != np.bool_ or mask.shape != (n,):
+            raise InvalidEpisodeError(f"camera {name!r}: real-image marks have shape {_shape_str(mask)}, expected ({n},) bool")
+        real[name] = mask
+    return CheckedEpisode(episode.meta, images, state, action, ts, rewards, real)
 
 
 def validate_reward_trace(modality: str, values: Any, length: int) -> np.ndarray:
@@ -267,6 +284,7 @@ class CheckedFrame:
     action: np.ndarray
     timestamp: float
     rewards: dict[str, float]
+    real: dict[str, bool]  # every store camera -> image rendered
 
 
 def validate_frame(frame: Frame, t: int, schema: StoreSchema, last_timestamp: float | None) -> CheckedFrame:
@@ -299,4 +317,9 @@ def validate_frame(frame: Frame, t: int, schema: StoreSchema, last_timestamp: fl
         if math.isfinite(v) and abs(v) > _F32_MAX:
             raise InvalidEpisodeError(f"reward {modality!r}: frame {t} holds {v!r}, out of float32 range")
         rewards[modality] = v
-    return CheckedFrame(dict(frame.images), state, action, ts, rewards)
+    _check_marked_cameras(list(frame.real), schema, f"frame {t}'s real-image marks")
+    for name, value in frame.real.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidEpisodeError(f"camera {name!r}: frame {t}'s real-image mark is {value!r}, expected a bool")
+    real = {name: frame.is_real(name) for name in schema.cameras}
+    return CheckedFrame(dict(frame.images), state, action, ts, rewards, real)

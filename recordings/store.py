@@ -83,6 +83,7 @@ class EpisodeStore:
         self._arrays = StoreArrays(root, read_only=(mode == "r"), durable=durable)
         self._lock: WriterLock | None = None
         self._writer: EpisodeWriter | None = None
+        self._warned_unmarked: set[int] = set()  # old episodes already warned about (one line each)
 
     # -- creating and opening ----------------------------------------------------------
 
@@ -344,14 +345,50 @@ class EpisodeStore:
         """
         rec = self.record(index)
         data = self._arrays.read_episode(rec, self._episode_keys(rec))
+        images = {name: data[layout.camera_key(name)] for name in self.cameras}
+        if rec.real_frames is None:
+            self._warn_if_black(rec, images)
         return Episode(
             meta=rec.meta,
-            images={name: data[layout.camera_key(name)] for name in self.cameras},
+            images=images,
             state=data[layout.STATE],
             action=data[layout.ACTION],
             timestamp=data[layout.TIMESTAMP],
             rewards={m: data[layout.reward_key(m)] for m in rec.rewards},
+            real={c: data[layout.real_key(c)] for c in rec.real_frames or {}},
         )
+
+    def real_marks(self, index: int) -> dict[str, np.ndarray] | None:
+        """Camera -> (T,) bool, which frames of episode `index` hold a rendered image; read alone (cheap)
+        and checked against the episode's checksums. None: recorded before the mark was kept."""
+        rec = self.record(index)
+        if rec.real_frames is None:
+            return None
+        data = self._arrays.read_episode(rec, [layout.real_key(c) for c in rec.real_frames])
+        return {c: data[layout.real_key(c)] for c in rec.real_frames}
+
+    def traces(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Timestamps (T,) and reward traces (modality -> (T,), NaN = not queried) of episode `index`,
+        read without the images (cheap) and checked against the episode's checksums."""
+        rec = self.record(index)
+        data = self._arrays.read_episode(rec, [layout.TIMESTAMP] + [layout.reward_key(m) for m in rec.rewards])
+        return data[layout.TIMESTAMP], {m: data[layout.reward_key(m)] for m in rec.rewards}
+
+    def _warn_if_black(self, rec: EpisodeRecord, images: Mapping[str, np.ndarray]) -> None:
+        """An episode committed before the real-image mark was kept is read as it is; all-black frames
+        in it are most likely unrendered placeholders, so say so once (one line) per episode."""
+        if rec.index in self._warned_unmarked:
+            return
+        black = {c: int((~arr.reshape(arr.shape[0], -1).any(axis=1)).sum()) for c, arr in images.items()}
+        black = {c: n for c, n in black.items() if n}
+        if black:
+            self._warned_unmarked.add(rec.index)
+            counts = ", ".join(f"{c} {n}/{rec.length}" for c, n in black.items())
+            log.warning(
+                "%s: episode %d was recorded without real-image marks and has all-black frames (%s): "
+                "probably not rendered, but read as real",
+                self._root, rec.index, counts,
+            )
 
     def iter_frames(self, index: int) -> Iterator[Frame]:
         """Frames of a committed episode, read lazily one time-chunk at a time.
@@ -384,6 +421,8 @@ class EpisodeStore:
             data = self._arrays.read_chunk(rec, arrays, a, b)
             for key in expected.keys() & data.keys():
                 digests.update(key, data[key])
+            if rec.real_frames is None:
+                self._warn_if_black(rec, {c: data[layout.camera_key(c)] for c in cams})
             for t in range(b - a):
                 yield Frame(
                     images={c: data[layout.camera_key(c)][t] for c in cams},
@@ -391,6 +430,7 @@ class EpisodeStore:
                     action=data[layout.ACTION][t],
                     timestamp=float(data[layout.TIMESTAMP][t]),
                     rewards={m: float(data[layout.reward_key(m)][t]) for m in rec.rewards},
+                    real={c: bool(data[layout.real_key(c)][t]) for c in rec.real_frames or {}},
                 )
             a = b
         bad = [k for k in sorted(expected.keys() & arrays.keys()) if digests.hexdigest(k) != expected[k]]
@@ -399,6 +439,7 @@ class EpisodeStore:
 
     def _episode_keys(self, rec: EpisodeRecord) -> list[str]:
         keys = [layout.camera_key(n) for n in self.cameras] + [layout.STATE, layout.ACTION, layout.TIMESTAMP]
+        keys += [layout.real_key(c) for c in rec.real_frames or {}]
         return keys + [layout.reward_key(m) for m in rec.rewards]
 
     def verify(
@@ -471,6 +512,7 @@ class EpisodeStore:
         try:
             if data.schema is None:
                 data.fix_schema(schema)
+            data.ensure_real_arrays(length=start)
             for modality in checked.rewards:
                 data.ensure_reward_array(modality, length=start)
             arrays = data.frame_arrays()
@@ -478,6 +520,7 @@ class EpisodeStore:
             block[layout.STATE] = checked.state
             block[layout.ACTION] = checked.action
             block[layout.TIMESTAMP] = checked.timestamp
+            block.update({layout.real_key(c): v for c, v in checked.real.items()})
             for key in arrays:
                 if key.startswith(layout.REWARD_DIR):
                     modality = key.rsplit("/", 1)[1]
@@ -491,7 +534,10 @@ class EpisodeStore:
             if isinstance(exc, Exception) and not isinstance(exc, StoreError):
                 raise StoreError(f"{self._root}: writing episode {data.num_episodes} failed: {exc}") from exc
             raise
-        return data.commit_episode(data.num_episodes, start, start + n, meta, list(checked.rewards), checksums)
+        real = {c: int(v.sum()) for c, v in checked.real.items()}
+        return data.commit_episode(
+            data.num_episodes, start, start + n, meta, list(checked.rewards), checksums, real
+        )
 
     def update_meta(self, index: int, **fields: Any) -> EpisodeMeta:
         """Change attributes of a committed episode (e.g. a verdict given later); atomic JSON rewrite."""

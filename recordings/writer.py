@@ -59,6 +59,7 @@ class _Window:
         self.arrays[layout.STATE] = np.empty((c, schema.state_dim), np.float32)
         self.arrays[layout.ACTION] = np.empty((c, schema.action_dim), np.float32)
         self.arrays[layout.TIMESTAMP] = np.empty((c,), np.float64)
+        self.arrays.update({layout.real_key(n): np.empty((c,), np.bool_) for n in schema.cameras})
         self.rewards: dict[str, np.ndarray] = {}
         self.chunk_frames = c
         self.start = 0
@@ -97,6 +98,7 @@ class EpisodeWriter:
         self._schema: StoreSchema | None = arrays.schema
         self._schema_is_new = self._schema is None
         self._modalities: list[str] = []
+        self._real: dict[str, int] = {}  # camera -> frames with a real image so far
         self._n = 0
         self._first_ts: float | None = None
         self._last_ts: float | None = None
@@ -138,6 +140,8 @@ class EpisodeWriter:
         i = win.length
         for name, img in checked.images.items():
             win.arrays[layout.camera_key(name)][i] = img
+            win.arrays[layout.real_key(name)][i] = checked.real[name]
+            self._real[name] = self._real.get(name, 0) + int(checked.real[name])
         win.arrays[layout.STATE][i] = checked.state
         win.arrays[layout.ACTION][i] = checked.action
         win.arrays[layout.TIMESTAMP][i] = checked.timestamp
@@ -188,9 +192,12 @@ class EpisodeWriter:
             meta.duration_s = self._last_ts - self._first_ts
         arrays, start, end, modalities = self._arrays, self.start, self.start + self._n, list(self._modalities)
         assert self._schema is not None
-        keys = [layout.camera_key(c) for c in self._schema.cameras] + [layout.STATE, layout.ACTION, layout.TIMESTAMP]
+        cams = list(self._schema.cameras)
+        keys = [layout.camera_key(c) for c in cams] + [layout.STATE, layout.ACTION, layout.TIMESTAMP]
+        keys += [layout.real_key(c) for c in cams]
         checksums = self._digests.to_json(keys + [layout.reward_key(m) for m in modalities])
-        self._guard(lambda: arrays.commit_episode(self.index, start, end, meta, modalities, checksums))
+        real = {c: self._real.get(c, 0) for c in cams}
+        self._guard(lambda: arrays.commit_episode(self.index, start, end, meta, modalities, checksums, real))
         index = self.index
         self._state = "committed"
         self._close()
@@ -281,6 +288,7 @@ class EpisodeWriter:
         if self._schema_is_new:
             self._arrays.fix_schema(self._schema)
             self._schema_is_new = False
+        self._arrays.ensure_real_arrays(length=win.start)
         for modality in win.rewards:
             self._arrays.ensure_reward_array(modality, length=win.start)
         arrays = self._arrays.frame_arrays()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine, quick when everything is in place:
 #   1. Debian packages: libusb-1.0-0 (pyrealsense2) and a Vulkan driver that SAPIEN accepts
-#      on a CPU (lavapipe from Mesa >= 25; on Debian 12 that is bookworm-backports);
+#      on a CPU (lavapipe from Mesa >= 25; on Debian 12 that is bookworm-backports), and the
+#      FFmpeg shared libraries that torchcodec (LeRobot's video decoder) loads;
 #   2. .venv with Python 3.12;
 #   3. the project and its test tools, re-installed only when pyproject.toml changes.
 # Source it or run it; it changes directory to the repository root.
@@ -23,11 +24,28 @@ mesa_major() {
     echo "${version%%.*}"
 }
 
+# torchcodec dlopens FFmpeg's libraries by soname and, without them, prints a traceback per FFmpeg
+# version it tries whenever LeRobot decodes video; these are the runtime libraries (not the ffmpeg
+# program) of the release this Debian ships: FFmpeg 5.1 on bookworm, 7.1 on trixie.
+ffmpeg_packages() {
+    case "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" in
+        bookworm) echo libavutil57 libavcodec59 libavformat59 libavdevice59 libavfilter8 libswscale6 libswresample4 ;;
+        trixie) echo libavutil59 libavcodec61 libavformat61 libavdevice61 libavfilter10 libswscale8 libswresample5 ;;
+        *) echo "" ;;
+    esac
+}
+
+package_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+
 debian_packages_ok() {
     [ -e /usr/share/vulkan/icd.d/lvp_icd.json ] || return 1
     [ "$(mesa_major)" -ge 25 ] 2>/dev/null || return 1
-    dpkg-query -W -f='${Status}' libusb-1.0-0 2>/dev/null | grep -q "ok installed" || return 1
-    dpkg-query -W -f='${Status}' libvulkan1 2>/dev/null | grep -q "ok installed" || return 1
+    local package
+    for package in libusb-1.0-0 libvulkan1 $(ffmpeg_packages); do
+        package_installed "$package" || return 1
+    done
 }
 
 # The backports suite must come from the mirror this machine already uses.
@@ -52,10 +70,14 @@ install_debian_packages() {
         fi
         target=(-t bookworm-backports)
     fi
-    say "installing Debian packages: libusb-1.0-0, libvulkan1, mesa-vulkan-drivers"
+    local ffmpeg
+    ffmpeg="$(ffmpeg_packages)"
+    [ -n "$ffmpeg" ] || say "Debian $codename: install FFmpeg's shared libraries by hand (LeRobot's video decoding needs them)"
+    say "installing Debian packages: libusb-1.0-0, libvulkan1, mesa-vulkan-drivers${ffmpeg:+, FFmpeg libraries ($ffmpeg)}"
     as_root apt-get update -qq
+    # shellcheck disable=SC2086  # $ffmpeg is a list of package names
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-        "${target[@]}" mesa-vulkan-drivers libvulkan1 libusb-1.0-0 >/dev/null
+        "${target[@]}" mesa-vulkan-drivers libvulkan1 libusb-1.0-0 $ffmpeg >/dev/null
     debian_packages_ok || { say "Mesa >= 25 lavapipe is still missing after apt-get"; return 1; }
 }
 

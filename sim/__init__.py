@@ -7,13 +7,14 @@ N envs stepped as one batch (CPU worker processes or GPU sub-scenes) in `sim.vec
 """
 
 from sim.env import Env, Observation
-from sim.errors import SimError, UnknownEnvError, VulkanSetupError
+from sim.errors import MissingTaskError, SimError, UnknownEnvError, VulkanSetupError
 from sim.maniskill_env import SUPPORTED_ENVS, ManiSkillEnv, SimEnvConfig, make_sim_env
 
 __all__ = [
     "SUPPORTED_ENVS",
     "Env",
     "ManiSkillEnv",
+    "MissingTaskError",
     "Observation",
     "SimEnvConfig",
     "SimError",

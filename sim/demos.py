@@ -40,7 +40,7 @@ import numpy as np
 
 from recordings.episode import Episode, EpisodeMeta, Frame
 from sim.errors import SimError
-from sim.maniskill_env import ManiSkillEnv, SimEnvConfig, check_env_id, make_sim_env
+from sim.maniskill_env import ManiSkillEnv, SimEnvConfig, check_env_id, envs_with_solver, make_sim_env
 from recordings.store import EpisodeStore
 
 logger = logging.getLogger(__name__)
@@ -121,10 +121,13 @@ class DemoReport:
 
 
 def solver_for(env_id: str) -> Callable[..., Any]:
-    """ManiSkill's motion-planning `solve(env, seed, debug, vis)` for an env id."""
+    """ManiSkill's motion-planning `solve(env, seed, debug, vis)` for an env id.
+
+    Only the table's ids can have one (`envs_with_solver`).
+    """
     spec = check_env_id(env_id)
-    if spec.solver is None:
-        with_solver = ", ".join(_supported_with_solver())
+    if spec is None or spec.solver is None:
+        with_solver = ", ".join(envs_with_solver())
         raise SimError(f"no motion-planning solver for {env_id}; demos exist for: {with_solver}")
     from sim.planner import quiet_planner_imports
     from sim.vulkan import prepare_sim_env
@@ -134,15 +137,12 @@ def solver_for(env_id: str) -> Callable[..., Any]:
         return importlib.import_module(f"{SOLVER_PACKAGE}.{spec.solver}").solve
 
 
-def _supported_with_solver() -> list[str]:
-    from sim.maniskill_env import SUPPORTED_ENVS
-
-    return [env_id for env_id, spec in SUPPORTED_ENVS.items() if spec.solver]
-
-
 def config_hash(config: SimEnvConfig) -> str:
     """Short stable hash of the env config, stored with each episode."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    fields = dataclasses.asdict(config)
+    if fields["task"] is None:  # a config that leaves the task to the table hashes as it did before `task` existed
+        del fields["task"]
+    text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -207,13 +207,14 @@ def record_demos(
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
+    # Before the config: a task without a solver is refused as such, not for a missing task sentence.
+    solve = solver_for(env_id)
     height, width = camera_size
     config = env_config or SimEnvConfig(env_id=env_id, camera_width=width, camera_height=height)
     if config.env_id != env_id:
         raise ValueError(f"env_config is for {config.env_id}, not {env_id}")
     if config.control_mode not in ("pd_joint_pos", "pd_joint_pos_vel"):
         raise SimError(f"motion-planning demos need control_mode pd_joint_pos, got {config.control_mode}")
-    solve = solver_for(env_id)
     max_attempts = 3 * n if max_attempts is None else max_attempts
     started = time.perf_counter()
 

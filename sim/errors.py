@@ -4,11 +4,15 @@ from __future__ import annotations
 
 
 class SimError(Exception):
-    """Base class of every expected `sim` error (bad env id, no Vulkan driver, no solver)."""
+    """Base class of every expected `sim` error (bad env id, no task sentence, no Vulkan driver, no solver)."""
 
 
 class UnknownEnvError(SimError, ValueError):
-    """An env id this project does not support."""
+    """An env id ManiSkill does not register."""
+
+
+class MissingTaskError(SimError, ValueError):
+    """A registered env id without a built-in task sentence, and none given in the config."""
 
 
 class UnknownCameraError(SimError, ValueError):

@@ -18,6 +18,7 @@ Both are float32 and of fixed size per env id (`state_size`).
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +27,7 @@ import numpy as np
 
 from common.numbers import Pixels, Seed, Steps
 from sim.env import Observation
-from sim.errors import UnknownCameraError, UnknownEnvError
+from sim.errors import MissingTaskError, UnknownCameraError, UnknownEnvError
 from sim.vulkan import prepare_sim_env
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class EnvSpec:
     task_with_markers: str | None = None  # the instruction when goal markers are rendered
 
 
-# Env ids that build offline on a CPU. Colours and objects are those of ManiSkill 3.0.1's scenes.
+# Defaults for env ids that build offline on a CPU: task sentences and motion-planning solvers.
+# Not a gate: any env id ManiSkill registers can be used with `SimEnvConfig.task` (its sentence);
+# an id listed here may leave `task` out. Colours and objects are those of ManiSkill 3.0.1's scenes.
 SUPPORTED_ENVS: dict[str, EnvSpec] = {
     # The green goal sphere is hidden from the cameras unless show_goal_markers is set.
     "PickCube-v1": EnvSpec(
@@ -71,14 +74,34 @@ SUPPORTED_ENVS: dict[str, EnvSpec] = {
 StateMode = Literal["proprio", "full"]
 
 
-def check_env_id(env_id: str) -> EnvSpec:
-    """The spec of a supported env id, or a one-line `UnknownEnvError` listing the supported ones."""
-    try:
+def envs_with_solver() -> list[str]:
+    """The env ids `demos` (motion planning) can record: a solver is a script written for one scene."""
+    return [env_id for env_id, spec in SUPPORTED_ENVS.items() if spec.solver]
+
+
+def registered_env_ids() -> list[str]:
+    """Every env id ManiSkill registers (imports mani_skill, so only asked for ids off the table)."""
+    prepare_sim_env()  # mani_skill reads MS_ASSET_DIR when it is imported
+    import mani_skill.envs  # noqa: F401  (registers the env ids)
+    from mani_skill.utils.registration import REGISTERED_ENVS
+
+    return sorted(REGISTERED_ENVS)
+
+
+def check_env_id(env_id: str) -> EnvSpec | None:
+    """The table's defaults for `env_id`, None for a registered id the table lacks.
+
+    An id ManiSkill does not register is a one-line `UnknownEnvError` naming it and its
+    close matches. The table's ids skip the registry (importing mani_skill takes seconds).
+    """
+    if env_id in SUPPORTED_ENVS:
         return SUPPORTED_ENVS[env_id]
-    except KeyError:
-        raise UnknownEnvError(
-            f"unknown or unsupported env id {env_id!r}; supported: {', '.join(SUPPORTED_ENVS)}"
-        ) from None
+    registered = registered_env_ids()
+    if env_id in registered:
+        return None
+    close = difflib.get_close_matches(env_id, registered, n=5, cutoff=0.6)
+    hint = f"; close matches: {', '.join(close)}" if close else f"; built-in tasks: {', '.join(SUPPORTED_ENVS)}"
+    raise UnknownEnvError(f"env id {env_id!r} is not registered in ManiSkill{hint}")
 
 
 @dataclass
@@ -86,6 +109,9 @@ class SimEnvConfig:
     """Everything that decides how a ManiSkill env is built; YAML-friendly."""
 
     env_id: str = "PickCube-v1"
+    # The task sentence observations carry (and reward models and policies read). None = the
+    # table's (SUPPORTED_ENVS); required for an env id the table lacks.
+    task: str | None = None
     control_mode: str = "pd_joint_pos"  # the motion-planning solvers need pd_joint_pos(_vel)
     camera_width: Pixels = 128
     camera_height: Pixels = 128
@@ -102,7 +128,12 @@ class SimEnvConfig:
     render_backend: str = "cpu"  # "gpu" where a GPU is present
 
     def __post_init__(self) -> None:
-        check_env_id(self.env_id)
+        if self.task is not None and not self.task.strip():
+            raise ValueError("task must be a non-empty sentence or left out")
+        if check_env_id(self.env_id) is None and self.task is None:
+            raise MissingTaskError(
+                f"{self.env_id} has no built-in task sentence: give one as `task:` next to `env_id:` in the config"
+            )
         if self.camera_width <= 0 or self.camera_height <= 0:
             raise ValueError(f"camera size must be positive, got {self.camera_width}x{self.camera_height}")
         if self.max_episode_steps is not None and self.max_episode_steps <= 0:
@@ -112,7 +143,17 @@ class SimEnvConfig:
 
     @property
     def spec(self) -> EnvSpec:
-        return check_env_id(self.env_id)
+        """The table's entry for env_id, or (off the table) one made of the config's task and no solver."""
+        spec = check_env_id(self.env_id)
+        return spec if spec is not None else EnvSpec(task=str(self.task))
+
+    @property
+    def task_sentence(self) -> str:
+        """The sentence an env built from this config gives its observations: the config's, else the table's."""
+        if self.task is not None:
+            return self.task
+        spec = self.spec
+        return (spec.task_with_markers or spec.task) if self.show_goal_markers else spec.task
 
     def gym_kwargs(self) -> dict[str, Any]:
         """The `gym.make` keyword arguments of this config (one env here; vectorised PPO adds `num_envs`)."""
@@ -168,8 +209,7 @@ class ManiSkillEnv:
 
     def __init__(self, config: SimEnvConfig) -> None:
         self.config = config
-        spec = config.spec
-        self.task: str = (spec.task_with_markers or spec.task) if config.show_goal_markers else spec.task
+        self.task: str = config.task_sentence
         prepare_sim_env()
         import gymnasium as gym
         import mani_skill.envs  # noqa: F401  (registers the env ids)

@@ -210,7 +210,6 @@ class GPUSim:
     physx_cpu (exactly one, which is how the tests exercise this class on a machine without a GPU)."""
 
     def __init__(self, config: SimEnvConfig, num_envs: int) -> None:
-        from sim.maniskill_env import check_env_id
         from sim.vulkan import prepare_sim_env
 
         prepare_sim_env()
@@ -218,10 +217,9 @@ class GPUSim:
         import mani_skill.envs  # noqa: F401  (registers the env ids)
         from mani_skill.sensors.camera import Camera
 
-        spec = check_env_id(config.env_id)
         self.config = config
         self.num_envs = num_envs
-        self.task = (spec.task_with_markers or spec.task) if config.show_goal_markers else spec.task
+        self.task = config.task_sentence
         self._gym = gym.make(config.env_id, num_envs=num_envs, **config.gym_kwargs())
         self.raw = self._gym.unwrapped
         available = [n for n, s in self.raw.scene.sensors.items() if isinstance(s, Camera)]

@@ -100,9 +100,13 @@ def config_from_args(args: argparse.Namespace) -> DemosConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sim.demos import record_demos, solver_for
+
+    if args.env_id is not None:
+        # A task without a solver is refused before its config asks for a task sentence it would not use.
+        solver_for(args.env_id)
     config = config_from_args(args)
     check_output_dir(config.out, "out")  # the store, created or appended to
-    from sim.demos import record_demos
 
     report = record_demos(
         config.env.env_id,

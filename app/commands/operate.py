@@ -96,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         root.handlers = saved
         handler.close()
-    print(f"phase: {session.phase}; store: {config.store_path}; report: {out / 'operate-report.json'}; "
-          f"log: {out / 'operate.log'}")
+    report = out / "operate-report.json"
+    # a session that failed before opening its store wrote no report: announce only one that exists
+    where = f"report: {report}; " if report.is_file() else "no report (the session ended before it started); "
+    print(f"phase: {session.phase}; store: {config.store_path}; {where}log: {out / 'operate.log'}")
     for stats in session.rounds:
         rate = stats.success_rate
         print(f"round {stats.round}: {stats.rollouts} rollouts, success {'-' if rate is None else f'{rate:.0%}'}, "

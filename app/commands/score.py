@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = [m for m in wanted if m not in modalities]
     if skipped:
         log.warning("backend %s does not answer %s; scoring %s", config.type, skipped, list(modalities))
+    modalities = _trained_only(config, modalities, explicit=args.modality != "all")
 
     try:
         queries = EpisodeQueries.read(args.store, args.episode, config, modalities, every=args.every,
@@ -101,6 +102,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {len(values)} queries, mean {values.mean():.3f}, last {values[-1]:.3f}")
     print(f"wrote {', '.join(scored.traces)} to episode {args.episode} of {args.store}; plot {png}")
     return 0
+
+
+def _trained_only(config, modalities: tuple[str, ...], *, explicit: bool) -> tuple[str, ...]:
+    """The modalities a lite checkpoint was trained for: an untrained head answers noise, not a reward.
+
+    With `--modality all` an untrained head is left out; one named on purpose
+    is scored. Either way one line per untrained head says so.
+    """
+    if config.type != "lite" or not config.lite.checkpoint:
+        return modalities
+    from lrm.backends.lite import trained_modalities
+
+    trained = trained_modalities(config.lite.checkpoint)
+    if trained is None:
+        return modalities
+    for m in modalities:
+        if m not in trained:
+            log.warning("the %s head of %s was never trained (trained: %s); %s", m, config.lite.checkpoint,
+                        ", ".join(trained) or "none", "scoring it anyway as asked" if explicit else "not scored")
+    kept = modalities if explicit else tuple(m for m in modalities if m in trained)
+    if not kept:
+        raise UsageError(f"{config.lite.checkpoint} was trained for none of {list(modalities)}; "
+                         f"it was trained for {list(trained)}")
+    return kept
 
 
 def _log_rrd(store_path: str, index: int, out: pathlib.Path) -> None:

@@ -51,8 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export selected episodes to a LeRobotDataset",
         description=(
             "Export episodes to a LeRobotDataset through LeRobot's own writer. Images are stored "
-            "losslessly (PNG) unless --video; filters combine with AND."
+            "losslessly (PNG) unless --video; filters combine with AND; aborted episodes are left out "
+            "unless --include-aborted. Writes LeRobot's next.reward (the --reward trace, held between "
+            "queries), next.done (each episode's last frame) and next.success (the episode's outcome, "
+            "at its last frame), and each episode's verdicts as lrm_robot/* columns of meta/episodes."
         ),
+        epilog="example: lrm-robot store export runs/episodes.zarr --out exports/ds --episodes 0-9 --robot-type panda",
     )
     export.add_argument("store", help="path to the episode store")
     export.add_argument("--out", required=True, metavar="DIR", help="dataset root to create")
@@ -62,12 +66,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--round", action="append", type=int, help="keep episodes of this round")
     export.add_argument("--accepted", choices=("yes", "no"), help="operator verdict, else the LRM's")
     export.add_argument("--oracle-success", choices=("yes", "no"), help="simulator's success flag")
-    export.add_argument("--fps", type=float, help="frame rate, for a store that does not record one")
-    export.add_argument("--rewards", action="store_true", help="also export reward traces as reward.<modality>")
+    export.add_argument("--episodes", type=_index_list, metavar="LIST",
+                        help="store episode indices to export, in this order, e.g. 0-4,7 (with the filters: AND)")
+    export.add_argument("--include-aborted", action="store_true", help="also export episodes marked aborted")
+    export.add_argument("--fps", type=float,
+                        help="frame rate; default: inferred from the recorded timestamps (refused when irregular)")
+    export.add_argument("--reward", default="auto", metavar="MODALITY",
+                        help="reward trace behind next.reward: auto (the simulator's dense_reward, else progress, "
+                             "completion, success: the first every episode recorded), a modality name, or none")
+    export.add_argument("--success", default="auto", choices=("auto", "oracle", "accepted"),
+                        help="next.success at an episode's last frame: the simulator's success (oracle), the "
+                             "operator's else the LRM's verdict (accepted), or auto (oracle where recorded)")
+    export.add_argument("--rewards", action="store_true",
+                        help="also export every reward trace as reward.<modality> (held) and reward_queried.<modality>")
+    export.add_argument("--robot-type", help="LeRobot robot_type recorded in info.json (e.g. panda, so100_follower)")
+    export.add_argument("--state-names", type=_name_list, metavar="A,B,...", help="names of the state dimensions")
+    export.add_argument("--action-names", type=_name_list, metavar="A,B,...", help="names of the action dimensions")
     export.add_argument("--video", action="store_true", help="encode cameras as video (smaller, lossy)")
     export.add_argument("--overwrite", action="store_true",
                         help="replace an earlier export at --out (only one lrm-robot made: it holds .lrm-robot-output)")
     export.set_defaults(handler=run_export)
+
+
+def _index_list(text: str) -> list[int]:
+    """'0-4,7' -> [0, 1, 2, 3, 4, 7], in the order written."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            a = int(first)
+            b = int(last) if dash else a
+            if a < 0 or b < a:
+                raise ValueError
+            out.extend(range(a, b + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of episode indices like 0-4,7") from None
+    return out
+
+
+def _name_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty name")
+    return names
 
 
 def summarize(store) -> dict:
@@ -81,6 +122,11 @@ def summarize(store) -> dict:
         "path": str(store.path),
         "episodes": len(records),
         "frames": sum(r.length for r in records),
+        # per camera, frames holding a rendered image (the rest are black placeholders); episodes
+        # recorded before the mark was kept are counted apart, as unknown
+        "real_frames": {c: sum(r.real_frames.get(c, r.length) for r in records if r.real_frames is not None)
+                        for c in store.cameras},
+        "unmarked_frames": sum(r.length for r in records if r.real_frames is None),
         "fps": store.fps,
         "cameras": {name: list(shape) for name, shape in store.cameras.items()},
         "state_dim": store.state_dim,
@@ -99,6 +145,15 @@ def summarize(store) -> dict:
         "damaged": [{"index": d.index, "where": d.where, "why": d.why} for d in store.damaged.values()],
         "index_problems": store.index_problems,
     }
+
+
+def _real_frames_line(summary: dict) -> str:
+    """Rendered frames per camera: e.g. 'base 3/75' (the rest hold black placeholders)."""
+    marked = summary["frames"] - summary["unmarked_frames"]
+    line = ", ".join(f"{c} {n}/{marked}" for c, n in summary["real_frames"].items()) or "-"
+    if summary["unmarked_frames"]:
+        line += f" ({summary['unmarked_frames']} frames recorded without the mark, unknown)"
+    return line
 
 
 def _human_bytes(n: int) -> str:
@@ -130,6 +185,7 @@ def run_info(args: argparse.Namespace) -> int:
     if summary["index_problems"]:
         table.add_row("[red]damaged commit record[/red]", _first_lines(summary["index_problems"]))
     table.add_row("frames", str(summary["frames"]))
+    table.add_row("real frames", _real_frames_line(summary))
     table.add_row("fps", "-" if summary["fps"] is None else f"{summary['fps']:g}")
     cameras = ", ".join(f"{name} {h}x{w}" for name, (h, w) in summary["cameras"].items()) or "-"
     table.add_row("cameras", cameras)
@@ -200,16 +256,35 @@ def run_export(args: argparse.Namespace) -> int:
         accepted=yes_no[args.accepted],
         oracle_success=yes_no[args.oracle_success],
     )
+    if args.episodes is not None:
+        by_index = {r.index: r for r in records}
+        beyond = [i for i in args.episodes if i >= store.num_episodes]
+        if beyond:
+            raise UsageError(f"{args.store} has episodes 0-{store.num_episodes - 1}; --episodes names {beyond[0]}")
+        records = [by_index[i] for i in dict.fromkeys(args.episodes) if i in by_index]
+    if not args.include_aborted:
+        aborted = [r for r in records if r.meta.aborted]
+        records = [r for r in records if not r.meta.aborted]
+        if aborted and not records:
+            raise UsageError(f"every matching episode of {args.store} is aborted; --include-aborted exports them")
+        if aborted:
+            print(f"leaving out {len(aborted)} aborted episodes (--include-aborted keeps them)")
     if not records:
-        raise UsageError(f"no episode of {args.store} matches the filters")
+        raise UsageError(f"no episode of {args.store} matches the selection")
     out = store.export_lerobot(
         args.out,
         repo_id=args.repo_id,
         episodes=records,
         video=args.video,
         overwrite=args.overwrite,
+        reward=None if args.reward == "none" else args.reward,
+        success=args.success,
         rewards=args.rewards,
+        include_aborted=args.include_aborted,
         fps=args.fps,
+        robot_type=args.robot_type,
+        state_names=args.state_names,
+        action_names=args.action_names,
     )
     frames = sum(r.length for r in records)
     print(f"exported {len(records)} episodes ({frames} frames) to the LeRobotDataset at {out}")

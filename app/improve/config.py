@@ -32,7 +32,7 @@ from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
 from lrm.training.dataset import DatasetConfig
 from policies.factory import PolicyConfig
 from recordings.selection import SelectionConfig
-from sim.maniskill_env import SimEnvConfig
+from sim.maniskill_env import SimEnvConfig, envs_with_solver
 from common.config import config_to_dict
 
 __all__ = [
@@ -197,6 +197,10 @@ class ImproveConfig:
                 raise ValueError(f"judge camera {camera!r} is not among env.sim.cameras {cams}")
         if self.env.is_robot:
             self._check_robot()
+        elif self.demos.source == "plan" and self.env.sim.env_id not in envs_with_solver():
+            # said before the run starts, not after its set-up when the first round plans its demos
+            raise ValueError(f"demos.source: plan needs a motion-planning solver and {self.env.sim.env_id} has none "
+                             f"(solvers: {', '.join(envs_with_solver())}); set demos.source: store and demos.store")
         if self.judge.watch_every and self.rollout.stop_on_success:
             raise ValueError("judge.watch_every and rollout.stop_on_success both end rollouts: the judge or the "
                              "oracle, choose one")

@@ -64,7 +64,7 @@ from app.improve.round import (
     rollout_slot,
     unjudged,
 )
-from app.improve.state import RunState
+from app.improve.state import RunState, in_run
 from app.rollout import RolloutConfig, RolloutControl
 from common.outputs import remove_output_dir
 from policies.base import Policy
@@ -252,8 +252,9 @@ class ImproveRun:
         log.info("round %d: training on %d demonstrations + %d rollouts", round_, counts["demos"], counts["rollouts"])
         trained = finetune(cfg.policy, self.out / "store", self._policy_dir(round_), round_=round_, select=select,
                            init_from=init_from, num_threads=cfg.num_threads, progress=cfg.progress)
-        return {**trained, "selected": counts, "episodes": indices,
-                "init_from": None if init_from is None else str(init_from)}
+        # paths relative to the run directory (app.improve.state.in_run): the run can be moved or copied
+        return {**trained, "checkpoint": in_run(trained["checkpoint"], self.out), "selected": counts,
+                "episodes": indices, "init_from": None if init_from is None else in_run(init_from, self.out)}
 
     def _load_policy(self, round_: int) -> Policy:
         return self.config.policy.load(self._checkpoint(round_))
@@ -354,9 +355,10 @@ class ImproveRun:
         calibration = [r.index for r in self.store.episodes(round=0, aborted=False)
                        if (r.meta.extra.get("improve") or {}).get("phase") == "calibration"]
         try:
-            return train_judge(self.store, demos, calibration, cfg.judge, self.out / "judge",
+            info = train_judge(self.store, demos, calibration, cfg.judge, self.out / "judge",
                                label_source=cfg.judge.calibration_labels,
                                held_demos=cfg.demos.source == "plan" and cfg.demos.hold_steps > 0)
+            return {**info, "checkpoint": in_run(info["checkpoint"], self.out)}
         except ValueError as exc:
             raise UsageError(f"training the judge: {exc}") from None
 

@@ -30,10 +30,46 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_report", "filter_metrics", "format_table", "judged_success", "phase_records", "write_report"]
+__all__ = ["build_report", "filter_metrics", "format_table", "judged_success", "mcnemar_exact", "phase_records",
+           "success_figure", "write_report"]
 
 ORACLE = "oracle"
 JUDGED = "operator/LRM-judged"
+ALPHA = 0.05  # the significance level the table's statement uses
+
+
+def mcnemar_exact(base: list[bool], other: list[bool], alpha: float = ALPHA) -> dict[str, Any]:
+    """Exact (binomial) McNemar test of two policies' success flags on the same evaluation seeds.
+
+    Only the discordant seeds carry information: `gained` (base failed, other
+    succeeded) and `lost` (the reverse). Under "no change" each discordant seed
+    is a fair coin, so the two-sided p-value is twice the binomial tail of the
+    smaller count, capped at 1. Paired, this is far more sensitive than
+    comparing two Wilson intervals, because the seeds both policies solve (or
+    both fail) cancel out.
+    """
+    if len(base) != len(other):
+        raise ValueError(f"paired flags differ in length ({len(base)} vs {len(other)})")
+    gained = sum(1 for b, o in zip(base, other) if o and not b)
+    lost = sum(1 for b, o in zip(base, other) if b and not o)
+    n = gained + lost
+    tail = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2 ** n if n else 1.0
+    p = min(1.0, 2 * tail)
+    return {"test": "exact McNemar (paired, same seeds)", "seeds": len(base), "gained": gained, "lost": lost,
+            "p_value": p, "alpha": alpha, "significant": p < alpha}
+
+
+def _significance_statement(round_: int, change: float, test: dict[str, Any] | None, robot: bool = False) -> str:
+    """One plain sentence: how the round's policy differs from the base and whether that could be chance."""
+    head = f"round {round_} vs base: {100 * change:+.1f} points"
+    if test is None and robot:
+        return f"{head}; no paired test (a robot's evaluation episodes do not repeat the same start states)"
+    if test is None:
+        return f"{head}; no paired test (per-seed success flags not stored for both)"
+    counts = f"{test['gained']} seeds gained, {test['lost']} lost of {test['seeds']}"
+    level = f"at the {test['alpha']:g} level"
+    verdict = f"significant {level}" if test["significant"] else f"not significant {level}: could be chance"
+    return f"{head} ({counts}); exact McNemar p = {test['p_value']:.3g}: {verdict}"
 
 
 def filter_metrics(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
@@ -117,13 +153,23 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
         if len(entry) > 1:
             rounds.append(entry)
     base = next((e["eval"]["success_rate"] for e in rounds if e["round"] == 0 and "eval" in e), None)
+    base_flags = (steps.get("eval-0") or {}).get("success_flags")
     for e in rounds:
         if base is not None and "eval" in e:
             e["eval"]["change_from_base"] = e["eval"]["success_rate"] - base
+            flags = (steps.get(f"eval-{e['round']}") or {}).get("success_flags")
+            if e["round"] >= 1 and not robot and base_flags and flags and len(flags) == len(base_flags):
+                e["eval"]["vs_base"] = mcnemar_exact([bool(x) for x in base_flags], [bool(x) for x in flags])
     judge = steps.get("judge-train")
     if judge is None:
         judge = {"backend": config.judge.backend.describe(),
                  "trained_on": "not trained here: a pretrained completion backend"}
+    else:
+        # the trainer's held-out split is frames of the very demos and calibration rollouts it trained
+        # beside: in-distribution, usually far kinder than the rollouts it judges, so the key says so
+        judge = {k: v for k, v in judge.items() if k != "validation"}
+        judge["validation_in_distribution"] = steps["judge-train"].get("validation", {})
+    judge = {**judge, "accuracy_on_rollouts": _rollout_accuracy(rounds, robot)}
     return {
         "env": config.env.name,
         "success_measure": JUDGED if robot else ORACLE,
@@ -140,6 +186,22 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
     }
 
 
+def _rollout_accuracy(rounds: list[dict[str, Any]], robot: bool) -> dict[str, Any] | None:
+    """The judge's own verdicts on this run's rollouts against the truth there (oracle, or the operator on a robot)."""
+    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for e in rounds:
+        f = (e.get("rollouts") or {}).get("lrm_filter")
+        for k in counts:
+            counts[k] += int((f or {}).get(k, 0))
+    n = sum(counts.values())
+    if not n:
+        return None
+    pos, neg = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
+    recalls = [x for x in (counts["tp"] / pos if pos else None, counts["tn"] / neg if neg else None) if x is not None]
+    return {"episodes": n, "truth": "operator" if robot else ORACLE,
+            "accuracy": (counts["tp"] + counts["tn"]) / n, "balanced_accuracy": sum(recalls) / len(recalls)}
+
+
 def write_report(report: dict[str, Any], out: Path) -> None:
     """report.json (atomically) and success.png."""
     tmp = out / "report.json.tmp"
@@ -152,6 +214,15 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = success_figure(report)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def success_figure(report: dict[str, Any]) -> Any:
+    """success.png's figure: success per round against the base's line, and the filter's precision / recall."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,6 +237,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         lo = [100 * (e["success_rate"] - e["ci95"][0]) for _, e in evals]
         hi = [100 * (e["ci95"][1] - e["success_rate"]) for _, e in evals]
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=4, label="policy (eval seeds, 95% CI)")
+        base = next((e for r, e in evals if r == 0), None)
+        if base is not None:  # the line every later round is read against
+            ax.axhline(100 * base["success_rate"], color="grey", linestyle=":", label="base (round 0)")
     rolls = [(e["round"], e["rollouts"]) for e in report["rounds"] if "oracle_success_rate" in e.get("rollouts", {})]
     if rolls:
         # round r's rollouts are run by round r-1's policy
@@ -193,8 +267,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def _pct(x: float | None) -> str:
@@ -206,7 +279,7 @@ def format_table(report: dict[str, Any]) -> str:
     robot = report.get("success_measure") == JUDGED
     success_head = f"success, {JUDGED} (95% CI)" if robot else "policy success (95% CI)"
     roll_head = "its next rollouts: kept" if robot else "its next rollouts: oracle / kept"
-    head = f"{'round':>5}  {success_head:<28} {roll_head:<32} {'precision':>9} {'recall':>7}"
+    head = f"{'round':>5}  {success_head:<28} {'vs base':>8}  {roll_head:<32} {'precision':>9} {'recall':>7}"
     lines = [head, "-" * len(head)]
     by_round = {e["round"]: e for e in report["rounds"]}
     for r in sorted(by_round):
@@ -228,7 +301,8 @@ def format_table(report: dict[str, Any]) -> str:
             f = nxt.get("filter")
             if f:
                 prec, rec = _pct(f["precision"]), _pct(f["recall"])
-        lines.append(f"{r:>5}  {succ:<28} {roll:<32} {prec:>9} {rec:>7}")
+        change = "-" if not ev or r == 0 or ev.get("change_from_base") is None else f"{100 * ev['change_from_base']:+.1f}pp"
+        lines.append(f"{r:>5}  {succ:<28} {change:>8}  {roll:<32} {prec:>9} {rec:>7}")
     if robot:
         lines.append("(row r: the policy after round r on its evaluation rollouts, a success by the operator's verdict"
                      " where given, else the LRM's; its next rollouts are round r+1's, kept by the verdict that counts;"
@@ -236,6 +310,10 @@ def format_table(report: dict[str, Any]) -> str:
     else:
         lines.append("(row r: the policy after round r on the evaluation seeds; its next rollouts are round r+1's,"
                      " kept by the judge with that precision and recall against the oracle)")
+    for r in sorted(by_round):
+        ev = by_round[r].get("eval")
+        if r >= 1 and ev and ev.get("change_from_base") is not None:
+            lines.append(_significance_statement(r, ev["change_from_base"], ev.get("vs_base"), robot))
     trained = report["judge"].get("trained_on")
     if isinstance(trained, dict):
         labels = f" ({trained['calibration_labels']} labels)" if trained.get("calibration_labels") else ""
@@ -244,4 +322,22 @@ def format_table(report: dict[str, Any]) -> str:
                      " never on a rollout it judged")
     else:
         lines.append(f"judge: {report['judge'].get('backend')} ({trained})")
+    lines.append(_judge_accuracy_line(report["judge"]))
     return "\n".join(lines)
+
+
+def _judge_accuracy_line(judge: dict[str, Any]) -> str:
+    """The judge's held-out accuracy, labelled in-distribution, beside its accuracy on the rollouts it judged."""
+    val = judge.get("validation_in_distribution") or {}
+    parts = []
+    if "completion_accuracy" in val:
+        bal = val.get("completion_balanced_accuracy")
+        parts.append(f"in-distribution validation (held-out frames of its own training episodes) accuracy "
+                     f"{_pct(val['completion_accuracy'])}" + ("" if bal is None else f", balanced {_pct(bal)}"))
+    roll = judge.get("accuracy_on_rollouts")
+    if roll:
+        parts.append(f"on this run's rollouts (vs {roll['truth']}, {roll['episodes']} episodes) accuracy "
+                     f"{_pct(roll['accuracy'])}, balanced {_pct(roll['balanced_accuracy'])}")
+    else:
+        parts.append("on this run's rollouts: no verdict with a truth to check yet")
+    return "judge accuracy: " + "; ".join(parts)

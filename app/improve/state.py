@@ -19,12 +19,29 @@ from typing import Any
 from app.errors import UsageError
 from common.outputs import make_output_dir
 
-__all__ = ["RunState"]
+__all__ = ["RunState", "in_run", "run_path"]
 
 STATE_FILE = "state.json"
 FORMAT = "lrm-robot-improve-state"
 # 2: the fingerprint covers only the judge's own backend and is independent of where the project lives
 FINGERPRINT_VERSION = 2
+
+
+def in_run(path: str | Path, run_dir: Path) -> str:
+    """`path` as a step records it: relative to the run directory when inside it, so that a run directory
+    can be moved or copied whole; a path outside it stays as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path(run_dir).resolve()))
+    except ValueError:
+        return str(p)
+
+
+def run_path(recorded: str | Path, run_dir: Path) -> Path:
+    """A path a step recorded, resolved: relative ones against the run directory; absolute ones (older
+    runs wrote those) as they are."""
+    p = Path(recorded)
+    return p if p.is_absolute() else Path(run_dir) / p
 
 
 class RunState:

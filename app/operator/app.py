@@ -88,7 +88,7 @@ class OperatorApp(App[None]):
         self.phase = "starting"
 
     def compose(self) -> ComposeResult:
-        yield PhaseBanner("STARTING", id="phase")
+        yield PhaseBanner(f"STARTING  {self.session.starting_detail()}", id="phase", classes="starting")
         with Horizontal(id="main"):
             yield RolloutPanel()
             yield RoundDashboard()
@@ -118,6 +118,7 @@ class OperatorApp(App[None]):
                 return  # an emergency stop stays on the screen
             self.phase, self.paused = event.phase, event.paused
             self.query_one(PhaseBanner).show(event.phase, event.detail, event.paused)
+            self.refresh_bindings()  # the footer greys out the keys this phase cannot act on
             if self.exit_when_done and event.phase in ("done", "stopped", "error"):
                 self.exit()
         elif isinstance(event, RolloutStarted):
@@ -144,6 +145,16 @@ class OperatorApp(App[None]):
         line.update(text)
 
     # -- keys -----------------------------------------------------------------------------------------
+
+    # what still works once the session is over: leaving, and looking at what was recorded
+    AFTER_END = {"quit_session", "viewer", "save_rrd", "emergency_stop"}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """None (shown greyed out in the footer, and ignored) for a key that cannot act after the session ended,
+        so that after an emergency stop an operator sees at a glance that nothing will move."""
+        if self.phase in ("stopped", "done", "error") and action not in self.AFTER_END:
+            return None
+        return True
 
     def action_emergency_stop(self) -> None:
         self.session.emergency_stop()
@@ -181,6 +192,13 @@ class OperatorApp(App[None]):
             return
         path = self.session.config.store_path
         target = self.rrd_dir / f"episode-{index}.rrd"
+        if spawn:
+            from app.operator.rerun import viewer_problem
+
+            problem = viewer_problem()
+            if problem:
+                self.notice(problem, "warning")
+                return
 
         def work() -> None:
             from app.operator.rerun import save_episode, spawn_episode

@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 
 from app.env_choice import EnvSection
 from app.improve.config import EvalConfig, JudgeConfig
+from app.improve.state import run_path
 from app.rollout import RolloutConfig
 from common.numbers import Count, Fraction, Positive, Range, Seed, Threads
 from lrm.backends import RewardBackendConfig
@@ -149,12 +150,12 @@ class OperateConfig:
                              if k.startswith("train-") and k.split("-")[1].isdigit())
             if not trained:
                 raise ValueError(f"improve_run {run} has no trained policy yet (no train-<r> step in state.json)")
-            policy = dataclasses.replace(policy, checkpoint=str(trained[-1][1]["checkpoint"]))
+            policy = dataclasses.replace(policy, checkpoint=str(run_path(trained[-1][1]["checkpoint"], run)))
         judge = self.judge
         if judge.backend.type == "lite" and not judge.backend.lite.checkpoint:
             done = steps.get("judge-train")
             if not done:
                 raise ValueError(f"improve_run {run} has no trained judge (no judge-train step in state.json)")
-            lite = dataclasses.replace(judge.backend.lite, checkpoint=str(done["checkpoint"]))
+            lite = dataclasses.replace(judge.backend.lite, checkpoint=str(run_path(done["checkpoint"], run)))
             judge = dataclasses.replace(judge, backend=dataclasses.replace(judge.backend, lite=lite))
         return dataclasses.replace(self, policy=policy, judge=judge)

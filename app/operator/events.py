@@ -95,6 +95,8 @@ class RoundStats:
     train_loss: float | None = None
     selected: int | None = None  # episodes the fine-tune trained on
     eval_success: float | None = None
+    source: str = "operator"  # "improve": a round of the improve run this session continues
+    live: bool = False  # the round is still running: counts so far
 
     @property
     def success_rate(self) -> float | None:

@@ -6,13 +6,24 @@ timelines, so a reward curve lines up with the image it was computed from.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
+
+from app.rerun_viewer import missing_viewer, viewer_executable
 
 if TYPE_CHECKING:
     from recordings.store import EpisodeStore
 
-__all__ = ["save_episode", "spawn_episode"]
+__all__ = ["save_episode", "spawn_episode", "viewer_executable", "viewer_problem"]
+
+
+def viewer_problem(env: dict[str, str] | None = None, platform: str = sys.platform) -> str | None:
+    """One line saying why the viewer cannot open here and what the operator can do instead, or None."""
+    reason = missing_viewer(env, platform)
+    if reason is None:
+        return None
+    return f"{reason}: press w to save the episode as .rrd and open it with `rerun FILE.rrd` where there is a display"
 
 
 def _recording(store: EpisodeStore, index: int) -> Any:
@@ -44,7 +55,7 @@ def spawn_episode(store: EpisodeStore, index: int) -> int:
     from app.rerun_viewer import spawn_viewer
 
     recording = _recording(store, index)
-    spawn_viewer(recording)
+    spawn_viewer(recording)  # bound to localhost, unlike rerun's own spawn()
     try:
         return log_episode(recording, store, index)
     finally:

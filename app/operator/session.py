@@ -49,7 +49,7 @@ import numpy as np
 from app.env_choice import build_env, episode_fields
 from app.improve.round import EmergencyStop, done_slots, evaluate_round, finetune, judge_rollout, rollout_slot, unjudged
 from recordings.selection import select_for_round, selection_for_round
-from app.improve.state import RunState
+from app.improve.state import RunState, in_run, run_path
 from app.operator.config import OperateConfig
 from app.operator.events import (
     CameraStats,
@@ -74,13 +74,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EnvFactory", "LiveRewards", "OperatorSession", "make_env", "thumbnail"]
+__all__ = ["EnvFactory", "LiveRewards", "OperatorSession", "make_env", "thumb_size", "thumbnail"]
 
 EnvFactory = Callable[[OperateConfig], Any]
-THUMB_SIZE = (16, 32)  # (rows, cols) of pixels: 8 text lines with half-block characters
+# Pixel columns of the live thumbnail; its rows follow the camera's aspect ratio. Half-block characters
+# draw two roughly square pixels per text cell, so a 128x128 camera is 36x36 pixels on 18 text lines: a
+# 3.6x reduction in which a cube still covers a few pixels, where the old 16x32 lost it and squashed the scene.
+THUMB_COLS = 36
 FRAME_INTERVAL_S = 0.25
 STATE_FILE = "operate-state.json"
 PHASE = "operator"  # the slot tag of an operated rollout (app.improve.round.done_slots)  # camera statistics and thumbnails go to the screen at most this often
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON file as a dict; {} when it is missing or unreadable (history shown on a dashboard is optional)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class _Stopped(Exception):
@@ -92,11 +104,28 @@ def make_env(config: OperateConfig) -> Any:
     return build_env(config.env)
 
 
-def thumbnail(image: np.ndarray, size: tuple[int, int] = THUMB_SIZE) -> np.ndarray:
-    """Nearest-neighbour downsample to (rows, cols) pixels, uint8 RGB."""
-    rows = np.linspace(0, image.shape[0] - 1, size[0]).round().astype(int)
-    cols = np.linspace(0, image.shape[1] - 1, size[1]).round().astype(int)
-    return np.ascontiguousarray(image[rows][:, cols, :3])
+def thumb_size(height: int, width: int, cols: int = THUMB_COLS) -> tuple[int, int]:
+    """(rows, cols) of the thumbnail of a height x width camera: its aspect ratio, an even row count."""
+    cols = min(cols, width)
+    rows = max(2, 2 * round(cols * height / width / 2))
+    return rows, cols
+
+
+def thumbnail(image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Box-filtered downsample to (rows, cols) pixels (default: `thumb_size`), uint8 RGB.
+
+    Averaging each block, not picking one pixel of it, keeps a small object visible as a blend
+    instead of letting it fall between the sampled pixels.
+    """
+    rows, cols = size or thumb_size(image.shape[0], image.shape[1])
+    ys = np.linspace(0, image.shape[0], rows + 1).astype(int)
+    xs = np.linspace(0, image.shape[1], cols + 1).astype(int)
+    img = image[..., :3].astype(np.float32)
+    # the mean of each block through cumulative sums: one pass, no Python loop per pixel
+    c = np.pad(img.cumsum(0).cumsum(1), ((1, 0), (1, 0), (0, 0)))
+    area = ((ys[1:] - ys[:-1])[:, None] * (xs[1:] - xs[:-1])[None, :])[..., None]
+    total = c[ys[1:]][:, xs[1:]] - c[ys[:-1]][:, xs[1:]] - c[ys[1:]][:, xs[:-1]] + c[ys[:-1]][:, xs[:-1]]
+    return np.ascontiguousarray(np.clip(np.rint(total / np.maximum(area, 1)), 0, 255).astype(np.uint8))
 
 
 class LiveRewards:
@@ -119,21 +148,39 @@ class LiveRewards:
         self.names = {m: trace_name(m) for m in weights}
         self.held: dict[str, float] = {}
         self._last: int | None = None
+        self._unqueried: tuple[int, np.ndarray] | None = None  # the newest frame seen but not queried
 
     def start(self, task: str) -> None:
         self._hold.reset(0, task)
         self._last = None
+        self._unqueried = None
         self.held = {}
 
     def __call__(self, observation: Any, step: int) -> dict[str, float]:
         image = (observation.images or {}).get(self.camera)
-        if image is None or (self._last is not None and step - self._last < self.every):
+        if image is None:
             return {}
+        if self._last is not None and step - self._last < self.every:
+            self._unqueried = (step, image)
+            return {}
+        return self._query(image, step)
+
+    def _query(self, image: np.ndarray, step: int) -> dict[str, float]:
         self._hold.step({0: image})
         self._last = step
+        self._unqueried = None
         values = {self.names[m]: float(v) for m, v in self._hold.values(0).items() if m in self.names}
         self.held.update(values)
         return values
+
+    def finish(self) -> dict[str, float]:
+        """The held values at the episode's last frame, which no step event carries (it is recorded after the
+        last step). Queried here if the K-step grid skipped it: the frame a verdict reads is the one an operator
+        most wants to see a reward for. That query is for the display only; the stored trace keeps the grid."""
+        if self._unqueried is not None:
+            step, image = self._unqueried
+            self._query(image, step)
+        return dict(self.held)
 
 
 class OperatorSession:
@@ -264,6 +311,7 @@ class OperatorSession:
         try:
             self._setup()
             first = self._first_round()
+            self._earlier_rounds(first)
             self._wait_for_start(first)
             for r in range(first, first + self.config.rounds):
                 self._round(r)
@@ -282,6 +330,11 @@ class OperatorSession:
                 self._set_phase("error", f"{type(exc).__name__}: {exc}")
                 self.emit(Notice(f"{type(exc).__name__}: {exc}", "error"))
         finally:
+            if self.store is not None:
+                try:  # the report a quit or a stop announces is there, with the rounds finished so far
+                    self._write_report()
+                except Exception as exc:
+                    log.error("could not write the operate report: %s", exc)
             self._close()
             self.done.set()
 
@@ -308,7 +361,7 @@ class OperatorSession:
             import torch
 
             torch.set_num_threads(cfg.num_threads)
-        self._set_phase("starting", "building the env")
+        self._set_phase("starting", self.starting_detail())
         self.env = self.env_factory(cfg)
         if self._estop.is_set():  # pressed while the env was being built
             self.emergency_stop()
@@ -344,6 +397,12 @@ class OperatorSession:
             self.rewards = LiveRewards(model, cfg.rewards.weights, cfg.rewards.every, camera, backend.trace_name)
         self._store_info()
 
+    def starting_detail(self) -> str:
+        """What the first, often long, seconds are spent on: the simulator's or the robot's start."""
+        if self.config.env.kind == "sim":
+            return f"starting the simulator ({self.config.env.sim.env_id}); this can take a minute"
+        return "connecting to the robot and its cameras"
+
     def _load_policy(self, checkpoint: Path | None) -> Policy:
         dry_run = self.config.policy.dry_run or ("random" if self.config.env.kind == "sim" else None)
         if checkpoint is None and dry_run == "hold":
@@ -375,8 +434,33 @@ class OperatorSession:
                 self.checkpoint = self._latest_checkpoint(latest - 1) or self.checkpoint
                 self.policy = self._load_policy(self.checkpoint)
             return latest
+        newest = self._newest_trained() if self.config.finetune else None
+        if newest is not None and newest[1] != self.checkpoint:
+            # a new session goes on from where the last one got to, not from the improve run's policy again
+            self.checkpoint = newest[1]
+            self.policy = self._load_policy(self.checkpoint)
+            self.emit(Notice(f"continuing from round {newest[0]}'s fine-tuned policy {self.checkpoint}"))
         rounds = [r.meta.round for r in self.store.episodes() if r.meta.source in ("sim", "robot")]
         return max(rounds, default=0) + 1
+
+    def _earlier_rounds(self, first: int) -> None:
+        """Put the run's earlier rounds on the dashboard: the improve run's (its report.json) and this
+        output directory's operated ones (operate-report.json, which keeps them as the report grows)."""
+        cfg = self.config
+        if cfg.improve_run is not None:
+            for e in _read_json(Path(cfg.improve_run) / "report.json").get("rounds", []):
+                ro, ev = e.get("rollouts") or {}, e.get("eval") or {}
+                valid = ro.get("episodes", 0) - ro.get("aborted", 0)
+                self.emit(RoundStats(round=e["round"], rollouts=valid, aborted=ro.get("aborted", 0),
+                                     operator_marked=ro.get("operator_verdicts", 0), accepted=ro.get("kept", 0),
+                                     lrm_accepted=ro.get("kept", 0), oracle_successes=ro.get("oracle_successes"),
+                                     eval_success=ev.get("success_rate"), source="improve"))
+        fields = {f.name for f in dataclasses.fields(RoundStats)}
+        for e in _read_json(Path(cfg.output_dir) / "operate-report.json").get("rounds", []):
+            if e.get("round", first) < first and e.get("source", "operator") == "operator":
+                stats = RoundStats(**{k: v for k, v in e.items() if k in fields and k != "live"})
+                self.rounds.append(stats)  # kept in the report this session writes
+                self.emit(stats)
 
     def _round_finished(self, round_: int) -> bool:
         if len(done_slots(self.store, round_, PHASE)) < self.config.rollouts_per_round:
@@ -391,7 +475,12 @@ class OperatorSession:
     def _latest_checkpoint(self, round_: int) -> Path | None:
         """Round `round_`'s fine-tuned policy, once its training finished."""
         trained = self.state.get(f"train-{round_}")
-        return Path(trained["checkpoint"]) if trained else None
+        return run_path(trained["checkpoint"], Path(self.config.output_dir)) if trained else None
+
+    def _newest_trained(self) -> tuple[int, Path] | None:
+        """The newest round this output directory fine-tuned, and its policy (operate-state.json)."""
+        rounds = [int(k.split("-")[1]) for k in self.state.steps if k.startswith("train-") and k[6:].isdigit()]
+        return (max(rounds), self._latest_checkpoint(max(rounds))) if rounds else None
 
     def _close(self) -> None:
         for thing in (self.store, self.env):
@@ -435,8 +524,11 @@ class OperatorSession:
                 continue
             self._judge(result)
             self._store_info()
-            self._save_rrd(result.index)
-            if self._review(result.index) == "redo":
+            try:
+                outcome = self._review(result.index)
+            finally:
+                self._save_rrd(result.index)  # after the review: the recording carries the operator's verdict
+            if outcome == "redo":
                 rec = self.store.record(result.index)
                 # a retired episode no longer fills its slot (done_slots): it runs again, now or on resume
                 self.store.update_meta(result.index, aborted=True,
@@ -444,6 +536,7 @@ class OperatorSession:
                 self.emit(Notice(f"episode {result.index} retired (aborted); slot {slot} runs again"))
                 continue
             todo.pop(0)
+            self.emit(dataclasses.replace(self._round_stats(round_), live=True))  # the dashboard's running counts
         self._apply_marks()
         self._judge_missing(round_)
         stats = self._round_stats(round_)
@@ -488,6 +581,14 @@ class OperatorSession:
                               policy_id=str(self.checkpoint) if self.checkpoint else "random", fields=fields,
                               run="operator", rollout=cfg.rollout, control=self.control, on_step=on_step,
                               reward_hook=self.rewards, extra={"operator": {"round": round_, "slot": slot}})
+        if self.rewards is not None and result.index is not None:
+            last = self.rewards.finish()
+            if last:  # the terminal frame's values, so that the sparklines end where the episode did
+                freq = getattr(self.env, "control_freq", None)
+                wall = time.monotonic() - self._rollout_started
+                self.emit(StepUpdate(episode=result.index, step=result.steps,
+                                     time_s=float(result.steps / freq) if freq else wall, wall_s=wall, cameras={},
+                                     rewards=last))
         self.phase = "judging"
         robot = self.store.record(result.index).meta.extra.get("robot") if result.index is not None else None
         if robot is not None:
@@ -602,7 +703,9 @@ class OperatorSession:
         trained = finetune(cfg.policy.improve, cfg.store_path, self._policy_dir(round_), round_=round_,
                            select=selection_for_round(cfg.selection, round_), init_from=self.checkpoint,
                            num_threads=cfg.num_threads, progress=False)
-        self.state.mark(f"train-{round_}", trained)
+        out = Path(cfg.output_dir)
+        # relative to the output directory (app.improve.state.in_run), so that it can be moved or copied
+        self.state.mark(f"train-{round_}", {**trained, "checkpoint": in_run(trained["checkpoint"], out)})
         self.checkpoint = Path(trained["checkpoint"])
         self.policy = self._load_policy(self.checkpoint)
         loss = trained["train_loss"]
@@ -633,7 +736,10 @@ class OperatorSession:
     def _write_report(self) -> None:
         out = Path(self.config.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        data = {"store": str(self.config.store_path), "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+        # paths inside the output directory relative to it (app.improve.state.in_run), others as given
+        data = {"store": in_run(self.config.store_path, out),
+                "checkpoint": in_run(self.checkpoint, out) if self.checkpoint else None,
+                "phase": self.phase,
                 "rounds": [{**dataclasses.asdict(s), "success_rate": s.success_rate} for s in self.rounds]}
         tmp = out / "operate-report.json.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -12,11 +12,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import DataTable, Label, Sparkline, Static
+from textual.widgets import DataTable, Label, Static
 
 from app.operator.events import RolloutEnded, RolloutStarted, RoundStats, StepUpdate, StoreInfo, VerdictChanged
 
-__all__ = ["PhaseBanner", "RewardTraces", "RolloutPanel", "RoundDashboard", "Thumbnail", "verdict_text"]
+__all__ = ["FixedSparkline", "PhaseBanner", "RewardTraces", "RolloutPanel", "RoundDashboard", "Thumbnail", "verdict_text"]
 
 SPARK_POINTS = 60  # the sparkline shows the last N steps
 REDRAW_S = 0.25  # the live panel redraws at most 4 times a second (each redraw holds the GIL the rollout needs)
@@ -50,11 +50,13 @@ class PhaseBanner(Static):
     PhaseBanner { height: 1; padding: 0 1; background: $panel; }
     PhaseBanner.stopped { background: $error; color: $text; text-style: bold; }
     PhaseBanner.paused { background: $warning; color: $background; text-style: bold; }
+    PhaseBanner.starting { background: $accent; color: $text; text-style: bold; }
     """
 
     def show(self, phase: str, detail: str, paused: bool) -> None:
         self.set_class(phase == "stopped", "stopped")
         self.set_class(paused and phase != "stopped", "paused")
+        self.set_class(phase == "starting", "starting")  # the long start must not look like a hung app
         if phase == "stopped":
             label = "EMERGENCY STOP"
         else:
@@ -63,17 +65,24 @@ class PhaseBanner(Static):
 
 
 class Thumbnail(Widget):
-    """A small RGB image drawn with half blocks: two pixel rows per text line."""
+    """A small RGB image drawn with half blocks: two pixel rows per text line, sized to the image."""
 
-    DEFAULT_CSS = "Thumbnail { width: 32; height: 8; }"
+    DEFAULT_CSS = "Thumbnail { width: auto; height: auto; }"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.image: np.ndarray | None = None
 
     def set_image(self, image: np.ndarray | None) -> None:
+        resized = image is None or self.image is None or image.shape != self.image.shape
         self.image = image
-        self.refresh()
+        self.refresh(layout=resized)  # a camera of another shape changes the widget's size
+
+    def get_content_width(self, container, viewport) -> int:
+        return 12 if self.image is None else self.image.shape[1]
+
+    def get_content_height(self, container, viewport, width) -> int:
+        return 1 if self.image is None else (self.image.shape[0] + 1) // 2
 
     def render(self) -> Text:
         if self.image is None:
@@ -91,26 +100,57 @@ class Thumbnail(Widget):
         return out
 
 
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def reward_range(name: str) -> tuple[float, float]:
+    """The fixed scale of a trace: contrastive answers in [-1, 1], progress and completion in [0, 1]."""
+    return (-1.0, 1.0) if "contrastive" in name else (0.0, 1.0)
+
+
+class FixedSparkline(Widget):
+    """A one-line bar chart on a fixed scale: unlike Textual's Sparkline, which stretches whatever the
+    data spans to full height, a flat 0.05 reads as low and a flat 0.95 as high. One bar per step,
+    the newest at the right edge (as many as the widget is wide)."""
+
+    def __init__(self, low: float, high: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = low, high
+        self.values: list[float] = []
+
+    def set_data(self, values: list[float]) -> None:
+        self.values = list(values)
+        self.refresh()
+
+    def render(self) -> Text:
+        span = self.high - self.low
+        bars = []
+        for v in self.values[-max(1, self.size.width):]:
+            level = 0.0 if not np.isfinite(v) else min(1.0, max(0.0, (v - self.low) / span))
+            bars.append(BARS[round(level * (len(BARS) - 1))])
+        return Text("".join(bars), style="green")
+
+
 class RewardTraces(Vertical):
     """One sparkline per reward trace, created when the trace first appears."""
 
     DEFAULT_CSS = """
     RewardTraces { height: auto; }
     RewardTraces Horizontal { height: 1; }
-    RewardTraces Label { width: 26; }
-    RewardTraces Sparkline { width: 1fr; height: 1; }
+    RewardTraces Label { width: 32; }
+    RewardTraces FixedSparkline { width: 1fr; height: 1; background: $boost; }
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.series: dict[str, list[float]] = {}
         self._labels: dict[str, Label] = {}
-        self._sparks: dict[str, Sparkline] = {}
+        self._sparks: dict[str, FixedSparkline] = {}
 
     def clear(self) -> None:
         self.series.clear()
         for name in self._sparks:
-            self._sparks[name].data = [0.0]
+            self._sparks[name].set_data([])
             self._labels[name].update(f"{name} —")
 
     def record(self, values: dict[str, float]) -> None:
@@ -124,11 +164,12 @@ class RewardTraces(Vertical):
         for name, series in self.series.items():
             if name not in self._sparks:
                 self._labels[name] = Label()
-                self._sparks[name] = Sparkline([], summary_function=max)
+                self._sparks[name] = FixedSparkline(*reward_range(name))
                 self.mount(Horizontal(self._labels[name], self._sparks[name]))
             if series:
-                self._labels[name].update(f"{name} {series[-1]:6.3f}")
-                self._sparks[name].data = list(series)
+                low, high = reward_range(name)
+                self._labels[name].update(f"{name} {series[-1]:6.3f} [{low:g},{high:g}]")
+                self._sparks[name].set_data(list(series))
 
 
 class RolloutPanel(Vertical):
@@ -229,6 +270,7 @@ class RoundDashboard(Vertical):
     RoundDashboard { border: round $secondary; padding: 0 1; height: 1fr; }
     RoundDashboard DataTable { height: auto; max-height: 12; }
     RoundDashboard #store { margin-top: 1; }
+    RoundDashboard #legend { color: $text-muted; }
     """
 
     COLUMNS = ("round", "rollouts", "success", "accepted", "oracle", "eval", "ft loss")
@@ -237,6 +279,7 @@ class RoundDashboard(Vertical):
         table: DataTable = DataTable(show_cursor=False, zebra_stripes=True)
         table.can_focus = False  # keys belong to the operator's bindings
         yield table
+        yield Static("imp: a round of the improve run · …: counts so far", id="legend", classes="dim")
         yield Static("store: —", id="store")
         yield Static("last fine-tune loss: —", id="loss")
 
@@ -249,11 +292,12 @@ class RoundDashboard(Vertical):
 
     def round(self, stats: RoundStats) -> None:
         table = self.query_one(DataTable)
-        key = str(stats.round)
+        key = f"{stats.source}-{stats.round}"
         rate = stats.success_rate
         oracle = None if stats.oracle_successes is None else f"{stats.oracle_successes}/{stats.rollouts}"
+        label = f"{stats.round}" + (" imp" if stats.source == "improve" else "") + (" …" if stats.live else "")
         row = (
-            str(stats.round), f"{stats.rollouts}" + (f" +{stats.aborted} ab." if stats.aborted else ""),
+            label, f"{stats.rollouts}" + (f" +{stats.aborted} ab." if stats.aborted else ""),
             "—" if rate is None else f"{rate:.0%}", f"{stats.accepted}", oracle or "—",
             "—" if stats.eval_success is None else f"{stats.eval_success:.0%}", _fmt(stats.train_loss, ".4f"),
         )

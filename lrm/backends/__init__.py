@@ -3,7 +3,7 @@
 A backend YAML (configs/lrm/backends/*.yaml) names its `type` and fills that
 type's section; the other sections keep their defaults and are ignored:
 
-    type: qwen3vl            # qwen3vl | roboreward | oracle | robometer | topreward | lite
+    type: qwen3vl            # qwen3vl | roboreward | oracle | robometer | topreward | lite | remote | vllm
     qwen3vl:
       model: /models/Qwen3-VL-8B-Instruct
       adapters: {progress: /models/lrm-progress-lora}
@@ -18,6 +18,11 @@ Backends and what they answer:
   episode video (lrm.backends.lerobot_rewards); progress and completion.
 - `lite`: the compact CNN reward model (lrm.backends.lite), all three modalities, from
   a checkpoint written by `lrm.training.lite_train.train_lite`.
+- `vllm`: the LRM on vLLM's OpenAI-compatible server, the three adapters as LoRA
+  modules (lrm.backends.vllm; the `vllm serve` command line is there).
+- `remote`: any of the above served by `lrm-robot serve` on another machine
+  (lrm.backends.remote, lrm.serving); `remote.serves` names which, and the
+  modalities and trace names are that backend's.
 
 `hold_protocol` is how this backend is meant to be queried in the RL loop when
 the run's interval-hold config does not say (lrm.interval_hold): `paper` for
@@ -25,7 +30,7 @@ the published adapters (configs/lrm/backends/lrm_published.yaml), `legacy`
 otherwise.
 
 `trace_prefix` names the store traces of this backend, `<prefix><modality>`;
-by default "" for qwen3vl (the LRM owns the plain modality names) and
+by default "" for qwen3vl and vllm (the LRM owns the plain modality names) and
 "<type>_" for the baselines, so that baseline traces never overwrite LRM ones.
 
 The modules of this package are the backends and what only they use: the
@@ -38,17 +43,20 @@ imports configs only; a backend's model code is imported when it is made.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Literal
 
 from lrm.backends.lerobot_rewards import RobometerBackendConfig, TOPRewardBackendConfig
 from lrm.backends.lite_config import LiteBackendConfig
 from lrm.backends.oracle import OracleBackendConfig
 from lrm.backends.qwen3vl import Qwen3VLBackendConfig
+from lrm.backends.remote import RemoteBackendConfig
+from lrm.backends.vllm import VLLMBackendConfig
 from lrm.backends.roboreward import RoboRewardBackendConfig
 from lrm.interval_hold import HoldProtocol
 from lrm.types import MODALITIES, RewardModel
 
-BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite"]
+BackendType = Literal["qwen3vl", "roboreward", "oracle", "robometer", "topreward", "lite", "vllm", "remote"]
 
 SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
     "qwen3vl": MODALITIES,
@@ -57,6 +65,7 @@ SUPPORTED_MODALITIES: dict[str, tuple[str, ...]] = {
     "robometer": ("progress", "completion"),
     "topreward": ("progress", "completion"),
     "lite": MODALITIES,
+    "vllm": MODALITIES,
 }
 
 
@@ -73,56 +82,59 @@ class RewardBackendConfig:
     robometer: RobometerBackendConfig = dataclasses.field(default_factory=RobometerBackendConfig)
     topreward: TOPRewardBackendConfig = dataclasses.field(default_factory=TOPRewardBackendConfig)
     lite: LiteBackendConfig = dataclasses.field(default_factory=LiteBackendConfig)
+    vllm: VLLMBackendConfig = dataclasses.field(default_factory=VLLMBackendConfig)
+    remote: RemoteBackendConfig = dataclasses.field(default_factory=RemoteBackendConfig)
 
     def __post_init__(self) -> None:
-        if self.type not in SUPPORTED_MODALITIES:
-            raise ValueError(f"unknown reward backend {self.type!r}, expected one of {list(SUPPORTED_MODALITIES)}")
+        if self.type != "remote" and self.type not in SUPPORTED_MODALITIES:
+            raise ValueError(f"unknown reward backend {self.type!r}, expected one of "
+                             f"{[*SUPPORTED_MODALITIES, 'remote']}")
+        if self.type == "remote" and self.remote.serves not in SUPPORTED_MODALITIES:
+            raise ValueError(f"remote.serves: unknown reward backend {self.remote.serves!r}, "
+                             f"expected one of {list(SUPPORTED_MODALITIES)}")
+
+    @property
+    def serves(self) -> str:
+        """The backend type that really scores: `remote.serves` for a remote backend, else `type`."""
+        return self.remote.serves if self.type == "remote" else self.type
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return SUPPORTED_MODALITIES[self.type]
+        return SUPPORTED_MODALITIES[self.serves]
 
     def trace_name(self, modality: str) -> str:
         prefix = self.trace_prefix
         if prefix is None:
-            prefix = "" if self.type == "qwen3vl" else f"{self.type}_"
+            prefix = "" if self.serves in ("qwen3vl", "vllm") else f"{self.serves}_"
         return f"{prefix}{modality}"
 
     def describe(self) -> dict[str, str]:
         """A short provenance record for the store and metrics (which model, which mode)."""
         section = getattr(self, self.type)
         out = {"backend": self.type}
-        for name in ("model", "mode", "pretrained_path", "vlm_name", "checkpoint"):
+        for name in ("model", "mode", "pretrained_path", "vlm_name", "checkpoint", "url", "serves", "loras"):
             if hasattr(section, name):
                 out[name] = str(getattr(section, name))
         return out
 
 
+# backend type -> (module, factory); the module (torch, transformers, LeRobot) is imported only when chosen
+_FACTORIES: dict[str, tuple[str, str]] = {
+    "qwen3vl": ("lrm.backends.qwen3vl", "Qwen3VLRewardModel"),
+    "roboreward": ("lrm.backends.roboreward", "RoboRewardModel"),
+    "oracle": ("lrm.backends.oracle", "OracleRewardModel"),
+    "lite": ("lrm.backends.lite", "make_lite_backend"),
+    "vllm": ("lrm.backends.vllm", "VLLMRewardModel"),
+    "remote": ("lrm.backends.remote", "RemoteRewardModel"),
+    "robometer": ("lrm.backends.lerobot_rewards", "RobometerRewardModel"),
+    "topreward": ("lrm.backends.lerobot_rewards", "TOPRewardRewardModel"),
+}
+
+
 def make_reward_backend(config: RewardBackendConfig) -> RewardModel:
-    """Build the configured backend; heavy imports happen only for the one chosen."""
-    if config.type == "qwen3vl":
-        from lrm.backends.qwen3vl import Qwen3VLRewardModel
-
-        return Qwen3VLRewardModel(config.qwen3vl)
-    if config.type == "roboreward":
-        from lrm.backends.roboreward import RoboRewardModel
-
-        return RoboRewardModel(config.roboreward)
-    if config.type == "oracle":
-        from lrm.backends.oracle import OracleRewardModel
-
-        return OracleRewardModel(config.oracle)
-    if config.type == "lite":
-        from lrm.backends.lite import make_lite_backend
-
-        return make_lite_backend(config.lite)
-    if config.type == "robometer":
-        from lrm.backends.lerobot_rewards import RobometerRewardModel
-
-        return RobometerRewardModel(config.robometer)
-    from lrm.backends.lerobot_rewards import TOPRewardRewardModel
-
-    return TOPRewardRewardModel(config.topreward)
+    """Build the configured backend from its own section of the config."""
+    module, factory = _FACTORIES[config.type]
+    return getattr(importlib.import_module(module), factory)(getattr(config, config.type))
 
 
 def build_reward_backend(config: RewardBackendConfig) -> RewardModel:

@@ -34,7 +34,7 @@ from common.nets import ConvEncoder
 from lrm.backends.lite_config import LiteBackendConfig, LiteConfig
 from lrm.types import MODALITIES, Reward, RewardRequest, prepare_frames
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "LiteRewardModel", "make_lite_backend"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "LiteRewardModel", "make_lite_backend", "trained_modalities"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -195,6 +195,26 @@ class LiteRewardModel(nn.Module):
         model = cls(config, max_batch_size=max_batch_size)
         model.load_state_dict(load_tensors(root / WEIGHTS_NAME))
         return model.to(device).eval()
+
+
+def trained_modalities(path: str | os.PathLike[str]) -> tuple[str, ...] | None:
+    """The heads a checkpoint saved by `train_lite` was trained for (its history.json); None when it does not say.
+
+    A lite model always has all three heads, so which ones saw training data
+    is only recorded beside it: `trained_modalities` since it was written,
+    before that the modalities with training examples (`train_examples`).
+    """
+    history = Path(path) / "history.json"
+    try:
+        data = json.loads(history.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data.get("trained_modalities"), list):
+        return tuple(data["trained_modalities"])
+    examples = data.get("train_examples")
+    if isinstance(examples, dict):
+        return tuple(m for m in MODALITIES if examples.get(m, 0) > 0)
+    return None
 
 
 def make_lite_backend(config: LiteBackendConfig) -> LiteRewardModel:

@@ -23,7 +23,9 @@ def plot_traces(
     """One panel per trace: the held reward as a step curve, query points as markers.
 
     A panel each, not one shared axis, because contrastive lives in [-1, 1]
-    while the other modalities live in [0, 1].
+    while the other modalities live in [0, 1]; each axis is exactly that
+    range, so that panels and plots compare by eye (markers on the edge are
+    drawn unclipped).
     """
     import matplotlib
 
@@ -35,11 +37,10 @@ def plot_traces(
     names = list(held)
     fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.2 * len(names) + 0.6), sharex=True, squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
-        ax.step(times, held[name], where="post", linewidth=1.5, label="held (what PPO sees)")
-        ax.plot(query_times, query_values[name], "o", markersize=3, label="query")
+        ax.step(times, held[name], where="post", linewidth=1.5, label="held (what PPO sees)", clip_on=False)
+        ax.plot(query_times, query_values[name], "o", markersize=3, label="query", clip_on=False)
         signed = "contrastive" in name or np.nanmin(held[name], initial=0.0) < 0
-        low = -1.05 if signed else -0.05
-        ax.set_ylim(low, 1.05)
+        ax.set_ylim(-1.0 if signed else 0.0, 1.0)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="upper left", fontsize="small")
@@ -104,15 +105,20 @@ def plot_reward_vs_time(
     traces: list[tuple[np.ndarray, np.ndarray, bool]],
     title: str,
     ylabel: str = "reward",
+    ylim: tuple[float, float] | None = None,
 ) -> pathlib.Path:
-    """Reward against normalised time, one line per trajectory: green successes, red failures."""
+    """Reward against normalised time, one line per trajectory: green successes, red failures.
+
+    `ylim`: the reward's range where it has one (0..1 for a probability or progress), so that
+    plots of different backends compare by eye; None lets matplotlib fit an unbounded reward.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for x, y, success in traces:
         ax.plot(x, y, color="tab:green" if success else "tab:red", alpha=0.55, linewidth=1.0)
     ax.plot([], [], color="tab:green", label="success (oracle)")
     ax.plot([], [], color="tab:red", label="failure (oracle)")
-    return _finish(fig, ax, path, title, "time / episode length", ylabel, legend="upper left", ylim=None)
+    return _finish(fig, ax, path, title, "time / episode length", ylabel, legend="upper left", ylim=ylim)
 
 
 def plot_roc(

@@ -193,6 +193,7 @@ class _EpisodeData:
     length: int
     images: Any  # indexable by frame: (H, W, 3) uint8
     traces: Mapping[str, np.ndarray]
+    real: np.ndarray | None = None  # (T,) bool: the camera's image was rendered; None: all were
 
 
 def _oracle_at(ep: _EpisodeData, t: int, previous: int | None = None) -> dict[str, float]:
@@ -222,7 +223,8 @@ def _example_request(
     t = ex.frames["current"]
     video = None
     if needs_video:
-        video = np.stack([resize_image(np.ascontiguousarray(ep.images[s]), size) for s in range(t + 1)])
+        shown = [s for s in range(t + 1) if ep.real is None or ep.real[s]]  # the unrendered are not seen
+        video = np.stack([resize_image(np.ascontiguousarray(ep.images[s]), size) for s in shown])
     oracle = _oracle_at(ep, t, ex.frames.get("previous")) if needs_oracle else None
     video_fps = fps if needs_video else None
     return RewardRequest(ex.modality, frames, ex.task, request_id=i, video=video, oracle=oracle, video_fps=video_fps)  # type: ignore[arg-type]
@@ -233,6 +235,10 @@ def _score_all(model: RewardModel, requests: list[RewardRequest], batch: int) ->
     for start in range(0, len(requests), batch):
         out.extend(model.score(requests[start : start + batch]))
     return out
+
+
+def _all_real(ep: _EpisodeData, frames: Any) -> bool:
+    return ep.real is None or all(bool(ep.real[t]) for t in frames)
 
 
 def _round_robin(ep: _EpisodeData, dataset: DatasetConfig) -> list[Example]:
@@ -291,6 +297,8 @@ def evaluate_reward_model(
     trajectories: list[dict[str, Any]] = []
     reference: dict[str, list[openloop_reference.ReferenceTrajectory]] = {m: [] for m in traj_modalities}
     seconds, n_requests = 0.0, 0
+    left_out: set[int] = set()  # examples with an unrendered frame
+    unrendered_steps = 0
     for k, index in enumerate(episodes):
         record = source.record(index)
         view = source.load_episode(index)
@@ -301,10 +309,15 @@ def evaluate_reward_model(
             length=record.length,
             images=view.images[camera],
             traces={name: np.asarray(v, dtype=np.float64) for name, v in (getattr(view, "rewards", None) or {}).items()},
+            real=view.real_mask(camera) if hasattr(view, "real_mask") else None,
         )
-        mine = by_episode.get(index, [])
+        # Only rendered frames are scored: an unrendered one is a black placeholder, and a judge's
+        # answer on it (P(done) = 0.99 on black, say) is about nothing the robot did.
+        mine = [i for i in by_episode.get(index, []) if _all_real(ep, examples[i].frames.values())]
+        left_out.update(set(by_episode.get(index, [])) - set(mine))
         requests = [_example_request(examples[i], ep, size, needs_video, needs_oracle, i, fps) for i in mine]
         robin = _round_robin(ep, config.dataset) if rank_contrastive and ep.success else []
+        robin = [ex for ex in robin if _all_real(ep, ex.frames.values())]
         requests += [_example_request(ex, ep, size, needs_video, needs_oracle, -1, fps) for ex in robin]
         started = time.perf_counter()
         rewards = _score_all(model, requests, config.batch_requests)
@@ -316,6 +329,10 @@ def evaluate_reward_model(
             ranking.append(_borda_ranking(robin, [float(r.value) for r in rewards[len(mine) :]]))
         if traj_modalities:
             steps = np.unique(np.r_[query_steps(ep.length, config.every), ep.length - 1])
+            if ep.real is not None:
+                unrendered_steps += int((~ep.real[steps]).sum())
+                steps = steps[ep.real[steps]]
+        if traj_modalities and len(steps):
             frames = [resize_image(np.ascontiguousarray(ep.images[t]), size) for t in steps]
             oracle = [_oracle_at(ep, int(t)) for t in steps] if needs_oracle else None
             started = time.perf_counter()
@@ -349,6 +366,19 @@ def evaluate_reward_model(
         if progress is not None:
             progress(f"episode {k + 1}/{len(episodes)}")
 
+    scored = [i for i in range(len(examples)) if i not in left_out]
+    unrendered_examples = len(left_out)
+    if unrendered_examples or unrendered_steps:
+        if not scored and not trajectories:
+            raise ValueError(
+                f"none of the {len(examples)} examples and trajectory frames of camera {camera!r} was rendered "
+                "(the episodes were recorded with on-demand capture): nothing to score"
+            )
+        log.warning("eval-reward: %d examples and %d trajectory frames were not rendered (camera %r); "
+                    "they are left out", unrendered_examples, unrendered_steps, camera)
+        examples = [examples[i] for i in scored]
+        values = [values[i] for i in scored]
+        parsed = [parsed[i] for i in scored]
     report: dict[str, Any] = {
         "split": config.split,
         "camera": camera,
@@ -358,6 +388,7 @@ def evaluate_reward_model(
             "indices": episodes,
             "tasks": sorted({source.record(e).meta.task for e in episodes}),
         },
+        "unrendered": {"examples_left_out": unrendered_examples, "trajectory_frames_left_out": unrendered_steps},
         "timing": {
             "seconds": round(seconds, 3),
             "requests": n_requests,
@@ -516,6 +547,8 @@ def write_plots(report: dict[str, Any], out_dir: str | Path, label: str, max_tra
                 traces,
                 title=f"{label}: {modality} along {len(shown)} of {len(trajectories)} trajectories",
                 ylabel=modality,
+                # progress and P(completed) are probabilities-like 0..1; the contrastive trace is a cumulative sum
+                ylim=(0.0, 1.0) if modality in ("progress", "completion") else None,
             )
         )
         if section.get("roc_curve") and section["roc_curve"]["fpr"]:
@@ -553,7 +586,7 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
             source,
             config,
             answers=backend_config.modalities,
-            needs_oracle=backend_config.type == "oracle",
+            needs_oracle=backend_config.serves == "oracle",
             progress=progress,
         )
     finally:

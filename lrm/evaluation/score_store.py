@@ -66,9 +66,9 @@ class EpisodeQueries:
         except StoreLockedError as exc:
             raise ValueError(f"{exc.args[0].split(';')[0]}; score it when that writer has finished") from None
         record = store.record(episode)
-        steps = query_steps(record.length, every)
+        steps = _real_query_steps(store, episode, camera, query_steps(record.length, every))
         frames, times, stored = _read_episode(store, episode, camera, set(steps.tolist()))
-        oracle = _oracle_values(stored, steps) if config.type == "oracle" else None
+        oracle = _oracle_values(stored, steps) if config.serves == "oracle" else None
         video_fps = store.fps / every if store.fps else None
         return cls(store_path, episode, config, modalities, every, camera, record.meta.task, record.length, steps,
                    frames, times, oracle, video_fps)
@@ -157,6 +157,27 @@ class ScoredEpisode:
             {names[m]: scores.values(m) for m in q.modalities},
             title=f"{pathlib.Path(q.store_path).name} episode {q.episode}: {q.config.type}, every {q.every} frames",
         )
+
+
+def _real_query_steps(store: EpisodeStore, episode: int, camera: str, steps: np.ndarray) -> np.ndarray:
+    """The query frames whose image was rendered: a frame that was not holds a black placeholder, and a
+    judge's answer on it says nothing about the episode. Where the schedule hits no rendered frame
+    (a rollout that rendered only where its policy looked), every rendered frame is scored instead."""
+    marks = store.real_marks(episode)
+    if marks is None or camera not in marks:  # recorded before the mark was kept: read as it is
+        return steps
+    real = marks[camera]
+    kept = steps[real[steps]]
+    if len(kept) == 0:
+        kept = np.flatnonzero(real)
+        if len(kept) == 0:
+            raise ValueError(f"episode {episode} of {store.path} has no rendered {camera!r} image to score")
+        log.warning("episode %d: none of the query frames every %d steps was rendered; scoring its %d rendered "
+                    "frames instead", episode, int(steps[1] - steps[0]) if len(steps) > 1 else 1, len(kept))
+    elif len(kept) < len(steps):
+        log.warning("episode %d: %d of %d query frames were not rendered (%r); scoring the %d that were",
+                    episode, len(steps) - len(kept), len(steps), camera, len(kept))
+    return kept
 
 
 def _read_episode(store: EpisodeStore, index: int, camera: str, wanted: set[int]):

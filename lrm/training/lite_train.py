@@ -122,7 +122,10 @@ def train_lite(
             pos_weight = torch.tensor((len(labels) - n_pos) / n_pos, device=model.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / max(cfg.steps, 1), 1.0))))
-    history: dict[str, Any] = {"steps": [], "loss": [], "train_examples": {m: len(split.data[m]["label"]) for m in split.data}}
+    history: dict[str, Any] = {"steps": [], "loss": [], "train_examples": {m: len(split.data[m]["label"]) for m in split.data},
+                               # the heads that learned anything: the others keep their random init, and a
+                               # reader (`score`) must not present their output as a reward
+                               "trained_modalities": list(modalities)}
     model.train()
     start = time.perf_counter()
     running: list[float] = []

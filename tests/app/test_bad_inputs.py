@@ -55,7 +55,7 @@ def argv_for(command: str, config: pathlib.Path, store: pathlib.Path) -> list[st
 
 def test_every_command_with_a_config_is_covered():
     assert set(COMMANDS) == {"demos", "improve", "operate", "ppo", "score", "eval-reward", "train-lrm",
-                             "train-policy", "eval-policy", "robot-check"}
+                             "train-policy", "eval-policy", "robot-check", "serve"}
 
 
 BROKEN_FILES = {
@@ -223,16 +223,19 @@ def test_store_export_fps_out_of_range(small_store, tmp_path, capsys, value):
 
 def test_view_without_a_viewer_on_the_path(small_store, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # nor one beside this Python
     err = refused(capsys, ["view", str(small_store), "--episode", "0", "--spawn"])
-    assert "no rerun viewer ('rerun') on the PATH" in err and "--save FILE.rrd" in err
+    assert err == ("lrm-robot view: error: the rerun viewer is not installed in this environment "
+                   "(pip install rerun-sdk): save a recording with --save FILE.rrd")
 
 
 def test_view_without_a_display(small_store, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     err = refused(capsys, ["view", str(small_store), "--episode", "0", "--spawn"])
-    assert "no display to open the rerun viewer on" in err
+    assert err == ("lrm-robot view: error: no display here (DISPLAY and WAYLAND_DISPLAY are unset), so the rerun "
+                   "viewer cannot open: save a recording with --save FILE.rrd")
 
 
 def lrm_robot(*args: str) -> subprocess.CompletedProcess:

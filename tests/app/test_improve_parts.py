@@ -13,7 +13,7 @@ from common.config import ConfigError, load_config
 from app.errors import UsageError
 from app.improve.config import ImproveConfig, JudgeConfig
 from app.improve.judge import combine, judge_episode, judged_frames, p_completed, train_judge
-from app.improve.report import filter_metrics, format_table
+from app.improve.report import build_report, filter_metrics, format_table, mcnemar_exact, success_figure
 from app.improve.state import RunState
 from lrm.types import Reward
 from recordings.episode import Episode, EpisodeMeta
@@ -309,5 +309,89 @@ def test_table_prints_success_per_round_and_the_filter(tmp_path):
     lines = table.splitlines()
     assert "24/100 = 24.0%" in lines[2] and "15/60 / 14 kept" in lines[2] and "85.7%" in lines[2]
     assert "80.0%" in lines[2] and "37/100 = 37.0%" in lines[3]
-    assert "2 demonstrations + 0 calibration" in lines[-1]
+    assert any("2 demonstrations + 0 calibration" in line for line in lines)
     json.dumps(report)
+
+
+def test_exact_mcnemar_counts_only_the_discordant_seeds():
+    # 9 seeds gained, 1 lost: two-sided exact p = 2 * (C(10,0) + C(10,1)) / 2^10
+    base = [False] * 9 + [True] + [True] * 5 + [False] * 5
+    other = [True] * 9 + [False] + [True] * 5 + [False] * 5
+    t = mcnemar_exact(base, other)
+    assert (t["gained"], t["lost"], t["seeds"]) == (9, 1, 20)
+    assert t["p_value"] == pytest.approx(22 / 1024) and t["significant"]
+    same = mcnemar_exact(base, base)
+    assert same["p_value"] == 1.0 and not same["significant"]
+    # 3 vs 1 is no evidence at all: p = 2 * 5/16
+    assert mcnemar_exact([False, False, False, True], [True, True, True, False])["p_value"] == pytest.approx(0.625)
+    with pytest.raises(ValueError, match="length"):
+        mcnemar_exact([True], [True, False])
+
+
+def _fake_config(robot=False):
+    from types import SimpleNamespace as NS
+
+    return NS(env=NS(is_robot=robot, name="PickCube-v1"), rounds=2, rollouts_per_round=10,
+              policy=NS(type="gaussian"), selection=NS(demos="all", rollouts="kept", rounds="all"),
+              judge=NS(frames=1, combine="mean", threshold=0.5, backend=NS(describe=lambda: "lite")))
+
+
+def _eval_step(flags):
+    k = sum(flags)
+    return {"episodes": len(flags), "successes": k, "success_rate": k / len(flags), "ci95": [0.0, 1.0],
+            "mean_max_dense_reward": 0.5, "success_flags": flags}
+
+
+def test_report_states_the_change_from_base_and_whether_it_is_significant():
+    base = [False] * 12 + [True] * 8
+    steps = {"eval-0": _eval_step(base),
+             "eval-1": _eval_step([True] * 10 + [False] * 2 + [True] * 8),  # 10 gained, none lost
+             "eval-2": _eval_step([True] + [False] * 11 + [True] * 7 + [False])}  # 1 gained, 1 lost
+    steps["eval-2"].pop("success_flags")  # a run from before flags were stored: no test, said so
+    report = build_report(_fake_config(), steps, None)
+    r1, r2 = report["rounds"][1]["eval"], report["rounds"][2]["eval"]
+    assert r1["change_from_base"] == pytest.approx(0.5) and r1["vs_base"]["significant"]
+    assert r1["vs_base"]["p_value"] == pytest.approx(2 / 1024)
+    assert "vs_base" not in r2
+    lines = format_table(report).splitlines()
+    assert "vs base" in lines[0] and "+50.0pp" in lines[3] and "+0.0pp" in lines[4]
+    assert "round 1 vs base: +50.0 points (10 seeds gained, 0 lost of 20); exact McNemar p = 0.00195: significant at the 0.05 level" \
+        in lines
+    assert any(line.startswith("round 2 vs base: +0.0 points; no paired test") for line in lines)
+    json.dumps(report)
+
+
+def test_not_significant_is_said_plainly():
+    steps = {"eval-0": _eval_step([False, True, False, False]), "eval-1": _eval_step([True, False, True, False])}
+    table = format_table(build_report(_fake_config(), steps, None))
+    assert "exact McNemar p = 1: not significant at the 0.05 level: could be chance" in table
+
+
+def test_success_plot_draws_the_base_as_a_line():
+    steps = {"eval-0": _eval_step([True, False, False, False]), "eval-1": _eval_step([True, True, False, False])}
+    fig = success_figure(build_report(_fake_config(), steps, None))
+    ax = fig.axes[0]
+    base = [line for line in ax.get_lines() if line.get_label() == "base (round 0)"]
+    assert len(base) == 1 and list(base[0].get_ydata()) == [25.0, 25.0] and ax.get_ylim() == (0, 100)
+
+
+def test_judge_validation_is_labelled_in_distribution_beside_its_accuracy_on_rollouts():
+    steps = {"judge-train": {"backend": "lite", "checkpoint": "judge", "validation": {
+                 "completion_accuracy": 0.97, "completion_balanced_accuracy": 0.9},
+                 "trained_on": {"demonstrations": [0], "calibration_episodes": [1, 2]}}}
+    report = build_report(_fake_config(), steps, None)
+    # the rollouts' filter counts as _round_rollouts leaves them: 6 right of 10
+    report["rounds"] = [{"round": 1, "rollouts": {"episodes": 10, "aborted": 0, "kept": 4, "lrm_filter": filter_metrics(
+        [True, True, True, False, False, False, False, True, False, False],
+        [True, True, False, True, True, False, False, False, False, False])}}]
+    steps_report = build_report(_fake_config(), steps, None)
+    assert "validation" not in steps_report["judge"]
+    assert steps_report["judge"]["validation_in_distribution"]["completion_accuracy"] == 0.97
+    from app.improve.report import _rollout_accuracy
+
+    report["judge"]["accuracy_on_rollouts"] = _rollout_accuracy(report["rounds"], robot=False)
+    assert report["judge"]["accuracy_on_rollouts"]["accuracy"] == pytest.approx(0.6)
+    line = format_table(report).splitlines()[-1]
+    assert line.startswith("judge accuracy: in-distribution validation (held-out frames of its own training episodes)"
+                           " accuracy 97.0%, balanced 90.0%; on this run's rollouts (vs oracle, 10 episodes) accuracy"
+                           " 60.0%")

@@ -8,6 +8,7 @@ while the rollout thread is inside a step.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -21,7 +22,7 @@ from policies.factory import PolicyConfig
 from app.operator.app import OperatorApp
 from app.operator.config import EnvSection, JudgeSection, LiveRewardsConfig, OperateConfig, OperatorPolicy
 from app.operator.session import OperatorSession
-from app.operator.widgets import PhaseBanner, RolloutPanel, RoundDashboard
+from app.operator.widgets import PhaseBanner, RewardTraces, RolloutPanel, RoundDashboard
 from recordings.selection import SelectionConfig
 from app.rollout import RolloutConfig
 from lrm.backends import RewardBackendConfig
@@ -164,7 +165,7 @@ def _verdict_line(app: OperatorApp) -> str:
 
 
 async def test_keys_run_real_rollouts_and_the_override_lands_in_the_store(real_env, judge, tmp_path):
-    config = operate_config(tmp_path / "run", judge)
+    config = operate_config(tmp_path / "run", judge, rerun_dir=tmp_path / "auto-rrd")
     app, session = _app(config, EnvProxy(real_env))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.phase == "ready", what="the ready phase")
@@ -172,6 +173,9 @@ async def test_keys_run_real_rollouts_and_the_override_lands_in_the_store(real_e
         await pilot.press("n")
         await wait_for(pilot, lambda: app.phase == "review", what="the first review")
         assert app.last_episode == 0
+        # the sparklines end at the terminal frame (6 steps + the frame after the last one)
+        live = dict(app.query_one(RewardTraces).series)
+        assert len(live["lite_progress"]) == 7
         assert "P(completed)=" in _verdict_line(app) and "operator: —" in _verdict_line(app)
         lrm0 = session.store.record(0).meta.lrm_verdict
         assert lrm0 is not None
@@ -220,6 +224,21 @@ async def test_keys_run_real_rollouts_and_the_override_lands_in_the_store(real_e
     assert frames == list(range(7))
     stored = ep.rewards["lite_progress"]
     assert traces["/reward/lite_progress"] == [(t, pytest.approx(float(stored[t]))) for t in (0, 2, 4, 6)]
+    assert live["lite_progress"][-1] == pytest.approx(float(stored[6]))
+    # the automatic .rrd is written once the operator has given the verdict, and carries it
+    assert '"operator_verdict": ' + json.dumps(not lrm0) in _rrd_texts(tmp_path / "auto-rrd" / "episode-0.rrd")
+
+
+def _rrd_texts(path: Path) -> str:
+    """Every text logged in a recording (the episode's metadata document among them), joined."""
+    from rerun.experimental import RrdReader
+
+    out = []
+    for chunk in RrdReader(path).store().stream().to_chunks():
+        batch = chunk.to_record_batch()
+        for name in batch.column_names:
+            out += [str(v) for v in batch.column(name).to_pylist() if isinstance(v, (str, list))]
+    return "\n".join(out)
 
 
 def _read_rrd(path: Path) -> tuple[list[int], dict[str, list[tuple[int, float]]]]:
@@ -276,6 +295,11 @@ async def test_emergency_stop_wins_over_pause(real_env, judge, tmp_path):
         await pilot.press("p", "n", "s")  # nothing restarts a stopped session
         await pilot.pause(0.2)
         assert app.phase == "stopped" and session.paused and env.steps == held  # p did not resume it
+        # the keys that can no longer act are shown as such (greyed out); leaving still works
+        assert app.check_action("next", ()) is None and app.check_action("mark", (True,)) is None
+        assert app.check_action("quit_session", ()) is True
+    # the report the CLI announces is there, with the phase it ended in
+    assert json.loads((config.output_dir / "operate-report.json").read_text())["phase"] == "stopped"
     assert env.estops and env.estops[0]["during_step"] is False
     with EpisodeStore.open(config.store_path, mode="r") as store:
         assert store.num_episodes == 1  # no further rollout started
@@ -340,6 +364,21 @@ def test_a_crashed_round_resumes_mid_round_as_improve_does(real_env, judge, tmp_
     assert [s.round for s in resumed.rounds] == [1] and resumed.rounds[0].rollouts == 3
     assert (tmp_path / "out" / "policy" / "round-1" / "checkpoints" / "last").is_dir()
 
+    # the output directory moved whole: a new session finds round 1's fine-tuned policy there and goes on from it
+    (tmp_path / "out").rename(tmp_path / "moved")
+    recorded = json.loads((tmp_path / "moved" / "operate-state.json").read_text())["steps"]["train-1"]["checkpoint"]
+    assert not Path(recorded).is_absolute()
+    report = json.loads((tmp_path / "moved" / "operate-report.json").read_text())
+    assert report["store"] == "store" and not Path(report["checkpoint"]).is_absolute()
+    moved = dataclasses.replace(config, output_dir=tmp_path / "moved")
+    later = OperatorSession(moved, env_factory=lambda cfg: EnvProxy(real_env))
+    try:
+        later._setup()
+        assert later._first_round() == 2
+        assert later.checkpoint == tmp_path / "moved" / "policy" / "round-1" / "checkpoints" / "last"
+    finally:
+        later._close()
+
 
 def test_an_improve_run_provides_the_policy_and_the_judge(tmp_path, judge):
     run = tmp_path / "improve"
@@ -390,8 +429,102 @@ def test_cli_headless_run_saves_rrd_and_prints_the_rounds(tmp_path, judge, capsy
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "phase: done" in out and "round 1: 1 rollouts" in out
+    assert f"report: {tmp_path / 'run' / 'operate-report.json'};" in out  # announced, and there
+    assert json.loads((tmp_path / "run" / "operate-report.json").read_text())["phase"] == "done"
     assert (tmp_path / "rrd" / "episode-0.rrd").stat().st_size > 0
     assert (tmp_path / "run" / "operate.log").is_file()
     with EpisodeStore.open(config.store_path, mode="r") as store:
         assert store.num_episodes == 1 and store.record(0).length == 5
         assert store.record(0).meta.lrm_verdict is not None
+
+
+def test_an_improve_run_with_relative_paths_can_be_moved(tmp_path, judge):
+    """improve now records checkpoints relative to its run directory; operate resolves them against it."""
+    run = tmp_path / "improve"
+    run.mkdir()
+    steps = {"train-1": {"checkpoint": "policy/round-1/checkpoints/last"}, "judge-train": {"checkpoint": "judge"}}
+    (run / "state.json").write_text(json.dumps({"format": "lrm-robot-improve-state", "steps": steps}))
+    moved = tmp_path / "elsewhere"
+    run.rename(moved)
+    config = operate_config(tmp_path / "out", judge, improve_run=moved)
+    config.judge.backend.lite.checkpoint = ""
+    resolved = config.resolved()
+    assert resolved.policy.checkpoint == str(moved / "policy/round-1/checkpoints/last")
+    assert resolved.judge.backend.lite.checkpoint == str(moved / "judge")
+
+
+def test_run_paths_are_relative_inside_the_run_and_old_absolute_ones_still_read(tmp_path):
+    from app.improve.state import in_run, run_path
+
+    assert in_run(tmp_path / "policy" / "round-1", tmp_path) == "policy/round-1"
+    assert in_run("/somewhere/else", tmp_path) == "/somewhere/else"
+    assert run_path("policy/round-1", tmp_path) == tmp_path / "policy" / "round-1"
+    assert run_path("/old/absolute/ckpt", tmp_path) == Path("/old/absolute/ckpt")
+
+
+def test_the_dashboard_gets_the_runs_earlier_rounds(tmp_path, judge):
+    run = tmp_path / "improve"
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps({"rounds": [
+        {"round": 0, "eval": {"success_rate": 0.3}},
+        {"round": 1, "eval": {"success_rate": 0.45},
+         "rollouts": {"episodes": 10, "aborted": 1, "kept": 4, "oracle_successes": 5, "operator_verdicts": 0}}]}))
+    (run / "state.json").write_text(json.dumps({"format": "lrm-robot-improve-state", "steps": {}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "operate-report.json").write_text(json.dumps({"rounds": [
+        {"round": 2, "rollouts": 3, "accepted": 2, "train_loss": 0.5, "success_rate": 0.67},
+        {"round": 3, "rollouts": 1, "accepted": 0}]}))  # round 3 is the one about to continue
+    seen = []
+    session = OperatorSession(operate_config(out, judge, improve_run=run, policy=OperatorPolicy(checkpoint="p")),
+                              emit=seen.append)
+    session._earlier_rounds(3)
+    rows = [(s.source, s.round, s.rollouts, s.accepted, s.eval_success) for s in seen]
+    assert rows == [("improve", 0, 0, 0, 0.3), ("improve", 1, 9, 4, 0.45), ("operator", 2, 3, 2, None)]
+    assert [s.round for s in session.rounds] == [2]  # this session's report keeps the earlier round
+
+
+def test_v_says_in_one_line_when_there_is_no_display():
+    from app.operator.rerun import viewer_executable, viewer_problem
+
+    line = viewer_problem(env={}, platform="linux")
+    assert line and "\n" not in line and "no display" in line and "w" in line
+    if viewer_executable() is not None:  # the rerun-sdk wheel ships the viewer beside this Python
+        assert viewer_problem(env={"DISPLAY": ":0"}, platform="linux") is None
+
+
+def test_thumbnail_keeps_the_cameras_aspect_and_a_small_object():
+    from app.operator.session import thumb_size, thumbnail
+
+    assert thumb_size(128, 128) == (36, 36) and thumb_size(480, 640) == (28, 36)
+    image = np.zeros((128, 128, 3), np.uint8)
+    image[60:64, 60:64] = (255, 0, 0)  # a 4-pixel cube: nearest-neighbour sampling would drop it
+    small = thumbnail(image)
+    assert small.shape == (36, 36, 3) and small[..., 0].max() > 40 and small.dtype == np.uint8
+    assert thumbnail(np.full((480, 640, 3), 7, np.uint8)).shape == (28, 36, 3)
+
+
+async def test_sparklines_are_on_a_fixed_scale():
+    from textual.app import App
+
+    from app.operator.widgets import FixedSparkline
+
+    class One(App):
+        def compose(self):
+            yield FixedSparkline(0.0, 1.0, id="s")
+
+    async with One().run_test() as pilot:
+        spark = pilot.app.query_one(FixedSparkline)
+        spark.set_data([0.1, 0.1, 0.9, 1.5, -1.0])
+        assert str(spark.render()) == "▁▁▇█ "  # 0.1 stays low however flat the data; out of range is clamped
+
+
+def test_the_default_config_operates_on_the_run_the_main_command_writes():
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    main_out = re.search(r'LRM_OUT:-([^}]+)\}', (root / "scripts" / "main.sh").read_text()).group(1)
+    shipped = yaml.safe_load((root / "configs" / "operate" / "pickcube_sim.yaml").read_text())
+    assert shipped["improve_run"] == main_out == "outputs/improve-pickcube-cpu"

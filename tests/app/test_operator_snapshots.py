@@ -24,7 +24,7 @@ from app.operator.events import (
     StoreInfo,
     VerdictChanged,
 )
-from app.operator.session import OperatorSession
+from app.operator.session import OperatorSession, thumbnail
 from app.operator.widgets import RolloutPanel
 
 SIZE = (130, 34)
@@ -32,11 +32,11 @@ TASK = "pick up the red cube and move it to the goal position"
 
 
 def _image() -> np.ndarray:
-    """A fixed 16x32 'camera' thumbnail: a colour gradient with a red square."""
-    y, x = np.mgrid[0:16, 0:32]
-    img = np.stack([x * 8, y * 16, np.full_like(x, 90)], axis=-1).astype(np.uint8)
-    img[6:11, 12:18] = (220, 30, 30)
-    return img
+    """The thumbnail of a fixed 128x128 'camera' frame: a colour gradient with a small red cube."""
+    y, x = np.mgrid[0:128, 0:128]
+    img = np.stack([x * 2, y * 2, np.full_like(x, 90)], axis=-1).astype(np.uint8)
+    img[70:80, 56:66] = (220, 30, 30)
+    return thumbnail(img)
 
 
 def _app() -> OperatorApp:
@@ -47,8 +47,10 @@ def _app() -> OperatorApp:
 def _rollout_events(steps: int) -> list:
     events = [
         StoreInfo("outputs/operate/snapshot/store", 12, 2412),
+        RoundStats(round=0, eval_success=0.3, source="improve"),
         RoundStats(round=1, rollouts=9, aborted=1, lrm_accepted=4, operator_marked=2, accepted=5, oracle_successes=4,
                    train_loss=0.0132, selected=55, eval_success=0.35),
+        RoundStats(round=2, rollouts=2, lrm_accepted=1, accepted=1, oracle_successes=1, live=True),
         RolloutStarted(round=2, slot=2, slots=10, seed=200012, task=TASK, max_steps=200, time_limit_s=30.0),
         PhaseChanged("rollout"),
     ]
@@ -68,6 +70,10 @@ def _feed(events: list):
         await pilot.pause()
 
     return run_before
+
+
+def test_snapshot_starting(snap_compare):
+    assert snap_compare(_app(), terminal_size=SIZE)
 
 
 def test_snapshot_live_rollout(snap_compare):

@@ -73,6 +73,10 @@ def test_normal_episode_records_every_frame_and_the_terminal_state(env, tmp_path
     assert info["captured"] == [0, 10, 11, 12] and info["terminal_frame"] is True
     cam = next(iter(store.cameras))
     assert ep.images[cam][12].any() and not ep.images[cam][5].any()
+    # the store marks exactly the captured frames real, for every camera, and counts them
+    for c in store.cameras:
+        assert np.flatnonzero(ep.real_mask(c)).tolist() == info["captured"]
+    assert rec.real_frames == {c: 4 for c in store.cameras}
     assert np.array_equal(ep.images[cam][12], result.judge_images[cam][-1])
     assert len(result.judge_images[cam]) == 3
     np.testing.assert_array_equal(ep.action[12], ep.action[11])  # the terminal frame holds the last action

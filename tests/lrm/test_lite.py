@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lrm.backends import RewardBackendConfig, make_reward_backend
-from lrm.backends.lite import LiteRewardModel
+from lrm.backends.lite import LiteRewardModel, trained_modalities
 from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
 from lrm.training.dataset import DatasetConfig, build_dataset
 from lrm.training.lite_train import evaluate_lite, example_losses, train_lite
@@ -140,6 +140,8 @@ def test_short_training_learns_visible_progress(dataset, tmp_path):
     assert val["progress_mae"] < 0.5 * untrained["progress_mae"]
     assert history["seconds"] < 120
     assert (tmp_path / "lite" / "history.json").is_file()
+    assert trained_modalities(tmp_path / "lite") == tuple(history["trained_modalities"])
+    assert set(history["trained_modalities"]) == {"contrastive", "progress", "completion"}
     assert LiteRewardModel.from_pretrained(tmp_path / "lite").config.tasks == ["fill green", "fill red"]
     # held-out episodes only: none of the validation episodes was trained on
     assert not {ex.episode for ex in dataset.val} & {ex.episode for ex in dataset.train}

@@ -262,3 +262,60 @@ def test_tiny_qwen3vl_backend_end_to_end(tmp_path, store_path, tiny_qwen3vl):
     assert report["contrastive"]["round_robin_episodes"] == 0
     assert all(-1.0 <= v <= 1.0 for t in report["trajectories"] for v in t["rewards"]["progress"])
     assert report["timing"]["requests"] == 11 + 22 + 4 + sum(len(t["steps"]) for t in report["trajectories"])
+
+
+def _unrendered_store(path: pathlib.Path, rendered) -> pathlib.Path:
+    """The bar episodes of `store_path`, but only `rendered(n)` frames of each hold a rendered image."""
+    rng = np.random.default_rng(1)
+    with EpisodeStore.create(path, fps=10.0, durable=False) as store:
+        for success in [True] * 4 + [False] * 4:
+            n = 15
+            u = np.linspace(0.0, 1.0, n)
+            fractions = u if success else u * 0.3
+            real = np.isin(np.arange(n), rendered(n))
+            images = np.stack([bar_frame(f, 0, 16, rng) for f in fractions])
+            images[~real] = 0
+            store.append(
+                Episode(
+                    meta=EpisodeMeta(task=TASKS[0], source="sim", oracle_success=success),
+                    images={"cam": images},
+                    state=fractions[:, None].astype(np.float32),
+                    action=np.zeros((n, 1), np.float32),
+                    timestamp=np.arange(n) / 10.0,
+                    rewards={"dense_reward": fractions.astype(np.float32)},
+                    real={"cam": real},
+                )
+            )
+    return path
+
+
+class _BlackDetector(ConstantRewardModel):
+    """Says 'completed' exactly on black frames: a judge fooled by placeholders would score them."""
+
+    def score(self, requests):
+        out = super().score(requests)
+        for req, reward in zip(requests, out, strict=True):
+            if not np.asarray(req.frames["current"]).any():
+                raise AssertionError("an unrendered frame was sent to the judge")
+        return out
+
+
+def test_eval_reward_scores_only_rendered_frames(tmp_path):
+    path = _unrendered_store(tmp_path / "s", lambda n: [t for t in range(n) if t % 2 == 0 or t == n - 1])
+    config = RewardEvalConfig(sources=[str(path)], dataset=DatasetConfig(val_fraction=0.5, seed=3),
+                              trajectory_modalities=["progress"])
+    with EpisodeStore.open(path, "r") as store:
+        report = evaluate_reward_model(_BlackDetector(), store, config)
+    left = report["unrendered"]
+    assert left["examples_left_out"] > 0 and left["trajectory_frames_left_out"] > 0
+    assert report["progress"]["n"] > 0 and all(
+        t % 2 == 0 or t == 14 for tr in report["trajectories"] for t in tr["steps"]
+    )
+
+
+def test_eval_reward_refuses_when_nothing_was_rendered(tmp_path):
+    path = _unrendered_store(tmp_path / "s", lambda n: [])
+    config = RewardEvalConfig(sources=[str(path)], dataset=DatasetConfig(val_fraction=0.5, seed=3),
+                              trajectory_modalities=["progress"])
+    with EpisodeStore.open(path, "r") as store, pytest.raises(ValueError, match="was rendered"):
+        evaluate_reward_model(ConstantRewardModel(), store, config)

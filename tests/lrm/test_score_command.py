@@ -150,3 +150,110 @@ def test_oracle_without_recorded_sim_values(tmp_path: pathlib.Path, capsys) -> N
         )
     err = _error(["score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml"], capsys)
     assert "no 'dense_reward' trace" in err
+
+
+def _store_with_unrendered_frames(path: pathlib.Path, rendered: list[int], n: int = 9) -> pathlib.Path:
+    dense = np.linspace(0.0, 1.0, n).astype(np.float32)
+    images = np.zeros((n, 48, 64, 3), np.uint8)
+    for t in rendered:
+        images[t] = frames_like_a_scene(t, 48, 64)
+    with EpisodeStore.create(path, fps=10, chunk_frames=4, durable=False) as store:
+        store.append(
+            Episode(
+                meta=EpisodeMeta(task="pick up the red cube", source="sim", oracle_success=True),
+                images={"front": images},
+                state=np.zeros((n, 2), np.float32),
+                action=np.zeros((n, 1), np.float32),
+                timestamp=np.arange(n) / 10.0,
+                rewards={"dense_reward": dense, "success": (dense >= 1.0).astype(np.float32)},
+                real={"front": np.isin(np.arange(n), rendered)},
+            )
+        )
+    return path
+
+
+def test_score_queries_only_rendered_frames(tmp_path: pathlib.Path) -> None:
+    path = _store_with_unrendered_frames(tmp_path / "s", rendered=[0, 1, 8])
+    argv = [
+        "score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
+        "--every", "4", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    progress = EpisodeStore.open(path).load_episode(0).rewards["oracle_progress"]
+    # the schedule is 0, 4, 8; frame 4 is a black placeholder and is not scored
+    assert np.flatnonzero(~np.isnan(progress)).tolist() == [0, 8]
+
+
+def test_score_refuses_an_episode_with_no_rendered_frame(tmp_path: pathlib.Path, capsys) -> None:
+    path = _store_with_unrendered_frames(tmp_path / "s", rendered=[])
+    argv = [
+        "score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
+        "--every", "4", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert "no rendered 'front' image" in _error(argv, capsys)
+
+
+def _lite_checkpoint(tmp_path: pathlib.Path, history: dict) -> pathlib.Path:
+    import torch
+
+    from lrm.backends.lite import LiteRewardModel
+    from lrm.backends.lite_config import LiteConfig
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "lite"
+    LiteRewardModel(LiteConfig(image_size=(16, 16), cnn_channels=[4, 8], feature_dim=8, hidden_dim=16,
+                               tasks=["pick up the red cube"])).save_pretrained(checkpoint)
+    (checkpoint / "history.json").write_text(json.dumps(history))
+    backend = tmp_path / "lite.yaml"
+    backend.write_text(yaml.safe_dump({"type": "lite", "lite": {"checkpoint": str(checkpoint)}}))
+    return backend
+
+
+def test_score_leaves_out_the_heads_a_lite_checkpoint_was_not_trained_for(
+    tmp_path: pathlib.Path, store_path: pathlib.Path, caplog
+) -> None:
+    backend = _lite_checkpoint(tmp_path, {"trained_modalities": ["completion"]})
+    out = tmp_path / "out"
+    argv = ["score", str(store_path), "--episode", "0", "--backend", str(backend), "--every", "4", "--out", str(out)]
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    rewards = EpisodeStore.open(store_path).load_episode(0).rewards
+    assert "lite_completion" in rewards and "lite_progress" not in rewards and "lite_contrastive" not in rewards
+    untrained = [r.getMessage() for r in caplog.records if "never trained" in r.getMessage()]
+    assert len(untrained) == 2 and all("not scored" in m and "\n" not in m for m in untrained)
+    metrics = json.loads(next(out.glob("*.json")).read_text())
+    assert set(metrics["traces"]) == {"lite_completion"}
+    # named on purpose, an untrained head is scored, with its one-line warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main([*argv, "--modality", "prog"]) == 0
+    assert "lite_progress" in EpisodeStore.open(store_path).load_episode(0).rewards
+    assert [r.getMessage() for r in caplog.records if "never trained" in r.getMessage()][0].endswith("as asked")
+
+
+def test_an_old_lite_checkpoint_says_its_trained_heads_by_its_example_counts(tmp_path: pathlib.Path) -> None:
+    from lrm.backends.lite import trained_modalities
+
+    _lite_checkpoint(tmp_path, {"train_examples": {"completion": 30, "progress": 0}})
+    assert trained_modalities(tmp_path / "lite") == ("completion",)
+    (tmp_path / "lite" / "history.json").unlink()
+    assert trained_modalities(tmp_path / "lite") is None
+
+
+def test_trace_plot_axes_are_the_reward_ranges(tmp_path: pathlib.Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from lrm.evaluation import plots
+
+    saved = {}
+    real_close = plt.close
+    plt.close = lambda fig=None: saved.setdefault("fig", fig)  # keep the figure to look at its axes
+    try:
+        t = np.arange(5) / 10.0
+        plots.plot_traces(tmp_path / "p.png", t, {"completion": np.full(5, 1.0), "contrastive": np.zeros(5)},
+                          t, {"completion": np.full(5, 1.0), "contrastive": np.zeros(5)}, "title")
+    finally:
+        plt.close = real_close
+    fig = saved["fig"]
+    assert [ax.get_ylim() for ax in fig.axes] == [(0.0, 1.0), (-1.0, 1.0)]
+    real_close(fig)

@@ -28,8 +28,16 @@ lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
 
 FPS = 10
 CAMERAS = {"base_camera": (48, 64), "hand_camera": (32, 40)}
-LENGTHS = [6, 4, 8]
-TASKS = ["pick up the red cube", "push the cube to the goal", "stack the red cube on the green cube"]
+LENGTHS = [6, 4, 8, 3]
+TASKS = ["pick up the red cube", "push the cube to the goal", "stack the red cube on the green cube", "pick up the red cube"]
+# episode 0 succeeded in the simulator, 1 has only an operator's verdict, 2 failed although the LRM
+# accepted it, 3 was aborted
+VERDICTS = [
+    {"lrm_verdict": True, "oracle_success": True},
+    {"lrm_verdict": False, "operator_verdict": True},
+    {"lrm_verdict": True, "oracle_success": False},
+    {"aborted": True, "oracle_success": False},
+]
 STATE_DIM, ACTION_DIM = 5, 3
 REPO_ID = "local/lrm-robot-test"
 
@@ -37,14 +45,17 @@ REPO_ID = "local/lrm-robot-test"
 def _episode(rng: np.random.Generator, i: int) -> Episode:
     length = LENGTHS[i]
     progress = np.full(length, np.nan, dtype=np.float32)
-    progress[::2] = rng.random(len(progress[::2]), dtype=np.float32)
+    progress[1::2] = rng.random(len(progress[1::2]), dtype=np.float32)  # frame 0 not queried: held as 0
+    dense = rng.random(length, dtype=np.float32)  # the simulator's dense reward, at every frame
     return Episode(
-        meta=EpisodeMeta(task=TASKS[i], source="demo", round=i, seed=100 + i, lrm_verdict=i % 2 == 0, extra={"k": i}),
+        meta=EpisodeMeta(task=TASKS[i], source="demo", round=i, seed=100 + i, extra={"k": i}, **VERDICTS[i]),
         images={c: rng.integers(0, 256, (length, h, w, 3), dtype=np.uint8) for c, (h, w) in CAMERAS.items()},
         state=rng.standard_normal((length, STATE_DIM)).astype(np.float32),
         action=rng.standard_normal((length, ACTION_DIM)).astype(np.float32),
         timestamp=np.arange(length, dtype=np.float64) / FPS,
-        rewards={"prog": progress} if i != 1 else {},
+        rewards={"progress": progress, "dense_reward": dense} if i != 1 else {},
+        # episode 0's hand camera was rendered only at its first and last frames
+        real={"hand_camera": np.arange(length) % (length - 1) == 0} if i == 0 else {},
     )
 
 
@@ -60,6 +71,23 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EpisodeSt
         yield store, episodes
 
 
+def _held(trace: np.ndarray) -> np.ndarray:
+    """The interval-hold the export promises, written as plainly as possible."""
+    out, value = [], 0.0
+    for x in trace:
+        value = value if np.isnan(x) else float(x)
+        out.append(value)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _no_nan(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(_no_nan(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_no_nan(v) for v in obj)
+    return not (isinstance(obj, float) and np.isnan(obj))
+
+
 def _load(root: Path, **kwargs):
     return lerobot_dataset.LeRobotDataset(REPO_ID, root=root, **kwargs)
 
@@ -73,7 +101,7 @@ def _pixels(image: torch.Tensor) -> np.ndarray:
 def test_selection_reads_back_frame_exact(stored, tmp_path: Path) -> None:
     store, episodes = stored
     selection = [2, store.episodes()[0]]  # an index and a record, exported in this order
-    out = export_lerobot(store, tmp_path / "ds", repo_id=REPO_ID, episodes=selection, rewards=True)
+    out = export_lerobot(store, tmp_path / "ds", repo_id=REPO_ID, episodes=selection, rewards=True, robot_type="panda")
 
     dataset = _load(out)
     assert dataset.num_episodes == 2
@@ -100,11 +128,33 @@ def test_selection_reads_back_frame_exact(stored, tmp_path: Path) -> None:
             assert item["task"] == source.meta.task
             for camera in CAMERAS:
                 np.testing.assert_array_equal(_pixels(item[f"observation.images.{camera}"]), source.images[camera][t])
+            for camera in CAMERAS:  # the real-image mark, as LeRobot's reader returns it
+                assert bool(item[f"is_real.{camera}"].item()) == bool(source.real_mask(camera)[t])
             np.testing.assert_array_equal(item["observation.state"].numpy(), source.state[t])
             np.testing.assert_array_equal(item["action"].numpy(), source.action[t])
-            # NaN where the reward model was not queried; assert_array_equal treats NaN == NaN.
-            np.testing.assert_array_equal(item["reward.prog"].numpy(), source.rewards["prog"][t])
+            # each trace held between queries, and where it was queried
+            assert item["reward.progress"].item() == _held(source.rewards["progress"])[t]
+            assert bool(item["reward_queried.progress"].item()) == (not np.isnan(source.rewards["progress"][t]))
+            # LeRobot's next.*: the dense reward after this frame's action, done and success at the last frame
+            dense = source.rewards["dense_reward"]
+            assert item["next.reward"].item() == dense[min(t + 1, len(source) - 1)]
+            assert bool(item["next.done"].item()) == (t == len(source) - 1)
+            assert bool(item["next.success"].item()) == (t == len(source) - 1 and source.meta.oracle_success)
             expected_index += 1
+
+    # LeRobot's own metadata: robot_type, the verdicts per episode, and statistics without NaN
+    assert dataset.meta.robot_type == "panda"
+    rows = [dataset.meta.episodes[i] for i in range(2)]
+    assert [r["lrm_robot/store_index"] for r in rows] == [2, 0]
+    assert [r["lrm_robot/oracle_success"] for r in rows] == ["no", "yes"]
+    assert [r["lrm_robot/lrm_verdict"] for r in rows] == ["yes", "yes"]
+    assert [r["lrm_robot/operator_verdict"] for r in rows] == ["unknown", "unknown"]
+    assert [r["lrm_robot/success"] for r in rows] == [False, True]
+    assert json.loads(rows[1]["lrm_robot/meta"])["seed"] == 100
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    assert {"next.reward", "next.done", "next.success", "reward.progress"} <= stats.keys()
+    assert _no_nan(stats)
+    assert stats["next.success"]["max"] == [1.0] or stats["next.success"]["max"] == [True]
 
 
 def test_fps_override_names_and_no_rewards_by_default(stored, tmp_path: Path) -> None:
@@ -189,3 +239,101 @@ def test_mismatching_episode_is_named_and_nothing_is_left(stored, tmp_path: Path
         export_lerobot(_DroppedCamera(store, broken=2), tmp_path / "ds", episodes=[0, 2])
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def _tiny_store(path: Path, timestamps: list[np.ndarray], *, fps: float | None = None) -> EpisodeStore:
+    """A store of small single-camera episodes with the given timestamps (for the fps inference)."""
+    rng = np.random.default_rng(3)
+    with EpisodeStore.open(path, mode="a", fps=fps) as store:
+        for ts in timestamps:
+            n = len(ts)
+            store.append(Episode(
+                meta=EpisodeMeta(task="pick up the red cube", source="sim", oracle_success=True),
+                images={"base_camera": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)},
+                state=np.zeros((n, 2), np.float32), action=np.zeros((n, 1), np.float32),
+                timestamp=np.asarray(ts, dtype=np.float64),
+            ))
+    return EpisodeStore.open(path, mode="r")
+
+
+def test_fps_is_inferred_from_the_timestamps(tmp_path: Path) -> None:
+    # a robot's wall clock: 15 fps with a little jitter, and no fps recorded in the store
+    rng = np.random.default_rng(0)
+    steady = [np.arange(n) / 15 + rng.uniform(-0.005, 0.005, n) for n in (12, 9)]
+    store = _tiny_store(tmp_path / "steady.zarr", steady)
+    assert store.fps is None
+    assert _load(export_lerobot(store, tmp_path / "a", repo_id=REPO_ID)).fps == 15
+
+    # frames that arrive late drift from frame_index / fps: refused in one line unless fps is given
+    late = np.arange(10) / 15
+    late[6:] += 0.2
+    store = _tiny_store(tmp_path / "late.zarr", [np.arange(8) / 15, late], fps=15)
+    with pytest.raises(ExportError, match=r"timestamps of episodes 1 are irregular .*pass --fps \(the store says 15\)") as err:
+        export_lerobot(store, tmp_path / "b", repo_id=REPO_ID)
+    assert "\n" not in str(err.value)
+    assert _load(export_lerobot(store, tmp_path / "b", repo_id=REPO_ID, fps=15)).fps == 15
+
+    # no intervals at all (the store itself refuses timestamps that do not increase)
+    store = _tiny_store(tmp_path / "single.zarr", [np.zeros(1), np.zeros(1)])
+    with pytest.raises(ExportError, match=r"^no episode has two timestamps to infer fps from; pass --fps$"):
+        export_lerobot(store, tmp_path / "c", repo_id=REPO_ID)
+    # 7.5 fps cannot be written as LeRobot's whole-number fps
+    store = _tiny_store(tmp_path / "half.zarr", [np.arange(6) / 7.5])
+    with pytest.raises(ExportError, match=r"timestamps give 7.5 fps and LeRobot stores a whole number"):
+        export_lerobot(store, tmp_path / "c", repo_id=REPO_ID)
+    assert not (tmp_path / "c").exists()
+
+
+def test_aborted_episodes_are_left_out_unless_asked_and_no_column_holds_nan(stored, tmp_path: Path) -> None:
+    store, episodes = stored
+    dataset = _load(export_lerobot(store, tmp_path / "a", repo_id=REPO_ID, success="accepted"))
+    assert [dataset.meta.episodes[i]["lrm_robot/store_index"] for i in range(dataset.num_episodes)] == [0, 1, 2]
+    # next.reward: episode 1 recorded no dense_reward, so "auto" falls to ... none common: no column
+    assert "next.reward" not in dataset.features
+    # success="accepted": the operator's verdict over the LRM's (episode 1), the LRM's alone otherwise
+    assert [dataset.meta.episodes[i]["lrm_robot/success"] for i in range(3)] == [True, True, True]
+    columns = dataset.hf_dataset.with_format("numpy")
+    for key, feature in dataset.features.items():
+        if feature["dtype"] == "float32":
+            assert not np.isnan(np.asarray(columns[key], dtype=np.float32)).any(), key
+
+    dataset = _load(export_lerobot(store, tmp_path / "b", repo_id=REPO_ID, episodes=[3, 2], include_aborted=True))
+    assert [dataset.meta.episodes[i]["lrm_robot/aborted"] for i in range(2)] == [True, False]
+    assert dataset.features["next.reward"]["dtype"] == "float32"  # both recorded the dense reward
+    with pytest.raises(ExportError, match=r"^every selected episode is aborted \(3\); include_aborted=True"):
+        export_lerobot(store, tmp_path / "c", repo_id=REPO_ID, episodes=[3])
+    with pytest.raises(ExportError, match=r"^episodes 1 recorded no 'progress' reward"):
+        export_lerobot(store, tmp_path / "c", repo_id=REPO_ID, episodes=[0, 1], reward="progress")
+
+
+def test_cli_selects_episodes_names_the_robot_and_lerobot_viz_plots_the_rewards(stored, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store, episodes = stored
+    out = tmp_path / "ds"
+    exe = Path(sys.executable).with_name("lrm-robot")
+    names = ",".join(f"joint_{i}" for i in range(STATE_DIM))
+    result = subprocess.run(
+        [str(exe), "store", "export", str(store.path), "--out", str(out), "--repo-id", REPO_ID,
+         "--episodes", "2,0-1,3", "--reward", "progress", "--source", "demo", "--robot-type", "panda",
+         "--state-names", names, "--task", TASKS[0], "--task", TASKS[2]],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    # 1 fails --task, 3 is aborted: left out and said so
+    assert "leaving out 1 aborted episodes" in result.stdout
+    dataset = _load(out)
+    assert [dataset.meta.episodes[i]["lrm_robot/store_index"] for i in range(2)] == [2, 0]
+    assert dataset.meta.robot_type == "panda"
+    assert dataset.features["observation.state"]["names"] == names.split(",")
+    assert dataset.fps == FPS  # from the timestamps
+    first = episodes[2].rewards["progress"]
+    assert dataset[0]["next.reward"].item() == _held(first)[1]
+
+    # LeRobot's viewer script logs next.reward, next.done and next.success as time series
+    viz = pytest.importorskip("lerobot.scripts.lerobot_dataset_viz")
+    rerun_experimental = pytest.importorskip("rerun.experimental")
+    rrd = viz.visualize_dataset(dataset, episode_index=0, mode="local", save=True, output_dir=tmp_path / "viz")
+    logged = set(rerun_experimental.RrdReader(str(rrd)).stream().collect().schema().entity_paths())
+    assert {"/next.reward", "/next.done", "/next.success"} <= logged

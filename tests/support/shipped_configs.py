@@ -50,6 +50,7 @@ SHIPPED = [
     Shipped("configs/policies/pi05_pickcube.yaml", "policies.pi05.policy:Pi05Config", None),
     Shipped("configs/policies/eval_*.yaml", "app.commands.eval_policy:EvalPolicyConfig", ["eval-policy", "--config"]),
     Shipped("configs/robot/*.yaml", "robot_drivers.config:RobotEnvConfig", ["robot-check", "--config"]),
+    Shipped("configs/serve/*.yaml", "lrm.serving.config:ServeConfig", ["serve", "--config"]),
 ]
 
 
