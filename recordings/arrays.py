@@ -37,6 +37,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ class StoreArrays:
     def __init__(self, root: Path, *, read_only: bool, durable: bool) -> None:
         self.root = root
         self.durable = durable
+        self.read_only = read_only
         self.zstore = LocalStore(root, read_only=read_only)
         self.attrs: dict[str, Any] = {}
         self.schema: StoreSchema | None = None
@@ -137,21 +139,15 @@ class StoreArrays:
             raise NotAStoreError(f"{self.root} is not an lrm-robot episode store (no zarr.json with format tag)")
         self.attrs = attrs
         self.schema = StoreSchema.from_attrs(attrs)
-        attempts = 5
-        for attempt in range(attempts):
-            ends_array = self._open_ends()
-            ends = read_ends(self.root, ends_array)
-            data_lens, reward_lens, real_lens = self._open_frame_arrays()
-            names = _listdir(self.root / layout.EPISODES_DIR)
-            json_indices = [i for i in map(layout.episode_json_index, names) if i is not None]
-            if attempt == attempts - 1:
-                # A writer outpaced every pass: the JSONs listed may be newer than the arrays read,
-                # so a JSON past episode_ends proves nothing now (it would count an episode whose
-                # frames this pass did not see, as damaged). Lost end entries wait for a calmer pass.
-                json_indices = [i for i in json_indices if i < len(ends)]
-            found = scan(ends, data_lens, reward_lens, self._episode_info, json_indices, real_lens)
-            if read_ends(self.root, self._open_ends()) == ends:
-                break
+        found, ends_array = self._scan_committed()
+        # A reader racing a busy writer can catch the three copies of a boundary mid-update and
+        # take a whole episode for damaged; while another process holds the writer lock, such
+        # damage must survive a few calmer passes before a reader believes it.
+        pause = 0.005
+        while found.damage and self.read_only and pause < 1.0 and _writer_active(self.root):
+            time.sleep(pause)
+            pause *= 2
+            found, ends_array = self._scan_committed()
         self.ends = ends_array
         self.scan = found
         self.committed = found.committed
@@ -172,6 +168,25 @@ class StoreArrays:
         for i in [i for i in self._info_cache if i >= self.committed]:
             del self._info_cache[i]
         return self.committed
+
+    def _scan_committed(self) -> tuple[Any, zarr.Array]:
+        """One consistent look at the commit record, the arrays and the JSONs (refresh's doc)."""
+        attempts = 5
+        for attempt in range(attempts):
+            ends_array = self._open_ends()
+            ends = read_ends(self.root, ends_array)
+            data_lens, reward_lens, real_lens = self._open_frame_arrays()
+            names = _listdir(self.root / layout.EPISODES_DIR)
+            json_indices = [i for i in map(layout.episode_json_index, names) if i is not None]
+            if attempt == attempts - 1:
+                # A writer outpaced every pass: the JSONs listed may be newer than the arrays read,
+                # so a JSON past episode_ends proves nothing now (it would count an episode whose
+                # frames this pass did not see, as damaged). Lost end entries wait for a calmer pass.
+                json_indices = [i for i in json_indices if i < len(ends)]
+            found = scan(ends, data_lens, reward_lens, self._episode_info, json_indices, real_lens)
+            if read_ends(self.root, self._open_ends()) == ends:
+                break
+        return found, ends_array
 
     def _open_ends(self) -> zarr.Array:
         ends = layout.open_array(self.zstore, layout.EPISODE_ENDS)
@@ -525,3 +540,24 @@ def _listdir(path: Path, *, dirs_only: bool = False) -> list[str]:
         return [p.name for p in path.iterdir() if not p.name.startswith(".") and (p.is_dir() or not dirs_only)]
     except FileNotFoundError:
         return []
+
+
+def _writer_active(root: Path) -> bool:
+    """Whether another live process has opened the store for writing (the pid the writer lock records).
+
+    Probing the flock itself would, for an instant, make a writer opening the store fail; the pid
+    may also belong to a process that has closed the store since, which only costs a calmer pass.
+    """
+    try:
+        pid = int((root / layout.LOCK_FILE).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

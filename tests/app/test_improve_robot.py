@@ -325,7 +325,7 @@ def test_demonstrations_from_a_lerobot_dataset(tmp_path, teleop_demos):
     robot_yaml = _robot_yaml(tmp_path)
     demos = teleop_demos
     with EpisodeStore.open(demos, mode="r") as store:
-        dataset = store.export_lerobot(tmp_path / "lerobot", fps=50)
+        dataset = store.export_lerobot(tmp_path / "lerobot", fps=50, include_aborted=True)  # as recorded, aborted too
     data = _config(tmp_path, robot_yaml, dataset, **{"judge.calibration_episodes": 0, "eval.episodes": 0})
     config = _load(tmp_path, {**data, "rounds": 0})
     assert ImproveRun(config).run()["finished"]
