@@ -1,7 +1,9 @@
 """The `lrm-robot` command line: builds objects from configs and flags, nothing else.
 
-Every expected failure (a bad config, a bad store, bad flags) ends as one line
-on stderr and exit code 2; a traceback means a bug.
+Every expected failure (a bad config, a bad store, bad flags, a file that
+cannot be used) ends as one line on stderr and exit code 2; a traceback means
+a bug. argparse's own errors are one line too (`OneLineParser`): a script
+reading stderr, or a person scanning a log, finds one line per failure.
 """
 
 from __future__ import annotations
@@ -11,11 +13,33 @@ import importlib
 import logging
 import pkgutil
 import sys
+import typing
 from types import ModuleType
 
 import app.commands
 from app.errors import UsageError
 from common.config import ConfigError
+from common.errors import FileError
+
+MAX_MESSAGE = 1000  # characters of an error line; a longer message names too much to read anyway
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one line ("lrm-robot demos: error: ...; see --help"), exit code 2.
+
+    argparse prints the usage (several lines for most commands) and then the
+    error; the usage is one `--help` away.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: line breaks become '; ', and a very long text is cut."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    joined = "; ".join(lines)
+    return joined if len(joined) <= MAX_MESSAGE else joined[: MAX_MESSAGE - 3] + "..."
 
 
 def discover_commands() -> list[ModuleType]:
@@ -34,7 +58,7 @@ def discover_commands() -> list[ModuleType]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lrm-robot",
         description="Make robot policies better with Large Reward Models, in ManiSkill3 or on a real arm.",
     )
@@ -48,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from recordings.errors import StoreError
 
-    errors: list[type[BaseException]] = [ConfigError, UsageError, StoreError]
+    errors: list[type[BaseException]] = [ConfigError, UsageError, StoreError, FileError]
     for command in discover_commands():
         # a command may declare the domain errors it expects (e.g. a driver fault)
         errors.extend(getattr(command, "EXPECTED_ERRORS", ()))
@@ -77,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except _expected_errors() as exc:
-        print(f"lrm-robot {_command_name(args)}: error: {exc}", file=sys.stderr)
+        print(one_line(f"lrm-robot {_command_name(args)}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lrm-robot {_command_name(args)}: interrupted; committed episodes are kept", file=sys.stderr)

@@ -75,10 +75,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 
+from common.numbers import NonNegative, PositiveFloat, Range, Steps
 from recordings.episode import EpisodeMeta, Frame
 
 if TYPE_CHECKING:
@@ -105,11 +106,11 @@ Status = Literal["step_limit", "time_limit", "success", "judged_done", "aborted"
 class RolloutConfig:
     """Caps and camera policy of one rollout; YAML-friendly (module doc)."""
 
-    max_steps: int = 200  # actions per episode
-    time_limit_s: float | None = 30.0  # wall-clock cap (the paper's robot rollouts: 30 s); None = none
+    max_steps: Steps = 200  # actions per episode
+    time_limit_s: PositiveFloat | None = 30.0  # wall-clock cap (the paper's robot rollouts: 30 s); None = none
     capture: CaptureMode = "on_demand"
-    judge_frames: int = 1  # on_demand: render the last k frames for the judge
-    render_every: int = 0  # on_demand: also render every k-th frame (what a watching judge sees); 0 = never
+    judge_frames: Annotated[int, Range(1, 10_000)] = 1  # on_demand: render the last k frames for the judge
+    render_every: NonNegative = 0  # on_demand: also render every k-th frame (what a watching judge sees); 0 = never
     record_terminal: bool = True  # add the observation after the last action as a final frame
     stop_on_success: bool = False  # sim only: end at the oracle's success (the oracle then steers)
     # sim only: the simulator's `dense_reward` and `success` at each frame's state as reward traces, so that

@@ -7,6 +7,11 @@ time, so anything suspicious is an error before work starts: an unknown key
 missing required key, a missing file. Each error is one line that names the
 file and the dotted key.
 
+Numbers are checked for range as they are read (`common.numbers`: finite
+floats, 32-bit ints, and a field's own `Range`), and the text itself for what
+`safe_load` lets through (`common.yaml_text`: non-UTF-8 bytes, a repeated key,
+deep nesting).
+
 A key may name another config file (a reward backend, a robot): declared with
 `config_file(cls)`, its value is a `ConfigFile`, read and checked when the config
 naming it is, so that a broken file fails before any work starts too.
@@ -22,9 +27,10 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-import yaml
+from common.numbers import Range, default_range
+from common.yaml_text import YamlProblem, parse_yaml, read_yaml_file
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -33,6 +39,12 @@ T = TypeVar("T")
 
 class ConfigError(Exception):
     """A config could not be loaded; the message is a single line naming file and key."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None,
+                 problem: str | None = None) -> None:
+        # a key or value from the file may hold a line break; the message stays one line
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
+        self.source, self.key, self.problem = source, key, problem  # set for a value's error (`_fail`)
 
 
 class ConfigFile(Generic[T]):
@@ -121,31 +133,55 @@ def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: list[s
     With no path, the config is built from the dataclass defaults and the overrides alone
     (a command run with flags only); errors then name the command line as their source.
     """
-    if path is None:
-        data: Any = {}
-        for override in overrides or []:
-            data = _apply_override(data, override, "command line")
-        return from_dict(cls, data, source="command line")
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    source = "command line" if path is None else str(path)
+    data: Any = {} if path is None else _read(pathlib.Path(path))
     if data is None:
         data = {}
     for override in overrides or []:
-        data = _apply_override(data, override, str(path))
-    return from_dict(cls, data, source=str(path))
+        data = _apply_override(data, override, source)
+    try:
+        return from_dict(cls, data, source=source)
+    except ConfigError as exc:
+        raise _blame_override(exc, source, overrides or []) from None
+
+
+def _blame_override(exc: ConfigError, source: str, overrides: list[str]) -> ConfigError:
+    """The error of a value that an override (a flag, `--set`) put there names the override, not the file."""
+    if exc.source != source or exc.key is None:
+        return exc  # another file's error, or not about one value
+    for override in reversed(overrides):  # the last override of a key is the one that counts
+        dotted = override.split("=", 1)[0].strip()
+        if exc.key == dotted or exc.key.startswith((dotted + ".", dotted + "[")):
+            return ConfigError(f"command line {override}: key '{exc.key}': {exc.problem}", source=source,
+                               key=exc.key, problem=exc.problem)
+    return exc
+
+
+def _read(path: pathlib.Path) -> Any:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is not a file (a config is a YAML file)")
+    try:
+        return read_yaml_file(path)
+    except YamlProblem as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
 
 
 def from_dict(cls: type[T], data: Any, *, source: str = "<config>") -> T:
     """Build dataclass `cls` from plain data, with the same strict checks as load_config."""
     return _convert(data, cls, source, key="")
+
+
+def check_value(value: Any, tp: Any, *, source: str, key: str) -> Any:
+    """`value` checked and converted as a config field of type `tp` would be (ConfigError naming source and key).
+
+    For keys whose type is declared elsewhere (a LeRobot config's fields passed through as `options`);
+    TypeError when `tp` is a type the loader does not handle.
+    """
+    return _convert(value, tp, source, key)
 
 
 def config_to_dict(config: Any) -> Any:
@@ -170,9 +206,9 @@ def _apply_override(data: Any, override: str, source: str) -> Any:
         raise ConfigError(f"{source}: override {override!r} is not of the form key=value")
     dotted, raw = override.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw)
+    except YamlProblem:
+        value = raw  # not YAML: the text itself, for a str key (a key of another type reports it)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {_type_name(data)}")
     node = data
@@ -195,8 +231,14 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _show(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut short: an error line names a value, it does not reprint a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _fail(source: str, key: str, message: str) -> typing.NoReturn:
-    raise ConfigError(f"{source}: key '{key or '<top level>'}': {message}")
+    raise ConfigError(f"{source}: key '{key or '<top level>'}': {message}", source=source, key=key, problem=message)
 
 
 def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
@@ -207,10 +249,12 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         return _convert_union(value, get_args(tp), source, key)
+    if origin is Annotated:
+        return _convert_annotated(value, tp, source, key)
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            _fail(source, key, f"expected one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+            _fail(source, key, f"expected one of {', '.join(repr(a) for a in allowed)}, got {_show(value)}")
         return value
     if origin in (list, tuple, dict):
         return _convert_container(value, tp, origin, source, key)
@@ -219,14 +263,37 @@ def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
             return tp(value)
         except ValueError:
             allowed = ", ".join(repr(m.value) for m in tp)
-            _fail(source, key, f"expected one of {allowed}, got {value!r}")
+            _fail(source, key, f"expected one of {allowed}, got {_show(value)}")
+    if tp in (int, float):
+        return _check_range(_convert_scalar(value, tp, source, key), default_range(tp), source, key)
     return _convert_scalar(value, tp, source, key)
+
+
+def _convert_annotated(value: Any, tp: Any, source: str, key: str) -> Any:
+    """`Annotated[int | float, Range(...)]`: the number, checked against the field's own bounds."""
+    base, *extras = get_args(tp)
+    ranges = [extra for extra in extras if isinstance(extra, Range)]
+    if not ranges:
+        return _convert(value, base, source, key)
+    if base not in (int, float):
+        raise TypeError(f"a Range at '{key}' bounds a {base!r}; only int and float fields take one")
+    number = _convert_scalar(value, base, source, key)
+    for bounds in ranges:
+        _check_range(number, bounds, source, key)
+    return number
+
+
+def _check_range(number: Any, bounds: Range, source: str, key: str) -> Any:
+    problem = bounds.problem(number)
+    if problem:
+        _fail(source, key, problem)
+    return number
 
 
 def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
     if not isinstance(value, dict):
         _fail(source, key, f"expected a mapping for {cls.__name__}, got {_type_name(value)}")
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for name in value:
         if name not in fields:
@@ -278,7 +345,7 @@ def _load_file(value: dict, field: dataclasses.Field, hint: Any, siblings: dict[
             return None
         _fail(source, key, "must not be null (expected the path of a config file)")
     if not isinstance(raw, str):
-        _fail(source, key, f"expected the path of a config file, got {_type_name(raw)} {raw!r}")
+        _fail(source, key, f"expected the path of a config file, got {_type_name(raw)} {_show(raw)}")
     overrides: Sequence[str] = ()
     if spec.overrides is not None:
         overrides = siblings[spec.overrides] if spec.overrides in siblings else _default(fields[spec.overrides])
@@ -306,14 +373,25 @@ def _convert_union(value: Any, options: tuple, source: str, key: str) -> Any:
             errors.append(exc)
     if len(errors) == 1:
         raise errors[0]
+    # the one option that took the value's type and refused it for another reason (out of range, a bad
+    # list item, an unknown key inside) names the real problem; the others only say "expected <type>"
+    mismatch = f"{source}: key '{key or '<top level>'}': expected "
+    specific = [e for e in errors if not str(e).startswith(mismatch)]
+    if len(specific) == 1:
+        raise specific[0]
     mappings = [e for o, e in zip([o for o in options if o is not type(None)], errors) if dataclasses.is_dataclass(o)]
     if isinstance(value, dict) and len(mappings) == 1:
         raise mappings[0]  # a mapping was meant for the one dataclass: its error names the bad key
-    _fail(source, key, f"expected {_describe_union(options)}, got {_type_name(value)} {value!r}")
+    _fail(source, key, f"expected {_describe_union(options)}, got {_type_name(value)} {_show(value)}")
 
 
 def _describe_union(options: tuple) -> str:
-    return " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+    def name(option: Any) -> str:
+        if get_origin(option) is Annotated:
+            option = get_args(option)[0]
+        return getattr(option, "__name__", str(option))
+
+    return " or ".join(name(o) for o in options if o is not type(None))
 
 
 def _convert_container(value: Any, tp: Any, origin: type, source: str, key: str) -> Any:
@@ -345,6 +423,8 @@ def _convert_scalar(value: Any, tp: Any, source: str, key: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):  # `1e23`: a number, not text
+            _fail(source, key, f"expected int, got {value} (write a whole number without an exponent)")
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -359,7 +439,7 @@ def _convert_scalar(value: Any, tp: Any, source: str, key: str) -> Any:
             return tp(value)
     else:
         raise TypeError(f"config type {tp!r} at '{key}' is not supported by the loader")
-    _fail(source, key, f"expected {tp.__name__}, got {_type_name(value)} {value!r}")
+    _fail(source, key, f"expected {tp.__name__}, got {_type_name(value)} {_show(value)}")
 
 
 def config_type(path: str | pathlib.Path, default: Any = None) -> Any:
@@ -368,8 +448,8 @@ def config_type(path: str | pathlib.Path, default: Any = None) -> Any:
     `default` when the file has none or cannot be read (load_config then reports the file or YAML problem).
     """
     try:
-        data = yaml.safe_load(pathlib.Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_yaml_file(path)
+    except (OSError, YamlProblem):
         return default
     return data.get("type", default) if isinstance(data, dict) else default
 

@@ -43,6 +43,7 @@ from typing import Literal
 
 import numpy as np
 
+from common.numbers import Positive
 from lrm.types import MODALITIES, RewardModel, RewardRequest
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class IntervalHoldConfig:
     only when contrastive is the one modality.
     """
 
-    every: int = 10
+    every: Positive = 10
     weights: dict[str, float] = dataclasses.field(default_factory=lambda: {"progress": 1.0})
     contrastive_signed: bool | None = None
     protocol: HoldProtocol | None = None

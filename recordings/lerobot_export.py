@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from recordings.episode import EpisodeMeta, Frame, utc_now_iso
+from common.outputs import MARKER, is_marked, mark_output_dir
 from recordings.errors import StoreError
 from recordings.integrity import index_ranges
 
@@ -159,10 +160,14 @@ def export_lerobot(
     name the modalities. Load the result with `LeRobotDataset(repo_id, root=out_dir)`.
     """
     out = Path(out_dir)
+    _refuse_the_store_itself(store, out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} is not empty; pass overwrite=True to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} is not empty; pass overwrite=True to replace it")
+        if not is_marked(out):  # overwrite replaces only an earlier export, never a folder of someone else's
+            raise ExportError(f"{out} has no {MARKER}, so lrm-robot did not export it; refusing to replace it")
     if success not in SUCCESS_SOURCES:
         raise ExportError(f"success must be one of {', '.join(SUCCESS_SOURCES)}, got {success!r}")
 
@@ -241,11 +246,24 @@ def export_lerobot(
         dataset.finalize()
         _prune_empty_dirs(root / "images")  # LeRobot leaves its empty PNG staging folders behind
         _write_sidecar(root, store, rate, video, reward_source, success, modalities, exported)
+        mark_output_dir(root, "lerobot-export")  # a later overwrite may replace it
         _move_into_place(root, out, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %d episodes to %s", len(records), out)
     return out
+
+
+def _refuse_the_store_itself(store: Any, out: Path) -> None:
+    """An export never goes into, over or around the store it reads (an overwrite would delete the store)."""
+    source = getattr(store, "path", None)
+    if source is None:
+        return
+    source, target = Path(source).resolve(), out.resolve()
+    where = ("is" if target == source else "lies inside" if source in target.parents
+             else "holds" if target in source.parents else None)
+    if where:
+        raise ExportError(f"{out} {where} the store being exported ({source}); choose a folder outside it")
 
 
 def load_export_sidecar(root: str | os.PathLike[str]) -> dict[int, tuple[int, EpisodeMeta]]:

@@ -15,5 +15,9 @@ class MissingTaskError(SimError, ValueError):
     """A registered env id without a built-in task sentence, and none given in the config."""
 
 
+class UnknownCameraError(SimError, ValueError):
+    """A camera name the env does not have (the message lists those it has)."""
+
+
 class VulkanSetupError(SimError, RuntimeError):
     """No Vulkan driver that SAPIEN can use was found."""

@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from common.numbers import Pixels, Seed, Steps
 from sim.env import Observation
-from sim.errors import MissingTaskError, UnknownEnvError
+from sim.errors import MissingTaskError, UnknownCameraError, UnknownEnvError
 from sim.vulkan import prepare_sim_env
 
 logger = logging.getLogger(__name__)
@@ -112,13 +113,13 @@ class SimEnvConfig:
     # table's (SUPPORTED_ENVS); required for an env id the table lacks.
     task: str | None = None
     control_mode: str = "pd_joint_pos"  # the motion-planning solvers need pd_joint_pos(_vel)
-    camera_width: int = 128
-    camera_height: int = 128
+    camera_width: Pixels = 128
+    camera_height: Pixels = 128
     # which cameras capture() renders; None = the task's sensor cameras. A task's human-render
     # camera (PickCube's "render_camera", a second viewpoint) may be named too, at the same size.
     cameras: list[str] | None = None
-    max_episode_steps: int | None = None  # None = the limit ManiSkill registers for the env id
-    seed: int | None = None  # seed of the first reset when reset() is given none
+    max_episode_steps: Steps | None = None  # None = the limit ManiSkill registers for the env id
+    seed: Seed | None = None  # seed of the first reset when reset() is given none
     state_mode: StateMode = "proprio"
     capture_every_step: bool = False  # fill Observation.images on every reset/step (slow on a CPU)
     show_goal_markers: bool = False  # render goal markers ManiSkill hides from cameras (PickCube's goal)
@@ -228,7 +229,7 @@ class ManiSkillEnv:
         else:
             missing = [name for name in config.cameras if name not in available]
             if missing:
-                raise ValueError(f"{config.env_id} has no camera {missing[0]!r}; it has {', '.join(available)}")
+                raise UnknownCameraError(f"{config.env_id} has no camera {missing[0]!r}; it has {', '.join(available)}")
             self._camera_names = list(config.cameras)
 
         self._step = 0

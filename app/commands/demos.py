@@ -11,27 +11,30 @@ import argparse
 import pathlib
 import sys
 from dataclasses import dataclass, field
+from typing import Annotated, get_args
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
+from common.numbers import Count, Pixels, Range, Seed
+from common.outputs import check_output_dir
 from sim.maniskill_env import SimEnvConfig
 
 
 @dataclass
 class DemosConfig:
     env: SimEnvConfig = field(default_factory=SimEnvConfig)
-    num_episodes: int = 20
+    num_episodes: Count = 20
     out: pathlib.Path = pathlib.Path("outputs/demos/store")
-    seed: int = 0  # first env seed; each further attempt uses the next one
+    seed: Seed = 0  # first env seed; each further attempt uses the next one
     # Give up after this many solver attempts (default: 3 x num_episodes).
-    max_attempts: int | None = None
+    max_attempts: Count | None = None
     # Also store failed solves (oracle_success false): negatives for reward-model training.
     keep_failed: bool = False
     # After a solve, hold the last action up to this many steps until the oracle reports success
     # (a released ball or peg may still be moving when the solver returns).
-    settle_steps: int = 10
+    settle_steps: Annotated[int, Range(0, 100_000)] = 10
     # Then hold a successful end state this many steps more, recorded: a policy cloned from such demos
     # learns to stay done instead of drifting off after success.
-    hold_steps: int = 0
+    hold_steps: Annotated[int, Range(0, 100_000)] = 0
 
     def __post_init__(self) -> None:
         if self.num_episodes <= 0:
@@ -60,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", "--num-episodes", type=int, metavar="N", help="successful demonstrations to record")
     parser.add_argument("--out", metavar="STORE", help="episode store to append to (created if missing)")
     parser.add_argument("--seed", type=int, help="first env seed; later attempts use the following seeds")
-    parser.add_argument("--camera-size", metavar="WxH", help="camera resolution, e.g. 128x128")
+    parser.add_argument("--camera-size", metavar="WxH", type=camera_size, help="camera resolution, e.g. 128x128")
     parser.add_argument("--max-attempts", type=int, help="give up after this many solver attempts")
     parser.add_argument(
         "--keep-failed", action="store_true", default=None, help="also store failed solves (oracle success false)"
@@ -69,10 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def camera_size(text: str) -> tuple[int, int]:
+    """`--camera-size WxH` as (width, height), each side within the bounds of a camera side (Pixels)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 128x128)")
+    bounds = get_args(Pixels)[1]
+    for side in (int(width), int(height)):
+        if problem := bounds.problem(side):
+            raise argparse.ArgumentTypeError(f"{text!r}: each side {problem}")
+    return int(width), int(height)
+
+
 def config_from_args(args: argparse.Namespace) -> DemosConfig:
-    width = height = None
-    if args.camera_size is not None:
-        width, _, height = args.camera_size.partition("x")
+    width, height = args.camera_size or (None, None)
     flags = {
         "env.env_id": args.env_id,
         "num_episodes": args.num_episodes,
@@ -93,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         # A task without a solver is refused before its config asks for a task sentence it would not use.
         solver_for(args.env_id)
     config = config_from_args(args)
+    check_output_dir(config.out, "out")  # the store, created or appended to
 
     report = record_demos(
         config.env.env_id,

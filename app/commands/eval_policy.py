@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
+from common.numbers import Count, NonNegative, Seed, Steps
+from common.outputs import check_output_dir, check_output_file
 from policies.pi05.policy import Pi05Config
 from sim.maniskill_env import SimEnvConfig
 
@@ -28,12 +30,12 @@ class EvalPolicyConfig:
     # checkpoint given as `checkpoint` alone feeds env camera X to observation.images.X.
     pi05: Pi05Config | None = None
     env: SimEnvConfig = field(default_factory=SimEnvConfig)
-    episodes: int = 50
-    seed: int = 10_000  # env seed of the first episode; keep it apart from the demos' seeds
-    max_steps: int | None = None  # None = the env's limit (env.max_episode_steps)
+    episodes: Count = 50
+    seed: Seed = 10_000  # env seed of the first episode; keep it apart from the demos' seeds
+    max_steps: Steps | None = None  # None = the env's limit (env.max_episode_steps)
     policy_id: str = ""  # recorded with each episode; default: the checkpoint path
     record: pathlib.Path | None = None  # episode store to record into; None = do not record
-    round: int = 0
+    round: NonNegative = 0
     output: pathlib.Path | None = None  # write the report as JSON here
 
     def __post_init__(self) -> None:
@@ -72,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     flags = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
              "record": args.record, "output": args.output, "policy": "random" if args.random else None}
     config = load_command_config(args, EvalPolicyConfig, flags)
+    # before the evaluation: a report that cannot be written afterwards loses it
+    if config.output is not None:
+        check_output_file(config.output, "output")
+    if config.record is not None:
+        check_output_dir(config.record, "record")
 
     from app.evaluate import evaluate_in_sim
     from policies.errors import PolicyError

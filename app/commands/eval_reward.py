@@ -15,6 +15,7 @@ import logging
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
+from common.outputs import make_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from lrm.types import RequestError
 
     config = load_command_config(args, RewardEvalConfig, {"output_dir": args.output_dir or None})  # "": the config's
+    make_output_dir(config.output_dir, "eval-reward", "output_dir")
     try:
         report, path = run_reward_eval(config, progress=lambda msg: log.info("scored %s", msg))
     except (ValueError, RequestError) as exc:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
+from common.outputs import check_output_dir
 
 ORDER = 5
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "improve" / "pickcube_cpu.yaml"
@@ -44,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_option(parser, "YAML config (default: configs/improve/pickcube_cpu.yaml)", required=False)
     parser.add_argument("--output-dir", metavar="DIR", help="run directory (resumed if it holds a run)")
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
-    parser.add_argument("--restart", action="store_true", help="delete the run directory first")
+    parser.add_argument("--restart", action="store_true",
+                        help="delete the run directory first (only one lrm-robot made: it holds .lrm-robot-output)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--operator", action="store_true",
                         help="ask at the terminal: the scene reset before each robot rollout, a verdict after each")
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from policies.errors import PolicyError
 
     if args.restart:
-        reset_run(pathlib.Path(config.output_dir))
+        reset_run(pathlib.Path(config.output_dir))  # only a folder lrm-robot made (it holds the marker)
+    check_output_dir(config.output_dir, "output_dir")
     if config.env.is_robot and not args.operator and config.env.robot.config.reset.wait_for_operator:
         raise UsageError(f"{config.env.robot}: the robot's reset phase waits for the operator (reset.wait_for_operator); "
                          "run with --operator to confirm each reset at the terminal")

@@ -15,6 +15,7 @@ import pathlib
 from app.commands._options import add_config_option, add_set_option, config_overrides
 from app.errors import UsageError
 from common.config import load_config
+from common.outputs import check_output_dir, make_output_dir
 
 ORDER = 6
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "operate" / "pickcube_sim.yaml"
@@ -65,6 +66,10 @@ def load_operate_config(path: str | pathlib.Path | None, overrides: list[str]):
         config.judge.judge_config()
     except ValueError as exc:
         raise UsageError(f"judge: {exc}") from None
+    check_output_dir(config.output_dir, "output_dir")
+    check_output_dir(config.store_path, "store")
+    if config.rerun_dir is not None:
+        check_output_dir(config.rerun_dir, "rerun_dir")
     return config
 
 
@@ -78,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from app.operator.app import OperatorApp
     from app.operator.session import OperatorSession
 
-    out = pathlib.Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(config.output_dir, "operate")
     root = logging.getLogger()
     saved = root.handlers[:]
     handler = logging.FileHandler(out / "operate.log")

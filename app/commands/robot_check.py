@@ -12,6 +12,7 @@ import json
 import pathlib
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
+from common.outputs import check_output_file
 
 ORDER = 80
 
@@ -49,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from robot_drivers.config import RobotEnvConfig
     from robot_drivers.env import make_robot_env
 
-    if args.seconds <= 0:
-        raise UsageError(f"--seconds must be positive, got {args.seconds}")
+    if not 0 < args.seconds <= 3600:  # NaN fails this too
+        raise UsageError(f"--seconds must be more than 0 and at most 3600, got {args.seconds}")
     config = load_command_config(args, RobotEnvConfig)
+    if args.json:
+        check_output_file(args.json, "--json")
     env = make_robot_env(config)
     try:
         report = check_robot(env, args.seconds)

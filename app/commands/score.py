@@ -19,6 +19,7 @@ import numpy as np
 
 from app.commands._options import add_set_option, load_command_config
 from app.errors import UsageError
+from common.outputs import check_output_file, make_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--modality: {exc}") from None
     config = load_command_config(args, RewardBackendConfig, path=args.backend)
+    make_output_dir(args.out, "score", "--out")
+    if args.rrd:
+        check_output_file(args.rrd, "--rrd")
     modalities = tuple(m for m in wanted if m in config.modalities)
     if not modalities:
         raise UsageError(

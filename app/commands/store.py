@@ -83,7 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--state-names", type=_name_list, metavar="A,B,...", help="names of the state dimensions")
     export.add_argument("--action-names", type=_name_list, metavar="A,B,...", help="names of the action dimensions")
     export.add_argument("--video", action="store_true", help="encode cameras as video (smaller, lossy)")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier export at --out (only one lrm-robot made: it holds .lrm-robot-output)")
     export.set_defaults(handler=run_export)
 
 
@@ -240,8 +241,12 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from app.errors import UsageError
+    from common.outputs import check_output_dir
     from recordings.store import EpisodeStore
 
+    if args.fps is not None and not 0 < args.fps <= 1000:  # NaN fails this too
+        raise UsageError(f"--fps {args.fps}: must be more than 0 and at most 1000")
+    check_output_dir(args.out, "--out")
     store = EpisodeStore.open(args.store, mode="r")
     yes_no = {"yes": True, "no": False, None: None}
     records = store.episodes(

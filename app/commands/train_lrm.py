@@ -19,6 +19,7 @@ import pathlib
 
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from common.config import config_type
+from common.outputs import make_output_dir
 from app.errors import UsageError
 
 ORDER = 45
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         from lrm.training.lora_train import LoraRunConfig
 
         config = load_command_config(args, LoraRunConfig, flags)
+        make_output_dir(config.output_dir, "train-lrm", "output_dir")
         report = _run_lora(config)
         for modality, entry in report["modalities"].items():
             before, after = entry["loss_before"], entry["loss_after"]
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from lrm.training.lite_runs import LiteDistillRun, LiteTrainRun
 
     config = load_command_config(args, LiteDistillRun if kind == "lite_distill" else LiteTrainRun, flags)
+    make_output_dir(config.output_dir, "train-lrm", "output_dir")
     report = _run_lite(config)
     val = report["history"].get("val", {})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items())

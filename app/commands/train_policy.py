@@ -14,6 +14,7 @@ import argparse
 
 from app.commands._options import add_config_option, add_set_option, config_overrides
 from app.errors import UsageError
+from common.outputs import make_output_dir
 
 
 ORDER = 50
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": args.resume}
     config = load_train_config(args.config, config_overrides(args, flags))
+    make_output_dir(config.output_dir, "train-policy", "output_dir")
     try:
         result = train_policy(config)
     except PolicyError as exc:

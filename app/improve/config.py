@@ -22,10 +22,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from app.env_choice import EnvSection
 from app.rollout import RolloutConfig
+from common.numbers import Count, Fraction, NonNegative, Range, Seed, Steps, Threads
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
 from lrm.training.dataset import DatasetConfig
@@ -65,9 +66,9 @@ class DemosConfig:
     success.
     """
 
-    count: int = 50
-    seed: int = DEMO_SEED  # plan: seeds seed, seed + 1, ...
-    max_attempts: int | None = None  # plan: solver runs before giving up; None = 3 * count
+    count: Count = 50
+    seed: Seed = DEMO_SEED  # plan: seeds seed, seed + 1, ...
+    max_attempts: Count | None = None  # plan: solver runs before giving up; None = 3 * count
     # plan: judge_keyframes: render only the frames the judge's training reads (a state-only policy);
     # every_frame: render all (a policy that learns from images needs them)
     render: Literal["judge_keyframes", "every_frame"] = "judge_keyframes"
@@ -75,7 +76,7 @@ class DemosConfig:
     store: str | None = None  # source: an EpisodeStore directory or a LeRobotDataset folder
     # plan: steps the successful end state is held and recorded, so that the policy learns to stay done
     # (sim.demos.run_solver); 0 = each demo ends at the moment of success
-    hold_steps: int = 0
+    hold_steps: Annotated[int, Range(0, 100_000)] = 0
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -116,14 +117,14 @@ class JudgeConfig:
     train: LiteJudgeTraining = field(default_factory=LiteJudgeTraining)
     camera: str | None = None  # the store camera the judge sees; None = the first
     cameras: list[str] | None = None  # several, shown tiled left to right as one image (instead of `camera`)
-    frames: int = 1  # judge the last k frames of each rollout
+    frames: Annotated[int, Range(1, 10_000)] = 1  # judge the last k frames of each rollout
     combine: Literal["vote", "threshold"] = "threshold"  # vote: majority of per-frame verdicts; threshold: mean P
-    threshold: float = 0.5  # on P(completed)
+    threshold: Fraction = 0.5  # on P(completed)
     # k > 0: the judge watches every rollout, looking every k steps, and ends it when P(completed) >= threshold
     # (it, not the oracle, says when a rollout is done); calibration rollouts then render every k-th frame too,
     # each labelled by the oracle at that frame
-    watch_every: int = 0
-    calibration_episodes: int = 0  # base-policy rollouts on their own seeds, labelled, added to the judge's data
+    watch_every: NonNegative = 0
+    calibration_episodes: Annotated[int, Range(0, 1_000_000)] = 0  # base-policy rollouts on their own seeds, labelled, added to the judge's data
     calibration_labels: Literal["oracle", "operator"] = "oracle"  # who labels them (sim: oracle; robot: operator)
 
     def __post_init__(self) -> None:
@@ -155,9 +156,9 @@ class EvalConfig:
     on a robot `episodes` rollouts judged like the round's (the operator's verdict where given, else the LRM's).
     """
 
-    episodes: int = 100
-    seed: int = EVAL_SEED
-    max_steps: int | None = None  # None = rounds.rollout.max_steps
+    episodes: Annotated[int, Range(0, 1_000_000)] = 100
+    seed: Seed = EVAL_SEED
+    max_steps: Steps | None = None  # None = rounds.rollout.max_steps
 
     def __post_init__(self) -> None:
         if self.episodes < 0:
@@ -173,14 +174,14 @@ class ImproveConfig:
     demos: DemosConfig = field(default_factory=DemosConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
-    rounds: int = 2
-    rollouts_per_round: int = 60
+    rounds: Annotated[int, Range(0, 10_000)] = 2
+    rollouts_per_round: Count = 60
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    rollout_seed: int = ROLLOUT_SEED
+    rollout_seed: Seed = ROLLOUT_SEED
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     durable: bool = True  # fsync every committed episode (power-loss safe)
-    num_threads: int | None = 1  # torch CPU threads (1 is fastest for these small nets on a shared CPU)
+    num_threads: Threads | None = 1  # torch CPU threads (1 is fastest for these small nets on a shared CPU)
     progress: bool = True
 
     def __post_init__(self) -> None:

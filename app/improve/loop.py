@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +66,7 @@ from app.improve.round import (
 )
 from app.improve.state import RunState, in_run
 from app.rollout import RolloutConfig, RolloutControl
+from common.outputs import remove_output_dir
 from policies.base import Policy
 from recordings.selection import EpisodeFilter, select_for_round, selection_for_round
 from recordings.store import EpisodeStore
@@ -402,5 +402,5 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 
 
 def reset_run(out: Path) -> None:
-    """Delete a run directory (the CLI's --restart)."""
-    shutil.rmtree(out, ignore_errors=True)
+    """Delete a run directory (the CLI's --restart) if lrm-robot made it; FileError naming it otherwise."""
+    remove_output_dir(out, "--restart: output_dir")

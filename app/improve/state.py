@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UsageError
+from common.outputs import make_output_dir
 
 __all__ = ["RunState", "in_run", "run_path"]
 
@@ -56,7 +57,7 @@ class RunState:
         """The run's state in `out_dir / name`; a run directory started with a different config is refused."""
         path = out_dir / name
         if not path.is_file():
-            out_dir.mkdir(parents=True, exist_ok=True)
+            make_output_dir(out_dir, "run")  # marked: `improve --restart` may delete it
             state = cls(path, fingerprint)
             state.save()
             return state

@@ -30,12 +30,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from app.env_choice import EnvSection
 from app.improve.config import EvalConfig, JudgeConfig
 from app.improve.state import run_path
 from app.rollout import RolloutConfig
+from common.numbers import Count, Fraction, Positive, Range, Seed, Threads
 from lrm.backends import RewardBackendConfig
 from lrm.types import MODALITIES
 from policies.factory import PolicyConfig
@@ -51,7 +52,7 @@ class OperatorPolicy:
     # measured joints: a dry run that exercises cameras, safety, recording and the judge without moving).
     # A robot never gets random actions.
     dry_run: Literal["random", "hold"] | None = None
-    random_seed: int = 0
+    random_seed: Seed = 0
     improve: PolicyConfig = field(default_factory=PolicyConfig)  # how each round fine-tunes (app.improve)
 
 
@@ -61,9 +62,9 @@ class JudgeSection:
 
     backend: RewardBackendConfig = field(default_factory=lambda: RewardBackendConfig(type="lite"))
     camera: str | None = None
-    frames: int = 1
+    frames: Annotated[int, Range(1, 10_000)] = 1
     combine: Literal["vote", "threshold"] = "threshold"
-    threshold: float = 0.5
+    threshold: Fraction = 0.5
 
     def judge_config(self) -> JudgeConfig:
         """The JudgeConfig that `app.improve.judge.judge_episode` takes (validated there)."""
@@ -74,7 +75,7 @@ class JudgeSection:
 @dataclass
 class LiveRewardsConfig:
     backend: RewardBackendConfig | None = None  # null: the judge's model
-    every: int = 10  # K of interval-hold: one query per K steps
+    every: Positive = 10  # K of interval-hold: one query per K steps
     weights: dict[str, float] = field(default_factory=lambda: {"progress": 1.0, "completion": 1.0})
     camera: str | None = None  # null: the first camera
     enabled: bool = True
@@ -96,17 +97,17 @@ class OperateConfig:
     policy: OperatorPolicy = field(default_factory=OperatorPolicy)
     judge: JudgeSection = field(default_factory=JudgeSection)
     rewards: LiveRewardsConfig = field(default_factory=LiveRewardsConfig)
-    rounds: int = 1
-    rollouts_per_round: int = 10
+    rounds: Annotated[int, Range(1, 10_000)] = 1
+    rollouts_per_round: Count = 10
     rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(max_steps=100, capture="every_step"))
-    rollout_seed: int = 200_000  # apart from improve's seed blocks: an operated rollout never repeats one
+    rollout_seed: Seed = 200_000  # apart from improve's seed blocks: an operated rollout never repeats one
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     finetune: bool = True  # fine-tune after every round (false: only roll out and judge)
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(episodes=0))
     auto_next: bool = False
     rerun_dir: Path | None = None
     durable: bool = True
-    num_threads: int | None = 1
+    num_threads: Threads | None = 1
 
     def __post_init__(self) -> None:
         if self.rounds < 1:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from common.config import ConfigFile, config_file
+from common.numbers import Count, Fraction, LearningRate, NonNegative, PositiveFloat, Range, Seed, Steps, Threads
 from lrm.backends import RewardBackendConfig
 from lrm.interval_hold import IntervalHoldConfig
 from policies.factory import PPOPolicyConfig
@@ -24,23 +25,23 @@ __all__ = ["EnvSection", "PPOConfig", "PPOHyper", "RewardSection"]
 class PPOHyper:
     """The PPO hyper-parameters (names as in CleanRL's ppo_continuous_action.py)."""
 
-    learning_rate: float = 3e-4
+    learning_rate: LearningRate = 3e-4
     # The critic's rate; None = learning_rate. A behaviour-cloned start has a good actor and an untrained
     # critic, and the small rate that keeps the actor near BC leaves such a critic useless for a long time.
-    value_learning_rate: float | None = None
+    value_learning_rate: LearningRate | None = None
     anneal_lr: bool = True  # linear decay to 0 over the run's iterations (both rates)
-    gamma: float = 0.99  # per env step; a chunk of n steps discounts by gamma**n
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
+    gamma: Fraction = 0.99  # per env step; a chunk of n steps discounts by gamma**n
+    gae_lambda: Fraction = 0.95
+    num_minibatches: Count = 4
+    update_epochs: Count = 4
     norm_adv: bool = True
-    clip_coef: float = 0.2
+    clip_coef: PositiveFloat = 0.2
     clip_vloss: bool = True
     ent_coef: float = 0.0
     vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None  # stop the epochs of an update early past this approximate KL
-    value_warmup_iterations: int = 0  # critic-only updates first: a BC checkpoint's critic is untrained
+    max_grad_norm: PositiveFloat = 0.5
+    target_kl: PositiveFloat | None = None  # stop the epochs of an update early past this approximate KL
+    value_warmup_iterations: NonNegative = 0  # critic-only updates first: a BC checkpoint's critic is untrained
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or (self.value_learning_rate is not None and self.value_learning_rate <= 0):
@@ -66,10 +67,10 @@ class EnvSection:
     """
 
     sim: SimEnvConfig = field(default_factory=lambda: SimEnvConfig(state_mode="full", cameras=[]))
-    num_envs: int = 4
+    num_envs: Annotated[int, Range(1, 100_000)] = 4
     backend: Literal["auto", "cpu", "cpu_sync", "gpu"] = "auto"
-    episode_steps: int = 100  # env steps per episode; all envs reset together (ManiSkill's partial_reset=False)
-    seed: int = 0  # env seeds of iteration i: seed + i * num_envs + (0..num_envs-1)
+    episode_steps: Steps = 100  # env steps per episode; all envs reset together (ManiSkill's partial_reset=False)
+    seed: Seed = 0  # env seeds of iteration i: seed + i * num_envs + (0..num_envs-1)
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -110,12 +111,12 @@ class PPOConfig:
     env: EnvSection = field(default_factory=EnvSection)
     reward: RewardSection = field(default_factory=RewardSection)
     ppo: PPOHyper = field(default_factory=PPOHyper)
-    iterations: int = 20  # each: one synchronised episode in every env, then one update
-    checkpoint_every: int = 5  # iterations; the last iteration always checkpoints
+    iterations: Count = 20  # each: one synchronised episode in every env, then one update
+    checkpoint_every: Count = 5  # iterations; the last iteration always checkpoints
     resume: bool = True  # continue from OUTPUT/checkpoints/last when it exists (a killed run, same command)
-    seed: int = 0  # torch seed of iteration i is (seed, i): a resumed run continues identically
+    seed: Seed = 0  # torch seed of iteration i is (seed, i): a resumed run continues identically
     device: str = "cpu"  # where the actor-critic trains ("auto": cuda when available)
-    num_threads: int | None = None  # torch CPU threads in the learner
+    num_threads: Threads | None = None  # torch CPU threads in the learner
     rerun: bool = True  # write OUTPUT/metrics.rrd
     plot: bool = True  # write OUTPUT/learning_curve.png
     progress: bool = True

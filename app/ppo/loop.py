@@ -37,7 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.checkpoint_files import load_training_state
 from common.config import config_to_dict
+from common.errors import FileError
+from common.outputs import MARKER, is_marked, make_output_dir
 from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
 from app.ppo.report import MetricsLog, agreement
@@ -285,7 +288,7 @@ def _load_checkpoint(out: Path) -> dict[str, Any] | None:
     final = out / CHECKPOINT
     for candidate in (final, final.with_name("last.old")):  # .old survives a kill between the two renames
         if (candidate / STATE_FILE).is_file():
-            state = torch.load(candidate / STATE_FILE, weights_only=False)
+            state = load_training_state(candidate / STATE_FILE)  # plain data only: a received run cannot run code
             state["path"] = candidate
             return state
     return None
@@ -295,7 +298,12 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
               on_iteration: Callable[[dict[str, Any]], None] | None = None) -> PPOResult:
     """Run (or resume) PPO as `config` says; `reward_model` replaces the configured backend (tests)."""
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # the checkpoint is read before any work: a damaged or planted one ends the run here
+    state = _load_checkpoint(out) if config.resume else None
+    if state is None and (out / CHECKPOINT).exists() and not is_marked(out):
+        raise FileError(f"output_dir {out}: has no {MARKER}, so lrm-robot did not make it; refusing to delete "
+                        f"its {CHECKPOINT} to start over (resume: false)")
+    make_output_dir(out, "ppo")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
@@ -311,7 +319,6 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         optimizer = _optimizer(agent, config)
         metrics = MetricsLog(out, rerun=config.rerun, plot=config.plot, title=f"PPO {config.env.sim.env_id}")
         start, env_steps, failures = 0, 0, {}
-        state = _load_checkpoint(out) if config.resume else None
         if state is not None:
             agent.load(state["path"] / POLICY_DIR)
             optimizer.load_state_dict(state["optimizer"])

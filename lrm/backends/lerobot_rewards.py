@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from common.numbers import Pixels
 from lrm.backends.video import check_video_settings, prepare_video
 from lrm.types import RequestError, Reward, RewardRequest, validate_request, validate_video
 
@@ -62,7 +63,7 @@ class RobometerBackendConfig:
     pretrained_path: str = "lerobot/Robometer-4B"
     base_model_id: str = "Qwen/Qwen3-VL-4B-Instruct"
     max_frames: int = 8
-    max_side: int | None = 320
+    max_side: Pixels | None = 320
     success_threshold: float = 0.5
     max_batch_size: int = 4
     device: str = "auto"
@@ -85,7 +86,7 @@ class TOPRewardBackendConfig:
     vlm_name: str = "Qwen/Qwen3-VL-8B-Instruct"
     max_frames: int = 15
     fps: float = 2.0
-    max_side: int | None = None
+    max_side: Pixels | None = None
     logp_range: tuple[float, float] = (-25.0, -5.0)
     add_chat_template: bool = False
     max_batch_size: int = 4

@@ -186,14 +186,14 @@ class LiteRewardModel(nn.Module):
         cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", *, max_batch_size: int = 256
     ) -> LiteRewardModel:
         """The model saved at `path` by `save_pretrained`, in eval mode."""
-        from safetensors.torch import load_file
+        from common.checkpoint_files import load_tensors
 
         root = Path(path)
         if not (root / CONFIG_NAME).is_file() or not (root / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"{root} is not a lite reward-model checkpoint (needs {CONFIG_NAME}, {WEIGHTS_NAME})")
         config = LiteConfig.from_json(json.loads((root / CONFIG_NAME).read_text()))
         model = cls(config, max_batch_size=max_batch_size)
-        model.load_state_dict(load_file(str(root / WEIGHTS_NAME)))
+        model.load_state_dict(load_tensors(root / WEIGHTS_NAME))
         return model.to(device).eval()
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from common.numbers import Count, LearningRate, NonNegativeFloat, Pixels, Seed, Steps
 from lrm.training.dataset import DatasetConfig
 from common.config import dataclass_from_json
 
@@ -24,7 +25,7 @@ class LiteConfig:
     """Architecture of the compact reward model (lrm.backends.lite module doc)."""
 
     type: Literal["lite"] = "lite"
-    image_size: tuple[int, int] = (64, 64)  # (H, W) every frame is resized to
+    image_size: tuple[Pixels, Pixels] = (64, 64)  # (H, W) every frame is resized to
     cnn_channels: list[int] = field(default_factory=lambda: [16, 32, 32, 32])  # stride-2 3x3 convs
     feature_dim: int = 64
     hidden_dim: int = 128
@@ -60,11 +61,11 @@ class LiteConfig:
 class LiteTrainConfig:
     """Training hyper-parameters of `lrm.training.lite_train.train_lite`."""
 
-    steps: int = 1000
-    batch_size: int = 32  # per modality and step
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
+    steps: Steps = 1000
+    batch_size: Count = 32  # per modality and step
+    lr: LearningRate = 1e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    seed: Seed = 0
     progress_label_sigma: float = 0.05  # Gaussian soft labels over the bins; 0: one-hot
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"progress": 1.0, "completion": 1.0, "contrastive": 1.0}

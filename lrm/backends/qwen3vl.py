@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from common.numbers import Pixels
 from lrm.backends.answer_trie import AnswerTrie, option_probs
 from lrm.backends.parsing import FallbackPolicy, ParseStats, parse_answer, unusable_answer_value
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt, render_prompt, sample_video
@@ -79,7 +80,7 @@ class Qwen3VLBackendConfig:
     max_new_tokens_by_modality: dict[str, int] = dataclasses.field(default_factory=dict)
     fallback: FallbackPolicy = "hold_previous"
     max_batch_size: int = 8
-    image_size: tuple[int, int] | None = None
+    image_size: tuple[Pixels, Pixels] | None = None
     max_pixels: int | None = None
     device: str = "auto"
     dtype: str = "auto"

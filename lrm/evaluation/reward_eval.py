@@ -74,6 +74,7 @@ from typing import Any, Literal, TYPE_CHECKING
 import numpy as np
 
 from common.config import ConfigFile, config_file, config_to_dict
+from common.numbers import Count, Pixels, Positive
 from lrm.backends import RewardBackendConfig, build_reward_backend
 from lrm.evaluation import metrics, openloop_reference
 from lrm.evaluation.score_episode import query_steps, score_query_frames
@@ -108,13 +109,13 @@ class RewardEvalConfig:
     backend_overrides: list[str] = field(default_factory=list)  # KEY=VALUE, as `--set` of `score`
     dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(contrastive_pairs_per_episode=20))
     split: Literal["val", "all"] = "val"
-    max_episodes: int | None = None  # a seeded pick, successes and failures alternating
+    max_episodes: Count | None = None  # a seeded pick, successes and failures alternating
     modalities: list[str] | None = None  # example-level modalities; None: all the backend answers
     trajectory_modalities: list[str] = field(default_factory=lambda: ["progress"])
-    every: int = 1  # query every K frames along a trajectory
+    every: Positive = 1  # query every K frames along a trajectory
     trajectory_score: str = "mean"  # mean | final | max reward of a trajectory, for ROC-AUC / pairwise
-    image_size: list[int] | None = None  # [H, W] frames are resized to before scoring; None: as stored
-    batch_requests: int = 64
+    image_size: list[Pixels] | None = None  # [H, W] frames are resized to before scoring; None: as stored
+    batch_requests: Count = 64
     output_dir: str = "outputs/eval_reward"
     plots: bool = True
     max_plotted_trajectories: int = 40

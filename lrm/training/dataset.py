@@ -60,6 +60,7 @@ from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
+from common.numbers import Fraction, Seed
 from lrm.types import MODALITIES, RewardRequest, resize_image
 from recordings.selection import hashed_split
 
@@ -91,8 +92,8 @@ class DatasetConfig:
     camera: str | None = None  # None: the store's first camera
     num_keyframes: int = 11
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
-    val_fraction: float = 0.2
-    seed: int = 0
+    val_fraction: Fraction = 0.2
+    seed: Seed = 0
     clip_fractions: list[float] = field(default_factory=lambda: [0.5])  # clipped-early negatives
     contrastive_min_gap: int = 1  # in keyframes
     contrastive_pairs_per_episode: int | None = None  # None: every pair (each in both orders)

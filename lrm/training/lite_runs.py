@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TYPE_CHECKING
 
 from common.config import ConfigFile, config_file
+from common.numbers import Pixels
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteRunConfig
 from lrm.training.dataset import build_dataset
@@ -51,7 +52,7 @@ class LiteDistillRun(LiteRunConfig):
     type: Literal["lite_distill"] = "lite_distill"
     assume_success: bool | None = None
     teacher: ConfigFile[RewardBackendConfig] = config_file(RewardBackendConfig)
-    teacher_image_size: tuple[int, int] | None = None
+    teacher_image_size: tuple[Pixels, Pixels] | None = None
 
 
 def run_lite(

@@ -33,6 +33,7 @@ from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 
+from common.numbers import Count, Fraction, LearningRate, NonNegativeFloat, Pixels, Seed, Steps
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
 from lrm.training.dataset import DatasetConfig, Example, RewardDataset
 from lrm.types import MODALITIES
@@ -55,7 +56,7 @@ class LoraSettings:
 
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.05
+    dropout: Fraction = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
 
     def __post_init__(self) -> None:
@@ -67,14 +68,14 @@ class LoraSettings:
 class LoraTrainSettings:
     """Optimisation, per modality (each adapter gets `steps` optimiser steps)."""
 
-    steps: int = 500
-    batch_size: int = 4  # per device
-    gradient_accumulation_steps: int = 4
-    lr: float = 1.0e-4
-    weight_decay: float = 0.0
+    steps: Steps = 500
+    batch_size: Count = 4  # per device
+    gradient_accumulation_steps: Count = 4
+    lr: LearningRate = 1.0e-4
+    weight_decay: NonNegativeFloat = 0.0
     warmup_steps: int = 0
     lr_scheduler: str = "cosine"
-    seed: int = 0
+    seed: Seed = 0
     logging_steps: int = 10
     gradient_checkpointing: bool = False
     dpo_beta: float = 0.1
@@ -109,7 +110,7 @@ class LoraRunConfig:
     model: str = "Qwen/Qwen3-VL-8B-Instruct"
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     prompts: dict[str, str] = field(default_factory=dict)
-    image_size: tuple[int, int] | None = (256, 256)
+    image_size: tuple[Pixels, Pixels] | None = (256, 256)
     device: str = "auto"
     dtype: str = "auto"
     attn_implementation: str = "auto"

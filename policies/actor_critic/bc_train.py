@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.checkpoint_files import load_training_state
+from common.numbers import Count, LearningRate, NonNegative, NonNegativeFloat, PositiveFloat, Seed, Steps, Threads
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
 from recordings.errors import DamagedEpisodeError
@@ -313,28 +315,28 @@ class BCTrainConfig:
     output_dir: Path
     policy: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     select: list[EpisodeFilter] = field(default_factory=default_selection)
-    max_episodes: int | None = None  # use only the first N selected episodes (store order)
+    max_episodes: Count | None = None  # use only the first N selected episodes (store order)
     val_fraction: float = 0.1
-    steps: int = 2000  # optimiser steps in total
-    epochs: float | None = None  # if set, steps = ceil(epochs * train frames / batch_size)
-    batch_size: int = 256
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    steps: Steps = 2000  # optimiser steps in total
+    epochs: PositiveFloat | None = None  # if set, steps = ceil(epochs * train frames / batch_size)
+    batch_size: Count = 256
+    lr: LearningRate = 3e-4
+    weight_decay: NonNegativeFloat = 0.0
+    grad_clip: PositiveFloat = 1.0
     lr_schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = 0
+    warmup_steps: NonNegative = 0
     loss: Literal["mse", "nll"] = "mse"
-    image_shift: int = 4  # random-shift augmentation in pixels (0 = off)
-    state_noise: float = 0.0  # Gaussian input-state noise, in state standard deviations (0 = off)
+    image_shift: NonNegative = 4  # random-shift augmentation in pixels (0 = off)
+    state_noise: NonNegativeFloat = 0.0  # Gaussian input-state noise, in state standard deviations (0 = off)
     log_every: int = 50
     val_every: int = 500
-    checkpoint_every: int = 1000
-    seed: int = 0
+    checkpoint_every: Steps = 1000
+    seed: Seed = 0
     resume: bool = False  # continue from OUTPUT/checkpoints/last
     # Fine-tune: start from this checkpoint's weights and normalisation statistics (e.g. the previous
     # round's policy) instead of a new policy; the `policy` section is then ignored. None = from scratch.
     init_from: Path | None = None
-    num_threads: int | None = None  # torch CPU threads; None = torch's default
+    num_threads: Threads | None = None  # torch CPU threads; None = torch's default
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -395,8 +397,15 @@ def episode_split(store: EpisodeStore, config: Any, out: Path, resuming: bool) -
     """
     split_path = out / "split.json"
     if resuming:
-        split = json.loads(split_path.read_text())
-        return split["train"], split["val"]
+        try:
+            split = json.loads(split_path.read_text())
+            train_ids, val_ids = list(split["train"]), list(split["val"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PolicyError(f"{split_path}: unreadable ({type(exc).__name__}: {exc}); the run cannot resume "
+                              "without its split") from None
+        if not all(type(i) is int for i in train_ids + val_ids):
+            raise PolicyError(f"{split_path}: the split lists something other than episode indices")
+        return train_ids, val_ids
     selected = [r.index for r in store.episodes(*config.select)]
     if config.max_episodes is not None:
         selected = selected[: config.max_episodes]
@@ -417,6 +426,8 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
     out = Path(config.output_dir)
     ckpt = out / CHECKPOINT_DIR
     resuming = check_resume(out, config.resume, starting_from="scratch")
+    # read before any work: a damaged or planted state file ends the run here, in one line
+    state: dict[str, Any] = load_training_state(ckpt / TRAINING_STATE) if resuming else {}
 
     with EpisodeStore.open(config.store, mode="r") as store:
         train_ids, val_ids = episode_split(store, config, out, resuming)
@@ -431,10 +442,8 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
     if config.epochs is not None:
         total_steps = max(1, math.ceil(config.epochs * len(train_data) / config.batch_size))
 
-    state: dict[str, Any] = {}
     if resuming:
         policy = GaussianActorCritic.from_pretrained(ckpt)
-        state = torch.load(ckpt / TRAINING_STATE, weights_only=False)
         log.info("resuming from %s at step %d of %d", ckpt, state["step"], total_steps)
     elif config.init_from is not None:
         try:

@@ -452,14 +452,14 @@ class GaussianActorCritic(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GaussianActorCritic:
         """The policy saved at `path` by `save_pretrained`."""
-        from safetensors.torch import load_file
+        from common.checkpoint_files import load_tensors
 
         root = Path(path)
         if not (root / CONFIG_NAME).is_file() or not (root / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"{root} is not an actor-critic checkpoint (needs {CONFIG_NAME}, {WEIGHTS_NAME})")
         config = ActorCriticConfig.from_json(json.loads((root / CONFIG_NAME).read_text()))
         policy = cls(config)
-        policy.load_state_dict(load_file(str(root / WEIGHTS_NAME)))
+        policy.load_state_dict(load_tensors(root / WEIGHTS_NAME))
         return policy.to(device).eval()
 
 

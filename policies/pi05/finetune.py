@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from common.checkpoint_files import load_training_state
+from common.numbers import Count, LearningRate, Seed, Steps
 from policies.errors import PolicyError
 from policies.pi05.policy import TOKENIZER_DIR, resolve_device_dtype, save_pi05
 from policies.actor_critic.bc_train import check_resume, episode_split
@@ -62,12 +64,12 @@ class Pi05TrainConfig:
     pretrained: str  # base or fine-tuned checkpoint (folder or hub id) to start from
     type: Literal["pi05"] = "pi05"  # `lrm-robot train-policy` picks this config by it
     select: list[EpisodeFilter] = field(default_factory=default_selection)
-    max_episodes: int | None = None
+    max_episodes: Count | None = None
     val_fraction: float = 0.1
     rename_map: dict[str, str] = field(default_factory=dict)  # dataset key -> checkpoint feature key
-    steps: int = 3000
-    batch_size: int = 8
-    optimizer_lr: float | None = None  # None = the checkpoint's preset peak learning rate
+    steps: Steps = 3000
+    batch_size: Count = 8
+    optimizer_lr: LearningRate | None = None  # None = the checkpoint's preset peak learning rate
     chunk_size: int | None = None  # None = the checkpoint's
     n_action_steps: int | None = None
     device: str = "auto"
@@ -78,7 +80,7 @@ class Pi05TrainConfig:
     val_every: int = 500
     val_batches: int = 8
     checkpoint_every: int = 1000
-    seed: int = 0
+    seed: Seed = 0
     resume: bool = False
     progress: bool = True
 
@@ -136,6 +138,8 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     out = Path(config.output_dir)
     ckpt = out / CHECKPOINT_DIR
     resuming = check_resume(out, config.resume, starting_from=config.pretrained)
+    # read before any work: a damaged or planted state file ends the run here, in one line
+    state = load_training_state(ckpt / TRAINING_STATE) if resuming else {}
 
     # 1-2. select, split, export, load
     with EpisodeStore.open(config.store, mode="r") as store:
@@ -225,7 +229,6 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     start_step = 0
     history: list[dict[str, float]] = []
     if resuming:
-        state = torch.load(ckpt / TRAINING_STATE, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])

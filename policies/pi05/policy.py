@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from common.checkpoint_files import check_tensors
+from common.numbers import Seed
 from policies.base import ObservationLike
 from policies.errors import PolicyError
 
@@ -88,7 +90,7 @@ class Pi05Config:
     device: str = "auto"  # "auto": cuda if available, else cpu
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"  # "auto": bfloat16 on a GPU, float32 on a CPU
     tokenizer: str | None = None  # path or hub id replacing the processor's tokenizer; None = see module doc
-    seed: int | None = None  # fixes the flow-matching noise (identical actions for identical inputs)
+    seed: Seed | None = None  # fixes the flow-matching noise (identical actions for identical inputs)
 
     def __post_init__(self) -> None:
         if not self.pretrained:
@@ -191,6 +193,8 @@ def load_pi05(config: Pi05Config) -> tuple[Any, Any, Any]:
     if config.num_inference_steps is not None:
         lerobot_config.num_inference_steps = config.num_inference_steps
 
+    if (local / "model.safetensors").is_file():
+        check_tensors(local / "model.safetensors")  # a damaged file: one line, not LeRobot's traceback
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         policy = PI05Policy.from_pretrained(source, config=lerobot_config)

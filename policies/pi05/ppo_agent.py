@@ -250,11 +250,14 @@ class Pi05RLAgent(nn.Module):
 
     def load(self, path: str | Path) -> None:
         """Weights (policy and value head) from a folder written by `save`."""
-        from safetensors.torch import load_file, load_model
+        from safetensors.torch import load_model
+
+        from common.checkpoint_files import check_tensors, load_tensors
 
         root = Path(path)
+        check_tensors(root / "model.safetensors")  # a damaged file: one line, not safetensors' traceback
         load_model(self.lerobot, str(root / "model.safetensors"), strict=True, device=str(self.device))
-        self.value_head.load_state_dict(load_file(str(root / VALUE_HEAD), device=str(self.device)))
+        self.value_head.load_state_dict(load_tensors(root / VALUE_HEAD, device=str(self.device)))
 
 
 def make_pi05_rl(config: Pi05RLConfig) -> Pi05RLAgent:
@@ -262,7 +265,7 @@ def make_pi05_rl(config: Pi05RLConfig) -> Pi05RLAgent:
     agent = Pi05RLAgent(config)
     head = Path(config.pretrained) / VALUE_HEAD
     if head.is_file():
-        from safetensors.torch import load_file
+        from common.checkpoint_files import load_tensors
 
-        agent.value_head.load_state_dict(load_file(str(head), device=str(agent.device)))
+        agent.value_head.load_state_dict(load_tensors(head, device=str(agent.device)))
     return agent

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robot_drivers.errors import RobotConfigError
+from robot_drivers.lerobot_options import check_options
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,8 @@ class ArmConfig:
     def __post_init__(self) -> None:
         cls = robot_config_class(self.type)
         names = {f.name for f in dataclasses.fields(cls) if f.init}
-        for key in self.options:
-            if key in _RESERVED_OPTIONS:
-                where = "the env's `cameras` section" if key == "cameras" else f"arm.{key}"
-                raise ValueError(f"options.{key}: set it as {where}, not in options")
-            if key not in names:
-                close = difflib.get_close_matches(key, sorted(names), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"options.{key}: not a field of LeRobot's {cls.__name__}{hint}")
+        hints = {key: "the env's `cameras` section" if key == "cameras" else f"arm.{key}" for key in _RESERVED_OPTIONS}
+        check_options(self.options, cls, reserved=_RESERVED_OPTIONS, reserved_hint=hints)
         if "port" in names and not self.port:
             raise ValueError(f"port is required for a {self.type} (e.g. /dev/ttyACM0)")
 

@@ -12,14 +12,17 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.numbers import Pixels
+from robot_drivers.lerobot_options import check_options
+
 REALSENSE = "realsense"
 
 
 @dataclass
 class CameraConfig:
     type: str = REALSENSE
-    width: int | None = None  # None = the device's default (LeRobot cameras); required for realsense
-    height: int | None = None
+    width: Pixels | None = None  # None = the device's default (LeRobot cameras); required for realsense
+    height: Pixels | None = None
     fps: int | None = None
     serial_number: str | None = None  # realsense: which device; required unless playback_file
     use_depth: bool = False  # realsense: also stream depth (z16), aligned to the colour image
@@ -55,6 +58,10 @@ class CameraConfig:
                 raise ValueError(f"unknown camera type {self.type!r}; use 'realsense' or a LeRobot camera: {', '.join(known)}")
             if self.use_depth or self.serial_number or self.playback_file:
                 raise ValueError("use_depth, serial_number and playback_file are for type 'realsense'")
+            # width, height and fps are this section's own keys, set on LeRobot's config when it is built
+            check_options(self.options, LeRobotCameraConfig.get_choice_class(self.type),
+                          reserved=("width", "height", "fps"),
+                          reserved_hint={k: f"the camera's {k}" for k in ("width", "height", "fps")})
 
 
 def _register_lerobot_cameras() -> None:

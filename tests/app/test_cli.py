@@ -136,8 +136,8 @@ ERRORS = [
     (["view", "{store}", "--episode", "0", "--save", "{tmp}/x.png"], "must end in .rrd"),
     (["demos", "--config", "{tmp}/nope.yaml"], "nope.yaml: config file not found"),
     (["demos", "--config", "{bad_config}"], "unknown key 'num_episode' (did you mean 'num_episodes'?)"),
-    (["demos", "-n", "0", "--out", "{tmp}/d"], "num_episodes must be positive"),
-    (["demos", "--camera-size", "wide", "--out", "{tmp}/d"], "key 'env.camera_width': expected int"),
+    (["demos", "-n", "0", "--out", "{tmp}/d"], "key 'num_episodes': must be at least 1, got 0"),
+    (["demos", "--camera-size", "wide", "--out", "{tmp}/d"], "argument --camera-size: 'wide' is not WIDTHxHEIGHT"),
     (["demos", "--env", "FlyToMoon-v1", "--out", "{tmp}/d"], "FlyToMoon-v1"),
     (["demos", "--set", "env.state_mode=everything", "--out", "{tmp}/d"], "key 'env.state_mode'"),
 ]

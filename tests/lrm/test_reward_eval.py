@@ -214,7 +214,7 @@ def test_video_models_are_told_the_rate_of_their_frames(store_path):
         ({"sources": ["/nonexistent/store"]}, "/nonexistent/store does not exist"),
         ({"backend": "/nonexistent/backend.yaml"}, "config file not found"),
         ({"dataset": {"val_fraction": 0.0}}, "no held-out"),
-        ({"every": 0}, "every must be at least 1"),
+        ({"every": 0}, "key 'every': must be at least 1, got 0"),
         ({"trajectory_modalities": ["vibes"]}, "unknown modalities"),
     ],
 )

@@ -193,10 +193,15 @@ def test_refuses_a_non_empty_out_dir_unless_overwrite(stored, tmp_path: Path) ->
     assert "\n" not in str(err.value)
     assert (out / "keep.txt").read_text() == "mine"
 
-    export_lerobot(store, out, repo_id=REPO_ID, episodes=[1], overwrite=True)
-    assert not (out / "keep.txt").exists()
-    assert _load(out).num_episodes == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging folder left behind
+    # overwrite replaces only an earlier export (it holds the marker), never a folder of someone else's
+    with pytest.raises(ExportError, match="has no .lrm-robot-output, so lrm-robot did not export it"):
+        export_lerobot(store, out, repo_id=REPO_ID, episodes=[1], overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+
+    export_lerobot(store, tmp_path / "ds2", repo_id=REPO_ID, episodes=[0])
+    export_lerobot(store, tmp_path / "ds2", repo_id=REPO_ID, episodes=[1], overwrite=True)
+    assert _load(tmp_path / "ds2").num_episodes == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "ds2"]  # no staging folder left behind
 
 
 def test_empty_or_unknown_selection_is_refused(stored, tmp_path: Path) -> None:
