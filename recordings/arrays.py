@@ -144,7 +144,7 @@ class StoreArrays:
         # take a whole episode for damaged; while another process holds the writer lock, such
         # damage must survive a few calmer passes before a reader believes it.
         pause = 0.005
-        while found.damage and self.read_only and pause < 1.0 and _writer_active(self.root):
+        while found.damage and self.read_only and pause < 4.0 and _writer_active(self.root):
             time.sleep(pause)
             pause *= 2
             found, ends_array = self._scan_committed()
