@@ -91,15 +91,16 @@ class Decision:
 
     env_actions: np.ndarray  # (N, executed_steps, A) in env units, inside the env's bounds
     stored: Any  # (N, ...) torch tensor for `evaluate`
-    log_prob: Any  # (N,) torch tensor
+    log_prob: Any  # (N, D) torch tensor: the log-density of each of the D elements that reach the env
     value: Any  # (N,) torch tensor
 
 
 class PPOAgent(Protocol):
     """A policy as the PPO loop drives it: one decision (an action chunk) per env, re-scored in the update.
 
-    A decision's log-probability is that of its executed actions only, and its reward is the
-    discounted sum over its executed steps (app.ppo.loop).
+    A decision's log-probability is that of its executed actions only, one term per element (N, D)
+    so that the loop can clip per element or per decision (`app.ppo.algo.ppo_loss`), and its
+    reward is the discounted sum over its executed steps (app.ppo.loop).
     """
 
     executed_steps: int
@@ -114,6 +115,10 @@ class PPOAgent(Protocol):
     def parameters(self) -> Iterable[Any]: ...
 
     def value_parameters(self) -> list[Any]: ...
+
+    def exploration_std(self) -> float:
+        """The mean std of the sampled elements (logged per iteration)."""
+        ...
 
     def train(self, mode: bool = True) -> Any: ...
 

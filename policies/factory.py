@@ -174,10 +174,12 @@ class PPOPolicyConfig:
     type: Literal["actor_critic", "pi05"] = "actor_critic"
     checkpoint: str = ""  # actor-critic checkpoint directory, or pi0.5 checkpoint folder / hub id
     log_std: float | None = None  # actor-critic: reset the exploration std (log, normalised units); None keeps it
+    # actor-critic: the learned log-std stays inside [low, high]; None keeps the checkpoint's bounds
+    log_std_bounds: tuple[float, float] | None = None
+    n_action_steps: int | None = None  # executed actions per decision; None = the checkpoint's
     # pi0.5 only (policies.pi05.ppo_agent.Pi05RLConfig): noise injected into the denoising chain
     noise_level: float = 0.5
     num_inference_steps: int | None = None
-    n_action_steps: int | None = None
     train_vlm: bool = False  # False: only the action expert, projections and value head are trained
     device: str = "auto"
     tokenizer: str | None = None
@@ -187,6 +189,10 @@ class PPOPolicyConfig:
             raise ValueError("policy.checkpoint is required (a behaviour-cloned actor-critic or a pi0.5 checkpoint)")
         if self.noise_level <= 0:
             raise ValueError(f"noise_level must be positive, got {self.noise_level}")
+        if self.log_std_bounds is not None and not self.log_std_bounds[0] < self.log_std_bounds[1]:
+            raise ValueError(f"log_std_bounds must be [low, high] with low < high, got {list(self.log_std_bounds)}")
+        if self.n_action_steps is not None and self.n_action_steps < 1:
+            raise ValueError(f"n_action_steps must be at least 1, got {self.n_action_steps}")
 
 
 def make_ppo_agent(config: PPOPolicyConfig, *, state_size: int, camera_names: list[str], action_low: np.ndarray,
@@ -222,4 +228,8 @@ def make_ppo_agent(config: PPOPolicyConfig, *, state_size: int, camera_names: li
     missing = [c for c in policy.camera_names if c not in camera_names]
     if missing:
         raise PolicyError(f"the policy needs camera {missing[0]!r}; env.sim.cameras gives {camera_names}")
-    return ActorCriticAgent(policy, action_low, action_high, log_std=config.log_std)
+    try:
+        return ActorCriticAgent(policy, action_low, action_high, log_std=config.log_std,
+                                n_action_steps=config.n_action_steps, log_std_bounds=config.log_std_bounds)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None

@@ -29,6 +29,7 @@ import importlib
 import io
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -339,3 +340,18 @@ def _progress_bar(total: int, env_id: str, *, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"demos {env_id}", unit="demo", disable=not enabled, dynamic_ncols=True)
+
+
+def horizon_from_demos(lengths: list[int], executed_steps: int = 1, margin: float = 1.25) -> int:
+    """An episode length long enough for a policy cloned from demos of these lengths to succeed.
+
+    The longest demonstration times `margin` (a cloned policy is slower and less direct than the
+    planner), rounded up to whole decisions of `executed_steps`. A horizon cut below the demos'
+    own success step makes every cloned rollout a failure, whatever PPO does.
+    """
+    if not lengths:
+        raise ValueError("no demonstrations to choose a horizon from")
+    if executed_steps < 1 or margin < 1:
+        raise ValueError(f"executed_steps must be >= 1 and margin >= 1, got {executed_steps}, {margin}")
+    steps = math.ceil(max(lengths) * margin)
+    return -(-steps // executed_steps) * executed_steps

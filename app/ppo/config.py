@@ -23,35 +23,47 @@ __all__ = ["EnvSection", "PPOConfig", "PPOHyper", "RewardSection"]
 
 @dataclass
 class PPOHyper:
-    """The PPO hyper-parameters (names as in CleanRL's ppo_continuous_action.py)."""
+    """The PPO hyper-parameters (names as in CleanRL's ppo_continuous_action.py, plus what a cloned start needs)."""
 
     learning_rate: LearningRate = 3e-4
     # The critic's rate; None = learning_rate. A behaviour-cloned start has a good actor and an untrained
     # critic, and the small rate that keeps the actor near BC leaves such a critic useless for a long time.
     value_learning_rate: LearningRate | None = None
-    anneal_lr: bool = True  # linear decay to 0 over the run's iterations (both rates)
+    anneal_lr: bool = False  # linear decay to 0 over the run's iterations (both rates); CleanRL's default is on
     gamma: Fraction = 0.99  # per env step; a chunk of n steps discounts by gamma**n
     gae_lambda: Fraction = 0.95
     num_minibatches: Count = 4
     update_epochs: Count = 4
     norm_adv: bool = True
     clip_coef: PositiveFloat = 0.2
-    clip_vloss: bool = True
+    clip_vloss: bool = False  # value clipping (+-clip_coef per update) holds an untrained critic near 0
     ent_coef: float = 0.0
     vf_coef: float = 0.5
-    max_grad_norm: PositiveFloat = 0.5
+    max_grad_norm: PositiveFloat = 0.5  # the actor's gradient norm clip
+    value_max_grad_norm: PositiveFloat | None = None  # the critic's; None = max_grad_norm. Clipped apart, so
+    # the critic's large early gradients do not shrink the actor's step
     target_kl: PositiveFloat | None = None  # stop the epochs of an update early past this approximate KL
-    value_warmup_iterations: NonNegative = 0  # critic-only updates first: a BC checkpoint's critic is untrained
+    # "per_element": one ratio per executed action element (a chunk of 8 actions x 8 joints has 64), each
+    # clipped on its own; "per_decision": one ratio for the whole chunk (CleanRL) — with many elements
+    # it hits the clip after a tiny move of every mean.
+    ratio: Literal["per_element", "per_decision"] = "per_element"
+    normalize_reward: bool = True  # divide rewards by the running std of the discounted return (gym's)
+    # The critic warms up before the actor trains: critic-only iterations until the critic explains
+    # value_warmup_min_ev of a fresh rollout's returns, at most value_warmup_iterations of them,
+    # each fitting its rollout for value_warmup_epochs epochs.
+    value_warmup_iterations: NonNegative = 0
+    value_warmup_min_ev: Annotated[float, Range(-1.0, 1.0)] = 0.5
+    value_warmup_epochs: Count = 10
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or (self.value_learning_rate is not None and self.value_learning_rate <= 0):
             raise ValueError("learning_rate and value_learning_rate must be positive")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("gamma must be in (0, 1] and gae_lambda in [0, 1]")
-        if self.num_minibatches < 1 or self.update_epochs < 1:
-            raise ValueError("num_minibatches and update_epochs must be at least 1")
-        if self.clip_coef <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("clip_coef and max_grad_norm must be positive")
+        if self.num_minibatches < 1 or self.update_epochs < 1 or self.value_warmup_epochs < 1:
+            raise ValueError("num_minibatches, update_epochs and value_warmup_epochs must be at least 1")
+        if self.clip_coef <= 0 or self.max_grad_norm <= 0 or (self.value_max_grad_norm or 1) <= 0:
+            raise ValueError("clip_coef, max_grad_norm and value_max_grad_norm must be positive")
         if self.value_warmup_iterations < 0:
             raise ValueError("value_warmup_iterations must be >= 0")
 

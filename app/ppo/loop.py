@@ -5,20 +5,27 @@ One iteration:
    episode of `episode_steps` env steps. The agent decides every
    `executed_steps` steps (a chunk); after each env step the reward wrapper
    asks which envs are due for a reward query, only those envs render, and
-   r_t comes back for all (`app.ppo.rewards`). A decision's reward is the
+   r_t comes back for all (`app.ppo.rewards`), divided by the running std of
+   the discounted return (`normalize_reward`). A decision's reward is the
    discounted sum over its executed steps. The episode is truncated, not
    terminated, at the end: GAE bootstraps from V(s_T).
 2. advantages: GAE(gamma, lambda) over decisions (discount gamma**n for n
-   executed steps).
-3. update: `update_epochs` passes over shuffled minibatches of the clipped
-   PPO loss (value loss optionally clipped, entropy bonus), gradient norm
-   clipped, learning rate annealed linearly; optional early stop at
-   `target_kl`; the first `value_warmup_iterations` train the critic alone
-   (a behaviour-cloned checkpoint has an untrained critic).
-4. metrics: one JSON line (+ rerun, + PNG), see `app.ppo.report`.
-5. checkpoint every `checkpoint_every` iterations: the policy (its own
-   checkpoint format, loadable by eval-policy), optimiser state and the
-   iteration counter. The torch seed of iteration i is derived from
+   executed steps), and the explained variance of these returns by the
+   values the critic predicted before it saw them.
+3. critic warm-up: a behaviour-cloned checkpoint has an untrained critic, so
+   until that explained variance reaches `value_warmup_min_ev` (at most
+   `value_warmup_iterations` iterations) the update trains the critic alone,
+   for `value_warmup_epochs` epochs.
+4. update: `update_epochs` passes over shuffled minibatches of the clipped
+   PPO loss (one ratio per action element or per decision, value loss
+   optionally clipped, entropy bonus); the actor's and the critic's gradient
+   norms clipped apart; optional early stop at `target_kl`.
+5. metrics: one JSON line (+ rerun, + PNG), see `app.ppo.report`; one warning
+   line when the critic still explains nothing after its warm-up or when
+   most of an update is clipped.
+6. checkpoint every `checkpoint_every` iterations: the policy (its own
+   checkpoint format, loadable by eval-policy), optimiser state, reward
+   scaler, warm-up state and the iteration counter. The torch seed of iteration i is derived from
    (seed, i) and the env seeds from i, so a run killed and resumed from a
    checkpoint continues exactly as the uninterrupted run would have.
 """
@@ -41,7 +48,7 @@ from common.checkpoint_files import load_training_state
 from common.config import config_to_dict
 from common.errors import FileError
 from common.outputs import MARKER, is_marked, make_output_dir
-from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
+from app.ppo.algo import RewardScaler, compute_gae, critic_is_warm, explained_variance, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
 from app.ppo.report import MetricsLog, agreement
 from app.ppo.rewards import StepReward
@@ -53,7 +60,7 @@ from sim.vector_env import VecSim, make_vec_sim
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PPOResult", "Rollout", "collect_rollout", "train_ppo", "update"]
+__all__ = ["PPOResult", "Rollout", "advantages_and_returns", "collect_rollout", "train_ppo", "update"]
 
 CHECKPOINT = "checkpoints/last"
 STATE_FILE = "training_state.pt"
@@ -66,14 +73,14 @@ class Rollout:
 
     obs: list[dict[str, Any]]  # T observation batches
     stored: torch.Tensor  # (T, N, ...)
-    log_probs: torch.Tensor
+    log_probs: torch.Tensor  # (T, N, D): one term per element that reached the env
     values: torch.Tensor
-    rewards: torch.Tensor  # discounted sum over the decision's executed steps
+    rewards: torch.Tensor  # discounted sum over the decision's executed steps of the (scaled) reward
     discounts: torch.Tensor  # (T,) gamma**executed
     next_value: torch.Tensor  # (N,) V(s_T)
     success_once: np.ndarray  # (N,) bool
     success_end: np.ndarray
-    step_rewards: np.ndarray  # (steps, N) r_t
+    step_rewards: np.ndarray  # (steps, N) r_t, before scaling
     dense: np.ndarray  # (steps, N) the simulator's dense reward
     env_steps: int
     seconds: float
@@ -106,13 +113,16 @@ def _obs(states: np.ndarray, images: dict[int, dict[str, np.ndarray]] | None, ca
 
 
 def collect_rollout(agent: PPOAgent, sim: VecSim, reward: StepReward, *, seeds: list[int], episode_steps: int,
-                    gamma: float, reward_camera: str | None, device: torch.device) -> Rollout:
+                    gamma: float, reward_camera: str | None, device: torch.device,
+                    scaler: RewardScaler | None = None) -> Rollout:
     """One synchronised episode in every env (module doc, step 1)."""
     started = time.perf_counter()
     n = sim.num_envs
     everyone = list(range(n))
     result = sim.reset(seeds)
     reward.reset(reward.timed_render(sim.capture, everyone) if reward.needs_reset_frames else None, reward_camera)
+    if scaler is not None:
+        scaler.reset()
     success_once = result.success.copy()
     obs_list, stored, log_probs, values, rewards, discounts = [], [], [], [], [], []
     step_rewards, dense = [], []
@@ -128,7 +138,7 @@ def collect_rollout(agent: PPOAgent, sim: VecSim, reward: StepReward, *, seeds: 
             due = reward.due()
             frames = reward.timed_render(sim.capture, due) if due else {}
             r = reward.step(result, frames, reward_camera)
-            total += gamma**j * r
+            total += gamma**j * (r if scaler is None else scaler(r))
             step_rewards.append(r)
             dense.append(result.dense_reward)
             success_once |= result.success
@@ -160,61 +170,70 @@ def _index_obs(obs: list[dict[str, Any]], t_idx: torch.Tensor, e_idx: torch.Tens
     return batch
 
 
-def update(agent: PPOAgent, optimizer: torch.optim.Optimizer, rollout: Rollout, config: PPOConfig,
-           generator: torch.Generator, *, policy_weight: float = 1.0) -> dict[str, float]:
-    """GAE, then `update_epochs` passes of minibatch PPO (module doc, steps 2-3)."""
-    h = config.ppo
+def advantages_and_returns(rollout: Rollout, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over the rollout's decisions (module doc, step 2); every env starts its episode at decision 0."""
     T, N = rollout.rewards.shape
     dones = torch.zeros(T, N, device=rollout.rewards.device)
-    dones[0] = 1.0  # every env starts its episode at the first decision
+    dones[0] = 1.0
+    same = bool((rollout.discounts == rollout.discounts[0]).all())  # a truncated last chunk executes fewer steps
+    gamma = float(rollout.discounts[0]) if same else rollout.discounts
     with torch.no_grad():
-        advantages, returns = _gae(rollout, dones, h.gae_lambda)
+        return compute_gae(rollout.rewards, rollout.values, dones, rollout.next_value,
+                           torch.zeros_like(rollout.next_value), gamma, gae_lambda)
+
+
+def update(agent: PPOAgent, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
+           returns: torch.Tensor, config: PPOConfig, generator: torch.Generator, *, train_actor: bool = True
+           ) -> dict[str, float]:
+    """Minibatch PPO over the rollout (module doc, steps 3-4); the critic alone when not `train_actor`."""
+    h = config.ppo
+    T, N = rollout.rewards.shape
     b_t = torch.arange(T).repeat_interleave(N)
     b_e = torch.arange(N).repeat(T)
     flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731
     b_stored, b_logp, b_adv = flat(rollout.stored), flat(rollout.log_probs), flat(advantages)
     b_ret, b_val = flat(returns), flat(rollout.values)
+    per_decision = h.ratio == "per_decision"
+    if per_decision:
+        b_logp = b_logp.sum(-1)
+    critic_ids = {id(p) for p in agent.value_parameters()}
+    critic = [p for p in agent.parameters() if id(p) in critic_ids]
+    actor = [p for p in agent.parameters() if id(p) not in critic_ids]
     batch = T * N
     mb = max(1, batch // h.num_minibatches)
     stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
     agent.train(True)
-    for _epoch in range(h.update_epochs):
+    for _epoch in range(h.update_epochs if train_actor else h.value_warmup_epochs):
         order = torch.randperm(batch, generator=generator)
         stop = False
         for start in range(0, batch, mb):
             idx = order[start : start + mb]
             obs = _index_obs(rollout.obs, b_t[idx], b_e[idx])
             new_logp, entropy, new_value = agent.evaluate(obs, b_stored[idx])
+            if per_decision:
+                new_logp = new_logp.sum(-1)
             loss = ppo_loss(new_logp, b_logp[idx], b_adv[idx], new_value, b_val[idx], b_ret[idx], entropy,
                             clip_coef=h.clip_coef, clip_vloss=h.clip_vloss, ent_coef=h.ent_coef,
-                            vf_coef=h.vf_coef, norm_adv=h.norm_adv, policy_weight=policy_weight)
+                            vf_coef=h.vf_coef, norm_adv=h.norm_adv, policy_weight=1.0 if train_actor else 0.0)
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
-            torch.nn.utils.clip_grad_norm_(list(agent.parameters()), h.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(actor, h.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(critic, h.value_max_grad_norm or h.max_grad_norm)
             optimizer.step()
             for key, value in (("policy_loss", loss.policy), ("value_loss", loss.value), ("entropy", loss.entropy),
                                ("approx_kl", loss.approx_kl), ("clipfrac", loss.clipfrac)):
                 stats[key].append(value)
-            if h.target_kl is not None and loss.approx_kl > h.target_kl:
+            if train_actor and h.target_kl is not None and loss.approx_kl > h.target_kl:
                 stop = True
                 break
         if stop:
             break
     agent.train(False)
     out = {k: float(np.mean(v)) for k, v in stats.items()}
-    var = float(torch.var(b_ret))
-    out["explained_variance"] = float("nan") if var == 0 else 1.0 - float(torch.var(b_ret - b_val)) / var
+    out["explained_variance"] = explained_variance(b_val, b_ret)
     out["mean_return"] = float(returns[0].mean())
+    out["std"] = agent.exploration_std()
     return out
-
-
-def _gae(rollout: Rollout, dones: torch.Tensor, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE with a per-decision discount (a truncated last chunk executes fewer steps)."""
-    if bool((rollout.discounts == rollout.discounts[0]).all()):
-        return compute_gae(rollout.rewards, rollout.values, dones, rollout.next_value,
-                           torch.zeros_like(rollout.next_value), float(rollout.discounts[0]), gae_lambda)
-    return compute_gae(rollout.rewards, rollout.values, dones, rollout.next_value,
-                       torch.zeros_like(rollout.next_value), rollout.discounts, gae_lambda)
 
 
 # -- building the pieces from the config ---------------------------------------------------------------------
@@ -267,7 +286,7 @@ def _optimizer(agent: PPOAgent, config: PPOConfig) -> torch.optim.Optimizer:
 
 
 def _save_checkpoint(out: Path, agent: PPOAgent, optimizer: torch.optim.Optimizer, iteration: int,
-                     env_steps: int, failures: dict[int, int]) -> None:
+                     env_steps: int, failures: dict[int, int], extra: dict[str, Any]) -> None:
     """Write into a fresh folder, then swap it in: a kill mid-save leaves the previous checkpoint whole."""
     final = out / CHECKPOINT
     tmp = final.with_name("last.tmp")
@@ -275,7 +294,7 @@ def _save_checkpoint(out: Path, agent: PPOAgent, optimizer: torch.optim.Optimize
         shutil.rmtree(tmp)
     agent.save(tmp / POLICY_DIR)
     torch.save({"iteration": iteration, "env_steps": env_steps, "optimizer": optimizer.state_dict(),
-                "failures": failures}, tmp / STATE_FILE)
+                "failures": failures, **extra}, tmp / STATE_FILE)
     old = final.with_name("last.old")
     if final.exists():
         final.rename(old)
@@ -318,11 +337,16 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         reward = StepReward.make(config.reward, sim.num_envs, sim.task, reward_model)
         optimizer = _optimizer(agent, config)
         metrics = MetricsLog(out, rerun=config.rerun, plot=config.plot, title=f"PPO {config.env.sim.env_id}")
-        start, env_steps, failures = 0, 0, {}
+        scaler = RewardScaler(sim.num_envs, config.ppo.gamma) if config.ppo.normalize_reward else None
+        start, env_steps, failures, warm = 0, 0, {}, config.ppo.value_warmup_iterations == 0
+        warned: set[str] = set()
         if state is not None:
             agent.load(state["path"] / POLICY_DIR)
             optimizer.load_state_dict(state["optimizer"])
             start, env_steps, failures = state["iteration"], state["env_steps"], dict(state["failures"])
+            warm = bool(state.get("critic_warm", warm))
+            if scaler is not None and "reward_scaler" in state:
+                scaler.load_state_dict(state["reward_scaler"])
             log.info("resuming from %s at iteration %d", state["path"], start)
             if reward.guard is not None:
                 reward.guard.failures.update(failures)
@@ -344,15 +368,31 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
             score_before, render_before = reward.score_seconds, reward.render_seconds
             agent.train(False)
             rollout = collect_rollout(agent, sim, reward, seeds=seeds, episode_steps=config.env.episode_steps,
-                                      gamma=config.ppo.gamma, reward_camera=config.reward.camera, device=device)
+                                      gamma=config.ppo.gamma, reward_camera=config.reward.camera, device=device,
+                                      scaler=scaler)
             updating = time.perf_counter()
-            policy_weight = 0.0 if it < config.ppo.value_warmup_iterations else 1.0
-            stats = update(agent, optimizer, rollout, config, generator, policy_weight=policy_weight)
+            advantages, returns = advantages_and_returns(rollout, config.ppo.gae_lambda)
+            explained = explained_variance(rollout.values, returns)  # the critic before it saw these returns
+            if not warm and critic_is_warm(it, explained, max_iterations=config.ppo.value_warmup_iterations,
+                                           min_explained=config.ppo.value_warmup_min_ev):
+                warm = True
+                log.info("critic warm at iteration %d (explained variance %.2f): the actor trains from now on",
+                         it, explained)
+                if explained != explained or explained < WARN_EXPLAINED:
+                    _warn_once(warned, "critic", f"the critic explains nothing after its warm-up (explained "
+                               f"variance {explained:.2f} after {it} iterations): raise ppo.value_warmup_iterations "
+                               "or ppo.value_learning_rate")
+            stats = update(agent, optimizer, rollout, advantages, returns, config, generator, train_actor=warm)
+            if warm and stats["clipfrac"] > WARN_CLIPFRAC:
+                _warn_once(warned, "clip", f"iteration {it}: {stats['clipfrac']:.0%} of the ratios were clipped, "
+                           "so the update barely moves the policy: lower ppo.learning_rate or use ppo.ratio: per_element")
             update_s = time.perf_counter() - updating
             env_steps += rollout.env_steps
             queries = reward.query_count - queries_before
             row: dict[str, Any] = {
-                "iteration": it, "env_steps": env_steps, "lr": lr, "policy_trained": bool(policy_weight),
+                "iteration": it, "env_steps": env_steps, "lr": lr, "policy_trained": warm,
+                "explained_variance_before": explained,
+                "reward_scale": None if scaler is None else float(np.sqrt(scaler.var + scaler.epsilon)),
                 "success_rate": float(rollout.success_once.mean()),
                 "success_at_end": float(rollout.success_end.mean()),
                 "mean_reward": float(rollout.step_rewards.mean()),
@@ -378,7 +418,8 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
             if on_iteration is not None:
                 on_iteration(row)
             if (it + 1) % config.checkpoint_every == 0 or it + 1 == config.iterations:
-                _save_checkpoint(out, agent, optimizer, it + 1, env_steps, reward.failures)
+                _save_checkpoint(out, agent, optimizer, it + 1, env_steps, reward.failures, {
+                    "critic_warm": warm, "reward_scaler": None if scaler is None else scaler.state_dict()})
         if bar is not None:
             bar.close()
         final = out / POLICY_DIR
@@ -388,6 +429,16 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         return PPOResult(out, final, config.iterations, env_steps, last or (metrics.rows() or [{}])[-1])
     finally:
         sim.close()
+
+
+WARN_EXPLAINED = 0.0  # a critic below this predicts worse than the mean return
+WARN_CLIPFRAC = 0.5  # an update where most ratios sit at the clip is not a trust region, it is a wall
+
+
+def _warn_once(warned: set[str], key: str, message: str) -> None:
+    if key not in warned:
+        warned.add(key)
+        log.warning(message)
 
 
 def _progress(config: PPOConfig, start: int) -> Any:

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MetricsLog", "agreement"]
 
-CURVE_KEYS = ("success_rate", "mean_reward", "env_steps_per_s", "reward_queries_per_s")
+CURVE_KEYS = ("success_rate", "mean_return", "explained_variance_before", "approx_kl", "clipfrac", "entropy", "std",
+              "mean_reward", "env_steps_per_s")
 
 
 def _clean(value: Any) -> Any:
@@ -145,8 +146,9 @@ class MetricsLog:
         import matplotlib.pyplot as plt
 
         steps = [r["env_steps"] for r in rows]
-        fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4 * len(CURVE_KEYS), 3.2))
-        for ax, key in zip(axes, CURVE_KEYS, strict=True):
+        cols = 3
+        fig, grid = plt.subplots(-(-len(CURVE_KEYS) // cols), cols, figsize=(4 * cols, 3 * -(-len(CURVE_KEYS) // cols)))
+        for ax, key in zip(grid.flat, CURVE_KEYS, strict=False):
             ax.plot(steps, [r.get(key) if r.get(key) is not None else np.nan for r in rows], marker="o", ms=3)
             ax.set_title(key.replace("_", " "))
             ax.set_xlabel("env steps")

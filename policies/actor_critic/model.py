@@ -91,6 +91,9 @@ class ActorCriticConfig:
     log_std_max: float = 2.0
     deterministic: bool = True  # act() returns the mean; False samples (exploration)
     std_floor: float = 1e-2  # smallest std used to normalise a (near-)constant dimension
+    # Normalised state values are clipped to +-state_clip: a tipped cube's quaternion or velocity can be
+    # 50-70 stds from the demonstrations' mean, which saturates the MLP and swamps PPO's gradients.
+    state_clip: float | None = 10.0
     # Action dimensions predicted as an offset from a state dimension (e.g. joint-position targets
     # relative to the current joint positions): the offsets are small and alike across the
     # workspace, which behaviour cloning learns far better than absolute targets.
@@ -116,6 +119,8 @@ class ActorCriticConfig:
             raise ValueError("log_std_min must be below log_std_max")
         if self.std_floor <= 0:
             raise ValueError(f"std_floor must be positive, got {self.std_floor}")
+        if self.state_clip is not None and self.state_clip <= 0:
+            raise ValueError(f"state_clip must be positive (or null), got {self.state_clip}")
         if self.relative_state_dims is not None and len(self.relative_state_dims) != len(self.relative_action_dims):
             raise ValueError("relative_state_dims must have one entry per relative_action_dims entry")
         if len(set(self.relative_action_dims)) != len(self.relative_action_dims):
@@ -321,7 +326,9 @@ class GaussianActorCritic(nn.Module):
         parts: list[torch.Tensor] = []
         if self.config.use_state:
             state = torch.as_tensor(observations["state"], dtype=torch.float32, device=self.state_mean.device)
-            parts.append((state - self.state_mean) / self.state_std)
+            normed = (state - self.state_mean) / self.state_std
+            clip = self.config.state_clip
+            parts.append(normed if clip is None else normed.clamp(-clip, clip))
         images = observations.get("images") or {}
         for cam, encoder in self.encoders.items():
             if cam not in images:

@@ -11,10 +11,11 @@ noise + (1 - t) * action, v = noise - action, dt = -1 / steps < 0):
     mean    = x_t * (1 + sigma_t^2 / (2 t) * dt) + v(x_t, t) * (1 + sigma_t^2 (1 - t) / (2 t)) * dt
     x_{t+dt} = mean + sigma_t * sqrt(-dt) * eps,     eps ~ N(0, I)
 
-Every denoising step is then a Gaussian transition, and the log-probability
-of a decision is the sum of the transition log-densities along the chain
-that produced it (the chain is stored at rollout time and re-scored with
-gradients in the update). Only the entries that reach the env count: the
+Every denoising step is then a Gaussian transition. A decision's
+log-probability is kept per entry, (N, D): the per-coordinate Gaussian
+log-densities of every transition along the chain that produced it,
+concatenated (the chain is stored at rollout time and re-scored with
+gradients in the update), so PPO clips each entry's ratio on its own. Only the entries that reach the env count: the
 real action dimensions of the executed actions (`n_action_steps`), not the
 padding up to `max_action_dim` nor the unexecuted tail of the chunk. The
 entropy is that of the transitions, which depends on `noise_level` only (no
@@ -88,10 +89,10 @@ def sde_step(x: torch.Tensor, v: torch.Tensor, t: float, dt: float, noise_level:
 
 
 def _gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.Tensor:
-    """Per-sample sum of N(x; mean, std^2) log-densities over all but the first dimension."""
+    """Per-sample N(x; mean, std^2) log-density of each entry, flattened to (N, entries)."""
     z = (x - mean) / std
     per = -0.5 * z**2 - math.log(std) - 0.5 * math.log(2 * math.pi)
-    return per.flatten(1).sum(-1)
+    return per.flatten(1)
 
 
 class Pi05RLAgent(nn.Module):
@@ -162,17 +163,17 @@ class Pi05RLAgent(nn.Module):
         return pad_masks, kv, pooled.float()
 
     def _transition_log_probs(self, pad_masks: torch.Tensor, kv: Any, chain: torch.Tensor) -> torch.Tensor:
-        """Sum over denoising steps of log N(x_{k+1}; mean_k, std_k) on the entries that reach the env."""
+        """log N(x_{k+1}; mean_k, std_k) of every denoising step and entry that reaches the env (N, steps * E)."""
         dt = -1.0 / self.steps
-        total = torch.zeros(chain.shape[0], device=chain.device)
+        terms = []
         for k in range(self.steps):
             t = 1.0 + k * dt
             x = chain[:, k]
             v = self.model.denoise_step(pad_masks, kv, x, torch.full((x.shape[0],), t, device=x.device))
             mean, std = sde_step(x, v.float(), t, dt, self.config.noise_level, t_cap=1.0 + dt)
             used = (slice(None), slice(0, self.executed_steps), slice(0, self.action_dim))
-            total = total + _gaussian_log_prob(chain[:, k + 1][used], mean[used], std)
-        return total
+            terms.append(_gaussian_log_prob(chain[:, k + 1][used], mean[used], std))
+        return torch.cat(terms, dim=1)
 
     def _entropy(self, n: int) -> torch.Tensor:
         dt = -1.0 / self.steps
@@ -192,7 +193,7 @@ class Pi05RLAgent(nn.Module):
             n = pad_masks.shape[0]
             x = torch.randn(n, self.chunk, self.max_action_dim, device=pad_masks.device)
             chain = [x]
-            log_prob = torch.zeros(n, device=x.device)
+            terms = []
             dt = -1.0 / self.steps
             used = (slice(None), slice(0, self.executed_steps), slice(0, self.action_dim))
             for k in range(self.steps):
@@ -200,8 +201,9 @@ class Pi05RLAgent(nn.Module):
                 v = self.model.denoise_step(pad_masks, kv, x, torch.full((n,), t, device=x.device))
                 mean, std = sde_step(x, v.float(), t, dt, self.config.noise_level, t_cap=1.0 + dt)
                 x = mean + std * torch.randn_like(mean)
-                log_prob = log_prob + _gaussian_log_prob(x[used], mean[used], std)
+                terms.append(_gaussian_log_prob(x[used], mean[used], std))
                 chain.append(x)
+            log_prob = torch.cat(terms, dim=1)
             value = self.value_head(pooled).squeeze(-1)
             actions = self.pi05.postprocessor(x[:, : self.executed_steps, : self.action_dim])
         env_actions = np.asarray(actions.float().cpu().numpy(), np.float32)
@@ -217,6 +219,12 @@ class Pi05RLAgent(nn.Module):
         log_prob = self._transition_log_probs(pad_masks, kv, stored.to(pad_masks.device))
         value = self.value_head(pooled).squeeze(-1)
         return log_prob.cpu(), self._entropy(len(log_prob)).cpu(), value.float().cpu()
+
+    def exploration_std(self) -> float:
+        """The mean std of the chain's transitions (set by noise_level, not learned)."""
+        dt = -1.0 / self.steps
+        return float(np.mean([sde_step(torch.zeros(1), torch.zeros(1), 1.0 + k * dt, dt, self.config.noise_level,
+                                       1.0 + dt)[1] for k in range(self.steps)]))
 
     def value(self, obs: Mapping[str, Any]) -> torch.Tensor:
         with torch.no_grad():

@@ -1,13 +1,15 @@
-"""GAE and the clipped PPO loss against values computed by hand (in the comments)."""
+"""GAE, the clipped PPO loss, reward scaling and the critic warm-up rule against values computed by hand."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
-from app.ppo.algo import compute_gae, linear_anneal, ppo_loss
+from app.ppo.algo import RewardScaler, compute_gae, critic_is_warm, explained_variance, linear_anneal, ppo_loss
 
 
 def _gae(gamma):
@@ -79,3 +81,57 @@ def test_gradient_flows_only_where_unclipped() -> None:
 
 def test_linear_anneal() -> None:
     assert [linear_anneal(i, 4) for i in range(4)] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_per_element_ratios_clip_each_element_on_its_own() -> None:
+    # one decision of two elements: element 0 moved to ratio 1.5 (clipped at 1.2 for A > 0), element 1 to 1.1
+    new = torch.tensor([[math.log(1.5), math.log(1.1)]], requires_grad=True)
+    loss = ppo_loss(new, torch.zeros(1, 2), torch.tensor([1.0]), torch.zeros(1), torch.zeros(1), torch.zeros(1),
+                    torch.zeros(1), clip_coef=0.2, clip_vloss=False, ent_coef=0.0, vf_coef=0.0, norm_adv=False)
+    assert loss.policy == pytest.approx(-(1.2 + 1.1) / 2)
+    loss.total.backward()
+    assert new.grad[0, 0] == 0 and float(new.grad[0, 1]) == pytest.approx(-1.1 / 2)
+    # the decision's ratio would be 1.65: clipped, no gradient at all; per element, element 1 still learns
+    assert loss.clipfrac == pytest.approx(0.5)
+    # approx kl per element: the mean of the elements' estimates
+    assert loss.approx_kl == pytest.approx(((0.5 - math.log(1.5)) + (0.1 - math.log(1.1))) / 2)
+
+
+def test_explained_variance() -> None:
+    target = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert explained_variance(target, target) == pytest.approx(1.0)
+    assert explained_variance(torch.full((4,), 2.5), target) == pytest.approx(0.0)
+    assert explained_variance(-target, target) < 0
+    assert math.isnan(explained_variance(target, torch.ones(4)))
+
+
+def test_the_critic_warm_up_ends_at_the_explained_variance_or_the_iteration_limit() -> None:
+    rule = dict(max_iterations=5, min_explained=0.5)
+    assert not critic_is_warm(0, -3.0, **rule)
+    assert not critic_is_warm(3, 0.49, **rule)
+    assert not critic_is_warm(2, float("nan"), **rule)  # constant returns say nothing about the critic
+    assert critic_is_warm(1, 0.5, **rule)
+    assert critic_is_warm(5, -1.0, **rule)  # the limit ends it whatever the critic does
+    assert critic_is_warm(0, -1.0, max_iterations=0, min_explained=0.5)  # no warm-up
+
+
+def test_reward_scaling_divides_by_the_running_std_of_the_discounted_return() -> None:
+    scaler = RewardScaler(num_envs=2, gamma=0.5)
+    out = [scaler(np.array([2.0, 4.0])) for _ in range(3)]
+    # returns: (2, 4), (3, 6), (3.5, 7); the running variance over all six (plus gym's prior of 1e-4 at var 1)
+    returns = np.array([2.0, 4.0, 3.0, 6.0, 3.5, 7.0])
+    prior = 1e-4
+    mean = returns.sum() / (6 + prior)
+    var = (prior * 1.0 + prior * mean**2 + ((returns - mean) ** 2).sum()) / (6 + prior)
+    assert scaler.var == pytest.approx(var, rel=1e-4)
+    assert out[-1] == pytest.approx(np.array([2.0, 4.0]) / np.sqrt(var), rel=1e-4)
+    # the scale does not depend on the reward's units
+    big = RewardScaler(num_envs=2, gamma=0.5)
+    big_out = [big(np.array([200.0, 400.0])) for _ in range(3)]
+    assert big_out[-1] == pytest.approx(out[-1], rel=1e-3)
+    # a new episode restarts the returns, not the statistics; the statistics survive a checkpoint
+    scaler.reset()
+    assert (scaler.returns == 0).all()
+    again = RewardScaler(num_envs=2, gamma=0.5)
+    again.load_state_dict(scaler.state_dict())
+    assert again(np.array([1.0, 1.0])) == pytest.approx(scaler(np.array([1.0, 1.0])))

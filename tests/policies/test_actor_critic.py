@@ -159,3 +159,41 @@ def test_bad_configs_are_refused(tmp_path):
         make_policy(ActorCriticConfig(relative_action_dims=[A]), state_dim=S, action_dim=A)
     with pytest.raises(FileNotFoundError, match="not an actor-critic checkpoint"):
         GaussianActorCritic.from_pretrained(tmp_path)
+
+
+def test_normalised_states_are_clipped():
+    rng = np.random.default_rng(5)
+    policy = _policy(rng, state_clip=3.0)
+    far = {"state": policy.state_mean[None] + 100.0 * policy.state_std[None]}
+    edge = {"state": policy.state_mean[None] + 3.0 * policy.state_std[None]}
+    torch.testing.assert_close(policy.features(far), policy.features(edge))
+    torch.testing.assert_close(policy.features(far), torch.full((1, S), 3.0))
+    unclipped = _policy(rng, state_clip=None)
+    assert float(unclipped.features({"state": unclipped.state_mean[None] + 100.0 * unclipped.state_std[None]}).max()) \
+        == pytest.approx(100.0, rel=1e-4)
+
+
+def test_the_log_probability_of_a_chunk_is_one_term_per_executed_element():
+    from policies.actor_critic.ppo_agent import ActorCriticAgent
+
+    rng = np.random.default_rng(6)
+    policy = _policy(rng, chunk_size=4, n_action_steps=4)
+    agent = ActorCriticAgent(policy, -np.ones(A) * 100, np.ones(A) * 100, log_std=-1.0, n_action_steps=2,
+                             log_std_bounds=(-2.0, -0.5))
+    batch = {"state": torch.from_numpy(rng.standard_normal((B, S)).astype(np.float32))}
+    decision = agent.decide(batch)
+    assert decision.env_actions.shape == (B, 2, A)  # n_action_steps overrides the checkpoint's 4
+    assert decision.log_prob.shape == (B, 2 * A)  # only the executed elements, each its own term
+    dist = policy.distribution(policy.features(batch))
+    expected = dist.log_prob(decision.stored)[:, : 2 * A]
+    torch.testing.assert_close(decision.log_prob, expected)
+    log_prob, entropy, value = agent.evaluate(batch, decision.stored)
+    torch.testing.assert_close(log_prob, decision.log_prob)
+    assert entropy.shape == value.shape == (B,)
+    # the learned std stays inside the bounds, whatever the optimiser does to the parameter
+    assert agent.exploration_std() == pytest.approx(np.exp(-1.0), rel=1e-5)
+    with torch.no_grad():
+        policy.log_std.fill_(5.0)
+    assert agent.exploration_std() == pytest.approx(np.exp(-0.5), rel=1e-5)
+    with pytest.raises(ValueError, match="n_action_steps"):
+        ActorCriticAgent(_policy(rng, chunk_size=4), -np.ones(A), np.ones(A), n_action_steps=5)

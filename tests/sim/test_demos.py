@@ -91,3 +91,12 @@ def test_env_without_solver_is_refused(tmp_path):
     with pytest.raises(SimError, match="no motion-planning solver for PokeCube-v1"):
         record_demos("PokeCube-v1", 1, tmp_path / "store", progress=False)
     assert not (tmp_path / "store").exists()
+
+
+def test_the_horizon_covers_the_longest_demo_with_a_margin_in_whole_decisions() -> None:
+    from sim.demos import horizon_from_demos
+
+    assert horizon_from_demos([64, 77, 70], executed_steps=8) == 104  # 77 * 1.25 = 96.25 -> 97 -> 13 decisions
+    assert horizon_from_demos([80], executed_steps=1, margin=1.0) == 80
+    with pytest.raises(ValueError, match="no demonstrations"):
+        horizon_from_demos([])
