@@ -37,7 +37,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from recordings.episode import EpisodeMeta, EpisodeRecord
 from recordings.errors import DamagedEpisodeError, NotAStoreError, StoreError
 from recordings.integrity import Damage
 from recordings.quarantine import Quarantine, set_aside
-from recordings.recovery import Scan, info_problem, read_ends, scan, truncate_tail
+from recordings.recovery import Scan, committed_by_ends, info_problem, read_ends, scan, truncate_tail
 from recordings.schema import StoreSchema, check_meta
 
 log = logging.getLogger(__name__)
@@ -129,25 +128,26 @@ class StoreArrays:
         """Re-read the committed episodes and array metadata from disk; returns the committed count.
 
         Zarr caches an array's shape in its Array object, so a reader sees new
-        episodes only after this. Order matters: episode_ends first, then the
-        arrays (a writer grows them before committing), then the JSONs; and
-        episode_ends again, to scan anew if a writer committed meanwhile (the
-        scan would take that episode's JSON for a sign of lost end entries).
+        episodes only after this. It reads in the reverse of the writer's publish
+        order (module doc): episode_ends first, the commit point, which fixes the
+        episodes this view holds; then the root attributes (a first episode fixes
+        the schema before its commit), the JSONs of those episodes, and the arrays
+        last (a writer grows them, or adds a reward trace's array, before it writes
+        the JSON that needs them). Everything a committed episode needs was on disk
+        before its end entry, so this view adds up whatever a writer does meanwhile;
+        what lies past it (frames, a JSON, a grown episode_ends) is a publication
+        in progress, never damage.
         """
+        ends_array = layout.open_array(self.zstore, layout.EPISODE_ENDS)
+        ends = None if ends_array is None else read_ends(self.root, ends_array)
         attrs = layout.read_root_attrs(self.root)
         if attrs is None:
             raise NotAStoreError(f"{self.root} is not an lrm-robot episode store (no zarr.json with format tag)")
+        if ends_array is None or ends is None:
+            raise _unreadable_ends(self.root)
         self.attrs = attrs
         self.schema = StoreSchema.from_attrs(attrs)
-        found, ends_array = self._scan_committed()
-        # A reader racing a busy writer can catch the three copies of a boundary mid-update and
-        # take a whole episode for damaged; while another process holds the writer lock, such
-        # damage must survive a few calmer passes before a reader believes it.
-        pause = 0.005
-        while found.damage and self.read_only and pause < 4.0 and _writer_active(self.root):
-            time.sleep(pause)
-            pause *= 2
-            found, ends_array = self._scan_committed()
+        found = self._scan_committed(ends)
         self.ends = ends_array
         self.scan = found
         self.committed = found.committed
@@ -169,32 +169,26 @@ class StoreArrays:
             del self._info_cache[i]
         return self.committed
 
-    def _scan_committed(self) -> tuple[Any, zarr.Array]:
-        """One consistent look at the commit record, the arrays and the JSONs (refresh's doc)."""
-        attempts = 5
-        for attempt in range(attempts):
-            ends_array = self._open_ends()
-            ends = read_ends(self.root, ends_array)
-            data_lens, reward_lens, real_lens = self._open_frame_arrays()
-            names = _listdir(self.root / layout.EPISODES_DIR)
-            json_indices = [i for i in map(layout.episode_json_index, names) if i is not None]
-            if attempt == attempts - 1:
-                # A writer outpaced every pass: the JSONs listed may be newer than the arrays read,
-                # so a JSON past episode_ends proves nothing now (it would count an episode whose
-                # frames this pass did not see, as damaged). Lost end entries wait for a calmer pass.
-                json_indices = [i for i in json_indices if i < len(ends)]
-            found = scan(ends, data_lens, reward_lens, self._episode_info, json_indices, real_lens)
-            if read_ends(self.root, self._open_ends()) == ends:
-                break
-        return found, ends_array
+    def _scan_committed(self, ends: list[int | None]) -> Scan:
+        """The episodes committed as of `ends`, read in refresh's order: the JSONs, then the arrays."""
+        committed = committed_by_ends(ends)
+        names = _listdir(self.root / layout.EPISODES_DIR)
+        past = [i for i in map(layout.episode_json_index, names) if i is not None and i > committed]
+        if past and self.read_only and read_ends(self.root, self._open_ends()) != ends:
+            # The protocol leaves at most the one JSON of the episode being published past the
+            # committed ones, so a JSON further on proves lost end entries (`recovery.scan`) only
+            # if no writer committed since episode_ends was read: here one did, and these are
+            # its newer publications, which this view leaves to the next refresh.
+            past = []
+        # Every JSON the scan may ask for, before the arrays are opened.
+        infos = {i: self._episode_info(i) for i in range(max([committed, *(i + 1 for i in past)]))}
+        data_lens, reward_lens, real_lens = self._open_frame_arrays()
+        return scan(ends, data_lens, reward_lens, infos.__getitem__, past, real_lens)
 
     def _open_ends(self) -> zarr.Array:
         ends = layout.open_array(self.zstore, layout.EPISODE_ENDS)
         if ends is None:
-            why = "damaged" if (self.root / layout.EPISODE_ENDS / "zarr.json").exists() else "missing"
-            raise NotAStoreError(
-                f"{self.root} is not a readable episode store ({layout.EPISODE_ENDS}/zarr.json is {why})"
-            )
+            raise _unreadable_ends(self.root)
         return ends
 
     def _open_frame_arrays(self) -> tuple[dict[str, int | None], dict[str, int | None], dict[str, int | None]]:
@@ -542,22 +536,6 @@ def _listdir(path: Path, *, dirs_only: bool = False) -> list[str]:
         return []
 
 
-def _writer_active(root: Path) -> bool:
-    """Whether another live process has opened the store for writing (the pid the writer lock records).
-
-    Probing the flock itself would, for an instant, make a writer opening the store fail; the pid
-    may also belong to a process that has closed the store since, which only costs a calmer pass.
-    """
-    try:
-        pid = int((root / layout.LOCK_FILE).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return False
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _unreadable_ends(root: Path) -> NotAStoreError:
+    why = "damaged" if (root / layout.EPISODE_ENDS / "zarr.json").exists() else "missing"
+    return NotAStoreError(f"{root} is not a readable episode store ({layout.EPISODE_ENDS}/zarr.json is {why})")

@@ -111,6 +111,11 @@ def read_ends(root: Path, ends: zarr.Array) -> list[int | None]:
     return values
 
 
+def committed_by_ends(ends: list[int | None]) -> int:
+    """The episodes episode_ends commits: its entries, less a last one that reads 0 (torn)."""
+    return len(ends) - 1 if ends and ends[-1] == 0 else len(ends)
+
+
 def scan(
     ends: list[int | None],
     data_lens: Mapping[str, int | None],
@@ -128,7 +133,7 @@ def scan(
     JSON files present.
     """
     found = Scan()
-    committed = len(ends) - 1 if ends and ends[-1] == 0 else len(ends)
+    committed = committed_by_ends(ends)
     whys: dict[int, str] = {}
     for i in sorted((j for j in json_indices if j > committed), reverse=True):
         info, why = get_info(i)
