@@ -1,45 +1,35 @@
-"""Benchmark: how much of the oracle's PPO gain does the compact reward model recover? (issue 7, item 5)
+"""Benchmark: does PPO improve a cloned policy, and how much of that does the compact reward model recover? (issue 15)
 
-For each task (PushCube-v1, PickCube-v1), on this machine:
+For each task, on this machine:
 
-1. record motion-planning demos with the privileged state and a 64x64 camera;
-   behaviour-clone the small actor-critic on them (configs/policies/bc_pickcube.yaml);
-   roll the BC policy out on other seeds with the camera on (mostly failures);
-   train the compact reward model (`lite`) on demos + rollouts (lrm.training.lite_runs.run_lite).
-   All of this is cached under --work and skipped when present.
-2. three arms from the same BC checkpoint, the same env seeds and the same number of env steps:
+1. prepare (cached under --work, skipped when present):
+   - motion-planning demos with the privileged state and a 64x64 camera (seeds 0..);
+   - the episode length from the demos (`sim.demos.horizon_from_demos`: long enough for a cloned
+     policy to finish what the planner did);
+   - behaviour cloning of the small actor-critic on the first --bc-demos demos (few demos leave
+     room for PPO to improve);
+   - BC rollouts with the camera on seeds 5000.. (mostly failures), and the compact reward model
+     (`lite`) trained on demos + rollouts. Never on the evaluation seeds (10000..).
+2. three arms from the same BC checkpoint, with the same env seeds (100000..), the same number of
+   env steps and the same hyper-parameters (configs/ppo/<task>_lite.yaml; the oracle arm is the same
+   file with reward.source=env):
    (a) no further training;
-   (b) PPO with the compact reward model (progress, K = 10, interval-hold; configs/ppo/*_lite.yaml);
-   (c) PPO with the simulator's dense reward (configs/ppo/pickcube_oracle.yaml);
-   each evaluated by the oracle success flag over --episodes episodes (seeds 10000..,
-   deterministic mean actions, horizon = the PPO episode length), with Wilson 95% intervals;
-   recovered = (b - a) / (c - a).
-3. env-steps/s of one PPO rollout with the camera rendered only at query steps (what `lrm-robot ppo`
-   does) against rendering every env at every step (what an rgb observation mode costs).
+   (b) PPO with the compact reward model's progress, K = 10, interval-hold;
+   (c) PPO with the simulator's normalised dense reward (the privileged upper bound);
+   each evaluated by the oracle success flag over --episodes episodes on seeds 10000.. (mean actions),
+   with Wilson 95% intervals; recovered = (b - a) / (c - a).
+   Each PPO arm's learning curves (metrics.jsonl, learning_curve.png) are copied next to --out.
+   A finished arm is cached in WORK/TASK/arm_X.json: rerunning the same command continues.
 
-Example (the run reported in README.md; the PickCube BC checkpoint is configs/policies/bc_pickcube.yaml's,
-50 demos, 14% success over 200 steps):
-    .venv/bin/python benchmarks/ppo_reward.py --bc-checkpoint PickCube-v1=outputs/policies/bc_pickcube/checkpoints/last \
-        --demos 12 --failure-rollouts 10 --lite-steps 600 --env-steps 15360 --episodes 100 \
-        --out outputs/bench/ppo_reward.json
+Example (the run reported in README.md and benchmarks/results/ppo_reward.json):
+    .venv/bin/python benchmarks/ppo_reward.py --tasks PushCube-v1 --arms a c b \\
+        --out benchmarks/results/ppo_reward.json
 
-Measured on the 2-core development machine, shared (load average 5-8 during the run), 865 s in all;
-8 in-process envs, 15,360 env steps per PPO arm (PushCube 40 iterations of 8 x 48 steps, PickCube 20 of
-8 x 96), configs/ppo/*_lite.yaml and pickcube_oracle.yaml as shipped; 100 evaluation episodes:
-
-    task        (a) BC             (b) PPO + lite      (c) PPO + oracle    (b-a)/(c-a)
-    PushCube    0/100 [0, 3.7%]    0/100 [0, 3.7%]     1/100 [0.2, 5.4%]   0.0
-    PickCube   10/100 [5.5, 17%]  10/100 [5.5, 17%]   12/100 [7.0, 20%]    0.0
-
-The oracle's own gain is inside the noise (overlapping intervals), so the ratio says nothing yet; the
-PPO budget a 2-core machine affords here is ~1/50 of the paper's (320 envs x 30 iterations).
-With 3x the env steps on PickCube (--tasks PickCube-v1 --env-steps 46080 --skip-render-cost, 60
-iterations, load 5-6.5, 1023 s): (a) 10/100, (b) 9/100 [4.8, 16.2%], (c) 10/100: still no gain from
-either reward at this budget.
-Reward-vs-oracle agreement of the lite model during PPO (mean over iterations): PushCube progress
-Pearson 0.92 (per trajectory 0.98), ROC-AUC 0.96; PickCube 0.41 (0.61), 0.64.
-Rendering only at query steps: 153 env-steps/s vs 28.7 when every env renders every step (5.3x),
-PickCube, 8 envs, one 64x64 camera, lite progress every 10 steps.
+On a GPU machine (prepared, for the `device` tool; the preparation still runs on the CPU), the
+same arms with ManiSkill's GPU simulation and many envs; the learner stays the same:
+    .venv/bin/python benchmarks/ppo_reward.py --tasks PushCube-v1 PickCube-v1 --arms a c b --iterations 30 \\
+        --set env.backend=gpu --set env.num_envs=1024 --set device=cuda --work outputs/bench/ppo_reward_gpu \\
+        --out outputs/bench/ppo_reward_gpu.json
 """
 
 from __future__ import annotations
@@ -49,6 +39,8 @@ import json
 import logging
 import os
 import platform
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,26 +49,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "base_camera"
-TASKS = {  # env id -> (PPO config of the lite arm, episode steps)
-    "PushCube-v1": ("configs/ppo/pushcube_lite.yaml", 48),
-    "PickCube-v1": ("configs/ppo/pickcube_lite.yaml", 96),
-}
+TASKS = {"PushCube-v1": "configs/ppo/pushcube_lite.yaml", "PickCube-v1": "configs/ppo/pickcube_lite.yaml"}
+ARMS = {"a": "a_bc", "b": "b_ppo_lite", "c": "c_ppo_oracle"}
+EVAL_SEED = 10_000
+ROLLOUT_SEED = 5_000
 
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Path]:
-    """(BC checkpoint, lite backend YAML) for `env_id`, built once under `work`."""
+def _ppo_config(env_id: str, overrides: list[str]):
+    from app.ppo import PPOConfig
     from common.config import load_config
+
+    return load_config(ROOT / TASKS[env_id], PPOConfig, overrides)
+
+
+def prepare(env_id: str, work: Path, args: argparse.Namespace) -> dict:
+    """The BC checkpoint, the lite backend YAML and the horizon for `env_id`, built once under `work`."""
     from app.evaluate import evaluate_in_sim
+    from common.config import load_config
     from lrm.backends.lite_config import LiteTrainConfig
     from lrm.training.lite_runs import LiteTrainRun, run_lite
     from policies.actor_critic.bc_train import BCTrainConfig, train_bc
     from policies.factory import load_policy
     from recordings.store import EpisodeStore
-    from sim.demos import record_demos
+    from sim.demos import horizon_from_demos, record_demos
     from sim.maniskill_env import SimEnvConfig
 
     camera_env = SimEnvConfig(env_id=env_id, state_mode="full", cameras=[CAMERA], camera_width=64, camera_height=64)
@@ -84,23 +83,21 @@ def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Pa
     if not store.exists():
         report = record_demos(env_id, args.demos, store, seed=0, env_config=camera_env, progress=False)
         print(f"[{env_id}] {report.summary()}", flush=True)
-    given = dict(item.split("=", 1) for item in args.bc_checkpoint)
-    if env_id in given:  # an existing behaviour-cloned checkpoint (e.g. configs/policies/bc_pickcube.yaml's)
-        bc_checkpoint = Path(given[env_id])
-    else:
-        bc_checkpoint = work / "bc" / "checkpoints/last"
-    bc = bc_checkpoint.parents[1]
-    if env_id not in given and not (bc_checkpoint / "model.safetensors").is_file():
+    bc_checkpoint = work / "bc" / "checkpoints/last"
+    if not (bc_checkpoint / "model.safetensors").is_file():
         config = load_config(ROOT / "configs/policies/bc_pickcube.yaml", BCTrainConfig, [
-            f"store={store}", f"output_dir={bc}", "select=[{source: [demo]}]", "progress=false",
-            f"steps={args.bc_steps}"])
-        print(f"[{env_id}] BC: {train_bc(config).summary()}", flush=True)
+            f"store={store}", f"output_dir={work / 'bc'}", "select=[{source: [demo]}]", "progress=false",
+            f"max_episodes={args.bc_demos}", f"steps={args.bc_steps}"])
+        print(f"[{env_id}] BC on {args.bc_demos} demos: {train_bc(config).summary()}", flush=True)
+    policy = load_policy(bc_checkpoint)
     with EpisodeStore.open(store, mode="r") as s:
+        lengths = [r.length for r in s.episodes(source="demo")]
         rollouts = len(s.episodes(source="sim"))
+    horizon = horizon_from_demos(lengths, policy.config.executed_steps)
     if rollouts == 0:
-        report = evaluate_in_sim(load_policy(bc_checkpoint), camera_env, args.failure_rollouts, seed=5000,
-                                 max_steps=TASKS[env_id][1], policy_id="bc", record_to=store, progress=False)
-        print(f"[{env_id}] recorded BC rollouts for the reward model: {report.summary()}", flush=True)
+        report = evaluate_in_sim(policy, camera_env, args.failure_rollouts, seed=ROLLOUT_SEED, max_steps=horizon,
+                                 policy_id="bc", record_to=store, progress=False)
+        print(f"[{env_id}] BC rollouts for the reward model (seeds {ROLLOUT_SEED}..): {report.summary()}", flush=True)
     lite = work / "lite"
     if not (lite / "backend.yaml").is_file():
         started = time.perf_counter()
@@ -108,157 +105,113 @@ def prepare(env_id: str, work: Path, args: argparse.Namespace) -> tuple[Path, Pa
                                        train=LiteTrainConfig(steps=args.lite_steps, log_every=100)))
         print(f"[{env_id}] lite reward model: {time.perf_counter() - started:.0f} s, held-out "
               f"{report['history'].get('val')}", flush=True)
-    return bc_checkpoint, lite / "backend.yaml"
+    return {"bc": bc_checkpoint, "backend": lite / "backend.yaml", "horizon": horizon,
+            "demo_lengths": [min(lengths), max(lengths)], "demos": len(lengths), "bc_demos": args.bc_demos}
 
 
-def evaluate(policy_dir: Path, env_id: str, args: argparse.Namespace, steps: int) -> dict:
+def evaluate(policy_dir: Path, env_id: str, horizon: int, episodes: int) -> dict:
     from app.evaluate import evaluate_in_sim
     from policies.factory import load_policy
     from sim.maniskill_env import SimEnvConfig
 
     env = SimEnvConfig(env_id=env_id, state_mode="full", cameras=[])
-    report = evaluate_in_sim(load_policy(policy_dir), env, args.episodes, seed=10_000, max_steps=steps,
+    report = evaluate_in_sim(load_policy(policy_dir), env, episodes, seed=EVAL_SEED, max_steps=horizon,
                              policy_id=str(policy_dir), progress=False)
     lo, hi = report.ci95
     return {"successes": report.successes, "episodes": report.episodes, "success_rate": report.success_rate,
-            "ci95": [lo, hi], "mean_max_dense_reward": report.mean_max_dense_reward, "eval_s": report.elapsed_s}
+            "ci95": [lo, hi], "eval_seeds": [EVAL_SEED, EVAL_SEED + episodes - 1], "eval_s": round(report.elapsed_s, 1)}
 
 
-def ppo_arm(env_id: str, arm: str, bc: Path, backend: Path, work: Path, args: argparse.Namespace) -> dict:
-    from common.config import load_config
-    from app.ppo import PPOConfig, train_ppo
+def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Namespace, curves: Path) -> dict:
+    from app.ppo import train_ppo
 
-    lite_config, steps = TASKS[env_id]
-    config_path = ROOT / (lite_config if arm == "lite" else "configs/ppo/pickcube_oracle.yaml")
     out = work / f"ppo_{arm}"
-    overrides = [f"output_dir={out}", f"policy.checkpoint={bc}", f"env.sim.env_id={env_id}",
-                 f"env.episode_steps={steps}", f"env.num_envs={args.num_envs}", f"env.backend={args.backend}",
-                 f"iterations={args.env_steps // (args.num_envs * steps)}", "progress=false", "resume=false",
-                 "checkpoint_every=1000", f"num_threads={args.threads}", *args.set]
-    if arm == "lite":
-        overrides.append(f"reward.backend={backend}")
-    config = load_config(config_path, PPOConfig, overrides)
+    overrides = [f"output_dir={out}", f"policy.checkpoint={prepared['bc']}", f"env.episode_steps={prepared['horizon']}",
+                 f"iterations={args.iterations}", "progress=false", f"num_threads={args.threads}", *args.set]
+    overrides.append(f"reward.backend={prepared['backend']}" if arm == "b" else "reward.source=env")
+    config = _ppo_config(env_id, overrides)
     started = time.perf_counter()
-    result = train_ppo(config)
+    result = train_ppo(config)  # resumes a killed arm from its last checkpoint
     train_s = time.perf_counter() - started
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    out_row = {"train_s": round(train_s, 1), "env_steps": result.env_steps, "iterations": result.iterations,
-               "rollout_env_steps_per_s": sum(r["env_steps_per_s"] * r["rollout_s"] for r in rows)
-               / max(sum(r["rollout_s"] for r in rows), 1e-9),
-               "train_success_first_last": [rows[0]["success_rate"], rows[-1]["success_rate"]]}
-    if arm == "lite":
+    curves.mkdir(parents=True, exist_ok=True)
+    stem = f"{env_id.split('-')[0].lower()}_{ARMS[arm]}"
+    shutil.copyfile(out / "metrics.jsonl", curves / f"{stem}.jsonl")
+    if (out / "learning_curve.png").is_file():
+        shutil.copyfile(out / "learning_curve.png", curves / f"{stem}.png")
+    row = {"train_s": round(train_s, 1), "env_steps": result.env_steps, "iterations": result.iterations,
+           "num_envs": config.env.num_envs, "episode_steps": config.env.episode_steps,
+           "train_success_first_last": [rows[0]["success_rate"], rows[-1]["success_rate"]],
+           "explained_variance_last": rows[-1].get("explained_variance_before"),
+           "curves": str((curves / stem).relative_to(ROOT)) if curves.is_relative_to(ROOT) else str(curves / stem)}
+    if arm == "b":
         keys = ("progress/pearson_global", "progress/roc_auc", "progress/pairwise_accuracy",
                 "progress/pearson_per_trajectory")
-        out_row["agreement_mean"] = {k: _nanmean([r.get(k) for r in rows]) for k in keys}
-        out_row["backend_failures"] = rows[-1]["backend_failures"]
-    return {**out_row, **evaluate(result.policy, env_id, args, steps)}
+        row["agreement_with_oracle_mean"] = {k: _nanmean([r.get(k) for r in rows]) for k in keys}
+    return {**row, **evaluate(result.policy, env_id, prepared["horizon"], args.episodes)}
 
 
 def _nanmean(values: list) -> float | None:
-    import numpy as np
-
     kept = [v for v in values if v is not None]
-    return float(np.mean(kept)) if kept else None
+    return sum(kept) / len(kept) if kept else None
 
 
-def render_cost(env_id: str, bc: Path, backend: Path, args: argparse.Namespace) -> dict:
-    """env-steps/s of one rollout: render at query steps only vs every env every step (same K = 10 queries)."""
-    import torch
-
-    from common.config import load_config
-    from app.ppo import PPOConfig
-    from app.ppo.loop import collect_rollout, make_agent, make_reward_model
-    from app.ppo.rewards import StepReward
-    from sim.vector_env import make_vec_sim
-
-    lite_config, steps = TASKS[env_id]
-    config = load_config(ROOT / lite_config, PPOConfig, [
-        f"policy.checkpoint={bc}", f"reward.backend={backend}", f"env.num_envs={args.num_envs}",
-        f"env.backend={args.backend}", f"env.episode_steps={steps}"])
-    sim = make_vec_sim(config.env.sim, config.env.num_envs, config.env.backend)
-    try:
-        agent = make_agent(config, sim, torch.device("cpu"))
-        model = make_reward_model(config)
-        out = {}
-        for mode in ("query_steps_only", "every_step"):
-            reward = StepReward.make(config.reward, sim.num_envs, sim.task, model)
-            target = sim if mode == "query_steps_only" else _RenderEveryStep(sim)
-            seeds = [900_000 + i for i in range(sim.num_envs)]
-            collect_rollout(agent, target, reward, seeds=seeds, episode_steps=10, gamma=0.99,
-                            reward_camera=CAMERA, device=torch.device("cpu"))  # warm-up (shader compile)
-            torch.manual_seed(0)
-            rollout = collect_rollout(agent, target, reward, seeds=seeds, episode_steps=steps, gamma=0.99,
-                                      reward_camera=CAMERA, device=torch.device("cpu"))
-            out[mode] = {"env_steps": rollout.env_steps, "seconds": round(rollout.seconds, 2),
-                         "env_steps_per_s": rollout.env_steps / rollout.seconds}
-        out["speedup"] = out["query_steps_only"]["env_steps_per_s"] / out["every_step"]["env_steps_per_s"]
-        return out
-    finally:
-        sim.close()
-
-
-class _RenderEveryStep:
-    """The same envs, but every env renders its cameras after every step, as an rgb observation mode would."""
-
-    def __init__(self, sim) -> None:
-        self.sim = sim
-        self._frames: dict = {}
-
-    def __getattr__(self, name):
-        return getattr(self.sim, name)
-
-    def step(self, actions):
-        result = self.sim.step(actions)
-        self._frames = self.sim.capture(list(range(self.sim.num_envs)))
-        return result
-
-    def capture(self, indices):
-        return {i: self._frames[i] for i in indices}
+def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
+    work = args.work / env_id
+    work.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(env_id, work, args)
+    row: dict = {"setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in prepared.items()}}
+    for arm in args.arms:
+        cached = work / f"arm_{arm}.json"
+        if cached.is_file():
+            row[ARMS[arm]] = json.loads(cached.read_text())
+        else:
+            started = time.perf_counter()
+            if arm == "a":
+                row[ARMS[arm]] = evaluate(prepared["bc"], env_id, prepared["horizon"], args.episodes)
+            else:
+                row[ARMS[arm]] = ppo_arm(env_id, arm, prepared, work, args, curves)
+            row[ARMS[arm]]["wall_s"] = round(time.perf_counter() - started, 1)
+            row[ARMS[arm]]["load_after"] = _load()
+            cached.write_text(json.dumps(row[ARMS[arm]], indent=2) + "\n")
+        r = row[ARMS[arm]]
+        print(f"[{env_id}] ({arm}) {ARMS[arm]}: {r['successes']}/{r['episodes']} "
+              f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load {_load()}", flush=True)
+    if all(ARMS[a] in row for a in "abc"):
+        a, b, c = (row[ARMS[k]] for k in "abc")
+        row["oracle_gain_points"] = round(100 * (c["success_rate"] - a["success_rate"]), 1)
+        row["oracle_gain_separated"] = c["ci95"][0] > a["ci95"][1]  # non-overlapping 95% intervals
+        gain = c["success_rate"] - a["success_rate"]
+        row["recovered_fraction"] = None if gain == 0 else (b["success_rate"] - a["success_rate"]) / gain
+    return row
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", default=["PushCube-v1"], choices=list(TASKS))
+    parser.add_argument("--arms", nargs="+", default=["a", "c", "b"], choices=list(ARMS))
     parser.add_argument("--work", type=Path, default=ROOT / "outputs/bench/ppo_reward")
-    parser.add_argument("--demos", type=int, default=12, help="motion-planning demos with a camera, per task")
-    parser.add_argument("--bc-checkpoint", nargs="*", default=[], metavar="ENV=DIR",
-                        help="use this BC checkpoint for ENV instead of training one on the demos")
+    parser.add_argument("--demos", type=int, default=20, help="motion-planning demos with a camera, per task")
+    parser.add_argument("--bc-demos", type=int, default=6, help="the first N demos the cloned policy learns from")
     parser.add_argument("--bc-steps", type=int, default=3000)
-    parser.add_argument("--failure-rollouts", type=int, default=15)
+    parser.add_argument("--failure-rollouts", type=int, default=20, help="BC rollouts for the reward model")
     parser.add_argument("--lite-steps", type=int, default=800)
-    parser.add_argument("--env-steps", type=int, default=15_360, help="PPO env steps per arm")
-    parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--backend", default="cpu_sync", help="cpu (AsyncVectorEnv workers), cpu_sync or gpu")
+    parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per arm (the config's envs each)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per arm")
+    parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per arm")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a PPO config key")
-    parser.add_argument("--skip-render-cost", action="store_true")
-    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--out", type=Path, help="write the results as JSON; curves go to OUT's folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    results: dict = {"benchmark": "ppo_reward", "machine": platform.platform(), "cpus": os.cpu_count(),
-                     "load_at_start": _load(), "args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
+    results: dict = {"benchmark": "ppo_reward", "command": shlex.join([".venv/bin/python", *sys.argv]),
+                     "machine": platform.platform(), "cpus": os.cpu_count(), "load_at_start": _load(), "tasks": {}}
+    curves = (args.out.parent if args.out else args.work) / "ppo_reward_curves"
     for env_id in args.tasks:
-        work = args.work / env_id
-        work.mkdir(parents=True, exist_ok=True)
-        bc, backend = prepare(env_id, work, args)
-        steps = TASKS[env_id][1]
-        row: dict = {"a_bc": evaluate(bc, env_id, args, steps)}
-        print(f"[{env_id}] (a) BC: {row['a_bc']['successes']}/{args.episodes}  load {_load()}", flush=True)
-        for arm, key in (("lite", "b_ppo_lite"), ("oracle", "c_ppo_oracle")):
-            row[key] = ppo_arm(env_id, arm, bc, backend, work, args)
-            print(f"[{env_id}] ({key[0]}) PPO {arm}: {row[key]['successes']}/{args.episodes} after "
-                  f"{row[key]['env_steps']} env steps, {row[key]['train_s']} s  load {_load()}", flush=True)
-        a, b, c = (row[k]["success_rate"] for k in ("a_bc", "b_ppo_lite", "c_ppo_oracle"))
-        row["recovered_fraction"] = None if c == a else (b - a) / (c - a)
-        if not args.skip_render_cost and env_id == args.tasks[-1]:
-            row["render_cost"] = render_cost(env_id, bc, backend, args)
-            print(f"[{env_id}] render cost: {row['render_cost']}", flush=True)
-        results["tasks"][env_id] = row
+        results["tasks"][env_id] = run_task(env_id, args, curves)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2) + "\n")
