@@ -1,4 +1,7 @@
-"""`lrm-robot store info|verify|export STORE`: what an episode store holds, whether it is intact, export."""
+"""`lrm-robot store ls|info|verify|export STORE`: its episodes, what it holds, whether it is intact, export.
+
+`store ls` lives in `_store_ls`; `ls` and `export` share their episode filters (`_episode_filters`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from rich.table import Table
 
 from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option
 from app.commands._episode_filters import add_episode_filters, filter_keywords
+from app.commands._store_ls import register_ls
 
 
 ORDER = 20
@@ -22,9 +26,10 @@ EXIT_DAMAGED = 3
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(subparsers, "store", help="inspect an episode store",
-                         description="Inspect an episode store: summarise it, check it, export it.",
-                         example="lrm-robot store info outputs/demos/pickcube")
+                         description="Inspect an episode store: list its episodes, summarise it, check it, export it.",
+                         example="lrm-robot store ls outputs/demos/pickcube")
     actions = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    register_ls(actions)
     info = add_command(
         actions,
         "info",
