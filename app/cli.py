@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
+import pathlib
 import pkgutil
+import re
 import sys
 import typing
 from types import ModuleType
 
 import app.commands
+from app.commands._conventions import HelpFormatter, example_epilog
 from app.errors import UsageError
 from common.config import ConfigError
 from common.errors import FileError
@@ -32,6 +36,9 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> typing.NoReturn:
+        # a required flag with hidden earlier spellings is a required group of one visible flag
+        message = re.sub(r"^one of the arguments (\S+) is required$", r"the following arguments are required: \1",
+                         message)
         self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
@@ -57,11 +64,24 @@ def discover_commands() -> list[ModuleType]:
     return sorted(commands, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
 
 
+def package_version() -> str:
+    """The installed package's version; in a checkout that is not installed, pyproject.toml's."""
+    try:
+        return importlib.metadata.version("lrm-robot")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml"
+        match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.MULTILINE)
+        return match.group(1) if match else "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="lrm-robot",
         description="Make robot policies better with Large Reward Models, in ManiSkill3 or on a real arm.",
+        epilog=example_epilog("lrm-robot improve --config configs/improve/pickcube_cpu.yaml"),
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"lrm-robot {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in discover_commands():

@@ -18,7 +18,7 @@ Example:
     .venv/bin/python benchmarks/improve_pickcube.py --rollouts 150 --eval-episodes 200 \
         --out outputs/bench/improve_pickcube
 
-The run directory is resumable like any `lrm-robot improve` run; --restart starts over.
+The run directory is resumable like any `lrm-robot improve` run; --fresh starts over.
 
 Measured on the 2-core development machine, shared with four other engineers' jobs (1-minute
 load average 4-7 throughout), with
@@ -66,7 +66,7 @@ def _run(out: Path, args: argparse.Namespace, extra: list[str]) -> dict:
     overrides = [f"output_dir={out}", f"rollouts_per_round={args.rollouts}", f"eval.episodes={args.eval_episodes}",
                  f"rounds={args.rounds}", f"progress={str(not args.no_progress).lower()}", *args.set, *extra]
     config = load_config(CONFIG, ImproveConfig, overrides)
-    if args.restart:
+    if args.fresh:
         reset_run(out)
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -133,7 +133,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--budget-min", type=float, default=30.0)
     parser.add_argument("--oracle-selection", action="store_true", help="also run with a perfect (oracle) judge")
-    parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--fresh", "--restart", dest="fresh", action="store_true", help="start the run over")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()

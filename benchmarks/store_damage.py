@@ -72,7 +72,7 @@ def run_case(case: matrix.Case, workdir: Path, export: bool) -> dict:
     if export:
         out = workdir / "dataset"
         with contextlib.redirect_stdout(io.StringIO()):
-            cli(["store", "export", str(path), "--out", str(out), "--fps", str(matrix.FPS)])
+            cli(["store", "export", str(path), "--output-dir", str(out), "--fps", str(matrix.FPS)])
         hashes = matrix.exported_hashes(out)
         exported = {i for i in kept if hashes.get(i) == matrix.content_hash(before[i], fields=matrix.TRAINED)}
     survived = kept & trained & exported

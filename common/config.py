@@ -15,6 +15,11 @@ deep nesting).
 A key may name another config file (a reward backend, a robot): declared with
 `config_file(cls)`, its value is a `ConfigFile`, read and checked when the config
 naming it is, so that a broken file fails before any work starts too.
+
+An error caused by an override names the override as the user wrote it (an
+`Override` remembers that: `--set train.lr=abc`, `--rounds -1`), not the file
+it was applied to. A key renamed in a dataclass's `RENAMED_KEYS` (old -> new)
+still works in a file and an override, with one warning line.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from common.deprecation import warn_deprecated
 from common.numbers import Range, default_range
 from common.yaml_text import YamlProblem, parse_yaml, read_yaml_file
 
@@ -41,10 +47,27 @@ class ConfigError(Exception):
     """A config could not be loaded; the message is a single line naming file and key."""
 
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None,
-                 problem: str | None = None) -> None:
+                 problem: str | None = None, whole: bool = False) -> None:
         # a key or value from the file may hold a line break; the message stays one line
         super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
         self.source, self.key, self.problem = source, key, problem  # set for a value's error (`_fail`)
+        self.whole = whole  # about the mapping at `key` as a whole (its dataclass's own check), not one value
+
+
+class Override(str):
+    """A 'dotted.key=value' override that remembers how it was given (`shown`), for the errors it causes.
+
+    The CLI makes one per `--set KEY=VALUE` (shown as `--set KEY=VALUE`) and per
+    flag that stands for a config key (shown as `--rounds 3`); a plain string is
+    shown as an override of the file it applies to.
+    """
+
+    shown: str
+
+    def __new__(cls, text: str, shown: str) -> Override:
+        override = super().__new__(cls, text)
+        override.shown = shown
+        return override
 
 
 class ConfigFile(Generic[T]):
@@ -137,24 +160,92 @@ def load_config(path: str | pathlib.Path | None, cls: type[T], overrides: list[s
     data: Any = {} if path is None else _read(pathlib.Path(path))
     if data is None:
         data = {}
-    for override in overrides or []:
-        data = _apply_override(data, override, source)
+    data = _rename_old_keys(data, cls, source)
+    overrides = [_renamed_override(cls, override, source) for override in overrides or []]
+    for override in overrides:
+        try:
+            data = _apply_override(data, override)
+        except ConfigError as exc:
+            raise ConfigError(f"{_shown(override, source)}: {exc}") from None
     try:
         return from_dict(cls, data, source=source)
     except ConfigError as exc:
-        raise _blame_override(exc, source, overrides or []) from None
+        raise _blame_override(exc, source, overrides) from None
+
+
+def _shown(override: str, source: str) -> str:
+    """How an override is named in a message: as given on the command line, else as an override of `source`."""
+    return getattr(override, "shown", None) or f"{source}: override {override}"
 
 
 def _blame_override(exc: ConfigError, source: str, overrides: list[str]) -> ConfigError:
-    """The error of a value that an override (a flag, `--set`) put there names the override, not the file."""
+    """The error of a value that an override (a flag, `--set`) put there names the override, not the file.
+
+    An override is to blame when the refused key is the one it set, lies inside
+    what it set, or is an unknown key it named; for a dataclass's own check of
+    its keys together, when that check's message names the override's key.
+    """
     if exc.source != source or exc.key is None:
-        return exc  # another file's error, or not about one value
+        return exc  # another file's error, or not about one key
     for override in reversed(overrides):  # the last override of a key is the one that counts
         dotted = override.split("=", 1)[0].strip()
-        if exc.key == dotted or exc.key.startswith((dotted + ".", dotted + "[")):
-            return ConfigError(f"command line {override}: key '{exc.key}': {exc.problem}", source=source,
-                               key=exc.key, problem=exc.problem)
+        inside = exc.key.startswith((dotted + ".", dotted + "["))
+        under = exc.key == "" or dotted == exc.key or dotted.startswith((exc.key + ".", exc.key + "["))
+        leaf = re.split(r"[.\[]", dotted)[-1]
+        if (inside or (under and not exc.whole) or
+                (under and exc.whole and re.search(rf"\b{re.escape(leaf)}\b", exc.problem or ""))):
+            detail = str(exc).removeprefix(f"{source}: ")
+            return ConfigError(f"{_shown(override, source)}: {detail}", source=source, key=exc.key,
+                               problem=exc.problem, whole=exc.whole)
     return exc
+
+
+def _rename_old_keys(data: Any, tp: Any, source: str, key: str = "") -> Any:
+    """`data` with every old key name (a dataclass's RENAMED_KEYS) replaced by the new one, warning once each."""
+    cls = _dataclass_of(tp)
+    if cls is None or not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for old, new in getattr(cls, "RENAMED_KEYS", {}).items():
+        if old in data:
+            if new in data:
+                raise ConfigError(f"{source}: keys '{_join(key, old)}' and '{_join(key, new)}' are the same key "
+                                  f"(the first is its old name); keep '{_join(key, new)}'")
+            warn_deprecated(f"{source}: key '{_join(key, old)}' is deprecated; use '{_join(key, new)}'")
+            data[new] = data.pop(old)
+    hints = get_type_hints(cls, include_extras=True)
+    return {name: _rename_old_keys(value, hints[name], source, _join(key, name)) if name in hints else value
+            for name, value in data.items()}
+
+
+def _renamed_override(cls: type, override: str, source: str) -> str:
+    """`override` with an old key name on its path replaced by the new one (one warning line naming it)."""
+    if "=" not in override:
+        return override  # refused as such when applied
+    dotted, value = override.split("=", 1)
+    parts, tp = dotted.strip().split("."), cls
+    for i, part in enumerate(parts):
+        current = _dataclass_of(tp)
+        if current is None:
+            break
+        new = getattr(current, "RENAMED_KEYS", {}).get(part)
+        if new is not None:
+            warn_deprecated(f"{_shown(override, source)}: key '{'.'.join(parts[:i + 1])}' is deprecated; "
+                            f"use '{'.'.join([*parts[:i], new])}'")
+            parts[i] = part = new
+        tp = get_type_hints(current, include_extras=True).get(part)
+    text = f"{'.'.join(parts)}={value}"
+    return Override(text, _shown(override, source)) if text != override else override
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass a field of type `tp` holds (through Annotated and `| None`), or None."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        tp = options[0] if len(options) == 1 else None
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
 
 
 def _read(path: pathlib.Path) -> Any:
@@ -201,22 +292,23 @@ def config_to_dict(config: Any) -> Any:
     return config
 
 
-def _apply_override(data: Any, override: str, source: str) -> Any:
+def _apply_override(data: Any, override: str) -> Any:
+    """`data` with `override` applied; a ConfigError saying what is wrong with it (the caller names it)."""
     if "=" not in override:
-        raise ConfigError(f"{source}: override {override!r} is not of the form key=value")
+        raise ConfigError("is not of the form key=value")
     dotted, raw = override.split("=", 1)
     try:
         value = parse_yaml(raw)
     except YamlProblem:
         value = raw  # not YAML: the text itself, for a str key (a key of another type reports it)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: top level must be a mapping, got {_type_name(data)}")
+        raise ConfigError(f"the config's top level must be a mapping, got {_type_name(data)}")
     node = data
     parts = dotted.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{source}: override {dotted!r}: '{part}' is not a mapping")
+            raise ConfigError(f"'{part}' is not a mapping")
     node[parts[-1]] = value
     return data
 
@@ -237,8 +329,9 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fail(source: str, key: str, message: str) -> typing.NoReturn:
-    raise ConfigError(f"{source}: key '{key or '<top level>'}': {message}", source=source, key=key, problem=message)
+def _fail(source: str, key: str, message: str, *, whole: bool = False) -> typing.NoReturn:
+    raise ConfigError(f"{source}: key '{key or '<top level>'}': {message}", source=source, key=key, problem=message,
+                      whole=whole)
 
 
 def _convert(value: Any, tp: Any, source: str, key: str) -> Any:
@@ -299,7 +392,9 @@ def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
         if name not in fields:
             close = difflib.get_close_matches(str(name), fields, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{source}: unknown key '{_join(key, str(name))}'{hint}")
+            unknown = _join(key, str(name))
+            raise ConfigError(f"{source}: unknown key '{unknown}'{hint}", source=source, key=unknown,
+                              problem=f"unknown key '{unknown}'{hint}")
     kwargs = {}
     for name, field in fields.items():
         if _FILE_KEY in field.metadata:
@@ -315,7 +410,7 @@ def _convert_dataclass(value: Any, cls: type, source: str, key: str) -> Any:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         # __post_init__ validation: keep it one line and attributable.
-        _fail(source, key, _first_line(exc))
+        _fail(source, key, _first_line(exc), whole=True)
 
 
 def _first_line(exc: BaseException) -> str:

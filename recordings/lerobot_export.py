@@ -165,7 +165,7 @@ def export_lerobot(
         raise ExportError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ExportError(f"{out} is not empty; pass overwrite=True to replace it")
+            raise ExportError(f"{out} is not empty; pass overwrite=True (`store export --fresh`) to replace an earlier export")
         if not is_marked(out):  # overwrite replaces only an earlier export, never a folder of someone else's
             raise ExportError(f"{out} has no {MARKER}, so lrm-robot did not export it; refusing to replace it")
     if success not in SUCCESS_SOURCES:

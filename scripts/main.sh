@@ -6,7 +6,7 @@
 # added, fine-tuned, evaluated on 100 fresh seeds. Prints oracle success per round and the judge's
 # precision/recall.
 # Run it again to continue an interrupted run (LRM_OUT picks another run directory; extra
-# arguments go to `lrm-robot improve`, e.g. --restart or --set rounds=3).
+# arguments go to `lrm-robot improve`, e.g. --fresh or --set rounds=3).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 

@@ -2,6 +2,8 @@
 
 A command's own flags are shortcuts for config keys: each given flag becomes a
 `key=value` override, and `--set` overrides follow, so they win over a flag.
+Each override remembers how it was given, so that an error it causes names
+`--set KEY=VALUE` or the flag, not the config file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from common.config import load_config
+from app.commands._conventions import flag_for
+from common.config import Override, load_config
 
 T = TypeVar("T")
 
@@ -25,8 +28,17 @@ def add_set_option(parser: argparse.ArgumentParser, help: str = "override any co
 
 
 def config_overrides(args: argparse.Namespace, flags: Mapping[str, Any] | None = None) -> list[str]:
-    """`flags` (config key -> flag value; None: not given) as `key=value`, then every `--set`."""
-    return [f"{key}={value}" for key, value in (flags or {}).items() if value is not None] + args.set
+    """`flags` (config key -> flag value; None: not given) as `key=value`, then every `--set`.
+
+    A flag is shown as written (`--rounds 3`) where the command has a flag whose
+    dest is the key's last part, else as `command line KEY=VALUE`.
+    """
+    given: list[str] = []
+    for key, value in (flags or {}).items():
+        if value is not None:
+            flag = flag_for(args, key)
+            given.append(Override(f"{key}={value}", f"{flag} {value}" if flag else f"command line {key}={value}"))
+    return given + [Override(text, f"--set {text}") for text in args.set]
 
 
 def load_command_config(args: argparse.Namespace, cls: type[T], flags: Mapping[str, Any] | None = None, *,

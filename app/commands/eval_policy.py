@@ -1,8 +1,10 @@
 """`lrm-robot eval-policy`: roll a policy checkpoint out in ManiSkill and report the oracle success rate.
 
-The success rate comes with a 95% Wilson interval; `--record STORE` also
-writes every episode into an episode store (source "sim", the policy id and
-the oracle success flag), e.g. as rollouts for a reward model to judge.
+The success rate comes with a 95% Wilson interval; `--output-dir DIR` writes
+it as DIR/report.json; `--record STORE` also writes every episode into an
+episode store (source "sim", the policy id and the oracle success flag), e.g.
+as rollouts for a reward model to judge. An evaluation is not continued: run
+again, it evaluates again and writes report.json anew.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import json
 import pathlib
 from dataclasses import dataclass, field
 
+from app.commands._conventions import DeprecatedAlias, add_command, add_output_dir_option
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 from common.numbers import Count, NonNegative, Seed, Steps
-from common.outputs import check_output_dir, check_output_file
+from common.outputs import check_output_dir, check_output_file, make_output_dir
 from policies.pi05.policy import Pi05Config
 from sim.maniskill_env import SimEnvConfig
 
@@ -36,7 +39,8 @@ class EvalPolicyConfig:
     policy_id: str = ""  # recorded with each episode; default: the checkpoint path
     record: pathlib.Path | None = None  # episode store to record into; None = do not record
     round: NonNegative = 0
-    output: pathlib.Path | None = None  # write the report as JSON here
+    output_dir: pathlib.Path | None = None  # write the report as OUTPUT/report.json
+    output: pathlib.Path | None = None  # also write the report as JSON to this file (the earlier way)
 
     def __post_init__(self) -> None:
         if self.policy not in ("checkpoint", "random"):
@@ -50,14 +54,18 @@ class EvalPolicyConfig:
 ORDER = 60
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "eval-policy",
         help="roll a policy out in ManiSkill; oracle success rate with a 95%% interval",
         description=(
             "Roll a policy checkpoint out in ManiSkill for N episodes (seeds seed, seed+1, ...), report the "
             "simulator's success rate with a 95% Wilson confidence interval, and optionally record the "
-            "episodes into an episode store."
+            "episodes into an episode store. Writes OUTPUT/report.json with --output-dir."
         ),
+        example="lrm-robot eval-policy --config configs/policies/eval_pickcube.yaml "
+                "--checkpoint outputs/policies/bc_pickcube/checkpoints/last --episodes 100 "
+                "--output-dir outputs/eval/bc_pickcube",
     )
     add_config_option(parser, "YAML config (see configs/policies/eval_pickcube.yaml)", required=False)
     parser.add_argument("--checkpoint", metavar="DIR", help="policy checkpoint directory")
@@ -65,16 +73,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--episodes", "-n", type=int, metavar="N", help="episodes to roll out")
     parser.add_argument("--seed", type=int, help="env seed of the first episode")
     parser.add_argument("--record", metavar="STORE", help="record the episodes into this store")
-    parser.add_argument("--output", metavar="FILE", help="write the report as JSON")
+    add_output_dir_option(parser, "write the report as OUTPUT/report.json")
+    parser.add_argument("--output", metavar="FILE", action=DeprecatedAlias,
+                        advice="use --output-dir DIR (writes DIR/report.json)")
     add_set_option(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     flags = {"checkpoint": args.checkpoint, "episodes": args.episodes, "seed": args.seed,
-             "record": args.record, "output": args.output, "policy": "random" if args.random else None}
+             "record": args.record, "output_dir": args.output_dir, "output": args.output,
+             "policy": "random" if args.random else None}
     config = load_command_config(args, EvalPolicyConfig, flags)
     # before the evaluation: a report that cannot be written afterwards loses it
+    if config.output_dir is not None:
+        check_output_dir(config.output_dir, "output_dir")
     if config.output is not None:
         check_output_file(config.output, "output")
     if config.record is not None:
@@ -101,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     if config.record is not None:
         print(f"recorded episodes {report.recorded[0]}-{report.recorded[-1]} into {config.record}")
+    text = json.dumps(report.to_json(), indent=2) + "\n"
+    if config.output_dir is not None:
+        (make_output_dir(config.output_dir, "eval-policy") / "report.json").write_text(text)
+        print(f"report: {config.output_dir / 'report.json'}")
     if config.output is not None:
         config.output.parent.mkdir(parents=True, exist_ok=True)
-        config.output.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        config.output.write_text(text)
     return 0
 

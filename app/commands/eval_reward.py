@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from app.commands._conventions import add_command, add_output_dir_option
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 from common.outputs import make_output_dir
@@ -23,17 +24,21 @@ ORDER = 45
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "eval-reward",
         help="measure a reward backend on held-out episodes (progress, completion, contrastive, vs oracle)",
         description=(
             "Score held-out episodes of episode stores or LeRobotDatasets with any reward backend "
             "(configs/lrm/backends/*.yaml) and compare with ground truth: time-based progress and the success "
-            "verdict (the simulator's oracle in sim). Writes OUTPUT/metrics.json and PNGs."
+            "verdict (the simulator's oracle in sim). Writes OUTPUT/metrics.json and PNGs (run again, it "
+            "evaluates again and writes them anew)."
         ),
+        example="lrm-robot eval-reward --config configs/lrm/eval/lite.yaml --set 'sources=[outputs/demos/pickcube]' "
+                "--output-dir outputs/eval_reward/lite",
     )
     add_config_option(parser, "YAML config (see configs/lrm/eval/)")
-    parser.add_argument("--output-dir", metavar="DIR", help="where metrics.json and the PNGs go")
+    add_output_dir_option(parser, "where metrics.json and the PNGs go")
     add_set_option(parser)
     parser.set_defaults(handler=run)
 

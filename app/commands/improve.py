@@ -21,6 +21,7 @@ import pathlib
 import sys
 from typing import Any, TextIO
 
+from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 from common.outputs import check_output_dir
@@ -30,7 +31,8 @@ DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "impr
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "improve",
         help="self-improvement rounds: roll out, judge, keep the successes, fine-tune, evaluate",
         description=(
@@ -39,14 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "accepted rollouts, and an evaluation per round (the oracle in simulation; on a robot, rollouts judged "
             "by the operator's verdict where given, else the LRM's). The config's env section picks ManiSkill or a "
             "robot. Writes OUTPUT/report.json and OUTPUT/success.png and prints success per round with the filter's "
-            "precision and recall. Run the same command again to continue an interrupted run."
+            "precision and recall. Run the same command again to continue an interrupted run (a finished one prints "
+            "its report again); --fresh starts over."
         ),
+        example="lrm-robot improve --config configs/improve/pickcube_cpu.yaml --output-dir outputs/improve-pickcube-cpu",
     )
     add_config_option(parser, "YAML config (default: configs/improve/pickcube_cpu.yaml)", required=False)
-    parser.add_argument("--output-dir", metavar="DIR", help="run directory (resumed if it holds a run)")
+    add_output_dir_option(parser, "run directory (continued if it holds a run)")
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
-    parser.add_argument("--restart", action="store_true",
-                        help="delete the run directory first (only one lrm-robot made: it holds .lrm-robot-output)")
+    add_fresh_option(parser, "the run directory", old=["--restart"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--operator", action="store_true",
                         help="ask at the terminal: the scene reset before each robot rollout, a verdict after each")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from lrm.types import RequestError
     from policies.errors import PolicyError
 
-    if args.restart:
+    if args.fresh:
         reset_run(pathlib.Path(config.output_dir))  # only a folder lrm-robot made (it holds the marker)
     check_output_dir(config.output_dir, "output_dir")
     if config.env.is_robot and not args.operator and config.env.robot.config.reset.wait_for_operator:

@@ -3,7 +3,9 @@
 The same app for the simulator and a real arm (the config's `env.kind`).
 Everything that can be checked before the screen takes over the terminal is
 checked here, so a bad config still ends with one line and exit code 2; log
-lines go to OUTPUT/operate.log while the app owns the terminal.
+lines go to OUTPUT/operate.log while the app owns the terminal. Started again
+on the same OUTPUT, the session continues the rounds recorded there;
+`--fresh` deletes OUTPUT first (with the store, when it lies inside).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import logging
 import pathlib
 
+from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
 from app.commands._options import add_config_option, add_set_option, config_overrides
 from app.errors import UsageError
 from common.config import load_config
@@ -22,7 +25,8 @@ DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "oper
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "operate",
         help="supervise rollouts and self-improvement rounds in a terminal app (sim or robot)",
         description=(
@@ -30,13 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "camera statistics and thumbnail, a sparkline per reward modality, the LRM's verdict with its "
             "probability), a round dashboard, and keys to mark success or failure (overriding the LRM; both "
             "verdicts are stored), re-record, pause/resume, abort, emergency stop (e or Esc), next, and rerun "
-            "(v: viewer, w: save .rrd of the last episode)."
+            "(v: viewer, w: save .rrd of the last episode). Started again on the same OUTPUT, it continues the "
+            "rounds recorded there; --fresh starts over."
         ),
+        example="lrm-robot operate --config configs/operate/pickcube_sim.yaml --output-dir outputs/operate/pickcube_sim",
     )
     add_config_option(parser, "YAML config (default: configs/operate/pickcube_sim.yaml)", required=False)
+    add_output_dir_option(parser, "where the report, the log, checkpoints and (by default) the store go")
+    add_fresh_option(parser, "OUTPUT")
     parser.add_argument("--rounds", type=int, help="rounds to run")
-    parser.add_argument("--rollouts", type=int, help="rollouts per round")
-    parser.add_argument("--rrd", metavar="DIR", help="save every committed episode as DIR/episode-<i>.rrd")
+    parser.add_argument("--rollouts", dest="rollouts_per_round", type=int, metavar="ROLLOUTS",
+                        help="rollouts per round")
+    parser.add_argument("--rrd", dest="rerun_dir", metavar="DIR",
+                        help="save every committed episode as DIR/episode-<i>.rrd")
     parser.add_argument("--auto-next", action="store_true", default=None,
                         help="start the next rollout without waiting for the operator")
     parser.add_argument("--headless", action="store_true",
@@ -74,11 +84,13 @@ def load_operate_config(path: str | pathlib.Path | None, overrides: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {"rounds": args.rounds, "rollouts_per_round": args.rollouts, "rerun_dir": args.rrd,
-             "auto_next": args.auto_next}
+    flags = {"output_dir": args.output_dir, "rounds": args.rounds, "rollouts_per_round": args.rollouts_per_round,
+             "rerun_dir": args.rerun_dir, "auto_next": args.auto_next}
     config = load_operate_config(args.config, config_overrides(args, flags))
     if args.headless and not config.auto_next:
         raise UsageError("--headless has no operator to press `n`: add --auto-next (or auto_next: true)")
+    if args.fresh:
+        start_fresh(config.output_dir)
 
     from app.operator.app import OperatorApp
     from app.operator.session import OperatorSession

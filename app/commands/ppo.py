@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 
@@ -18,7 +19,8 @@ ORDER = 70
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "ppo",
         help="PPO in ManiSkill with reward-model rewards (interval-hold), from a policy checkpoint",
         description=(
@@ -27,14 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "queried every K steps and held in between (only the envs due for a query render), optionally mixed "
             "with the env's dense reward, or the env reward alone (the oracle arm). Writes OUTPUT/metrics.jsonl, "
             "OUTPUT/metrics.rrd, OUTPUT/learning_curve.png, OUTPUT/checkpoints/last and the final OUTPUT/policy; "
-            "the same command resumes a killed run."
+            "the same command continues a killed run from OUTPUT/checkpoints/last; --fresh starts over."
         ),
+        example="lrm-robot ppo --config configs/ppo/pickcube_oracle.yaml --output-dir outputs/ppo/pickcube_oracle",
     )
     add_config_option(parser, "YAML config (see configs/ppo/)")
-    parser.add_argument("--output-dir", metavar="DIR", help="where metrics and checkpoints go")
+    add_output_dir_option(parser, "where metrics and checkpoints go (continued if it holds a checkpoint)")
     parser.add_argument("--checkpoint", metavar="DIR", help="the policy checkpoint to start from")
     parser.add_argument("--iterations", type=int, help="PPO iterations in total")
-    parser.add_argument("--no-resume", action="store_true", help="start over even if OUTPUT has a checkpoint")
+    add_fresh_option(parser, "OUTPUT", old=["--no-resume"])
     add_set_option(parser)
     parser.set_defaults(handler=run)
 
@@ -44,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from app.ppo.loop import PPOSetupError, train_ppo
     from policies.errors import PolicyError
 
-    flags = {"output_dir": args.output_dir, "policy.checkpoint": args.checkpoint, "iterations": args.iterations,
-             "resume": "false" if args.no_resume else None}
+    flags = {"output_dir": args.output_dir, "policy.checkpoint": args.checkpoint, "iterations": args.iterations}
     config = load_command_config(args, PPOConfig, flags)
+    if args.fresh:
+        start_fresh(config.output_dir)
     try:
         result = train_ppo(config)
     except (PPOSetupError, PolicyError) as exc:

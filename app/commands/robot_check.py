@@ -11,6 +11,7 @@ import argparse
 import json
 import pathlib
 
+from app.commands._conventions import add_command
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from common.outputs import check_output_file
 
@@ -27,7 +28,8 @@ EXPECTED_ERRORS = _expected_errors()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "robot-check",
         help="connect a robot config's arm and cameras and report rates and frame statistics",
         description=(
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "statistics and any joint outside the safety limits. No joint targets are sent. "
             "`--set arm.simulated=true` runs LeRobot's robot class on a simulated motor bus (a dry run)."
         ),
+        example="lrm-robot robot-check --config configs/robot/so101.yaml --set arm.simulated=true --seconds 2",
     )
     add_config_option(parser, "robot YAML (see configs/robot/)")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to read (default 3)")

@@ -17,6 +17,7 @@ import pathlib
 
 import numpy as np
 
+from app.commands._conventions import add_command, add_output_dir_option
 from app.commands._options import add_set_option, load_command_config
 from app.errors import UsageError
 from common.outputs import check_output_file, make_output_dir
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 ORDER = 40
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "score",
         help="score a recorded episode with a reward model and store the traces",
         description=(
@@ -35,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "frame, as the RL loop's interval-hold would; write the traces into the store, plot them, "
             "and optionally log them to a rerun .rrd."
         ),
+        example="lrm-robot score outputs/demos/pickcube --episode 0 --backend configs/lrm/backends/oracle.yaml "
+                "--every 10 --output-dir outputs/score",
     )
     parser.add_argument("store", help="path to the episode store")
     parser.add_argument("--episode", type=int, required=True, metavar="I", help="episode index (see `store info`)")
@@ -46,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--every", type=int, default=10, metavar="K", help="query every K frames (default 10)")
     parser.add_argument("--camera", metavar="NAME", help="camera to score (default: the store's first camera)")
-    parser.add_argument("--out", default="outputs/score", metavar="DIR", help="where the PNG and metrics JSON go")
+    add_output_dir_option(parser, "where the PNG and metrics JSON go (default: outputs/score)", old=["--out"])
     parser.add_argument("--rrd", metavar="FILE.rrd", help="also log the episode with its traces to this rerun file")
     add_set_option(parser, help="override a backend config key")
     parser.set_defaults(handler=run)
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--modality: {exc}") from None
     config = load_command_config(args, RewardBackendConfig, path=args.backend)
-    make_output_dir(args.out, "score", "--out")
+    output_dir = args.output_dir or "outputs/score"
+    make_output_dir(output_dir, "score", "--output-dir")
     if args.rrd:
         check_output_file(args.rrd, "--rrd")
     modalities = tuple(m for m in wanted if m in config.modalities)
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             scored = queries.score(model, progress=lambda n: bar.advance(task_id, n))
     except RequestError as exc:
         raise UsageError(str(exc)) from None
-    png = scored.write(args.out)
+    png = scored.write(output_dir)
     if args.rrd:
         _log_rrd(args.store, args.episode, pathlib.Path(args.rrd))
     for name, trace in scored.traces.items():

@@ -13,6 +13,7 @@ import argparse
 import logging
 import time
 
+from app.commands._conventions import add_command
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from app.errors import UsageError
 
@@ -22,13 +23,15 @@ ORDER = 47
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "serve",
         help="serve a reward backend over HTTP to many robots and simulators (Ray Serve, dynamic batching)",
         description=(
             "Host any reward backend (configs/lrm/backends/*.yaml) as a Ray Serve application: POST /score "
             "(requests of all clients batched together), GET /health. Clients use a `type: remote` backend."
         ),
+        example="lrm-robot serve --config configs/serve/lite.yaml --port 8000",
     )
     add_config_option(parser, "YAML config (see configs/serve/)")
     parser.add_argument("--host", metavar="HOST", help="address to bind (default 127.0.0.1: this machine only)")

@@ -1,4 +1,7 @@
-"""`lrm-robot store info|verify|export STORE`: what an episode store holds, whether it is intact, export."""
+"""`lrm-robot store ls|info|verify|export STORE`: its episodes, what it holds, whether it is intact, export.
+
+`store ls` lives in `_store_ls`; `ls` and `export` share their episode filters (`_episode_filters`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option
+from app.commands._episode_filters import add_episode_filters, filter_keywords
+from app.commands._store_ls import register_ls
+
 
 ORDER = 20
 
@@ -18,18 +25,24 @@ EXIT_DAMAGED = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("store", help="inspect an episode store", description="Inspect an episode store.")
+    parser = add_command(subparsers, "store", help="inspect an episode store",
+                         description="Inspect an episode store: list its episodes, summarise it, check it, export it.",
+                         example="lrm-robot store ls outputs/demos/pickcube")
     actions = parser.add_subparsers(dest="store_command", metavar="ACTION", required=True)
-    info = actions.add_parser(
+    register_ls(actions)
+    info = add_command(
+        actions,
         "info",
         help="episodes, frames, cameras, success counts and size on disk",
         description="Print a summary of an episode store: episodes, frames, cameras, success counts, size on disk.",
+        example="lrm-robot store info outputs/demos/pickcube --json",
     )
     info.add_argument("store", help="path to the episode store (a Zarr v3 folder)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     info.set_defaults(handler=run_info)
 
-    verify = actions.add_parser(
+    verify = add_command(
+        actions,
         "verify",
         help="read every episode and check it against its checksums",
         description=(
@@ -38,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "are quarantined (listed in meta/quarantine.json; readers skip them). "
             f"Exit code 0: no damage; {EXIT_DAMAGED}: damage found; 2: not a store."
         ),
+        example="lrm-robot store verify outputs/demos/pickcube",
     )
     verify.add_argument("store", help="path to the episode store")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -46,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     verify.set_defaults(handler=run_verify)
 
-    export = actions.add_parser(
+    export = add_command(
+        actions,
         "export",
         help="export selected episodes to a LeRobotDataset",
         description=(
@@ -54,18 +69,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "losslessly (PNG) unless --video; filters combine with AND; aborted episodes are left out "
             "unless --include-aborted. Writes LeRobot's next.reward (the --reward trace, held between "
             "queries), next.done (each episode's last frame) and next.success (the episode's outcome, "
-            "at its last frame), and each episode's verdicts as lrm_robot/* columns of meta/episodes."
+            "at its last frame), and each episode's verdicts as lrm_robot/* columns of meta/episodes. "
+            "An export is not continued: --fresh replaces an earlier one."
         ),
-        epilog="example: lrm-robot store export runs/episodes.zarr --out exports/ds --episodes 0-9 --robot-type panda",
+        example="lrm-robot store export outputs/demos/pickcube --output-dir outputs/datasets/pickcube "
+                "--episodes 0-9 --robot-type panda",
     )
     export.add_argument("store", help="path to the episode store")
-    export.add_argument("--out", required=True, metavar="DIR", help="dataset root to create")
+    add_output_dir_option(export, "dataset root to create", old=["--out"], required=True)
     export.add_argument("--repo-id", default="local/lrm-robot", help="LeRobot repo id recorded in the dataset")
-    export.add_argument("--source", action="append", choices=("sim", "robot", "demo"), help="keep these sources")
-    export.add_argument("--task", action="append", help="keep episodes with this task sentence")
-    export.add_argument("--round", action="append", type=int, help="keep episodes of this round")
-    export.add_argument("--accepted", choices=("yes", "no"), help="operator verdict, else the LRM's")
-    export.add_argument("--oracle-success", choices=("yes", "no"), help="simulator's success flag")
+    add_episode_filters(export)
     export.add_argument("--episodes", type=_index_list, metavar="LIST",
                         help="store episode indices to export, in this order, e.g. 0-4,7 (with the filters: AND)")
     export.add_argument("--include-aborted", action="store_true", help="also export episodes marked aborted")
@@ -83,8 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--state-names", type=_name_list, metavar="A,B,...", help="names of the state dimensions")
     export.add_argument("--action-names", type=_name_list, metavar="A,B,...", help="names of the action dimensions")
     export.add_argument("--video", action="store_true", help="encode cameras as video (smaller, lossy)")
-    export.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier export at --out (only one lrm-robot made: it holds .lrm-robot-output)")
+    add_fresh_option(export, "an earlier export at OUTPUT", old=["--overwrite"])
     export.set_defaults(handler=run_export)
 
 
@@ -246,16 +258,9 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.fps is not None and not 0 < args.fps <= 1000:  # NaN fails this too
         raise UsageError(f"--fps {args.fps}: must be more than 0 and at most 1000")
-    check_output_dir(args.out, "--out")
+    check_output_dir(args.output_dir, "--output-dir")
     store = EpisodeStore.open(args.store, mode="r")
-    yes_no = {"yes": True, "no": False, None: None}
-    records = store.episodes(
-        source=args.source,
-        task=args.task,
-        round=args.round,
-        accepted=yes_no[args.accepted],
-        oracle_success=yes_no[args.oracle_success],
-    )
+    records = store.episodes(**filter_keywords(args))
     if args.episodes is not None:
         by_index = {r.index: r for r in records}
         beyond = [i for i in args.episodes if i >= store.num_episodes]
@@ -272,11 +277,11 @@ def run_export(args: argparse.Namespace) -> int:
     if not records:
         raise UsageError(f"no episode of {args.store} matches the selection")
     out = store.export_lerobot(
-        args.out,
+        args.output_dir,
         repo_id=args.repo_id,
         episodes=records,
         video=args.video,
-        overwrite=args.overwrite,
+        overwrite=args.fresh,
         reward=None if args.reward == "none" else args.reward,
         success=args.success,
         rewards=args.rewards,

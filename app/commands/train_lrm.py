@@ -9,7 +9,9 @@ The config's `type` picks what is trained (configs/lrm/train/):
   names a backend YAML), e.g. a GPU-trained Qwen3-VL LRM compressed for a CPU.
 
 Every run writes OUTPUT/report.json and OUTPUT/backend.yaml, a backend config
-that `score`, `eval-reward` and the RL loop load as is.
+that `score`, `eval-reward` and the RL loop load as is. An OUTPUT that holds
+both is a finished run: the command leaves it as it is, saying so in one line;
+`--fresh` trains again (an unfinished OUTPUT is trained again from the start).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
 from app.commands._options import add_config_option, add_set_option, load_command_config
 from common.config import config_type
 from common.outputs import make_output_dir
@@ -24,22 +27,28 @@ from app.errors import UsageError
 
 ORDER = 45
 TYPES = ("qwen3vl_lora", "lite", "lite_distill")
+FINISHED = ("report.json", "backend.yaml")  # what a finished run leaves in OUTPUT (backend.yaml written last)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "train-lrm",
         help="train a reward model (Qwen3-VL LoRA adapters or the compact lite model) on a store",
         description=(
             "Build reward-model examples from a store's episodes (11 keyframes per episode, completion "
             "negatives, contrastive pairs) and train: Qwen3-VL LoRA adapters with TRL (type: qwen3vl_lora, "
             "the default), the compact lite model (type: lite), or the lite model distilled from a teacher "
-            "backend (type: lite_distill). Writes OUTPUT/report.json and OUTPUT/backend.yaml."
+            "backend (type: lite_distill). Writes OUTPUT/report.json and OUTPUT/backend.yaml. An OUTPUT holding "
+            "both is a finished run and is left as it is; --fresh trains again."
         ),
+        example="lrm-robot train-lrm --config configs/lrm/train/lite_pickcube.yaml --store outputs/demos/pickcube "
+                "--output-dir outputs/lite/pickcube",
     )
     add_config_option(parser, "YAML config (see configs/lrm/train/)")
     parser.add_argument("--store", metavar="STORE", help="episode store to train on")
-    parser.add_argument("--output-dir", metavar="DIR", help="where the adapters / model and the report go")
+    add_output_dir_option(parser, "where the adapters / model and the report go")
+    add_fresh_option(parser, "OUTPUT")
     parser.add_argument("--steps", type=int, help="optimiser steps (per modality for LoRA)")
     add_set_option(parser)
     parser.set_defaults(handler=run)
@@ -50,6 +59,19 @@ def _config_type(path: str) -> str:
     if kind not in TYPES:
         raise UsageError(f"{path}: type: {kind!r} is not one of {', '.join(TYPES)}")
     return kind
+
+
+def _finished(output_dir: str | pathlib.Path, fresh: bool) -> bool:
+    """Whether OUTPUT holds a finished run to leave as it is (one line says so); `fresh` deletes it first."""
+    out = pathlib.Path(output_dir)
+    if fresh:
+        start_fresh(out)
+        return False
+    if all((out / name).is_file() for name in FINISHED):
+        print(f"{out} already holds a finished train-lrm run ({', '.join(FINISHED)}); nothing to do "
+              "(--fresh trains again)")
+        return True
+    return False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -66,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         from lrm.training.lora_train import LoraRunConfig
 
         config = load_command_config(args, LoraRunConfig, flags)
+        if _finished(config.output_dir, args.fresh):
+            return 0
         make_output_dir(config.output_dir, "train-lrm", "output_dir")
         report = _run_lora(config)
         for modality, entry in report["modalities"].items():
@@ -77,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from lrm.training.lite_runs import LiteDistillRun, LiteTrainRun
 
     config = load_command_config(args, LiteDistillRun if kind == "lite_distill" else LiteTrainRun, flags)
+    if _finished(config.output_dir, args.fresh):
+        return 0
     make_output_dir(config.output_dir, "train-lrm", "output_dir")
     report = _run_lite(config)
     val = report["history"].get("val", {})

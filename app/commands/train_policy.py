@@ -5,13 +5,16 @@ optimisation; flags and `--set` override it. A config with `type: pi05`
 (configs/policies/pi05_finetune_pickcube.yaml) fine-tunes pi0.5 with LeRobot's
 training pieces; any other (configs/policies/bc_pickcube.yaml) behaviour-clones
 the small actor-critic. Progress and losses show on a progress bar; the
-checkpoint, split and metrics land in the config's output_dir.
+checkpoint, split and metrics land in the config's output_dir. Run again on
+the same output_dir, training continues from its checkpoint; `--fresh` starts
+over.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
 from app.commands._options import add_config_option, add_set_option, config_overrides
 from app.errors import UsageError
 from common.outputs import make_output_dir
@@ -20,7 +23,8 @@ from common.outputs import make_output_dir
 ORDER = 50
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "train-policy",
         help="behaviour-clone a policy on episodes of a store",
         description=(
@@ -28,14 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "filter), hold some out for validation, and train on the rest: pi0.5 through LeRobot for a config with "
             "`type: pi05`, otherwise behaviour cloning of the small actor-critic. "
             "Writes OUTPUT/checkpoints/last (config, weights, normalisation statistics, optimiser state), "
-            "OUTPUT/split.json and OUTPUT/metrics.json; --resume continues from the checkpoint."
+            "OUTPUT/split.json and OUTPUT/metrics.json. Run again on the same OUTPUT, training continues from "
+            "its checkpoint (up to --steps in total); --fresh starts over."
         ),
+        example="lrm-robot train-policy --config configs/policies/bc_pickcube.yaml --store outputs/demos/pickcube "
+                "--output-dir outputs/policies/bc_pickcube",
     )
     add_config_option(parser, "YAML config (see configs/policies/)")
     parser.add_argument("--store", metavar="STORE", help="episode store to train on")
-    parser.add_argument("--output-dir", metavar="DIR", help="where checkpoints and metrics go")
+    add_output_dir_option(parser, "where checkpoints and metrics go (continued if it holds a checkpoint)")
     parser.add_argument("--steps", type=int, help="optimiser steps in total")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from OUTPUT/checkpoints/last")
+    add_fresh_option(parser, "OUTPUT", resume="--resume")
     add_set_option(parser)
     parser.set_defaults(handler=run)
 
@@ -44,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from policies.errors import PolicyError
     from policies.factory import load_train_config, train_policy
 
-    flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": args.resume}
+    # continuing is the CLI's convention; `--set resume=false` (after the flags) still refuses to train over a run
+    flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": "true"}
     config = load_train_config(args.config, config_overrides(args, flags))
+    if args.fresh:
+        start_fresh(config.output_dir)
     make_output_dir(config.output_dir, "train-policy", "output_dir")
     try:
         result = train_policy(config)

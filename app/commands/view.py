@@ -6,6 +6,7 @@ import argparse
 import logging
 import pathlib
 
+from app.commands._conventions import add_command
 from app.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -14,13 +15,15 @@ log = logging.getLogger(__name__)
 ORDER = 30
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "view",
         help="show one episode in rerun, or save it as a .rrd recording",
         description=(
             "Log one episode of a store to rerun: camera frames, state, action and reward traces "
             "on the 'frame' and 'time' timelines."
         ),
+        example="lrm-robot view outputs/demos/pickcube --episode 0 --save episode-0.rrd",
     )
     parser.add_argument("store", help="path to the episode store")
     parser.add_argument("--episode", type=int, required=True, metavar="I", help="episode index (see `store info`)")

@@ -402,5 +402,5 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 
 
 def reset_run(out: Path) -> None:
-    """Delete a run directory (the CLI's --restart) if lrm-robot made it; FileError naming it otherwise."""
-    remove_output_dir(out, "--restart: output_dir")
+    """Delete a run directory (the CLI's --fresh) if lrm-robot made it; FileError naming it otherwise."""
+    remove_output_dir(out, "--fresh: output_dir")

@@ -57,7 +57,7 @@ class RunState:
         """The run's state in `out_dir / name`; a run directory started with a different config is refused."""
         path = out_dir / name
         if not path.is_file():
-            make_output_dir(out_dir, "run")  # marked: `improve --restart` may delete it
+            make_output_dir(out_dir, "run")  # marked: `improve --fresh` may delete it
             state = cls(path, fingerprint)
             state.save()
             return state
@@ -69,7 +69,7 @@ class RunState:
             raise UsageError(f"{path} is not an improve-run state file")
         if data.get("fingerprint_version", 1) != FINGERPRINT_VERSION:
             raise UsageError(f"{out_dir} was started by an earlier lrm-robot whose config fingerprint this version "
-                             "computes differently (README, 'Resuming'); start it again with --restart, or choose "
+                             "computes differently (README, 'Resuming'); start it again with --fresh, or choose "
                              "another output_dir")
         if data.get("fingerprint") != fingerprint:
             raise UsageError(

@@ -384,9 +384,10 @@ def check_resume(out: Path, resume: bool, *, starting_from: str) -> bool:
     ckpt = out / CHECKPOINT_DIR
     resuming = resume and (ckpt / TRAINING_STATE).is_file()
     if resume and not resuming:
-        log.warning("resume: no checkpoint in %s, starting from %s", ckpt, starting_from)
+        log.info("no checkpoint in %s to continue; starting from %s", ckpt, starting_from)
     if not resume and ckpt.exists():
-        raise PolicyError(f"{out} already holds a checkpoint; set resume: true or choose another output_dir")
+        raise PolicyError(f"{out} already holds a checkpoint; set resume: true to continue it, or choose another "
+                          "output_dir (`lrm-robot train-policy` continues by default; --fresh starts over)")
     return resuming
 
 

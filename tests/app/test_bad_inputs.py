@@ -98,7 +98,7 @@ LEARNING_RATES = [
 def test_a_learning_rate_out_of_range_is_refused_when_read(tmp_path, capsys, command, config, key, value,
                                                            expected):
     argv = [command, "--config", config, "--set", f"{key}={value}", "--set", f"output_dir={tmp_path / 'out'}"]
-    assert refused(capsys, argv).endswith(f"error: command line {key}={value}: key '{key}': {expected}")
+    assert refused(capsys, argv).endswith(f"error: --set {key}={value}: key '{key}': {expected}")
     assert not (tmp_path / "out").exists()
 
 
@@ -112,25 +112,25 @@ def test_a_learning_rate_in_a_file_names_the_file_and_key(tmp_path, capsys):
 
 @pytest.mark.parametrize(("argv", "expected"), [
     (["improve", "--set", "rollouts_per_round=1e23"],
-     "command line rollouts_per_round=1e23: key 'rollouts_per_round': expected int, got 1e23 "
+     "--set rollouts_per_round=1e23: key 'rollouts_per_round': expected int, got 1e23 "
      "(write a whole number without an exponent)"),
     (["improve", "--set", "rollouts_per_round=100000000000000000000000"],
      "must be at most 1000000, got 100000000000000000000000"),
-    (["improve", "--rounds", "-1"], "command line rounds=-1: key 'rounds': must be at least 0, got -1"),
-    (["demos", "--seed", "-1"], "command line seed=-1: key 'seed': must be at least 0, got -1"),
+    (["improve", "--rounds", "-1"], "--rounds -1: key 'rounds': must be at least 0, got -1"),
+    (["demos", "--seed", "-1"], "--seed -1: key 'seed': must be at least 0, got -1"),
     (["demos", "--max-attempts", "0"],
-     "command line max_attempts=0: key 'max_attempts': must be at least 1, got 0"),
-    (["demos", "-n", "0"], "command line num_episodes=0: key 'num_episodes': must be at least 1, got 0"),
+     "--max-attempts 0: key 'max_attempts': must be at least 1, got 0"),
+    (["demos", "-n", "0"], "--num-episodes 0: key 'num_episodes': must be at least 1, got 0"),
     (["demos", "--camera-size", "99999x99999"],
      "argument --camera-size: '99999x99999': each side must be at most 4096, got 99999"),
     (["demos", "--camera-size", "128"], "argument --camera-size: '128' is not WIDTHxHEIGHT (e.g. 128x128)"),
-    (["eval-policy", "--random", "--seed", "-1"], "command line seed=-1: key 'seed': must be at least 0, got -1"),
+    (["eval-policy", "--random", "--seed", "-1"], "--seed -1: key 'seed': must be at least 0, got -1"),
     (["eval-policy", "--random", "--episodes", "0"],
-     "command line episodes=0: key 'episodes': must be at least 1, got 0"),
+     "--episodes 0: key 'episodes': must be at least 1, got 0"),
     (["ppo", "--config", "configs/ppo/pickcube_lite.yaml", "--iterations", "0"],
-     "command line iterations=0: key 'iterations': must be at least 1, got 0"),
+     "--iterations 0: key 'iterations': must be at least 1, got 0"),
     (["ppo", "--config", "configs/ppo/pickcube_lite.yaml", "--set", "env.sim.camera_width=99999"],
-     "command line env.sim.camera_width=99999: key 'env.sim.camera_width': must be at most 4096, got 99999"),
+     "--set env.sim.camera_width=99999: key 'env.sim.camera_width': must be at most 4096, got 99999"),
     (["robot-check", "--config", "configs/robot/so101.yaml", "--seconds", "nan"],
      "--seconds must be more than 0 and at most 3600, got nan"),
     (["improve", "--set", "judge.camera=wrist_camera"],
@@ -164,7 +164,7 @@ def test_an_unknown_camera_of_a_store_is_named(small_store, capsys):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_an_unknown_camera_of_the_simulator_is_named(tmp_path, capsys):
     """Known only once the env is built: the first thing `demos` does, before any demonstration."""
-    err = refused(capsys, ["demos", "--env", "PickCube-v1", "-n", "1", "--out", str(tmp_path / "store"),
+    err = refused(capsys, ["demos", "--env", "PickCube-v1", "-n", "1", "--output-dir", str(tmp_path / "store"),
                            "--camera-size", "32x32", "--set", "env.cameras=[wrist]"])
     assert err == "lrm-robot demos: error: PickCube-v1 has no camera 'wrist'; it has base_camera, render_camera"
     assert not (tmp_path / "store").exists() or EpisodeStore.open(tmp_path / "store").num_episodes == 0
@@ -181,10 +181,10 @@ def output_cases(store: pathlib.Path, a_file: pathlib.Path, tmp_path: pathlib.Pa
     """(argv, expected) for output paths that are a file, lie under a file, or cannot be written."""
     unwritable = pathlib.Path("/proc/lrm-robot-test/out")  # not even root creates files in /proc
     return [
-        (["eval-policy", "--random", "--output", str(tmp_path)], f"output {tmp_path}: is a folder; name a file"),
-        (["eval-policy", "--random", "--output", str(a_file / "report.json")],
-         f"output {a_file / 'report.json'}: {a_file} is a file, not a folder"),
-        (["eval-policy", "--random", "--output", str(unwritable / "report.json")], "/proc is not writable ("),
+        (["eval-policy", "--random", "--output-dir", str(a_file)], f"output_dir {a_file}: is a file; name a folder"),
+        (["eval-policy", "--random", "--output-dir", str(a_file / "eval")],
+         f"output_dir {a_file / 'eval'}: {a_file} is a file, not a folder"),
+        (["eval-policy", "--random", "--output-dir", str(unwritable)], "/proc is not writable ("),
         (["eval-policy", "--random", "--record", str(a_file)], f"record {a_file}: is a file; name a folder"),
         (["improve", "--output-dir", str(a_file)], f"output_dir {a_file}: is a file; name a folder"),
         (["improve", "--output-dir", str(unwritable)], "/proc is not writable ("),
@@ -196,13 +196,13 @@ def output_cases(store: pathlib.Path, a_file: pathlib.Path, tmp_path: pathlib.Pa
           str(a_file)], f"output_dir {a_file}: is a file; name a folder"),
         (["eval-reward", "--config", "configs/lrm/eval/oracle.yaml", "--output-dir", str(a_file)],
          f"output_dir {a_file}: is a file; name a folder"),
-        (["demos", "--out", str(a_file)], f"out {a_file}: is a file; name a folder"),
+        (["demos", "--output-dir", str(a_file)], f"output_dir {a_file}: is a file; name a folder"),
         (["view", str(store), "--episode", "0", "--save", str(a_file / "x.rrd")], f"{a_file} is a file, not a folder"),
-        (["score", str(store), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml", "--out",
-          str(a_file)], f"--out {a_file}: is a file; name a folder"),
-        (["score", str(store), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml", "--out",
+        (["score", str(store), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml", "--output-dir",
+          str(a_file)], f"--output-dir {a_file}: is a file; name a folder"),
+        (["score", str(store), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml", "--output-dir",
           str(tmp_path / "score"), "--rrd", str(unwritable / "x.rrd")], "/proc is not writable ("),
-        (["store", "export", str(store), "--out", str(a_file)], f"--out {a_file}: is a file; name a folder"),
+        (["store", "export", str(store), "--output-dir", str(a_file)], f"--output-dir {a_file}: is a file; name a folder"),
         (["robot-check", "--config", "configs/robot/so101.yaml", "--json", str(tmp_path)],
          f"--json {tmp_path}: is a folder; name a file"),
     ]
@@ -217,7 +217,7 @@ def test_output_paths_are_checked_before_the_work(small_store, a_file, tmp_path,
 
 @pytest.mark.parametrize("value", ["nan", "-1", "inf"])
 def test_store_export_fps_out_of_range(small_store, tmp_path, capsys, value):
-    err = refused(capsys, ["store", "export", str(small_store), "--out", str(tmp_path / "ds"), "--fps", value])
+    err = refused(capsys, ["store", "export", str(small_store), "--output-dir", str(tmp_path / "ds"), "--fps", value])
     assert f"--fps {float(value)}: must be more than 0 and at most 1000" in err
 
 

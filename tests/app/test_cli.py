@@ -113,7 +113,7 @@ def test_store_export_selects_and_lerobot_reads_back(small_store, tmp_path, monk
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path, episodes = small_store
     out = tmp_path / "dataset"
-    result = lrm_robot("store", "export", str(path), "--out", str(out), "--oracle-success", "yes", "--repo-id", "t/x", "--fps", "20")
+    result = lrm_robot("store", "export", str(path), "--output-dir", str(out), "--oracle-success", "yes", "--repo-id", "t/x", "--fps", "20")
     assert result.returncode == 0, result.stderr
     assert "exported 2 episodes (13 frames)" in result.stdout
 
@@ -132,14 +132,14 @@ ERRORS = [
     (["store", "info", "{missing}"], "store info: error:"),
     (["store", "info", "{not_a_store}"], "is not an lrm-robot episode store"),
     (["view", "{store}", "--episode", "9", "--save", "{tmp}/x.rrd"], "episode 9 does not exist"),
-    (["store", "export", "{store}", "--out", "{tmp}/ds", "--round", "5"], "no episode of"),
+    (["store", "export", "{store}", "--output-dir", "{tmp}/ds", "--round", "5"], "no episode of"),
     (["view", "{store}", "--episode", "0", "--save", "{tmp}/x.png"], "must end in .rrd"),
     (["demos", "--config", "{tmp}/nope.yaml"], "nope.yaml: config file not found"),
     (["demos", "--config", "{bad_config}"], "unknown key 'num_episode' (did you mean 'num_episodes'?)"),
-    (["demos", "-n", "0", "--out", "{tmp}/d"], "key 'num_episodes': must be at least 1, got 0"),
-    (["demos", "--camera-size", "wide", "--out", "{tmp}/d"], "argument --camera-size: 'wide' is not WIDTHxHEIGHT"),
-    (["demos", "--env", "FlyToMoon-v1", "--out", "{tmp}/d"], "FlyToMoon-v1"),
-    (["demos", "--set", "env.state_mode=everything", "--out", "{tmp}/d"], "key 'env.state_mode'"),
+    (["demos", "-n", "0", "--output-dir", "{tmp}/d"], "key 'num_episodes': must be at least 1, got 0"),
+    (["demos", "--camera-size", "wide", "--output-dir", "{tmp}/d"], "argument --camera-size: 'wide' is not WIDTHxHEIGHT"),
+    (["demos", "--env", "FlyToMoon-v1", "--output-dir", "{tmp}/d"], "FlyToMoon-v1"),
+    (["demos", "--set", "env.state_mode=everything", "--output-dir", "{tmp}/d"], "key 'env.state_mode'"),
 ]
 
 
@@ -166,7 +166,7 @@ def test_demos_from_the_shipped_config_records_into_a_store(tmp_path):
     config = pathlib.Path(__file__).parents[2] / "configs" / "demos_pickcube.yaml"
     out = tmp_path / "demos"
     result = lrm_robot(
-        "demos", "--config", str(config), "-n", "1", "--out", str(out), "--camera-size", "64x48"
+        "demos", "--config", str(config), "-n", "1", "--output-dir", str(out), "--camera-size", "64x48"
     )
     assert result.returncode == 0, result.stderr
     assert "1/1 successful demonstrations" in result.stdout

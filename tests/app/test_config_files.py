@@ -52,8 +52,8 @@ def test_eval_reward_overrides_apply_to_the_backend_file(tmp_path, capsys):
                                       "backend_overrides": ["lite.devise=cpu"], "output_dir": str(tmp_path / "out")}))
     assert main(["eval-reward", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("lrm-robot eval-reward: error: configs/lrm/backends/lite.yaml: unknown key 'lite.devise' "
-                   "(did you mean 'device'?)")
+    assert err == ("lrm-robot eval-reward: error: configs/lrm/backends/lite.yaml: override lite.devise=cpu: "
+                   "unknown key 'lite.devise' (did you mean 'device'?)")
 
 
 def test_a_broken_robot_file_fails_before_any_work(tmp_path, capsys):

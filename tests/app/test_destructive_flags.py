@@ -1,4 +1,4 @@
-"""Flags that delete (`improve --restart`, `store export --overwrite`, `ppo --no-resume`) delete only what
+"""`--fresh` (improve, ppo, train-policy, train-lrm, demos, operate, store export) deletes only what
 lrm-robot made: a folder holding the marker file (common.outputs). Anything else is refused with one
 line naming the folder and the marker, and a store is never exported into, over or around itself.
 """
@@ -41,15 +41,15 @@ def store(tmp_path) -> pathlib.Path:
     return demo_store(tmp_path / "store")
 
 
-def test_improve_restart_refuses_a_folder_it_did_not_make(someones_folder, capsys):
+def test_improve_fresh_refuses_a_folder_it_did_not_make(someones_folder, capsys):
     err = refused(capsys, ["improve", "--config", str(ROOT / "configs/improve/pickcube_cpu.yaml"),
-                           "--output-dir", str(someones_folder), "--restart"])
-    assert err == (f"lrm-robot improve: error: --restart: output_dir {someones_folder}: has no {MARKER}, so "
+                           "--output-dir", str(someones_folder), "--fresh"])
+    assert err == (f"lrm-robot improve: error: --fresh: output_dir {someones_folder}: has no {MARKER}, so "
                    "lrm-robot did not make it; refusing to delete it (delete it yourself or choose another folder)")
     assert (someones_folder / "thesis.tex").read_text() == "years of work\n"
 
 
-def test_a_run_folder_is_marked_when_made_and_restart_deletes_it(tmp_path):
+def test_a_run_folder_is_marked_when_made_and_fresh_deletes_it(tmp_path):
     run = tmp_path / "run"
     RunState.load_or_create(run, "fingerprint")
     assert (run / MARKER).is_file() and (run / "state.json").is_file()
@@ -59,33 +59,33 @@ def test_a_run_folder_is_marked_when_made_and_restart_deletes_it(tmp_path):
 
 def test_export_refuses_the_store_itself_and_what_holds_it(store, capsys):
     for out, where in ((store, "is"), (store.parent, "holds"), (store / "meta" / "dataset", "lies inside")):
-        err = refused(capsys, ["store", "export", str(store), "--out", str(out), "--overwrite"])
+        err = refused(capsys, ["store", "export", str(store), "--output-dir", str(out), "--fresh"])
         assert f"{out} {where} the store being exported ({store.resolve()})" in err, err
     assert EpisodeStore.open(store).num_episodes == 2
 
 
-def test_export_overwrite_refuses_a_folder_it_did_not_export(store, someones_folder, capsys):
-    err = refused(capsys, ["store", "export", str(store), "--out", str(someones_folder), "--overwrite"])
+def test_export_fresh_refuses_a_folder_it_did_not_export(store, someones_folder, capsys):
+    err = refused(capsys, ["store", "export", str(store), "--output-dir", str(someones_folder), "--fresh"])
     assert err.endswith(f"{someones_folder} has no {MARKER}, so lrm-robot did not export it; refusing to replace it")
     assert (someones_folder / "thesis.tex").exists()
 
 
-def test_export_overwrite_replaces_an_earlier_export(store, tmp_path, capsys, monkeypatch):
+def test_export_fresh_replaces_an_earlier_export(store, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "dataset"
-    argv = ["store", "export", str(store), "--out", str(out), "--fps", "20"]
+    argv = ["store", "export", str(store), "--output-dir", str(out), "--fps", "20"]
     assert main(argv) == 0
     assert json.loads((out / MARKER).read_text())["kind"] == "lerobot-export"
     assert "is not empty" in refused(capsys, argv)
-    assert main([*argv, "--overwrite"]) == 0
+    assert main([*argv, "--fresh"]) == 0
     assert (out / MARKER).is_file() and (out / "meta" / "lrm_robot_export.json").is_file()
 
 
-def test_ppo_no_resume_refuses_a_folder_it_did_not_make(tmp_path, capsys):
+def test_ppo_fresh_refuses_a_folder_it_did_not_make(tmp_path, capsys):
     out = tmp_path / "ppo"
     (out / "checkpoints" / "last").mkdir(parents=True)
     (out / "checkpoints" / "last" / "notes.txt").write_text("not ours\n")
     err = refused(capsys, ["ppo", "--config", str(ROOT / "configs/ppo/pickcube_oracle.yaml"), "--output-dir",
-                           str(out), "--no-resume"])
-    assert f"output_dir {out}: has no {MARKER}" in err and "refusing to delete its checkpoints/last" in err
+                           str(out), "--fresh"])
+    assert err.startswith(f"lrm-robot ppo: error: --fresh: output_dir {out}: has no {MARKER}") and "refusing" in err
     assert (out / "checkpoints" / "last" / "notes.txt").exists()

@@ -92,7 +92,7 @@ def test_a_run_folder_of_an_earlier_fingerprint_version_is_refused_in_one_line(t
 
     (tmp_path / "state.json").write_text(json.dumps({"format": "lrm-robot-improve-state", "fingerprint": "abc",
                                                      "steps": {"demos": {}}}))
-    with pytest.raises(UsageError, match="earlier lrm-robot.*--restart") as info:
+    with pytest.raises(UsageError, match="earlier lrm-robot.*--fresh") as info:
         RunState.load_or_create(tmp_path, "abc")
     assert "\n" not in str(info.value)
     state = RunState.load_or_create(tmp_path / "new", "abc")

@@ -68,7 +68,7 @@ def bc_run(tmp_path) -> tuple[pathlib.Path, list[str]]:
     }))
     assert main(["train-policy", "--config", str(config)]) == 0
     assert (tmp_path / "run" / MARKER).is_file()  # the command made the output folder
-    return tmp_path / "run", ["train-policy", "--config", str(config), "--steps", "20", "--resume"]
+    return tmp_path / "run", ["train-policy", "--config", str(config), "--steps", "20"]
 
 
 def test_train_policy_resume_refuses_a_planted_training_state(bc_run, tmp_path, capsys):
@@ -130,7 +130,7 @@ def test_a_truncated_weights_file_is_one_line(actor_critic, tmp_path, capsys):
     weights = actor_critic / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     code = main(["eval-policy", "--checkpoint", str(actor_critic), "--episodes", "1",
-                 "--output", str(tmp_path / "report.json")])
+                 "--output-dir", str(tmp_path / "eval")])
     assert code == 2
     assert one_error_line(capsys).startswith(f"lrm-robot eval-policy: error: {weights}: damaged weights file (")
 

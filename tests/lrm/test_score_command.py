@@ -58,7 +58,7 @@ def test_score_all_modalities_with_the_tiny_lrm(
     out, rrd = tmp_path / "out", tmp_path / "ep1.rrd"
     argv = [
         "score", str(store_path), "--episode", "1", "--backend", str(backend_yaml(tmp_path, tiny_qwen3vl)),
-        "--modality", "all", "--every", "5", "--out", str(out), "--rrd", str(rrd),
+        "--modality", "all", "--every", "5", "--output-dir", str(out), "--rrd", str(rrd),
     ]  # fmt: skip
     assert main(argv) == 0
     store = EpisodeStore.open(store_path)
@@ -84,7 +84,7 @@ def test_score_all_modalities_with_the_tiny_lrm(
     # scoring again with generate mode replaces the trace in place, same query steps
     argv2 = [
         "score", str(store_path), "--episode", "1", "--backend", str(backend_yaml(tmp_path, tiny_qwen3vl)),
-        "--modality", "comp", "--every", "5", "--out", str(out), "--set", "qwen3vl.mode=generate",
+        "--modality", "comp", "--every", "5", "--output-dir", str(out), "--set", "qwen3vl.mode=generate",
         "--set", "qwen3vl.max_new_tokens_direct=4",
     ]  # fmt: skip
     assert main(argv2) == 0
@@ -96,7 +96,7 @@ def test_score_all_modalities_with_the_tiny_lrm(
 def test_score_with_the_oracle_reads_the_recorded_sim_values(tmp_path: pathlib.Path, store_path: pathlib.Path) -> None:
     argv = [
         "score", str(store_path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
-        "--every", "4", "--out", str(tmp_path / "out"),
+        "--every", "4", "--output-dir", str(tmp_path / "out"),
     ]  # fmt: skip
     assert main(argv) == 0
     rewards = EpisodeStore.open(store_path).load_episode(0).rewards
@@ -115,7 +115,7 @@ def _error(argv: list[str], capsys) -> str:
 
 def test_bad_input_is_one_line_exit_2(tmp_path: pathlib.Path, store_path: pathlib.Path, capsys) -> None:
     oracle = "configs/lrm/backends/oracle.yaml"
-    base = ["score", str(store_path), "--episode", "0", "--backend", oracle, "--out", str(tmp_path / "o")]
+    base = ["score", str(store_path), "--episode", "0", "--backend", oracle, "--output-dir", str(tmp_path / "o")]
     assert "episode 7 does not exist" in _error(["score", str(store_path), "--episode", "7", "--backend", oracle], capsys)
     assert "--every 0: must be at least 1" in _error([*base, "--every", "0"], capsys)
     assert "unknown modality 'vibes'" in _error([*base, "--modality", "vibes"], capsys)
@@ -176,7 +176,7 @@ def test_score_queries_only_rendered_frames(tmp_path: pathlib.Path) -> None:
     path = _store_with_unrendered_frames(tmp_path / "s", rendered=[0, 1, 8])
     argv = [
         "score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
-        "--every", "4", "--out", str(tmp_path / "out"),
+        "--every", "4", "--output-dir", str(tmp_path / "out"),
     ]  # fmt: skip
     assert main(argv) == 0
     progress = EpisodeStore.open(path).load_episode(0).rewards["oracle_progress"]
@@ -188,7 +188,7 @@ def test_score_refuses_an_episode_with_no_rendered_frame(tmp_path: pathlib.Path,
     path = _store_with_unrendered_frames(tmp_path / "s", rendered=[])
     argv = [
         "score", str(path), "--episode", "0", "--backend", "configs/lrm/backends/oracle.yaml",
-        "--every", "4", "--out", str(tmp_path / "out"),
+        "--every", "4", "--output-dir", str(tmp_path / "out"),
     ]  # fmt: skip
     assert "no rendered 'front' image" in _error(argv, capsys)
 
@@ -214,7 +214,7 @@ def test_score_leaves_out_the_heads_a_lite_checkpoint_was_not_trained_for(
 ) -> None:
     backend = _lite_checkpoint(tmp_path, {"trained_modalities": ["completion"]})
     out = tmp_path / "out"
-    argv = ["score", str(store_path), "--episode", "0", "--backend", str(backend), "--every", "4", "--out", str(out)]
+    argv = ["score", str(store_path), "--episode", "0", "--backend", str(backend), "--every", "4", "--output-dir", str(out)]
     with caplog.at_level("WARNING"):
         assert main(argv) == 0
     rewards = EpisodeStore.open(store_path).load_episode(0).rewards

@@ -27,14 +27,14 @@ def test_train_then_evaluate_and_record(pickcube_demos, tmp_path, capsys):
     args = ["train-policy", "--config", str(TRAIN_CONFIG), "--store", str(pickcube_demos), "--output-dir", str(out)]
     assert main([*args, "--steps", "20", "--set", "progress=false", "--set", "batch_size=32"]) == 0
     assert "trained 20 steps" in capsys.readouterr().out
-    assert main([*args, "--steps", "30", "--resume", "--set", "progress=false"]) == 0
+    assert main([*args, "--steps", "30", "--set", "progress=false"]) == 0  # continues by default
     assert "trained 10 steps (to 30/30)" in capsys.readouterr().out
     ckpt = out / "checkpoints" / "last"
 
-    report_path = tmp_path / "report.json"
+    report_path = tmp_path / "eval" / "report.json"
     rollouts = tmp_path / "rollouts"
     assert main(["eval-policy", "--config", str(EVAL_CONFIG), "--checkpoint", str(ckpt), "--episodes", "2",
-                 "--record", str(rollouts), "--output", str(report_path), "--set", "max_steps=8"]) == 0
+                 "--record", str(rollouts), "--output-dir", str(report_path.parent), "--set", "max_steps=8"]) == 0
     printed = capsys.readouterr().out
     assert "success 0/2" in printed and "95% CI" in printed and "recorded episodes 0-1" in printed
     report = json.loads(report_path.read_text())

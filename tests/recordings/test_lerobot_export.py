@@ -315,7 +315,7 @@ def test_cli_selects_episodes_names_the_robot_and_lerobot_viz_plots_the_rewards(
     exe = Path(sys.executable).with_name("lrm-robot")
     names = ",".join(f"joint_{i}" for i in range(STATE_DIM))
     result = subprocess.run(
-        [str(exe), "store", "export", str(store.path), "--out", str(out), "--repo-id", REPO_ID,
+        [str(exe), "store", "export", str(store.path), "--output-dir", str(out), "--repo-id", REPO_ID,
          "--episodes", "2,0-1,3", "--reward", "progress", "--source", "demo", "--robot-type", "panda",
          "--state-names", names, "--task", TASKS[0], "--task", TASKS[2]],
         capture_output=True, text=True, timeout=300,

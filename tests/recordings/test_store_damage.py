@@ -118,7 +118,7 @@ def test_damage_keeps_every_intact_episode(
 
     # export: the intact episodes reach the LeRobotDataset unchanged, the damaged ones not at all
     out_dir = tmp_path / "dataset"
-    assert main(["store", "export", str(path), "--out", str(out_dir), "--fps", str(FPS)]) == 0
+    assert main(["store", "export", str(path), "--output-dir", str(out_dir), "--fps", str(FPS)]) == 0
     exported = exported_hashes(out_dir)
     assert exported == {i: content_hash(before[i] if i < len(LENGTHS) else new, fields=TRAINED) for i in expected}
 
@@ -266,6 +266,6 @@ def test_truncated_camera_chunk_is_one_line_in_view_and_skipped_by_export_and_tr
     skipped = [r.getMessage() for r in caplog.records if "training without episode" in r.getMessage()]
     assert len(skipped) == 1 and "episode 1 is damaged" in skipped[0] and "\n" not in skipped[0]
 
-    assert main(["store", "export", str(path), "--out", str(tmp_path / "ds"), "--fps", str(FPS)]) == 0
+    assert main(["store", "export", str(path), "--output-dir", str(tmp_path / "ds"), "--fps", str(FPS)]) == 0
     assert sorted(exported_hashes(tmp_path / "ds")) == [0, 2, 3]
     assert exported_hashes(tmp_path / "ds")[2] == content_hash(before[2], fields=TRAINED)

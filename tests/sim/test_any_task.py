@@ -73,7 +73,7 @@ def test_demos_of_a_task_without_a_solver_name_the_tasks_that_have_one(tmp_path)
 
 
 def test_demos_command_refuses_it_in_one_line(tmp_path, capsys):
-    assert main(["demos", "--env", OFF_TABLE, "-n", "1", "--out", str(tmp_path / "store")]) == 2
+    assert main(["demos", "--env", OFF_TABLE, "-n", "1", "--output-dir", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"no motion-planning solver for {OFF_TABLE}" in err
 
