@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Verdict", "combine", "calibration_frames", "calibration_label", "calibration_split",
-           "held_out_calibration", "judge_cameras", "score_frames", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
+           "held_out_calibration", "judge_cameras", "score_frames", "watcher", "judge_episode", "judged_frames",
+           "p_completed", "tile",
            "train_judge"]
 
 
@@ -196,7 +197,8 @@ def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[
 
 
 def calibration_split(store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig, label_source: str,
-                      val_fraction: float, seed: int) -> tuple[list[tuple[int, list[tuple[int, bool]]]], list[int], list[int]]:
+                      val_fraction: float, seed: int) -> tuple[list[tuple[int, list[tuple[int, bool]]]], list[int],
+                                                               list[int]]:
     """(labelled episodes with their frames, those the judge trains on, those held out): `_with_calibration`'s split."""
     labelled = [(index, frames) for index in calibration
                 if (frames := calibration_frames(store, index, config, label_source))]

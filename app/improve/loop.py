@@ -258,7 +258,12 @@ class ImproveRun:
         return int(carry.get("next_from", round_ - 1))
 
     def _skipped_rounds(self, upto: int) -> list[int]:
-        """Rounds up to `upto` whose selection the judge's precision floor skipped (judge-r's calibration check)."""
+        """Rounds up to `upto` whose selection the judge's precision floor skipped (judge-r's calibration check).
+
+        Only a selection that follows the judge's verdicts is skipped (an oracle-selection ablation that reuses
+        a judged run's state trains as it would have)."""
+        if self.config.selection.rollouts != "accepted":
+            return []
         return [r for r in range(1, upto + 1)
                 if ((self.state.get(f"judge-{r}") or {}).get("calibration_check") or {}).get("action") == "skip"]
 
@@ -274,10 +279,10 @@ class ImproveRun:
             if round_ in self._skipped_rounds(round_):
                 log.info("round %d: selection skipped (the judge is below judge.min_precision); no fine-tuning, "
                          "round %d's policy is round %d's", round_, round_, start)
+                start_checkpoint = in_run(init_from, self.out)
                 return {"skipped": "the judge's precision on held-out calibration episodes is below the floor",
-                        "checkpoint": in_run(init_from, self.out), "train_loss": None,
-                        "selected": {"demos": 0, "rollouts": 0}, "episodes": [], "init_from": in_run(init_from, self.out),
-                        "start_round": start}
+                        "checkpoint": start_checkpoint, "train_loss": None, "selected": {"demos": 0, "rollouts": 0},
+                        "episodes": [], "init_from": start_checkpoint, "start_round": start}
             skipped = self._skipped_rounds(round_)
             indices, counts = select_for_round(self.store, cfg.selection, round_, skipped)
             select = selection_for_round(cfg.selection, round_, skipped)
@@ -307,7 +312,7 @@ class ImproveRun:
         return info
 
     def _carry(self, round_: int, info: dict[str, Any]) -> dict[str, Any]:
-        """Rule 2 (app.improve.rules.carry_forward) against every earlier round's evaluation; one line if not carried."""
+        """Rule 2 (app.improve.rules.carry_forward) against every earlier round's evaluation; a line if not carried."""
         earlier = {r: self.state.get(f"eval-{r}") or {} for r in range(round_)}
         carry = carry_forward(earlier, round_, info, alpha=self.config.eval.regression_alpha)
         if not carry["carried_forward"]:

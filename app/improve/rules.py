@@ -62,7 +62,8 @@ def check_threshold(scores: Sequence[Sequence[float]], labels: Sequence[bool], *
     out.update(precision=m["precision"], recall=m["recall"],
                counts={k: m[k] for k in ("tp", "fp", "fn", "tn")})
     if m["precision"] is None:
-        return {**out, "action": "kept", "reason": "the judge keeps no held-out calibration episode: precision undefined"}
+        return {**out, "action": "kept",
+                "reason": "the judge keeps no held-out calibration episode: precision undefined"}
     if m["precision"] >= floor:
         return {**out, "action": "kept"}
     # acceptance only changes at a frame's P or an episode's mean P: those above the threshold are every candidate

@@ -78,7 +78,8 @@ def test_fingerprint_ignores_rounds_but_not_the_recipe():
     # the rules' numbers decide results; at their defaults they leave earlier runs' fingerprints as they were
     assert load_config(path, ImproveConfig, ["judge.min_precision=0.5"]).fingerprint() != base
     assert load_config(path, ImproveConfig, ["eval.regression_alpha=0.01"]).fingerprint() != base
-    assert load_config(path, ImproveConfig, ["judge.min_precision=0.8", "eval.regression_alpha=0.05"]).fingerprint() == base
+    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05"]
+    assert load_config(path, ImproveConfig, defaults).fingerprint() == base
     # the settings of a backend the judge is not (here the lite judge's qwen3vl section) change nothing
     assert load_config(path, ImproveConfig, ["judge.backend.qwen3vl.max_new_tokens=7"]).fingerprint() == base
     assert load_config(path, ImproveConfig, ["judge.backend.lite.device=cuda"]).fingerprint() != base
@@ -431,7 +432,8 @@ def test_precision_floor_keeps_raises_or_skips():
     empty = check_threshold([], [], how="threshold", threshold=0.5, floor=0.8)
     assert empty["action"] == "kept" and "not measured" in empty["reason"]
     # a floor of 0 never acts
-    assert check_threshold([[0.95], [0.7]], [False, True], how="threshold", threshold=0.5, floor=0.0)["action"] == "kept"
+    off = check_threshold([[0.95], [0.7]], [False, True], how="threshold", threshold=0.5, floor=0.0)
+    assert off["action"] == "kept"
     # vote: the threshold means what it means for a rollout (a majority of frames at or above it)
     vote = check_threshold([[0.9, 0.9, 0.1], [0.6, 0.6, 0.6]], [True, False], how="vote", threshold=0.5, floor=0.8)
     assert vote["action"] == "raised" and 0.6 < vote["threshold"] <= 0.9
@@ -557,9 +559,14 @@ def test_a_judge_below_the_floor_at_every_threshold_skips_the_rounds_training(tm
         run.state.mark("train-0", {"checkpoint": "policy/round-0/checkpoints/last"})
         run.state.mark("judge-1", run._judge(1))
         assert run.state.get("judge-1")["calibration_check"]["action"] == "skip"
+        # a selection that does not follow the judge (an oracle ablation reusing this state) is not skipped
+        run.config.selection = SelectionConfig(rollouts="oracle")
+        assert run._skipped_rounds(1) == []
+        run.config.selection = SelectionConfig()
         trained = run._train(1)  # would fail without a policy to fine-tune: it trains nothing
         run.state.mark("train-1", trained)
-    assert trained["skipped"] and trained["episodes"] == [] and trained["checkpoint"] == "policy/round-0/checkpoints/last"
+    assert trained["skipped"] and trained["episodes"] == []
+    assert trained["checkpoint"] == "policy/round-0/checkpoints/last"
     assert run._checkpoint(1) == run.out / "policy/round-0/checkpoints/last"
 
 
