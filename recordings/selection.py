@@ -119,8 +119,8 @@ class SelectionConfig:
             raise ValueError("selection selects nothing (demos: false and rollouts: none)")
 
 
-def selection_for_round(config: SelectionConfig, round_: int) -> list[EpisodeFilter]:
-    """The filter clauses of round `round_` (>= 1) under `config`."""
+def selection_for_round(config: SelectionConfig, round_: int, skip_rounds: Collection[int] = ()) -> list[EpisodeFilter]:
+    """The filter clauses of round `round_` (>= 1) under `config`; no rollout of a round in `skip_rounds`."""
     if round_ < 1:
         raise ValueError(f"rounds start at 1, got {round_}")
     clauses = []
@@ -128,7 +128,8 @@ def selection_for_round(config: SelectionConfig, round_: int) -> list[EpisodeFil
         clauses.append(EpisodeFilter(source=["demo"]))
     if config.rollouts != "none":
         first = 1 if config.rounds is None else max(1, round_ - config.rounds + 1)
-        clause = EpisodeFilter(source=list(ROLLOUT_SOURCES), round=list(range(first, round_ + 1)))
+        rounds = [r for r in range(first, round_ + 1) if r not in skip_rounds]
+        clause = EpisodeFilter(source=list(ROLLOUT_SOURCES), round=rounds)
         if config.rollouts == "accepted":
             clause.accepted = True
         elif config.rollouts == "oracle":
@@ -137,9 +138,10 @@ def selection_for_round(config: SelectionConfig, round_: int) -> list[EpisodeFil
     return clauses
 
 
-def select_for_round(store: EpisodeSource, config: SelectionConfig, round_: int) -> tuple[list[int], dict[str, int]]:
+def select_for_round(store: EpisodeSource, config: SelectionConfig, round_: int,
+                     skip_rounds: Collection[int] = ()) -> tuple[list[int], dict[str, int]]:
     """(store indices, counts by kind) of round `round_`'s training set; `store` is an EpisodeStore."""
-    indices = [r.index for r in store.episodes(*selection_for_round(config, round_))]
+    indices = [r.index for r in store.episodes(*selection_for_round(config, round_, skip_rounds))]
     demos = {r.index for r in store.episodes(source="demo")}
     counts = {"demos": sum(i in demos for i in indices), "rollouts": sum(i not in demos for i in indices)}
     return indices, counts

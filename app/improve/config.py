@@ -126,6 +126,10 @@ class JudgeConfig:
     watch_every: NonNegative = 0
     calibration_episodes: Annotated[int, Range(0, 1_000_000)] = 0  # base-policy rollouts on their own seeds, labelled, added to the judge's data
     calibration_labels: Literal["oracle", "operator"] = "oracle"  # who labels them (sim: oracle; robot: operator)
+    # before each round's selection: the judge's precision on the held-out calibration episodes; below this floor
+    # the round judges at the lowest higher threshold that reaches it (keeping a calibration success), else its
+    # selection is skipped (app.improve.rules); 0 = no floor
+    min_precision: Fraction = 0.8
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -148,6 +152,8 @@ class JudgeConfig:
             raise ValueError(f"judge.watch_every must be >= 0, got {self.watch_every}")
         if self.calibration_episodes < 0:
             raise ValueError(f"judge.calibration_episodes must be >= 0, got {self.calibration_episodes}")
+        if not 0.0 <= self.min_precision <= 1.0:
+            raise ValueError(f"judge.min_precision must be between 0 and 1, got {self.min_precision}")
 
 
 @dataclass
@@ -159,10 +165,15 @@ class EvalConfig:
     episodes: Annotated[int, Range(0, 1_000_000)] = 100
     seed: Seed = EVAL_SEED
     max_steps: Steps | None = None  # None = rounds.rollout.max_steps
+    # a round whose success on the eval seeds is below the best so far with exact McNemar p < this is not carried
+    # forward: the next round starts from the best checkpoint (app.improve.rules); 0 = every round carried forward
+    regression_alpha: Fraction = 0.05
 
     def __post_init__(self) -> None:
         if self.episodes < 0:
             raise ValueError(f"eval.episodes must be >= 0, got {self.episodes}")
+        if not 0.0 <= self.regression_alpha <= 1.0:
+            raise ValueError(f"eval.regression_alpha must be between 0 and 1, got {self.regression_alpha}")
 
 
 @dataclass
@@ -250,7 +261,8 @@ class ImproveConfig:
                     data["demos"].pop(key)
         # keys added later, at their defaults, leave earlier runs' fingerprints as they were
         for section, key, default in (("judge", "cameras", None), ("judge", "watch_every", 0),
-                                      ("rollout", "render_every", 0), ("demos", "hold_steps", 0)):
+                                      ("rollout", "render_every", 0), ("demos", "hold_steps", 0),
+                                      ("judge", "min_precision", 0.8), ("eval", "regression_alpha", 0.05)):
             if data[section].get(key, default) == default:
                 data[section].pop(key, None)
         # Only the judge's own backend decides results: the settings of backends it is not (new

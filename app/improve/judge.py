@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Verdict", "combine", "calibration_frames", "judge_cameras", "score_frames", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
+__all__ = ["Verdict", "combine", "calibration_frames", "calibration_label", "calibration_split",
+           "held_out_calibration", "judge_cameras", "score_frames", "watcher", "judge_episode", "judged_frames",
+           "p_completed", "tile",
            "train_judge"]
 
 
@@ -148,10 +150,10 @@ def calibration_frames(store: EpisodeSource, index: int, config: JudgeConfig, la
         trace = store.load_episode(index).rewards["success"]
         captured = (record.meta.extra.get("rollout") or {}).get("captured") or range(record.length)
         return [(t, bool(trace[t] > 0.5)) for t in captured if np.isfinite(trace[t])]
-    label = record.meta.oracle_success if label_source == "oracle" else record.meta.operator_verdict
+    label = calibration_label(store, index, label_source)
     if label is None:
         return []
-    return [(t, bool(label)) for t in judged_frames(record, config.frames)]
+    return [(t, label) for t in judged_frames(record, config.frames)]
 
 
 def watcher(model: RewardModel, config: JudgeConfig, cameras: Sequence[str], task: str) -> Any:
@@ -179,11 +181,8 @@ def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[
     episodes (stratified by outcome) is held out.
     """
 
-    labelled = [(index, frames) for index in calibration
-                if (frames := calibration_frames(store, index, config, label_source))]
-    outcomes = [frames[-1][1] for _, frames in labelled]
-    train_eps, val_eps = hashed_split([i for i, _ in labelled], dataset.config.val_fraction, dataset.config.seed,
-                                      groups=outcomes)
+    labelled, train_eps, val_eps = calibration_split(store, calibration, config, label_source,
+                                                     dataset.config.val_fraction, dataset.config.seed)
     train, val = list(dataset.train), list(dataset.val)
     for index, frames in labelled:
         task = store.record(index).meta.task
@@ -195,6 +194,38 @@ def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[
     return dataclasses.replace(dataset, store=view, train=train, val=val,
                                train_episodes=[*dataset.train_episodes, *train_eps],
                                val_episodes=[*dataset.val_episodes, *val_eps])
+
+
+def calibration_split(store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig, label_source: str,
+                      val_fraction: float, seed: int) -> tuple[list[tuple[int, list[tuple[int, bool]]]], list[int],
+                                                               list[int]]:
+    """(labelled episodes with their frames, those the judge trains on, those held out): `_with_calibration`'s split."""
+    labelled = [(index, frames) for index in calibration
+                if (frames := calibration_frames(store, index, config, label_source))]
+    outcomes = [frames[-1][1] for _, frames in labelled]
+    train_eps, val_eps = hashed_split([i for i, _ in labelled], val_fraction, seed, groups=outcomes)
+    return labelled, train_eps, val_eps
+
+
+def held_out_calibration(store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig,
+                         label_source: str) -> list[int]:
+    """The labelled calibration episodes the judge never trained on: where its precision can be measured honestly.
+
+    A judge trained here (`train_from_store`) holds out the split of
+    `_with_calibration` (none with `judge.train.dataset.val_fraction: 0`); any
+    other judge never saw a calibration episode, so all labelled ones count.
+    """
+    if not config.train_from_store:
+        return [i for i in calibration if calibration_frames(store, i, config, label_source)]
+    dataset = config.train.dataset
+    return calibration_split(store, calibration, config, label_source, dataset.val_fraction, dataset.seed)[2]
+
+
+def calibration_label(store: EpisodeSource, index: int, label_source: str) -> bool | None:
+    """The episode's truth as the calibration knows it: the oracle's final flag, or the operator's verdict."""
+    meta = store.record(index).meta
+    label = meta.oracle_success if label_source == "oracle" else meta.operator_verdict
+    return None if label is None else bool(label)
 
 
 class _StoreView:

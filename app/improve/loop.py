@@ -27,7 +27,15 @@ The env is the config's `env` section (app.env_choice): ManiSkill or a robot.
   round r and slot i (seed rollout_seed + (r-1) N + i);
 - judge-r: the completion verdict and score of every rollout of round r,
   written into the episode's attributes next to the operator's verdict and
-  the oracle's flag.
+  the oracle's flag, at the threshold the judge's precision floor allows
+  (app.improve.rules, rule 1: measured first on the held-out calibration
+  episodes; a round whose judge cannot reach the floor skips its selection:
+  train-r then trains nothing and round r's policy is the one it started from);
+- after eval-r (app.improve.rules, rule 2): a policy significantly worse than
+  the best so far on the same seeds is not carried forward: round r+1 rolls
+  out and fine-tunes the best checkpoint instead. Both decisions are recorded
+  in the step's state (judge-r's `calibration_check`, eval-r's `carry`), so
+  a resumed run follows them.
 
 Resume: OUT/state.json (app.improve.state) lists the finished steps. An
 unfinished step continues from what is on disk: demos and rollouts already
@@ -53,7 +61,7 @@ import numpy as np
 from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
-from app.improve.judge import train_judge
+from app.improve.judge import calibration_label, held_out_calibration, judge_episode, train_judge
 from app.improve.report import build_report, judged_success, phase_records, write_report
 from app.improve.round import (
     EmergencyStop,
@@ -64,7 +72,8 @@ from app.improve.round import (
     rollout_slot,
     unjudged,
 )
-from app.improve.state import RunState, in_run
+from app.improve.rules import carry_forward, check_threshold
+from app.improve.state import RunState, in_run, run_path
 from app.rollout import RolloutConfig, RolloutControl
 from common.outputs import remove_output_dir
 from policies.base import Policy
@@ -237,7 +246,26 @@ class ImproveRun:
         return self.out / "policy" / f"round-{round_}"
 
     def _checkpoint(self, round_: int) -> Path:
+        """Round r's policy: what train-r recorded (a skipped round records the checkpoint it started from)."""
+        trained = self.state.get(f"train-{round_}") if self.state is not None else None
+        if trained and trained.get("checkpoint"):
+            return run_path(trained["checkpoint"], self.out)
         return self._policy_dir(round_) / "checkpoints" / "last"
+
+    def _start_round(self, round_: int) -> int:
+        """The round whose policy round r (>= 1) rolls out and fine-tunes: r-1, unless eval-(r-1) did not carry it."""
+        carry = (self.state.get(f"eval-{round_ - 1}") or {}).get("carry") or {}
+        return int(carry.get("next_from", round_ - 1))
+
+    def _skipped_rounds(self, upto: int) -> list[int]:
+        """Rounds up to `upto` whose selection the judge's precision floor skipped (judge-r's calibration check).
+
+        Only a selection that follows the judge's verdicts is skipped (an oracle-selection ablation that reuses
+        a judged run's state trains as it would have)."""
+        if self.config.selection.rollouts != "accepted":
+            return []
+        return [r for r in range(1, upto + 1)
+                if ((self.state.get(f"judge-{r}") or {}).get("calibration_check") or {}).get("action") == "skip"]
 
     def _train(self, round_: int) -> dict[str, Any]:
         cfg = self.config
@@ -246,15 +274,25 @@ class ImproveRun:
             select, counts = [EpisodeFilter(source=["demo"])], {"demos": len(indices), "rollouts": 0}
             init_from = None
         else:
-            indices, counts = select_for_round(self.store, cfg.selection, round_)
-            select = selection_for_round(cfg.selection, round_)
-            init_from = self._checkpoint(round_ - 1)
+            start = self._start_round(round_)
+            init_from = self._checkpoint(start)
+            if round_ in self._skipped_rounds(round_):
+                log.info("round %d: selection skipped (the judge is below judge.min_precision); no fine-tuning, "
+                         "round %d's policy is round %d's", round_, round_, start)
+                start_checkpoint = in_run(init_from, self.out)
+                return {"skipped": "the judge's precision on held-out calibration episodes is below the floor",
+                        "checkpoint": start_checkpoint, "train_loss": None, "selected": {"demos": 0, "rollouts": 0},
+                        "episodes": [], "init_from": start_checkpoint, "start_round": start}
+            skipped = self._skipped_rounds(round_)
+            indices, counts = select_for_round(self.store, cfg.selection, round_, skipped)
+            select = selection_for_round(cfg.selection, round_, skipped)
         log.info("round %d: training on %d demonstrations + %d rollouts", round_, counts["demos"], counts["rollouts"])
         trained = finetune(cfg.policy, self.out / "store", self._policy_dir(round_), round_=round_, select=select,
                            init_from=init_from, num_threads=cfg.num_threads, progress=cfg.progress)
         # paths relative to the run directory (app.improve.state.in_run): the run can be moved or copied
         return {**trained, "checkpoint": in_run(trained["checkpoint"], self.out), "selected": counts,
-                "episodes": indices, "init_from": None if init_from is None else in_run(init_from, self.out)}
+                "episodes": indices, "init_from": None if init_from is None else in_run(init_from, self.out),
+                **({} if round_ == 0 else {"start_round": self._start_round(round_)})}
 
     def _load_policy(self, round_: int) -> Policy:
         return self.config.policy.load(self._checkpoint(round_))
@@ -264,10 +302,26 @@ class ImproveRun:
         if cfg.eval.episodes == 0:
             return {"episodes": 0}
         if cfg.env.is_robot:
-            return self._eval_rollouts(round_)
-        return evaluate_round(self._load_policy(round_), cfg.env.sim, episodes=cfg.eval.episodes, seed=cfg.eval.seed,
-                              max_steps=cfg.eval.max_steps or cfg.rollout.max_steps, round_=round_,
-                              progress=cfg.progress)
+            info = self._eval_rollouts(round_)
+        else:
+            info = evaluate_round(self._load_policy(round_), cfg.env.sim, episodes=cfg.eval.episodes,
+                                  seed=cfg.eval.seed, max_steps=cfg.eval.max_steps or cfg.rollout.max_steps,
+                                  round_=round_, progress=cfg.progress)
+        if round_ >= 1:
+            info["carry"] = self._carry(round_, info)
+        return info
+
+    def _carry(self, round_: int, info: dict[str, Any]) -> dict[str, Any]:
+        """Rule 2 (app.improve.rules.carry_forward) against every earlier round's evaluation; a line if not carried."""
+        earlier = {r: self.state.get(f"eval-{r}") or {} for r in range(round_)}
+        carry = carry_forward(earlier, round_, info, alpha=self.config.eval.regression_alpha)
+        if not carry["carried_forward"]:
+            test = carry["vs_best"]
+            log.warning("round %d: not carried forward: significantly worse than round %d on the same %d seeds "
+                        "(%d gained, %d lost; exact McNemar p = %.3g < %g); round %d starts from round %d's checkpoint",
+                        round_, carry["best_round"], test["seeds"], test["gained"], test["lost"], test["p_value"],
+                        test["alpha"], round_ + 1, carry["next_from"])
+        return carry
 
     def _eval_rollouts(self, round_: int) -> dict[str, Any]:
         """Robot evaluation: rollouts of round r's policy into OUT/eval-store, judged (operator over LRM)."""
@@ -325,8 +379,8 @@ class ImproveRun:
 
             rollout = dataclasses.replace(rollout, render_every=cfg.judge.watch_every)
             watch = watcher(self._judge_backend(), cfg.judge, judge_cameras(cfg.judge, self.store), self.env.task)
-        return self._run_slots(round_, "rollout", n, cfg.rollout_seed + (round_ - 1) * n, round_ - 1, rollout,
-                               stop_check=watch)
+        return self._run_slots(round_, "rollout", n, cfg.rollout_seed + (round_ - 1) * n, self._start_round(round_),
+                               rollout, stop_check=watch)
 
     def _calibration(self) -> dict[str, Any]:
         """Base-policy rollouts on their own seeds, for the judge's training only (never selected, never judged)."""
@@ -374,17 +428,56 @@ class ImproveRun:
         return self._judge_model
 
     def _judge(self, round_: int) -> dict[str, Any]:
-        """A verdict for every rollout of the round that has none yet (a resumed run skips the judged ones)."""
-        judged = self._judge_records(self.store, round_, "rollout")
+        """A verdict for every rollout of the round that has none yet (a resumed run skips the judged ones),
+        at the threshold the precision floor allows (`_calibration_check`)."""
+        check = self._calibration_check(round_)
+        judge = dataclasses.replace(self.config.judge, threshold=check["threshold"])
+        judged = self._judge_records(self.store, round_, "rollout", judge)
         return {"judged": len(judged), "accepted_by_lrm": sum(bool(m.lrm_verdict) for m in judged),
-                "mean_score": float(np.mean([m.lrm_score for m in judged])) if judged else None}
+                "mean_score": float(np.mean([m.lrm_score for m in judged])) if judged else None,
+                "calibration_check": check}
 
-    def _judge_records(self, store: EpisodeStore, round_: int, phase: str) -> list[Any]:
+    def _calibration_check(self, round_: int) -> dict[str, Any]:
+        """Rule 1 (app.improve.rules.check_threshold) on the held-out calibration episodes, said in one line or two.
+
+        Recomputed when a killed judge step runs again: the same judge on the same episodes gives the same answer.
+        """
+        cfg = self.config
+        calibration = [r.index for r in phase_records(self.store, 0, "calibration") if not r.meta.aborted]
+        held_out = held_out_calibration(self.store, calibration, cfg.judge, cfg.judge.calibration_labels)
+        model = self._judge_backend() if held_out else None
+        scores = [judge_episode(model, self.store, i, cfg.judge).frame_scores for i in held_out]
+        labels = [calibration_label(self.store, i, cfg.judge.calibration_labels) for i in held_out]
+        check = check_threshold(scores, labels, how=cfg.judge.combine, threshold=cfg.judge.threshold,
+                                floor=cfg.judge.min_precision)
+        check["held_out"] = held_out
+        pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+        log.info("round %d judge: precision %s, recall %s on %d held-out calibration episodes (%d successes) at "
+                 "threshold %g; floor %s", round_, pct(check["precision"]), pct(check["recall"]), len(held_out),
+                 check["successes"], cfg.judge.threshold, pct(cfg.judge.min_precision))
+        if cfg.selection.rollouts != "accepted" and check["action"] != "kept":
+            # the selection does not follow the judge: nothing to guard
+            log.info("round %d: selection.rollouts is %s, not the judge's verdicts: the floor changes nothing",
+                     round_, cfg.selection.rollouts)
+            check.update(action="kept", threshold=cfg.judge.threshold,
+                         reason=f"selection.rollouts: {cfg.selection.rollouts} does not follow the judge")
+        elif check["action"] == "raised":
+            log.warning("round %d: the judge's precision %s is below judge.min_precision %s: threshold raised from %g "
+                        "to %.4g (precision %s, recall %s there)", round_, pct(check["precision"]),
+                        pct(cfg.judge.min_precision), cfg.judge.threshold, check["threshold"],
+                        pct(check["precision_after"]), pct(check["recall_after"]))
+        elif check["action"] == "skip":
+            log.warning("round %d: the judge's precision %s is below judge.min_precision %s and no higher threshold "
+                        "reaches it with a kept calibration success: round %d's selection is skipped (no fine-tuning "
+                        "on judged rollouts)", round_, pct(check["precision"]), pct(cfg.judge.min_precision), round_)
+        return check
+
+    def _judge_records(self, store: EpisodeStore, round_: int, phase: str, judge: Any = None) -> list[Any]:
         """Judge the round's unaborted episodes of `phase` that have no verdict yet; returns all their metas."""
         records, todo = unjudged(store, round_, phase)
         model = self._judge_backend() if todo else None
         for rec in todo:
-            meta = judge_rollout(store, rec.index, model, self.config.judge, self._judge_provenance())
+            meta = judge_rollout(store, rec.index, model, judge or self.config.judge, self._judge_provenance())
             self.events("judged", {"round": round_, "phase": phase, "index": rec.index, "accepted": meta.lrm_verdict})
         return [store.record(r.index).meta for r in records]
 

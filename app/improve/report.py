@@ -13,6 +13,12 @@ success is that of its evaluation rollouts as judged (the operator's verdict
 where given, else the LRM's; `success_measure` says so, and `judged_by` how
 many of each), and the LRM filter's precision and recall are measured
 against the operator's verdicts where both exist ("n/a" without any).
+
+What the rules of app.improve.rules decided is reported per round: the
+judge's precision and recall on held-out calibration episodes and the
+threshold it judged at (`judge_check`; "selection skipped" where no threshold
+reached the floor), and a policy not carried forward (`eval.carry`, marked
+in its table row, the test against the best so far said in a line).
 """
 
 from __future__ import annotations
@@ -145,9 +151,16 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
                                                 "judged_by", "aborted")}
         elif ev and ev.get("episodes"):
             entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "mean_max_dense_reward")}
+        carry = (steps.get(f"eval-{r}") or {}).get("carry")
+        if "eval" in entry and carry:
+            entry["eval"]["carry"] = carry
         tr = steps.get(f"train-{r}")
         if tr:
             entry["train"] = {"selected": tr["selected"], "checkpoint": tr["checkpoint"], "init_from": tr["init_from"]}
+            entry["train"].update({k: tr[k] for k in ("start_round", "skipped") if k in tr})
+        check = (steps.get(f"judge-{r}") or {}).get("calibration_check")
+        if check:
+            entry["judge_check"] = check
         if r >= 1 and steps.get(f"rollouts-{r}") and store is not None:
             entry["rollouts"] = _round_rollouts(store, r, robot)
         if len(entry) > 1:
@@ -179,7 +192,8 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
         "selection": {"demos": config.selection.demos, "rollouts": config.selection.rollouts,
                       "rounds": config.selection.rounds},
         "judge": {"frames": config.judge.frames, "combine": config.judge.combine,
-                  "threshold": config.judge.threshold, **judge},
+                  "threshold": config.judge.threshold, "min_precision": getattr(config.judge, "min_precision", None),
+                  **judge},
         "rounds": rounds,
         "phases": {name: info.get("seconds") for name, info in steps.items() if isinstance(info, dict)},
         "finished": all(f"eval-{r}" in steps for r in range(config.rounds + 1)),
@@ -301,8 +315,11 @@ def format_table(report: dict[str, Any]) -> str:
             f = nxt.get("filter")
             if f:
                 prec, rec = _pct(f["precision"]), _pct(f["recall"])
+        if nxt and (by_round[r + 1].get("judge_check") or {}).get("action") == "skip":
+            roll += " (unused)"  # the precision floor skipped that round's selection
         change = "-" if not ev or r == 0 or ev.get("change_from_base") is None else f"{100 * ev['change_from_base']:+.1f}pp"
-        lines.append(f"{r:>5}  {succ:<28} {change:>8}  {roll:<32} {prec:>9} {rec:>7}")
+        carried = "" if not ev or (ev.get("carry") or {}).get("carried_forward", True) else "  not carried forward"
+        lines.append(f"{r:>5}  {succ:<28} {change:>8}  {roll:<32} {prec:>9} {rec:>7}{carried}")
     if robot:
         lines.append("(row r: the policy after round r on its evaluation rollouts, a success by the operator's verdict"
                      " where given, else the LRM's; its next rollouts are round r+1's, kept by the verdict that counts;"
@@ -314,6 +331,8 @@ def format_table(report: dict[str, Any]) -> str:
         ev = by_round[r].get("eval")
         if r >= 1 and ev and ev.get("change_from_base") is not None:
             lines.append(_significance_statement(r, ev["change_from_base"], ev.get("vs_base"), robot))
+    for r in sorted(by_round):
+        lines.extend(_rule_lines(r, by_round[r]))
     trained = report["judge"].get("trained_on")
     if isinstance(trained, dict):
         labels = f" ({trained['calibration_labels']} labels)" if trained.get("calibration_labels") else ""
@@ -324,6 +343,32 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"judge: {report['judge'].get('backend')} ({trained})")
     lines.append(_judge_accuracy_line(report["judge"]))
     return "\n".join(lines)
+
+
+def _rule_lines(round_: int, entry: dict[str, Any]) -> list[str]:
+    """What app.improve.rules decided in this round: the judge's precision check, and whether it was carried forward."""
+    lines = []
+    check = entry.get("judge_check")
+    if check:
+        where = (f"on {check['episodes']} held-out calibration episodes at threshold {check['configured_threshold']:g}"
+                 f" (floor {_pct(check['min_precision'])})")
+        head = f"round {round_} judge: precision {_pct(check['precision'])}, recall {_pct(check['recall'])} {where}"
+        if check["action"] == "raised":
+            head += (f": threshold raised to {check['threshold']:.4g} (precision {_pct(check['precision_after'])},"
+                     f" recall {_pct(check['recall_after'])} there)")
+        elif check["action"] == "skip":
+            head += ": selection skipped, no fine-tuning on judged rollouts this round"
+        elif check.get("reason"):
+            head += f"; {check['reason']}"
+        lines.append(head)
+    carry = (entry.get("eval") or {}).get("carry")
+    if carry and not carry["carried_forward"]:
+        t = carry["vs_best"]
+        lines.append(f"round {round_}: not carried forward: significantly worse than round {carry['best_round']}"
+                     f" ({t['gained']} seeds gained, {t['lost']} lost of {t['seeds']}; exact McNemar"
+                     f" p = {t['p_value']:.3g} < {t['alpha']:g}); round {round_ + 1} starts from round"
+                     f" {carry['next_from']}'s checkpoint")
+    return lines
 
 
 def _judge_accuracy_line(judge: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ combination rules and provenance, the run manifest and the report's filter numbe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def test_shipped_configs_load_with_the_real_loader(name):
         (["judge.watch_every=5", "rollout.stop_on_success=true"], "the judge or the oracle, choose one"),
         (["judge.watch_every=-1"], "key 'judge.watch_every': must be at least 0, got -1"),
         (["judge.cameras=[base_camera,render_camera]"], "judge camera 'render_camera' is not among env.sim.cameras"),
+        (["judge.min_precision=1.5"], "key 'judge.min_precision': must be at most 1, got 1.5"),
+        (["eval.regression_alpha=-0.1"], "key 'eval.regression_alpha': must be at least 0, got -0.1"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, message):
@@ -72,6 +75,11 @@ def test_fingerprint_ignores_rounds_but_not_the_recipe():
     base = load_config(path, ImproveConfig).fingerprint()
     assert load_config(path, ImproveConfig, ["rounds=5", "output_dir=/elsewhere"]).fingerprint() == base
     assert load_config(path, ImproveConfig, ["judge.threshold=0.7"]).fingerprint() != base
+    # the rules' numbers decide results; at their defaults they leave earlier runs' fingerprints as they were
+    assert load_config(path, ImproveConfig, ["judge.min_precision=0.5"]).fingerprint() != base
+    assert load_config(path, ImproveConfig, ["eval.regression_alpha=0.01"]).fingerprint() != base
+    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05"]
+    assert load_config(path, ImproveConfig, defaults).fingerprint() == base
     # the settings of a backend the judge is not (here the lite judge's qwen3vl section) change nothing
     assert load_config(path, ImproveConfig, ["judge.backend.qwen3vl.max_new_tokens=7"]).fingerprint() == base
     assert load_config(path, ImproveConfig, ["judge.backend.lite.device=cuda"]).fingerprint() != base
@@ -395,3 +403,197 @@ def test_judge_validation_is_labelled_in_distribution_beside_its_accuracy_on_rol
     assert line.startswith("judge accuracy: in-distribution validation (held-out frames of its own training episodes)"
                            " accuracy 97.0%, balanced 90.0%; on this run's rollouts (vs oracle, 10 episodes) accuracy"
                            " 60.0%")
+
+
+# -- never worse than before (app.improve.rules) -------------------------------------------------
+
+
+def test_precision_floor_keeps_raises_or_skips():
+    from app.improve.rules import check_threshold
+
+    # at 0.5 the judge keeps all four: precision 2/4; at 0.6 still a failure kept (2/3); at 0.8 only the successes
+    raised = check_threshold([[0.9], [0.8], [0.6], [0.55]], [True, True, False, False], how="threshold",
+                             threshold=0.5, floor=0.8)
+    assert (raised["action"], raised["precision"], raised["recall"]) == ("raised", 0.5, 1.0)
+    assert raised["threshold"] == pytest.approx(0.8) and raised["configured_threshold"] == 0.5
+    assert (raised["precision_after"], raised["recall_after"]) == (1.0, 1.0)
+    # the lowest threshold that reaches the floor, not the safest: 3 of 4 kept is 75%, 4 of 5 is 80%
+    five = check_threshold([[0.9], [0.85], [0.8], [0.75], [0.7], [0.6]], [True, True, True, True, False, False],
+                           how="threshold", threshold=0.5, floor=0.8)
+    assert five["action"] == "raised" and five["threshold"] == pytest.approx(0.7) and five["precision_after"] == 0.8
+    kept = check_threshold([[0.9], [0.2]], [True, False], how="threshold", threshold=0.5, floor=0.8)
+    assert (kept["action"], kept["threshold"], kept["precision"]) == ("kept", 0.5, 1.0)
+    # a failure scored above every success: no threshold keeps a success without it
+    skip = check_threshold([[0.95], [0.7]], [False, True], how="threshold", threshold=0.5, floor=0.8)
+    assert (skip["action"], skip["threshold"], skip["precision"]) == ("skip", 0.5, 0.5)
+    # nothing kept (precision undefined) or nothing held out: the threshold stays, and the record says why
+    none = check_threshold([[0.1], [0.3]], [True, False], how="threshold", threshold=0.5, floor=0.8)
+    assert none["action"] == "kept" and none["precision"] is None and "undefined" in none["reason"]
+    empty = check_threshold([], [], how="threshold", threshold=0.5, floor=0.8)
+    assert empty["action"] == "kept" and "not measured" in empty["reason"]
+    # a floor of 0 never acts
+    off = check_threshold([[0.95], [0.7]], [False, True], how="threshold", threshold=0.5, floor=0.0)
+    assert off["action"] == "kept"
+    # vote: the threshold means what it means for a rollout (a majority of frames at or above it)
+    vote = check_threshold([[0.9, 0.9, 0.1], [0.6, 0.6, 0.6]], [True, False], how="vote", threshold=0.5, floor=0.8)
+    assert vote["action"] == "raised" and 0.6 < vote["threshold"] <= 0.9
+    assert [combine(s, "vote", vote["threshold"])[0] for s in ([0.9, 0.9, 0.1], [0.6, 0.6, 0.6])] == [True, False]
+
+
+def test_a_round_significantly_worse_than_the_best_so_far_is_not_carried_forward():
+    from app.improve.rules import carry_forward
+
+    good = [True] * 6 + [False] * 2
+    # 6 seeds lost, none gained: exact McNemar p = 2 / 2^6 = 0.031 < 0.05
+    worse = carry_forward({0: _eval_step(good)}, 1, _eval_step([False] * 8), alpha=0.05)
+    assert (worse["carried_forward"], worse["next_from"], worse["best_round"]) == (False, 0, 0)
+    assert worse["vs_best"]["lost"] == 6 and worse["vs_best"]["p_value"] == pytest.approx(2 / 64)
+    # a drop that could be chance, an equal or a better round: carried forward
+    assert carry_forward({0: _eval_step(good)}, 1, _eval_step([False] * 3 + [True] * 3 + [False] * 2),
+                         alpha=0.05)["carried_forward"]
+    assert carry_forward({0: _eval_step(good)}, 1, _eval_step(good), alpha=0.05)["next_from"] == 1
+    assert carry_forward({0: _eval_step([False] * 8)}, 1, _eval_step(good), alpha=0.05)["carried_forward"]
+    # the best so far, not the last round: round 1 fell (not significantly), round 2 is compared with round 0
+    earlier = {0: _eval_step(good), 1: _eval_step([False] * 2 + [True] * 4 + [False] * 2)}
+    two = carry_forward(earlier, 2, _eval_step([False] * 8), alpha=0.05)
+    assert (two["carried_forward"], two["next_from"], two["best_round"]) == (False, 0, 0)
+    # of equals the latest is the best (the line the run is on)
+    assert carry_forward({0: _eval_step(good), 1: _eval_step(good)}, 2, _eval_step(good), alpha=0.05)["best_round"] == 1
+    # alpha 0 turns the rule off; no flags (a robot's evaluation) or other seeds: no test, carried forward
+    assert carry_forward({0: _eval_step(good)}, 1, _eval_step([False] * 8), alpha=0.0)["carried_forward"]
+    robot = carry_forward({0: {"episodes": 8}}, 1, {"episodes": 8, "successes": 0}, alpha=0.05)
+    assert robot["carried_forward"] and robot["next_from"] == 1 and "no per-seed" in robot["reason"]
+    other = carry_forward({0: _eval_step(good)}, 1, _eval_step([False] * 4), alpha=0.05)
+    assert other["carried_forward"] and other["best_round"] is None
+
+
+def test_a_skipped_rounds_rollouts_are_never_selected(store):
+    from recordings.selection import selection_for_round
+
+    assert select_for_round(store, SelectionConfig(), 2, skip_rounds=[1])[0] == [0, 1, 7]
+    assert select_for_round(store, SelectionConfig(), 2, skip_rounds=[1, 2])[0] == [0, 1]
+    assert select_for_round(store, SelectionConfig(demos=False), 1, skip_rounds=[1])[0] == []
+    assert selection_for_round(SelectionConfig(), 3, skip_rounds=[2])[1].round == [1, 3]
+
+
+def _scored_store(path: Path, calibration: list[tuple[bool, float]], rollouts: list[float]) -> EpisodeStore:
+    """Demos, calibration episodes (oracle label, the judge's P) and round-1 rollouts whose last frame encodes
+    the P a `_PixelJudge` gives it."""
+    rng = np.random.default_rng(3)
+    store = EpisodeStore.open(path, mode="a", durable=False)
+    store.append(_episode(rng, source="demo", oracle_success=True))
+    for slot, (label, p) in enumerate(calibration):
+        ep = _episode(rng, round=0, oracle_success=label, extra={"improve": {"phase": "calibration", "slot": slot}})
+        ep.images["cam"][-1] = round(p * 255)
+        store.append(ep)
+    for slot, p in enumerate(rollouts):
+        ep = _episode(rng, **_rollout(slot, 1, oracle_success=None))
+        ep.images["cam"][-1] = round(p * 255)
+        store.append(ep)
+    return store
+
+
+class _PixelJudge:
+    """A completion model whose P(completed) is the frame's brightness (what `_scored_store` wrote)."""
+
+    def score(self, requests):
+        return [Reward(float(r.frames["current"].mean() / 255), "", {"yes": float(r.frames["current"].mean() / 255)})
+                for r in requests]
+
+
+def _improve_run(tmp_path: Path, store: EpisodeStore, **judge):
+    from app.improve.loop import ImproveRun
+
+    config = ImproveConfig(output_dir=tmp_path / "run", judge=JudgeConfig(**judge))
+    run = ImproveRun(config)
+    run.state = RunState.load_or_create(run.out, config.fingerprint())
+    run.store, run._judge_model = store, _PixelJudge()
+    return run
+
+
+def test_the_judge_step_measures_its_precision_on_held_out_calibration_and_judges_at_the_raised_threshold(
+        tmp_path, caplog):
+    from app.improve.judge import calibration_split, held_out_calibration
+
+    # every success above every failure, all above 0.5: at 0.5 the held-out failures cut precision to 50%
+    calibration = [(True, p) for p in (0.9, 0.8, 0.76, 0.74, 0.72)] + [(False, p) for p in (0.7, 0.65, 0.6, 0.58, 0.55)]
+    with _scored_store(tmp_path / "store", calibration, [0.6, 0.71, 0.95]) as store:
+        judge = JudgeConfig(threshold=0.5)
+        judge.train.dataset.val_fraction = 0.4  # two of each outcome held out
+        run = _improve_run(tmp_path, store, threshold=0.5, train=judge.train)
+        indices = list(range(1, 11))
+        held_out = held_out_calibration(store, indices, run.config.judge, "oracle")
+        # the judge's own split: the episodes it never trained on
+        assert held_out == calibration_split(store, indices, run.config.judge, "oracle", 0.4, 0)[2]
+        assert len(held_out) == 4 and sorted(store.record(i).meta.oracle_success for i in held_out) == [0, 0, 1, 1]
+        # a judge not trained here never saw a calibration episode: all of them are held out
+        backend = run.config.judge.backend
+        backend = dataclasses.replace(backend, lite=dataclasses.replace(backend.lite, checkpoint="x"))
+        pretrained = JudgeConfig(train_from_store=False, backend=backend)
+        assert held_out_calibration(store, indices, pretrained, "oracle") == indices
+        with caplog.at_level("INFO", logger="app.improve.loop"):
+            info = run._judge(1)
+    check = info["calibration_check"]
+    lowest_success = min(p for (label, p), i in zip(calibration, indices) if label and i in held_out)
+    assert check["held_out"] == held_out and check["episodes"] == 4
+    assert (check["action"], check["precision"], check["recall"]) == ("raised", 0.5, 1.0)
+    assert check["threshold"] == pytest.approx(lowest_success, abs=0.003) and check["precision_after"] == 1.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("round 1 judge: precision 50.0%, recall 100.0% on 4 held-out calibration episodes")
+               for line in lines)
+    assert any("below judge.min_precision 80.0%: threshold raised from 0.5 to" in line for line in lines)
+    # the rollouts were judged at the raised threshold: 0.6 and 0.71 rejected, 0.95 kept
+    with EpisodeStore.open(tmp_path / "store", mode="r") as store:
+        rolls = store.episodes(round=1)
+        assert [r.meta.lrm_verdict for r in rolls] == [False, False, True]
+        assert {r.meta.extra["judge"]["threshold"] for r in rolls} == {check["threshold"]}
+
+
+def test_a_judge_below_the_floor_at_every_threshold_skips_the_rounds_training(tmp_path):
+    # the failures score highest: no threshold keeps a success without them
+    calibration = [(True, 0.6), (True, 0.62), (False, 0.9), (False, 0.95)]
+    with _scored_store(tmp_path / "store", calibration, [0.7]) as store:
+        judge = JudgeConfig()
+        judge.train.dataset.val_fraction = 0.5
+        run = _improve_run(tmp_path, store, train=judge.train)
+        run.state.mark("train-0", {"checkpoint": "policy/round-0/checkpoints/last"})
+        run.state.mark("judge-1", run._judge(1))
+        assert run.state.get("judge-1")["calibration_check"]["action"] == "skip"
+        # a selection that does not follow the judge (an oracle ablation reusing this state) is not skipped
+        run.config.selection = SelectionConfig(rollouts="oracle")
+        assert run._skipped_rounds(1) == []
+        run.config.selection = SelectionConfig()
+        trained = run._train(1)  # would fail without a policy to fine-tune: it trains nothing
+        run.state.mark("train-1", trained)
+    assert trained["skipped"] and trained["episodes"] == []
+    assert trained["checkpoint"] == "policy/round-0/checkpoints/last"
+    assert run._checkpoint(1) == run.out / "policy/round-0/checkpoints/last"
+
+
+def test_the_report_says_what_the_rules_decided():
+    steps = {"eval-0": _eval_step([True] * 6 + [False] * 2), "eval-1": _eval_step([False] * 8),
+             "eval-2": _eval_step([True] * 6 + [False] * 2),
+             "judge-1": {"calibration_check": {"episodes": 4, "successes": 2, "min_precision": 0.8,
+                                               "configured_threshold": 0.5, "threshold": 0.74, "precision": 0.5,
+                                               "recall": 1.0, "action": "raised", "precision_after": 1.0,
+                                               "recall_after": 1.0}},
+             "judge-2": {"calibration_check": {"episodes": 4, "successes": 2, "min_precision": 0.8,
+                                               "configured_threshold": 0.5, "threshold": 0.5, "precision": 0.5,
+                                               "recall": 1.0, "action": "skip"}}}
+    from app.improve.rules import carry_forward
+
+    steps["eval-1"]["carry"] = carry_forward({0: steps["eval-0"]}, 1, steps["eval-1"], alpha=0.05)
+    steps["eval-2"]["carry"] = carry_forward({0: steps["eval-0"], 1: steps["eval-1"]}, 2, steps["eval-2"], alpha=0.05)
+    report = build_report(_fake_config(), steps, None)
+    assert report["rounds"][1]["eval"]["carry"]["carried_forward"] is False
+    assert report["rounds"][1]["judge_check"]["threshold"] == 0.74
+    lines = format_table(report).splitlines()
+    assert lines[3].endswith("not carried forward") and not lines[2].endswith("not carried forward")
+    assert not lines[4].endswith("not carried forward")
+    assert ("round 1: not carried forward: significantly worse than round 0 (0 seeds gained, 6 lost of 8; exact McNemar"
+            " p = 0.0312 < 0.05); round 2 starts from round 0's checkpoint") in lines
+    assert ("round 1 judge: precision 50.0%, recall 100.0% on 4 held-out calibration episodes at threshold 0.5"
+            " (floor 80.0%): threshold raised to 0.74 (precision 100.0%, recall 100.0% there)") in lines
+    assert any(line.startswith("round 2 judge:") and line.endswith("selection skipped, no fine-tuning on judged"
+                                                                     " rollouts this round") for line in lines)
+    json.dumps(report)

@@ -14,7 +14,8 @@ import yaml
 from common.config import load_config
 from app.improve.config import ImproveConfig
 from app.improve.loop import ImproveRun
-from app.improve.report import filter_metrics
+from app.improve.report import filter_metrics, format_table
+from lrm.types import Reward
 from recordings.store import EpisodeStore
 
 pytestmark = [pytest.mark.sim, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -195,3 +196,86 @@ def test_a_watching_judge_ends_rollouts_and_learns_from_oracle_labelled_calibrat
                 assert f"at step {t}" in info["reason"]
             else:
                 assert info["status"] == "step_limit"
+
+
+def _from_reference(tmp_path: Path, reference: Path, name: str, **changes) -> Path:
+    """A tiny run whose demonstrations are copied from the uninterrupted run's store (no planning)."""
+    data = {**TINY, "output_dir": str(tmp_path / name),
+            "demos": {"source": "store", "store": str(reference / "store"), "count": 3}, **changes}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_round_significantly_worse_than_the_best_is_not_carried_forward_even_after_a_resume(
+        uninterrupted, tmp_path, monkeypatch, caplog):
+    """eval-r stubbed at `evaluate_round` (the simulator's evaluation): round 1 loses 6 of round 0's 6 seeds."""
+    import app.improve.loop as loop
+
+    flags = {0: [True] * 6 + [False] * 2, 1: [False] * 8, 2: [True] * 6 + [False] * 2}
+
+    def evaluate(policy, env_config, *, episodes, seed, max_steps, round_, progress):
+        k = sum(flags[round_])
+        return {"episodes": 8, "successes": k, "success_rate": k / 8, "ci95": [0.0, 1.0], "seeds": [seed, seed + 7],
+                "mean_max_dense_reward": 0.0, "success_flags": flags[round_]}
+
+    monkeypatch.setattr(loop, "evaluate_round", evaluate)
+    reference, _ = uninterrupted
+    path = _from_reference(tmp_path, reference, "worse", rounds=1)
+    with caplog.at_level("WARNING", logger="app.improve.loop"):
+        ImproveRun(load_config(path, ImproveConfig)).run()
+    out = tmp_path / "worse"
+    carry = json.loads((out / "state.json").read_text())["steps"]["eval-1"]["carry"]
+    assert (carry["carried_forward"], carry["next_from"], carry["best_round"]) == (False, 0, 0)
+    assert any(r.getMessage().startswith("round 1: not carried forward: significantly worse than round 0")
+               for r in caplog.records)
+    # the same command with one more round (a resumed run): round 2 rolls out and fine-tunes round 0's policy
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, "rounds": 2}))
+    report = ImproveRun(load_config(path, ImproveConfig)).run()
+    state = json.loads((out / "state.json").read_text())["steps"]
+    assert state["train-2"]["init_from"] == "policy/round-0/checkpoints/last" and state["train-2"]["start_round"] == 0
+    assert state["train-1"]["init_from"] == "policy/round-0/checkpoints/last"
+    assert state["eval-2"]["carry"]["carried_forward"] and state["eval-2"]["carry"]["best_round"] == 0
+    with EpisodeStore.open(out / "store", mode="r") as store:
+        assert {r.meta.policy_id for r in store.episodes(round=1, source="sim")} == {"round-0"}
+        assert {r.meta.policy_id for r in store.episodes(round=2, source="sim")} == {"round-0"}
+    lines = format_table(report).splitlines()
+    assert lines[3].endswith("not carried forward") and not lines[4].endswith("not carried forward")
+    assert any(line.startswith("round 1: not carried forward") and line.endswith(
+        "round 2 starts from round 0's checkpoint") for line in lines)
+
+
+def test_a_judge_below_the_precision_floor_skips_the_rounds_selection(uninterrupted, tmp_path, monkeypatch, caplog):
+    """A judge that calls every frame half done keeps the held-out calibration failures at any threshold: the
+    round measures that, says so, and trains on nothing. The judge is stubbed where the run builds its backend."""
+    import lrm.backends
+
+    class HalfSure:
+        def score(self, requests):
+            return [Reward(0.5, "", {"yes": 0.5, "no": 0.5}) for _ in requests]
+
+    monkeypatch.setattr(lrm.backends, "make_reward_backend", lambda config: HalfSure())
+    reference, _ = uninterrupted
+    path = _from_reference(tmp_path, reference, "floor", rounds=1,
+                           judge={**TINY["judge"], "calibration_episodes": 4})
+    with caplog.at_level("INFO", logger="app.improve.loop"):
+        report = ImproveRun(load_config(path, ImproveConfig)).run()
+    out = tmp_path / "floor"
+    state = json.loads((out / "state.json").read_text())["steps"]
+    check = state["judge-1"]["calibration_check"]
+    with EpisodeStore.open(out / "store", mode="r") as store:
+        held_out = [store.record(i).meta.oracle_success for i in check["held_out"]]
+    assert held_out and not all(held_out), "the tiny policy fails its calibration rollouts"
+    assert check["action"] == "skip" and check["precision"] == sum(held_out) / len(held_out)
+    assert check["threshold"] == 0.01 and check["min_precision"] == 0.8
+    assert state["judge-1"]["accepted_by_lrm"] == 3  # judged all the same, for the report
+    assert state["train-1"]["skipped"] and state["train-1"]["episodes"] == []
+    assert state["train-1"]["checkpoint"] == state["train-0"]["checkpoint"] and not (out / "policy/round-1").exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("round 1 judge: precision ") and f"on {len(held_out)} held-out calibration" in m
+               for m in messages)
+    assert any("round 1's selection is skipped" in m for m in messages)
+    assert report["rounds"][1]["judge_check"]["action"] == "skip" and report["rounds"][1]["train"]["skipped"]
+    assert any(line.endswith("selection skipped, no fine-tuning on judged rollouts this round")
+               for line in format_table(report).splitlines())
