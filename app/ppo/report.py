@@ -37,8 +37,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MetricsLog", "agreement"]
 
-CURVE_KEYS = ("success_rate", "mean_return", "explained_variance_before", "approx_kl", "clipfrac", "entropy", "std",
-              "mean_reward", "env_steps_per_s")
+# key -> panel title; a title says which units a value is in where scaling could mislead
+CURVES = {"success_rate": "success rate (sampled actions)", "mean_reward": "reward per step (unscaled)",
+          "mean_return": "return of a first decision (scaled)", "explained_variance_before": "explained variance",
+          "approx_kl": "approx KL", "clipfrac": "clip fraction", "entropy": "entropy", "std": "exploration std",
+          "env_steps_per_s": "env steps per s"}
 
 
 def _clean(value: Any) -> Any:
@@ -147,10 +150,10 @@ class MetricsLog:
 
         steps = [r["env_steps"] for r in rows]
         cols = 3
-        fig, grid = plt.subplots(-(-len(CURVE_KEYS) // cols), cols, figsize=(4 * cols, 3 * -(-len(CURVE_KEYS) // cols)))
-        for ax, key in zip(grid.flat, CURVE_KEYS, strict=False):
+        fig, grid = plt.subplots(-(-len(CURVES) // cols), cols, figsize=(4 * cols, 3 * -(-len(CURVES) // cols)))
+        for ax, (key, title) in zip(grid.flat, CURVES.items(), strict=False):
             ax.plot(steps, [r.get(key) if r.get(key) is not None else np.nan for r in rows], marker="o", ms=3)
-            ax.set_title(key.replace("_", " "))
+            ax.set_title(title)
             ax.set_xlabel("env steps")
             ax.grid(alpha=0.3)
         fig.suptitle(self.title)
