@@ -272,8 +272,8 @@ class ManiSkillEnv:
         # then equals an uninterrupted one). A plain ManiSkill reset only sets poses: its first observation
         # still reports the last episode's grasp (is_grasped reads the contacts of the last physics step), and
         # PhysX's contact caches steer the steps that follow. ManiSkill rebuilds on every reset by itself only
-        # for tasks that draw their objects at build (PegInsertionSide). ~0.25 s per reset on a CPU instead of
-        # ~5 ms (benchmarks/sim_reset.py).
+        # for tasks that draw their objects at build (PegInsertionSide). ~0.2 s per reset on a CPU instead of
+        # ~5 ms (benchmarks/sim_reset.py); most of it is freeing the old scene.
         self._raw_obs, self._info = self.raw_env.reset(seed=seed, options={"reconfigure": True})
         self._step = 0
         self._reward = float(
