@@ -268,7 +268,13 @@ class ManiSkillEnv:
         if seed is None and self._seed_pending is not None:
             seed = self._seed_pending
         self._seed_pending = None
-        self._raw_obs, self._info = self.raw_env.reset(seed=seed)
+        # Rebuild the scene on every reset, so that an episode is a function of its seed alone (a resumed run
+        # then equals an uninterrupted one). A plain ManiSkill reset only sets poses: its first observation
+        # still reports the last episode's grasp (is_grasped reads the contacts of the last physics step), and
+        # PhysX's contact caches steer the steps that follow. ManiSkill rebuilds on every reset by itself only
+        # for tasks that draw their objects at build (PegInsertionSide). ~0.2 s per reset on a CPU instead of
+        # ~5 ms (benchmarks/sim_reset.py); most of it is freeing the old scene.
+        self._raw_obs, self._info = self.raw_env.reset(seed=seed, options={"reconfigure": True})
         self._step = 0
         self._reward = float(
             _squeeze(self.raw_env.compute_normalized_dense_reward(obs=self._raw_obs, action=None, info=self._info))

@@ -138,9 +138,8 @@ def evaluate_round(policy: Policy, env_config: SimEnvConfig, *, episodes: int, s
                    round_: int, progress: bool, policy_id: str | None = None) -> dict[str, Any]:
     """The oracle's success of `policy` on the same `episodes` seeds every round (paired), with its interval.
 
-    The evaluation has a ManiSkill env of its own: an env that has run other episodes carries some
-    of their state into the first observation after a reset, so a shared env would make a round's
-    number depend on what ran before it.
+    The evaluation has a ManiSkill env of its own. Its number depends on the seeds alone, not on what
+    ran before it: every reset rebuilds the scene (`ManiSkillEnv.reset`).
     """
     report = evaluate_in_sim(policy, env_config, episodes, seed=seed, max_steps=max_steps,
                              policy_id=policy_id or f"round-{round_}", progress=progress)

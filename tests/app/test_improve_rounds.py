@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -37,7 +38,9 @@ TINY = {
     "judge": {"train": {"model": {"image_size": [32, 32], "cnn_channels": [8, 8], "feature_dim": 16, "hidden_dim": 16},
                         "train": {"steps": 20, "batch_size": 8}},
               # every rollout is kept at threshold 0.01 unless the judge is sure it failed: rounds then train on rollouts
-              "threshold": 0.01},
+              "threshold": 0.01,
+              # two base-policy rollouts for the judge: the resume test kills the run in the middle of the second
+              "calibration_episodes": 2},
     "rounds": 2,
     "rollouts_per_round": 3,
     "rollout": {"max_steps": 20, "time_limit_s": None},
@@ -53,13 +56,40 @@ def _config(tmp: Path, name: str) -> Path:
     return path
 
 
-def _summary(store_path: Path) -> list[tuple]:
-    """What must not depend on interruptions: every episode's identity, length, outcome and verdict."""
+def _episodes(store_path: Path) -> list[tuple]:
+    """Every episode in full: its identity and verdicts (`_identity`), then what it showed, did and reached."""
     with EpisodeStore.open(store_path, mode="r") as store:
-        return [(r.meta.source, r.meta.round, r.meta.seed, r.length, r.meta.oracle_success, r.meta.lrm_verdict,
-                 # float sums may differ in the last bits between processes (thread scheduling)
-                 None if r.meta.lrm_score is None else round(r.meta.lrm_score, 3), r.meta.aborted)
-                for r in store.episodes()]
+        out = []
+        for record in store.episodes():
+            episode = store.load_episode(record.index)
+            out.append((_identity(record), record.meta.extra.get("improve"), episode.images, episode.action,
+                        episode.state))
+        return out
+
+
+def _assert_same_episodes(mine: Path, theirs: Path) -> None:
+    """The two stores hold the same episodes in the same order: identity, verdicts, frames, actions, states."""
+    a, b = _episodes(mine), _episodes(theirs)
+    assert [e[:2] for e in a] == [e[:2] for e in b]
+    for (summary, improve, images, action, state), (_, _, their_images, their_action, their_state) in zip(a, b):
+        where = f"{summary[0]} episode, seed {summary[2]}, {improve}"
+        assert images.keys() == their_images.keys(), where
+        for camera in images:
+            np.testing.assert_array_equal(images[camera], their_images[camera], err_msg=f"{where}: {camera} frames")
+        np.testing.assert_array_equal(action, their_action, err_msg=f"{where}: actions")
+        np.testing.assert_array_equal(state, their_state, err_msg=f"{where}: states")
+
+
+def _identity(r) -> tuple:
+    """What must not depend on interruptions: an episode's identity, length, outcome and verdict."""
+    return (r.meta.source, r.meta.round, r.meta.seed, r.length, r.meta.oracle_success, r.meta.lrm_verdict,
+            # float sums may differ in the last bits between processes (thread scheduling)
+            None if r.meta.lrm_score is None else round(r.meta.lrm_score, 3), r.meta.aborted)
+
+
+def _summary(store_path: Path) -> list[tuple]:
+    with EpisodeStore.open(store_path, mode="r") as store:
+        return [_identity(r) for r in store.episodes()]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +103,8 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
 def test_rounds_end_to_end(uninterrupted):
     out, report = uninterrupted
     state = json.loads((out / "state.json").read_text())["steps"]
-    assert list(state) == ["demos", "train-0", "eval-0", "judge-train", "rollouts-1", "judge-1", "train-1", "eval-1",
-                           "rollouts-2", "judge-2", "train-2", "eval-2"]
+    assert list(state) == ["demos", "train-0", "eval-0", "calibration", "judge-train", "rollouts-1", "judge-1",
+                           "train-1", "eval-1", "rollouts-2", "judge-2", "train-2", "eval-2"]
     with EpisodeStore.open(out / "store", mode="r") as store:
         demos = store.episodes(source="demo")
         assert len(demos) == 3 and all(r.meta.oracle_success for r in demos)
@@ -100,7 +130,8 @@ def test_rounds_end_to_end(uninterrupted):
     assert state["train-2"]["selected"] == {"demos": 3, "rollouts": len(accepted)}
     # the judge never trained on a rollout
     assert state["judge-train"]["trained_on"]["demonstrations"] == sorted(r.index for r in demos)
-    assert state["judge-train"]["trained_on"]["calibration_episodes"] == []
+    calibration = state["calibration"]["indices"]
+    assert len(calibration) == 2 and state["judge-train"]["trained_on"]["calibration_episodes"] == calibration
     assert report["finished"] and [e["round"] for e in report["rounds"]] == [0, 1, 2]
     assert all(e["eval"]["episodes"] == 2 for e in report["rounds"])
     assert (out / "success.png").stat().st_size > 1000
@@ -118,6 +149,7 @@ def test_resume_after_sigkill_at_several_points_matches_an_uninterrupted_run(uni
     out = tmp_path / "killed"
     kills = [
         ("demo-replayed", "seed=1"),  # between two demonstrations
+        ("rollout-step", "phase=calibration", "slot=1", "step=5"),  # re-recorded in a fresh env, not after slot 0
         ("rollout-step", "round=1", "slot=1", "step=5"),  # in the middle of recording an episode
         ("judged", "round=1"),  # after the first verdict of round 1, before the others
     ]
@@ -132,6 +164,7 @@ def test_resume_after_sigkill_at_several_points_matches_an_uninterrupted_run(uni
     assert report["finished"]
     # no episode lost or duplicated, none redone differently: the same store as the uninterrupted run
     assert _summary(out / "store") == _summary(reference / "store")
+    _assert_same_episodes(out / "store", reference / "store")  # and each the same episode, frame by frame
     mine = json.loads((out / "report.json").read_text())["rounds"]
     theirs = json.loads((reference / "report.json").read_text())["rounds"]
     assert [(e["eval"]["episodes"], e["eval"]["successes"]) for e in mine] == \
@@ -152,7 +185,7 @@ def test_a_sim_run_can_start_from_demonstrations_in_another_store(uninterrupted,
     assert report["finished"]
     with EpisodeStore.open(reference / "store", mode="r") as theirs, \
             EpisodeStore.open(tmp_path / "from_store" / "store", mode="r") as mine:
-        copied = mine.episodes()
+        copied = mine.episodes(source="demo")  # the tiny config records calibration rollouts after them
         assert [r.meta.extra["improve"]["source_index"] for r in copied] == [0, 1]  # the first two demos
         for rec in copied:
             original = theirs.load_episode(rec.meta.extra["improve"]["source_index"])

@@ -85,6 +85,25 @@ def test_held_demos_stay_successful_for_the_hold_and_repeat_the_last_action(tmp_
     assert all(flags[len(short) - 1:]) and not flags[0]
 
 
+def test_a_demo_does_not_depend_on_the_demos_recorded_before_it(tmp_path):
+    # Resuming a run records a demo in a fresh process; an uninterrupted run records it after others in the
+    # same env. The two must be the same episode, bit for bit: the CPU simulation is deterministic, so any
+    # difference is state carried over from the earlier episode (a grasp, PhysX's contact caches).
+    from recordings.store import EpisodeStore
+    from sim.demos import record_demos
+    from sim.maniskill_env import SimEnvConfig
+
+    config = SimEnvConfig(env_id="PickCube-v1", state_mode="full", camera_width=32, camera_height=32)
+    after = record_demos("PickCube-v1", 2, tmp_path / "after", seed=0, env_config=config, progress=False)
+    alone = record_demos("PickCube-v1", 1, tmp_path / "alone", seed=1, env_config=config, progress=False)
+    assert after.seeds == [0, 1] and alone.seeds == [1]
+    with EpisodeStore.open(tmp_path / "after") as a, EpisodeStore.open(tmp_path / "alone") as b:
+        second, only = a.load_episode(after.episode_indices[1]), b.load_episode(alone.episode_indices[0])
+    np.testing.assert_array_equal(second.action, only.action)
+    np.testing.assert_array_equal(second.state, only.state)
+    np.testing.assert_array_equal(second.images["base_camera"], only.images["base_camera"])
+
+
 def test_env_without_solver_is_refused(tmp_path):
     from sim.demos import record_demos
 

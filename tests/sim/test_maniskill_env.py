@@ -61,6 +61,33 @@ def test_full_state_and_reproducible_seed():
         assert np.array_equal(env.reset(seed=7).state, first)
 
 
+def test_reset_carries_nothing_over_from_the_previous_episode():
+    # Observed: after a grasp, the first observation of the next episode still said is_grasped (ManiSkill reads
+    # it from the contacts of the last physics step), and PhysX's contact caches steered the next episode's
+    # physics. After reset(seed) the env must be as a fresh one: state, frames and the steps that follow.
+    from sim.demos import StepRecorder, run_solver, solver_for
+
+    config = SimEnvConfig(env_id="PickCube-v1", state_mode="full", camera_width=SIZE, camera_height=SIZE)
+
+    def episode(env, seed):
+        obs = env.reset(seed=seed)
+        frame, oracle = env.capture()["base_camera"], (env.success, env.dense_reward)
+        action = hold_action(env)
+        # the cube settles on the table: contact physics from the first step on
+        states = [obs.state] + [env.step(action)[0].state for _ in range(15)]
+        return np.stack(states), frame, oracle
+
+    with make_sim_env(config) as fresh:
+        states, frame, oracle = episode(fresh, 1)
+    with make_sim_env(config) as env:
+        assert run_solver(StepRecorder(env), solver_for("PickCube-v1"), seed=0, settle_steps=0) is None
+        assert bool(env.raw_env.agent.is_grasping(env.raw_env.cube))  # the state that leaked
+        after_states, after_frame, after_oracle = episode(env, 1)
+    np.testing.assert_array_equal(after_states, states)  # the full state holds is_grasped
+    np.testing.assert_array_equal(after_frame, frame)
+    assert after_oracle == oracle
+
+
 def test_config_seed_applies_to_first_reset_only():
     with make_sim_env(env_id="PushCube-v1", seed=11) as env:
         a = env.reset().state
