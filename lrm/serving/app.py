@@ -21,8 +21,11 @@ the next batch while one is being scored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from lrm.backends import RewardBackendConfig, make_reward_backend
@@ -32,7 +35,7 @@ from lrm.types import RequestError, Reward, RewardRequest, validate_request
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RewardServer", "build_app", "health_record", "start_ray", "start_serve"]
+__all__ = ["RewardServer", "build_app", "health_record", "local_ray_listens_on_loopback", "start_ray", "start_serve"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,18 +155,58 @@ def build_app(config: ServeConfig) -> Any:
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join `address` or start a local Ray: no dashboard, workers importing this checkout's code."""
-    import os
+    """Join `address` or start a local Ray: no dashboard, workers importing this checkout's code.
 
+    A local Ray listens on the loopback interface only (`local_ray_listens_on_loopback`):
+    its GCS, raylet, object manager, workers and agents are unreachable from other
+    machines; only Serve's HTTP proxy is exposed, on the ServeConfig's host. Joining a
+    cluster (`address`, or RAY_ADDRESS) leaves Ray's networking to that cluster.
+    """
     import ray
 
     if ray.is_initialized():
         return
     # replicas must import the same code as this process (a worktree on PYTHONPATH wins over an installed copy)
     env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
-    ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-             runtime_env={"env_vars": env} if env else None, logging_level=logging.WARNING,
-             configure_logging=True)
+    settings: dict[str, Any] = dict(address=address, include_dashboard=False,
+                                    runtime_env={"env_vars": env} if env else None, logging_level=logging.WARNING,
+                                    configure_logging=True)
+    if address is not None or os.environ.get("RAY_ADDRESS"):
+        ray.init(**settings)
+        return
+    with local_ray_listens_on_loopback():
+        ray.init(**settings, num_cpus=num_cpus, _node_ip_address=LOOPBACK)
+
+
+LOOPBACK = "127.0.0.1"
+_RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def local_ray_listens_on_loopback() -> Iterator[None]:
+    """While a local Ray starts, make 127.0.0.1 its node address, so every Ray server binds to loopback.
+
+    On Linux Ray replaces a loopback `_node_ip_address` by the machine's routable IP,
+    and its gRPC servers (GCS, raylet, core workers, object manager) then listen on all
+    interfaces. Ray's single-machine mode (the one it uses on macOS and Windows,
+    switched by RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) keeps the loopback address, and with
+    it every server binds to 127.0.0.1. The processes started meanwhile inherit the switch;
+    this process gets its old setting back afterwards, so joining a cluster later works.
+    Checked by tests/lrm/test_ray_loopback.py (the listening sockets of all Ray processes).
+    """
+    import ray._private.ray_constants as ray_constants
+
+    before_env, before_flag = os.environ.get(_RAY_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_CLUSTER_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(_RAY_CLUSTER_SWITCH, None)
+        else:
+            os.environ[_RAY_CLUSTER_SWITCH] = before_env
 
 
 def start_serve(config: ServeConfig, *, blocking: bool = False) -> Any:
