@@ -154,7 +154,7 @@ def train_lite(
                 history["loss"].append(float(np.mean(running)))
                 log.info("lite step %d/%d: loss %.4f", step, cfg.steps, history["loss"][-1])
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-                if tracker is not None:
+                if tracker is not None and step < cfg.steps:  # the last step's row waits for the held-out numbers
                     tracker.log({"loss": history["loss"][-1], "lr": lr}, step)
                 running = []
     model.eval()
@@ -162,7 +162,8 @@ def train_lite(
     if dataset.val:
         history["val"] = evaluate_lite(model, dataset, dataset.val)
     if tracker is not None:
-        tracker.log({"seconds": history["seconds"], **{f"val/{k}": v for k, v in history.get("val", {}).items()}},
+        last = {"loss": history["loss"][-1], "lr": lr} if history["loss"] else {}
+        tracker.log({**last, "seconds": history["seconds"], **{f"val/{k}": v for k, v in history.get("val", {}).items()}},
                     cfg.steps)
     if output_dir is not None:
         model.save_pretrained(output_dir)
