@@ -358,7 +358,8 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         metrics.truncate(start)
         # TensorBoard / W&B get the same rows; metrics.jsonl stays PPO's own (app.ppo.report)
         metrics.tracker = make_tracker([r for r in config.report_to if r != "jsonl"], out, run_name=f"ppo-{out.name}",
-                                       config=config_to_dict(config), resume_step=start - 1)        (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2, default=str) + "\n")
+                                       config=config_to_dict(config), resume_step=start - 1)
+        (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2, default=str) + "\n")
         last: dict[str, Any] = {}
         bar = _progress(config, start)
         for it in range(start, config.iterations):

@@ -231,3 +231,25 @@ def test_headless_operate_draws_a_bar_per_round_and_passes_every_event_on():
     bars(events[0])
     bars(PhaseChanged("done"))
     assert quiet.getvalue() == ""
+
+
+# -- ppo: its own metrics.jsonl, the same rows to TensorBoard -------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard is not installed")
+def test_ppo_rows_go_to_tensorboard_and_its_jsonl_keeps_its_format(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from app.ppo.report import MetricsLog
+    from common.tracking import make_tracker
+
+    log = MetricsLog(tmp_path, rerun=False, plot=False, tracker=make_tracker(["tensorboard"], tmp_path))
+    for it in range(2):
+        log.append({"iteration": it, "env_steps": 16 * (it + 1), "success_rate": 0.5 * it, "kl": float("nan")})
+    log.tracker.close()
+    assert log.rows() == [{"iteration": 0, "env_steps": 16, "success_rate": 0.0, "kl": None},
+                          {"iteration": 1, "env_steps": 32, "success_rate": 0.5, "kl": None}]
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("success_rate")] == [(0, 0.0), (1, 0.5)]
+    assert "kl" not in acc.Tags()["scalars"] and "iteration" not in acc.Tags()["scalars"]
