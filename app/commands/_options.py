@@ -4,6 +4,9 @@ A command's own flags are shortcuts for config keys: each given flag becomes a
 `key=value` override, and `--set` overrides follow, so they win over a flag.
 Each override remembers how it was given, so that an error it causes names
 `--set KEY=VALUE` or the flag, not the config file.
+
+`--report-to` (the training commands) is such a flag too, for the config key
+`report_to` (common.tracking), and is checked before anything else runs.
 """
 
 from __future__ import annotations

@@ -476,41 +476,36 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
     tracker = make_tracker(config.report_to, out, run_name=f"bc-{out.name}", config=_jsonable(dataclasses.asdict(config)),
                            resume_step=int(state.get("step", 0)))
     with tracker:
-        report = _fit(config, policy, train_data, val_data, total_steps, save, state, tracker)
+        report = fit_bc(
+            policy,
+            train_data,
+            val_data,
+            steps=total_steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            grad_clip=config.grad_clip,
+            lr_schedule=config.lr_schedule,
+            warmup_steps=config.warmup_steps,
+            loss=config.loss,
+            image_shift=config.image_shift,
+            state_noise=config.state_noise,
+            seed=config.seed,
+            log_every=config.log_every,
+            val_every=config.val_every,
+            checkpoint_every=config.checkpoint_every,
+            on_checkpoint=save,
+            optimizer_state=state.get("optimizer"),
+            generator_state=state.get("generator"),
+            start_step=int(state.get("step", 0)),
+            progress=config.progress,
+            tracker=tracker,
+        )
     if report.steps == report.start_step:  # nothing left to do after a resume: still leave metrics
         _write_metrics(out / "metrics.json", config, report)
     result = TrainResult(ckpt, report, train_ids, val_ids, len(train_data), len(val_data or []), total_steps)
     log.info("%s", result.summary())
     return result
-
-
-def _fit(config: BCTrainConfig, policy: GaussianActorCritic, train_data: FrameDataset, val_data: FrameDataset | None,
-         total_steps: int, save: Callable[..., None], state: Mapping[str, Any], tracker: Tracker) -> FitReport:
-    return fit_bc(
-        policy,
-        train_data,
-        val_data,
-        steps=total_steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        grad_clip=config.grad_clip,
-        lr_schedule=config.lr_schedule,
-        warmup_steps=config.warmup_steps,
-        loss=config.loss,
-        image_shift=config.image_shift,
-        state_noise=config.state_noise,
-        seed=config.seed,
-        log_every=config.log_every,
-        val_every=config.val_every,
-        checkpoint_every=config.checkpoint_every,
-        on_checkpoint=save,
-        optimizer_state=state.get("optimizer"),
-        generator_state=state.get("generator"),
-        start_step=int(state.get("step", 0)),
-        progress=config.progress,
-        tracker=tracker,
-    )
 
 
 def _checkpoint_arch(path: Path) -> ActorCriticConfig:
