@@ -4,6 +4,9 @@ Every expected failure (a bad config, a bad store, bad flags, a file that
 cannot be used) ends as one line on stderr and exit code 2; a traceback means
 a bug. argparse's own errors are one line too (`OneLineParser`): a script
 reading stderr, or a person scanning a log, finds one line per failure.
+
+A command runs inside tqdm's `logging_redirect_tqdm`: its log lines are
+printed above the progress bars (common.progress) instead of through them.
 """
 
 from __future__ import annotations
@@ -118,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return int(args.handler(args) or 0)
+        with logging_redirect_tqdm():
+            return int(args.handler(args) or 0)
     except _expected_errors() as exc:
         print(one_line(f"lrm-robot {_command_name(args)}: error: {exc}"), file=sys.stderr)
         return 2

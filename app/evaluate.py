@@ -45,7 +45,7 @@ def evaluate_policy(
     progress: bool = True,
 ) -> EvalReport:
     """Run `episodes` episodes on env seeds seed, seed + 1, ... (the env stays open); optionally record them."""
-    from tqdm.auto import tqdm
+    from common.progress import progress_bar
 
     if episodes <= 0:
         raise PolicyError(f"episodes must be positive, got {episodes}")
@@ -63,7 +63,7 @@ def evaluate_policy(
                            config_hash=_config_hash(env), extra=extra)
     report = EvalReport(env_id=env_id, policy_id=policy_id)
     started = time.perf_counter()
-    bar = tqdm(total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(episodes, desc=f"eval {env_id}", unit="ep", enabled=progress)
     try:
         for ep_seed in range(seed, seed + episodes):
             result = run_rollout(env, policy, store, meta, config=rollout, seed=ep_seed)

@@ -337,9 +337,9 @@ def _check_store_schema(store: EpisodeStore, cameras: dict[str, tuple[int, int]]
 
 
 def _progress_bar(total: int, env_id: str, *, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from common.progress import progress_bar
 
-    return tqdm(total=total, desc=f"demos {env_id}", unit="demo", disable=not enabled, dynamic_ncols=True)
+    return progress_bar(total, desc=f"demos {env_id}", unit="demo", enabled=enabled)
 
 
 def horizon_from_demos(lengths: list[int], executed_steps: int = 1, margin: float = 1.25) -> int:

@@ -4,8 +4,10 @@ The config (configs/lrm/eval/*.yaml, `lrm.evaluation.reward_eval.RewardEvalConfi
 names the episode sources, the backend YAML, which episodes (the dataset
 builder's seeded held-out split, or all) and what to score; the command
 writes OUTPUT/metrics.json (progress, completion, contrastive and
-per-trajectory metrics; NaN written as null) and PNGs (cumulative accuracy
-curve, reward vs time per trajectory, ROC), and prints a short summary.
+per-trajectory metrics; NaN written as null), OUTPUT/metrics.jsonl (the
+summary numbers as one row; `--report-to` adds TensorBoard or W&B) and PNGs
+(cumulative accuracy curve, reward vs time per trajectory, ROC), and prints a
+short summary. A progress bar counts the scored episodes.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import argparse
 import logging
 
 from app.commands._conventions import add_command, add_output_dir_option
-from app.commands._options import add_config_option, add_set_option, load_command_config
+from app.commands._options import (add_config_option, add_report_to_option, add_set_option, load_command_config,
+                                   report_to_flag)
 from app.errors import UsageError
 from common.outputs import make_output_dir
+from common.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Score held-out episodes of episode stores or LeRobotDatasets with any reward backend "
             "(configs/lrm/backends/*.yaml) and compare with ground truth: time-based progress and the success "
-            "verdict (the simulator's oracle in sim). Writes OUTPUT/metrics.json and PNGs (run again, it "
-            "evaluates again and writes them anew)."
+            "verdict (the simulator's oracle in sim). Writes OUTPUT/metrics.json, OUTPUT/metrics.jsonl (the summary "
+            "numbers; --report-to adds TensorBoard or W&B) and PNGs (run again, it evaluates again and writes them "
+            "anew)."
         ),
         example="lrm-robot eval-reward --config configs/lrm/eval/lite.yaml --set 'sources=[outputs/demos/pickcube]' "
                 "--output-dir outputs/eval_reward/lite",
     )
     add_config_option(parser, "YAML config (see configs/lrm/eval/)")
     add_output_dir_option(parser, "where metrics.json and the PNGs go")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_report_to_option(parser)
     add_set_option(parser)
     parser.set_defaults(handler=run)
 
@@ -47,12 +54,20 @@ def run(args: argparse.Namespace) -> int:
     from lrm.evaluation.reward_eval import RewardEvalConfig, run_reward_eval
     from lrm.types import RequestError
 
-    config = load_command_config(args, RewardEvalConfig, {"output_dir": args.output_dir or None})  # "": the config's
+    flags = {"output_dir": args.output_dir or None, "report_to": report_to_flag(args)}  # "": the config's
+    config = load_command_config(args, RewardEvalConfig, flags)
     make_output_dir(config.output_dir, "eval-reward", "output_dir")
-    try:
-        report, path = run_reward_eval(config, progress=lambda msg: log.info("scored %s", msg))
-    except (ValueError, RequestError) as exc:
-        raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    with progress_bar(desc="eval-reward", unit="episode", enabled=not args.no_progress) as bar:
+        def scored(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+            # without a bar (not a terminal, --no-progress) a log line says how far it got
+            log.log(logging.DEBUG if not bar.disable else logging.INFO, "scored episode %d/%d", done, total)
+
+        try:
+            report, path = run_reward_eval(config, progress=scored)
+        except (ValueError, RequestError) as exc:
+            raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     print(_summary(report))
     print(f"metrics: {path}; plots: {', '.join(report['plots']) or 'none'}")
     return 0

@@ -3,8 +3,9 @@
 Roll the policy out N times, judge every terminal frame with the completion
 reward model, keep the accepted rollouts, fine-tune on demonstrations plus
 kept rollouts, evaluate, repeat for R rounds (app.improve.loop). The run
-directory holds the store, the checkpoints, state.json, report.json and
-success.png; the same command run again continues an interrupted run.
+directory holds the store, the checkpoints, state.json, report.json,
+success.png and metrics.jsonl (a row per round; `--report-to` adds
+TensorBoard or W&B); the same command run again continues an interrupted run.
 
 `--operator` puts a person at the terminal: on a robot they confirm every
 scene reset (Enter), and after every rollout, calibration and evaluation
@@ -22,7 +23,8 @@ import sys
 from typing import Any, TextIO
 
 from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option
-from app.commands._options import add_config_option, add_set_option, load_command_config
+from app.commands._options import (add_config_option, add_report_to_option, add_set_option, load_command_config,
+                                   report_to_flag)
 from app.errors import UsageError
 from common.outputs import check_output_dir
 
@@ -40,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "reward model's verdict on each rollout's last frame(s), fine-tuning on the demonstrations plus the "
             "accepted rollouts, and an evaluation per round (the oracle in simulation; on a robot, rollouts judged "
             "by the operator's verdict where given, else the LRM's). The config's env section picks ManiSkill or a "
-            "robot. Writes OUTPUT/report.json and OUTPUT/success.png and prints success per round with the filter's "
+            "robot. Writes OUTPUT/report.json, OUTPUT/success.png and OUTPUT/metrics.jsonl (a row per round; --report-to "
+            "adds TensorBoard or W&B) and prints success per round with the filter's "
             "precision and recall. Run the same command again to continue an interrupted run (a finished one prints "
             "its report again); --fresh starts over."
         ),
@@ -51,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
     add_fresh_option(parser, "the run directory", old=["--restart"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_report_to_option(parser)
     parser.add_argument("--operator", action="store_true",
                         help="ask at the terminal: the scene reset before each robot rollout, a verdict after each")
     add_set_option(parser)
@@ -60,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.improve.config import ImproveConfig
 
-    flags = {"output_dir": args.output_dir, "rounds": args.rounds, "progress": False if args.no_progress else None}
+    flags = {"output_dir": args.output_dir, "rounds": args.rounds, "progress": False if args.no_progress else None,
+             "report_to": report_to_flag(args)}
     config = load_command_config(args, ImproveConfig, flags, path=args.config or DEFAULT_CONFIG)
 
     from app.improve.loop import ImproveRun, reset_run

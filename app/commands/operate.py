@@ -3,7 +3,8 @@
 The same app for the simulator and a real arm (the config's `env.kind`).
 Everything that can be checked before the screen takes over the terminal is
 checked here, so a bad config still ends with one line and exit code 2; log
-lines go to OUTPUT/operate.log while the app owns the terminal. Started again
+lines go to OUTPUT/operate.log while the app owns the terminal; `--headless`
+shows a progress bar per round instead (app.operator.headless). Started again
 on the same OUTPUT, the session continues the rounds recorded there;
 `--fresh` deletes OUTPUT first (with the store, when it lies inside).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import pathlib
+import sys
 
 from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
 from app.commands._options import add_config_option, add_set_option, config_overrides
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         start_fresh(config.output_dir)
 
     from app.operator.app import OperatorApp
+    from app.operator.headless import HeadlessProgress
     from app.operator.session import OperatorSession
 
     out = make_output_dir(config.output_dir, "operate")
@@ -101,11 +104,18 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.FileHandler(out / "operate.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers = [handler]  # a stderr handler would scribble over the app's screen
+    bars = None
     try:
         session = OperatorSession(config)
-        OperatorApp(session, exit_when_done=args.headless).run(headless=args.headless)
+        app = OperatorApp(session, exit_when_done=args.headless)
+        if args.headless:  # no screen: a bar per round on the terminal the command started on
+            bars = HeadlessProgress(session.emit, file=sys.stderr)
+            session.emit = bars
+        app.run(headless=args.headless)
         session.done.wait(120)  # the session's thread closes the store and the env after the screen has gone
     finally:
+        if bars is not None:
+            bars.close()
         root.handlers = saved
         handler.close()
     report = out / "operate-report.json"

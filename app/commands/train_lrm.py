@@ -8,7 +8,9 @@ The config's `type` picks what is trained (configs/lrm/train/):
 - `lite_distill`: the compact model from a teacher backend's scores (`teacher:`
   names a backend YAML), e.g. a GPU-trained Qwen3-VL LRM compressed for a CPU.
 
-Every run writes OUTPUT/report.json and OUTPUT/backend.yaml, a backend config
+Every run writes OUTPUT/metrics.jsonl (the training logs; `--report-to`
+adds TensorBoard or W&B, which TRL writes itself for the LoRA run),
+OUTPUT/report.json and OUTPUT/backend.yaml, a backend config
 that `score`, `eval-reward` and the RL loop load as is. An OUTPUT that holds
 both is a finished run: the command leaves it as it is, saying so in one line;
 `--fresh` trains again (an unfinished OUTPUT is trained again from the start).
@@ -20,7 +22,8 @@ import argparse
 import pathlib
 
 from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
-from app.commands._options import add_config_option, add_set_option, load_command_config
+from app.commands._options import (add_config_option, add_report_to_option, add_set_option, load_command_config,
+                                   report_to_flag)
 from common.config import config_type
 from common.outputs import make_output_dir
 from app.errors import UsageError
@@ -39,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Build reward-model examples from a store's episodes (11 keyframes per episode, completion "
             "negatives, contrastive pairs) and train: Qwen3-VL LoRA adapters with TRL (type: qwen3vl_lora, "
             "the default), the compact lite model (type: lite), or the lite model distilled from a teacher "
-            "backend (type: lite_distill). Writes OUTPUT/report.json and OUTPUT/backend.yaml. An OUTPUT holding "
+            "backend (type: lite_distill). Writes OUTPUT/metrics.jsonl (--report-to adds TensorBoard or W&B), "
+            "OUTPUT/report.json and OUTPUT/backend.yaml. An OUTPUT holding "
             "both is a finished run and is left as it is; --fresh trains again."
         ),
         example="lrm-robot train-lrm --config configs/lrm/train/lite_pickcube.yaml --store outputs/demos/pickcube "
@@ -50,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_dir_option(parser, "where the adapters / model and the report go")
     add_fresh_option(parser, "OUTPUT")
     parser.add_argument("--steps", type=int, help="optimiser steps (per modality for LoRA)")
+    add_report_to_option(parser)
     add_set_option(parser)
     parser.set_defaults(handler=run)
 
@@ -82,7 +87,8 @@ def _one_line(exc: BaseException) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps {args.steps}: must be at least 1")
-    flags = {"store": args.store, "output_dir": args.output_dir, "train.steps": args.steps}
+    flags = {"store": args.store, "output_dir": args.output_dir, "train.steps": args.steps,
+             "report_to": report_to_flag(args)}
     kind = _config_type(args.config)
     if kind == "qwen3vl_lora":
         from lrm.training.lora_train import LoraRunConfig

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 
 from app.commands._conventions import add_command, add_fresh_option, add_output_dir_option, start_fresh
-from app.commands._options import add_config_option, add_set_option, config_overrides
+from app.commands._options import (add_config_option, add_report_to_option, add_set_option, config_overrides,
+                                   report_to_flag)
 from app.errors import UsageError
 from common.outputs import make_output_dir
 
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "filter), hold some out for validation, and train on the rest: pi0.5 through LeRobot for a config with "
             "`type: pi05`, otherwise behaviour cloning of the small actor-critic. "
             "Writes OUTPUT/checkpoints/last (config, weights, normalisation statistics, optimiser state), "
-            "OUTPUT/split.json and OUTPUT/metrics.json. Run again on the same OUTPUT, training continues from "
+            "OUTPUT/split.json, OUTPUT/metrics.json and OUTPUT/metrics.jsonl (one row per logged step; "
+            "--report-to adds TensorBoard or W&B). Run again on the same OUTPUT, training continues from "
             "its checkpoint (up to --steps in total); --fresh starts over."
         ),
         example="lrm-robot train-policy --config configs/policies/bc_pickcube.yaml --store outputs/demos/pickcube "
@@ -43,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_dir_option(parser, "where checkpoints and metrics go (continued if it holds a checkpoint)")
     parser.add_argument("--steps", type=int, help="optimiser steps in total")
     add_fresh_option(parser, "OUTPUT", resume="--resume")
+    add_report_to_option(parser)
     add_set_option(parser)
     parser.set_defaults(handler=run)
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from policies.factory import load_train_config, train_policy
 
     # continuing is the CLI's convention; `--set resume=false` (after the flags) still refuses to train over a run
-    flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": "true"}
+    flags = {"store": args.store, "output_dir": args.output_dir, "steps": args.steps, "resume": "true",
+             "report_to": report_to_flag(args)}
     config = load_train_config(args.config, config_overrides(args, flags))
     if args.fresh:
         start_fresh(config.output_dir)

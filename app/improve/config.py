@@ -34,6 +34,7 @@ from policies.factory import PolicyConfig
 from recordings.selection import SelectionConfig
 from sim.maniskill_env import SimEnvConfig, envs_with_solver
 from common.config import config_to_dict
+from common.tracking import ReportTo, parse_report_to, report_to_field
 
 __all__ = [
     "DemosConfig",
@@ -194,8 +195,12 @@ class ImproveConfig:
     durable: bool = True  # fsync every committed episode (power-loss safe)
     num_threads: Threads | None = 1  # torch CPU threads (1 is fastest for these small nets on a shared CPU)
     progress: bool = True
+    # where the per-round metrics go (OUT/metrics.jsonl; tensorboard, wandb, none: common.tracking); each
+    # round's trainer reports the same way into its own folder (OUT/policy/round-<r>)
+    report_to: ReportTo = report_to_field()
 
     def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
         if self.rollouts_per_round < 1:
@@ -248,10 +253,10 @@ class ImproveConfig:
             raise ValueError("selection.rollouts: oracle needs the simulator; on a robot use accepted")
 
     def fingerprint(self) -> str:
-        """A hash of everything that decides the run's results (not rounds, output_dir or progress)."""
+        """A hash of everything that decides the run's results (not rounds, output_dir, progress or report_to)."""
 
         data = config_to_dict(self)
-        for key in ("rounds", "output_dir", "progress"):
+        for key in ("rounds", "output_dir", "progress", "report_to"):
             data.pop(key, None)
         if not self.env.is_robot:
             # the shape before the env section and demos.source existed: earlier sim runs still resume

@@ -76,12 +76,13 @@ def replay_demos(planned: EpisodeStore, store: EpisodeStore, env: Env, *, env_id
                  clip_fractions: list[float], every_frame: bool = False, events: Any = None,
                  progress: bool = True) -> int:
     """Replay every planned demo that is not yet in `store` (by its seed); returns how many were added."""
-    from tqdm.auto import tqdm
+    from common.progress import progress_bar
 
     done = {r.meta.seed for r in store.episodes(source="demo")}
     todo = [r for r in planned.episodes(source="demo", oracle_success=True) if r.meta.seed not in done]
     added = 0
-    for rec in tqdm(todo, desc="replay demos", unit="demo", disable=not progress or not todo, dynamic_ncols=True):
+    for rec in progress_bar(len(todo), desc="replay demos", unit="demo", enabled=progress and bool(todo),
+                            iterable=todo):
         ep = planned.load_episode(rec.index)
         steps = len(ep)
         # the replay adds the terminal frame: steps + 1 frames

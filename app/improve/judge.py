@@ -288,7 +288,8 @@ def _demo_labels_from_oracle(dataset: Any, store: EpisodeSource) -> Any:
 
 
 def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequence[int], config: JudgeConfig,
-                out_dir: Path, *, label_source: str = "oracle", held_demos: bool = False) -> dict[str, Any]:
+                out_dir: Path, *, label_source: str = "oracle", held_demos: bool = False,
+                progress: bool = True) -> dict[str, Any]:
     """Train the compact completion model on these episodes only; save it to `out_dir`; return its provenance.
 
     Demonstrations are labelled by construction (the final frame completes the
@@ -311,7 +312,7 @@ def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequenc
         raise ValueError("the judge has no training examples (no labelled demonstrations with images?)")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _, history = train_lite(dataset, train.train, train.model, output_dir=tmp)
+    _, history = train_lite(dataset, train.train, train.model, output_dir=tmp, progress=progress)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)  # a checkpoint directory appears whole or not at all

@@ -37,6 +37,11 @@ The env is the config's `env` section (app.env_choice): ManiSkill or a robot.
   in the step's state (judge-r's `calibration_check`, eval-r's `carry`), so
   a resumed run follows them.
 
+Metrics: after each round, its row (app.improve.report.round_metrics: success,
+the judge's precision / recall, kept counts, timings) goes to the run's
+tracker (`report_to`: OUT/metrics.jsonl, TensorBoard, W&B; common.tracking),
+step = the round; each round's trainer reports into OUT/policy/round-<r>.
+
 Resume: OUT/state.json (app.improve.state) lists the finished steps. An
 unfinished step continues from what is on disk: demos and rollouts already
 committed in the store are counted, not redone (a slot is done when a
@@ -62,7 +67,7 @@ from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
 from app.improve.config import CALIBRATION_SEED, ImproveConfig
 from app.improve.judge import calibration_label, held_out_calibration, judge_episode, train_judge
-from app.improve.report import build_report, judged_success, phase_records, write_report
+from app.improve.report import build_report, judged_success, phase_records, round_metrics, write_report
 from app.improve.round import (
     EmergencyStop,
     done_slots,
@@ -76,11 +81,14 @@ from app.improve.rules import carry_forward, check_threshold
 from app.improve.state import RunState, in_run, run_path
 from app.rollout import RolloutConfig, RolloutControl
 from common.outputs import remove_output_dir
+from common.progress import progress_bar
+from common.tracking import Tracker, make_tracker, read_rows
 from policies.base import Policy
 from recordings.selection import EpisodeFilter, select_for_round, selection_for_round
 from recordings.store import EpisodeStore
 from sim.env import Env
 from app.improve.demos import copy_demos, planned_store_path, replay_demos
+from common.config import config_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +119,8 @@ class ImproveRun:
         self.env: Env | None = None
         self.eval_store: EpisodeStore | None = None  # robot runs: OUT/eval-store
         self._judge_model: Any = None
+        self.tracker: Tracker | None = None
+        self._logged_rounds: set[int] = set()
 
     # -- the whole run -------------------------------------------------------------------------
 
@@ -121,6 +131,25 @@ class ImproveRun:
 
             torch.set_num_threads(cfg.num_threads)
         self.state = RunState.load_or_create(self.out, cfg.fingerprint())
+        self._open_tracker()
+        try:
+            return self._run()
+        finally:
+            self.tracker.close()
+            self.tracker = None
+
+    def _open_tracker(self) -> None:
+        """The run's tracker; rows of rounds not finished (by state.json) are dropped, to be logged again."""
+        finished = [r for r in range(self.config.rounds + 1) if self.state.done(f"eval-{r}")]
+        last = max(finished, default=-1)
+        self.tracker = make_tracker(self.config.report_to, self.out, run_name=f"improve-{self.out.name}",
+                                    config=config_to_dict(self.config), resume_step=last)
+        # finished rounds were logged when they finished (a run killed in between logs them now, from the JSONL)
+        logged = {r.get("step") for r in read_rows(self.tracker.path)} if "jsonl" in self.tracker.report_to else set(finished)
+        self._logged_rounds = {r for r in finished if r in logged}
+
+    def _run(self) -> dict[str, Any]:
+        cfg = self.config
         if all(self.state.done(step) for step in self.steps()):
             log.info("%s: every step is done; the report again", self.out)
             with EpisodeStore.open(self.out / "store", mode="r") as self.store:
@@ -190,7 +219,21 @@ class ImproveRun:
     def _write_report(self) -> dict[str, Any]:
         report = build_report(self.config, self.state.steps, self.store, self.eval_store)
         write_report(report, self.out)
+        self._log_rounds(report)
         return report
+
+    def _log_rounds(self, report: dict[str, Any]) -> None:
+        """Each finished round's metrics to the tracker, once (app.improve.report.round_metrics)."""
+        if self.tracker is None:
+            return
+        for r in range(self.config.rounds + 1):
+            if r in self._logged_rounds:
+                continue
+            row = round_metrics(report, self.state.steps, r)
+            if row is None:
+                break  # rounds finish in order
+            self.tracker.log({k: v for k, v in row.items() if k != "round"}, r)
+            self._logged_rounds.add(r)
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -288,7 +331,8 @@ class ImproveRun:
             select = selection_for_round(cfg.selection, round_, skipped)
         log.info("round %d: training on %d demonstrations + %d rollouts", round_, counts["demos"], counts["rollouts"])
         trained = finetune(cfg.policy, self.out / "store", self._policy_dir(round_), round_=round_, select=select,
-                           init_from=init_from, num_threads=cfg.num_threads, progress=cfg.progress)
+                           init_from=init_from, num_threads=cfg.num_threads, progress=cfg.progress,
+                           report_to=cfg.report_to)
         # paths relative to the run directory (app.improve.state.in_run): the run can be moved or copied
         return {**trained, "checkpoint": in_run(trained["checkpoint"], self.out), "selected": counts,
                 "episodes": indices, "init_from": None if init_from is None else in_run(init_from, self.out),
@@ -411,7 +455,8 @@ class ImproveRun:
         try:
             info = train_judge(self.store, demos, calibration, cfg.judge, self.out / "judge",
                                label_source=cfg.judge.calibration_labels,
-                               held_demos=cfg.demos.source == "plan" and cfg.demos.hold_steps > 0)
+                               held_demos=cfg.demos.source == "plan" and cfg.demos.hold_steps > 0,
+                               progress=cfg.progress)
             return {**info, "checkpoint": in_run(info["checkpoint"], self.out)}
         except ValueError as exc:
             raise UsageError(f"training the judge: {exc}") from None
@@ -489,9 +534,7 @@ class ImproveRun:
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ep", disable=not enabled or total == 0, dynamic_ncols=True)
+    return progress_bar(total, desc=desc, unit="ep", enabled=enabled and total > 0)
 
 
 def reset_run(out: Path) -> None:

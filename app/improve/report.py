@@ -19,6 +19,9 @@ judge's precision and recall on held-out calibration episodes and the
 threshold it judged at (`judge_check`; "selection skipped" where no threshold
 reached the floor), and a policy not carried forward (`eval.carry`, marked
 in its table row, the test against the best so far said in a line).
+
+`round_metrics` flattens one finished round into the row the run's tracker
+logs (OUT/metrics.jsonl, step = the round; TensorBoard / W&B with `report_to`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["build_report", "filter_metrics", "format_table", "judged_success", "mcnemar_exact", "phase_records",
-           "success_figure", "write_report"]
+           "round_metrics", "success_figure", "write_report"]
 
 ORACLE = "oracle"
 JUDGED = "operator/LRM-judged"
@@ -214,6 +217,48 @@ def _rollout_accuracy(rounds: list[dict[str, Any]], robot: bool) -> dict[str, An
     recalls = [x for x in (counts["tp"] / pos if pos else None, counts["tn"] / neg if neg else None) if x is not None]
     return {"episodes": n, "truth": "operator" if robot else ORACLE,
             "accuracy": (counts["tp"] + counts["tn"]) / n, "balanced_accuracy": sum(recalls) / len(recalls)}
+
+
+def round_metrics(report: dict[str, Any], steps: dict[str, Any], round_: int) -> dict[str, Any] | None:
+    """Round `round_`'s numbers, flat (`eval/success_rate`, `judge/precision`, `seconds/train`, ...); None until
+    the round's evaluation is done.
+
+    eval: the round's policy on the evaluation episodes; rollouts: round r's rollouts (run by round r-1's
+    policy), how many the oracle (sim) calls successes, how many were judged and kept; judge: the LRM's own
+    verdicts against the truth (oracle, or the operator on a robot); filter: the verdicts that counted;
+    train: what the round trained on and its last loss; seconds: the wall time of each of the round's steps.
+    """
+    if f"eval-{round_}" not in steps:
+        return None
+    entry = next((e for e in report["rounds"] if e["round"] == round_), {"round": round_})
+    row: dict[str, Any] = {"round": round_}
+    ev = entry.get("eval") or {}
+    for key in ("success_rate", "successes", "episodes", "change_from_base"):
+        if ev.get(key) is not None:
+            row[f"eval/{key}"] = ev[key]
+    if ev.get("ci95"):
+        row["eval/ci95_low"], row["eval/ci95_high"] = ev["ci95"]
+    if (ev.get("vs_base") or {}).get("p_value") is not None:
+        row["eval/p_value_vs_base"] = ev["vs_base"]["p_value"]
+    roll = entry.get("rollouts") or {}
+    for key in ("episodes", "aborted", "judged", "kept", "operator_verdicts", "oracle_successes", "oracle_success_rate"):
+        if roll.get(key) is not None:
+            row[f"rollouts/{key}"] = roll[key]
+    for name, key in (("judge", "lrm_filter"), ("filter", "filter")):
+        for metric in ("precision", "recall", "tp", "fp", "fn", "tn"):
+            value = (roll.get(key) or {}).get(metric)
+            if value is not None:
+                row[f"{name}/{metric}"] = value
+    train = steps.get(f"train-{round_}") or {}
+    for key, value in (train.get("selected") or {}).items():
+        row[f"train/{key}"] = value
+    if train.get("train_loss") is not None:
+        row["train/loss"] = train["train_loss"]
+    for phase in ("rollouts", "judge", "train", "eval"):
+        seconds = (steps.get(f"{phase}-{round_}") or {}).get("seconds")
+        if seconds is not None:
+            row[f"seconds/{phase}"] = seconds
+    return row
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:

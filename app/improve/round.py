@@ -123,13 +123,19 @@ def unjudged(store: EpisodeStore, round_: int, phase: str) -> tuple[list[Any], l
 
 
 def finetune(policy: PolicyConfig, store_path: Path, out: Path, *, round_: int, select: list[Any],
-             init_from: Path | None, num_threads: int | None, progress: bool) -> dict[str, Any]:
-    """Train round `round_`'s policy on the selection (round 0 from scratch); resumes the trainer's checkpoint."""
+             init_from: Path | None, num_threads: int | None, progress: bool,
+             report_to: list[str] | None = None) -> dict[str, Any]:
+    """Train round `round_`'s policy on the selection (round 0 from scratch); resumes the trainer's checkpoint.
+
+    `report_to` (None: the trainer config's) says where the trainer's metrics go (common.tracking).
+    """
     config = policy.train_config(store_path, out, select, round_=round_, init_from=init_from)
     config.resume = (out / "checkpoints" / "last" / "training_state.pt").is_file()
     if getattr(config, "num_threads", 0) is None:
         config.num_threads = num_threads
     config.progress = progress
+    if report_to is not None:
+        config.report_to = list(report_to)
     result = train_policy(config)
     return {"checkpoint": str(result.checkpoint), "train_loss": result.train_loss}
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from common.tracking import ReportTo, parse_report_to, report_to_field
 from common.config import ConfigFile, config_file
 from common.numbers import Count, Fraction, LearningRate, NonNegative, PositiveFloat, Range, Seed, Steps, Threads
 from lrm.backends import RewardBackendConfig
@@ -132,7 +133,11 @@ class PPOConfig:
     rerun: bool = True  # write OUTPUT/metrics.rrd
     plot: bool = True  # write OUTPUT/learning_curve.png
     progress: bool = True
+    # OUTPUT/metrics.jsonl is always written (the plots and a resumed run read it); tensorboard and wandb
+    # get the same rows (common.tracking); none: the JSONL alone
+    report_to: ReportTo = report_to_field()
 
     def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
         if self.iterations < 1 or self.checkpoint_every < 1:
             raise ValueError("iterations and checkpoint_every must be at least 1")

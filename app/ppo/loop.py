@@ -20,7 +20,7 @@ One iteration:
    PPO loss (one ratio per action element or per decision, value loss
    optionally clipped, entropy bonus); the actor's and the critic's gradient
    norms clipped apart; optional early stop at `target_kl`.
-5. metrics: one JSON line (+ rerun, + PNG), see `app.ppo.report`; one warning
+5. metrics: one JSON line (+ rerun, + PNG, + TensorBoard / W&B with `report_to`), see `app.ppo.report`; one warning
    line when the critic still explains nothing after its warm-up or when
    most of an update is clipped.
 6. checkpoint every `checkpoint_every` iterations: the policy (its own
@@ -48,6 +48,8 @@ from common.checkpoint_files import load_training_state
 from common.config import config_to_dict
 from common.errors import FileError
 from common.outputs import MARKER, is_marked, make_output_dir
+from common.progress import progress_bar
+from common.tracking import make_tracker
 from app.ppo.algo import RewardScaler, compute_gae, critic_is_warm, explained_variance, linear_anneal, ppo_loss
 from app.ppo.config import PPOConfig
 from app.ppo.report import MetricsLog, agreement
@@ -332,6 +334,7 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
     if config.reward.source == "lrm" and config.env.sim.cameras == []:
         raise PPOSetupError("reward.source lrm needs a camera: env.sim.cameras is empty")
     sim = make_vec_sim(config.env.sim, config.env.num_envs, config.env.backend)
+    metrics: MetricsLog | None = None
     try:
         agent = make_agent(config, sim, device)
         reward = StepReward.make(config.reward, sim.num_envs, sim.task, reward_model)
@@ -353,6 +356,9 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         elif (out / CHECKPOINT).exists():
             shutil.rmtree(out / CHECKPOINT)  # resume: false starts over
         metrics.truncate(start)
+        # TensorBoard / W&B get the same rows; metrics.jsonl stays PPO's own (app.ppo.report)
+        metrics.tracker = make_tracker([r for r in config.report_to if r != "jsonl"], out, run_name=f"ppo-{out.name}",
+                                       config=config_to_dict(config), resume_step=start - 1)
         (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2, default=str) + "\n")
         last: dict[str, Any] = {}
         bar = _progress(config, start)
@@ -428,6 +434,8 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         agent.save(final)
         return PPOResult(out, final, config.iterations, env_steps, last or (metrics.rows() or [{}])[-1])
     finally:
+        if metrics is not None and metrics.tracker is not None:
+            metrics.tracker.close()
         sim.close()
 
 
@@ -444,7 +452,5 @@ def _warn_once(warned: set[str], key: str, message: str) -> None:
 def _progress(config: PPOConfig, start: int) -> Any:
     if not config.progress:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=config.iterations, initial=start, desc="ppo", unit="iter")
+    return progress_bar(config.iterations, initial=start, desc="ppo", unit="iter")
 

@@ -15,7 +15,9 @@ iteration with the simulator's values at the same moment (the oracle):
 `MetricsLog` appends one JSON line per iteration to OUTPUT/metrics.jsonl and
 rebuilds OUTPUT/metrics.rrd (rerun scalars on an `iteration` timeline) and
 OUTPUT/learning_curve.png from the whole file each time, so a resumed run's
-plots cover the iterations before the restart too.
+plots cover the iterations before the restart too. Its `tracker` (common.tracking,
+without `jsonl`: the file above is PPO's own, in its own format) gets the
+same row at step = iteration, for TensorBoard or W&B.
 """
 
 from __future__ import annotations
@@ -97,11 +99,13 @@ def _contrastive(traces: list[np.ndarray], dense: list[np.ndarray], flags: np.nd
 class MetricsLog:
     """OUTPUT/metrics.jsonl (+ .rrd, + learning_curve.png); `truncate(n)` drops rows of iterations >= n."""
 
-    def __init__(self, out: Path, *, rerun: bool = True, plot: bool = True, title: str = "PPO") -> None:
+    def __init__(self, out: Path, *, rerun: bool = True, plot: bool = True, title: str = "PPO",
+                 tracker: Any = None) -> None:
         self.path = out / "metrics.jsonl"
         self.rrd = out / "metrics.rrd"
         self.png = out / "learning_curve.png"
         self.rerun, self.plot, self.title = rerun, plot, title
+        self.tracker = tracker  # a common.tracking.Tracker without jsonl, or None
 
     def rows(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -118,6 +122,8 @@ class MetricsLog:
         row = {k: _clean(v) for k, v in row.items()}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tracker is not None:
+            self.tracker.log({k: v for k, v in row.items() if k != "iteration"}, row["iteration"])
         rows = self.rows()
         if self.rerun:
             self._write_rerun(rows)

@@ -58,6 +58,10 @@ them at its own rate (lrm.backends.video).
 
 The `oracle` backend reads the simulator's values from the stored
 `dense_reward` / `success` traces, as `lrm-robot score` does.
+
+`run_reward_eval` also logs the summary numbers (`summary_metrics`: one row,
+step 0) to the run's tracker, `report_to` (common.tracking): OUTPUT/metrics.jsonl,
+written anew each run like metrics.json, and TensorBoard / W&B.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ import numpy as np
 
 from common.config import ConfigFile, config_file, config_to_dict
 from common.numbers import Count, Pixels, Positive
+from common.tracking import ReportTo, make_tracker, parse_report_to, report_to_field
 from lrm.backends import RewardBackendConfig, build_reward_backend
 from lrm.evaluation import metrics, openloop_reference
 from lrm.evaluation.score_episode import query_steps, score_query_frames
@@ -120,8 +125,10 @@ class RewardEvalConfig:
     plots: bool = True
     max_plotted_trajectories: int = 40
     contrastive_ranking: bool = True  # the keyframe round robin for Kendall tau / Spearman rho (module doc)
+    report_to: ReportTo = report_to_field()  # jsonl (OUTPUT/metrics.jsonl), tensorboard, wandb, none (common.tracking)
 
     def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
         if self.every < 1:
             raise ValueError(f"every must be at least 1, got {self.every}")
         if self.trajectory_score not in metrics.TRAJECTORY_SCORES:
@@ -271,13 +278,14 @@ def evaluate_reward_model(
     *,
     answers: Sequence[str] = MODALITIES,
     needs_oracle: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score the chosen episodes of `source` with `model`; the report as a dict (module doc).
 
     `answers`: the modalities the model answers; `needs_oracle`: requests carry
     the stored simulator values (the oracle backend). The report keeps the
     per-trajectory traces under "trajectories" (for plots and re-analysis).
+    `progress(done, total)` is called after each episode is scored.
     """
     episodes, examples, camera = evaluation_episodes(source, config.dataset, config.split, config.max_episodes)
     wanted = [m for m in (config.modalities or MODALITIES) if m in answers]
@@ -364,7 +372,7 @@ def evaluate_reward_model(
             for m in traj_modalities:
                 reference[m].append(_reference_trajectory(ep, steps, scores.values(m), m, config.every))
         if progress is not None:
-            progress(f"episode {k + 1}/{len(episodes)}")
+            progress(k + 1, len(episodes))
 
     scored = [i for i in range(len(examples)) if i not in left_out]
     unrendered_examples = len(left_out)
@@ -562,7 +570,35 @@ def write_plots(report: dict[str, Any], out_dir: str | Path, label: str, max_tra
     return written
 
 
-def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
+_SUMMARY = {
+    "progress": ("n", "exact_accuracy", "accuracy_within_0.1", "accuracy_within_0.2", "accuracy_within_0.3", "mae",
+                 "rmse"),
+    "completion": ("n", "accuracy", "precision", "recall", "f1"),
+    "contrastive": ("n", "direction_accuracy", "kendall_tau", "spearman_rho"),
+}
+_TRAJECTORY_SUMMARY = ("roc_auc", "pairwise_accuracy", "pearson_global", "pearson_per_trajectory",
+                       "monotonicity_success", "voc")
+
+
+def summary_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers the command's summary prints, flat (`progress/mae`, `trajectory/progress/roc_auc`, ...)."""
+    out: dict[str, Any] = {"episodes": report["episodes"]["count"], "successes": report["episodes"]["successes"]}
+    for section, keys in _SUMMARY.items():
+        for key in keys:
+            if key in report.get(section, {}):
+                out[f"{section}/{key}"] = report[section][key]
+    for modality, stats in report.get("trajectory", {}).items():
+        for key in _TRAJECTORY_SUMMARY:
+            if key in stats:
+                out[f"trajectory/{modality}/{key}"] = stats[key]
+    timing = report.get("timing") or {}
+    for key in ("seconds", "requests_per_second"):
+        if timing.get(key) is not None:
+            out[f"timing/{key}"] = timing[key]
+    return out
+
+
+def run_reward_eval(config: RewardEvalConfig, progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], Path]:
     """Build the backend and the sources of `config`, evaluate, write JSON and PNGs; (report, JSON path).
 
     Raises ValueError (one line) for anything wrong with the config, the
@@ -597,4 +633,8 @@ def run_reward_eval(config: RewardEvalConfig, progress: Callable[[str], None] | 
     report["config"] = config_to_dict(config)
     out = Path(config.output_dir)
     report["plots"] = [str(p) for p in write_plots(report, out, backend_config.type, config.max_plotted_trajectories)] if config.plots else []
-    return report, write_report(report, out)
+    path = write_report(report, out)
+    with make_tracker(config.report_to, out, run_name=f"eval-reward-{out.name}", config=report["config"],
+                      fresh=True) as tracker:
+        tracker.log(summary_metrics(report), 0)
+    return report, path

@@ -3,8 +3,11 @@
 Both read a store (or a LeRobotDataset on disk, `lrm.training.lerobot_source`) through
 the dataset builder and write, into `output_dir`, the checkpoint that
 `lrm.training.lite_train.train_lite` writes (config.json, model.safetensors, history.json), a
-`report.json` (config, example counts, loss history, held-out metrics) and a
-`backend.yaml` that loads the checkpoint as the `lite` backend.
+`report.json` (config, example counts, loss history, held-out metrics), a
+`backend.yaml` that loads the checkpoint as the `lite` backend, and
+`metrics.jsonl` (one row per logged step, the held-out metrics at the last;
+`report_to` adds TensorBoard or W&B, common.tracking). A run always starts
+over, so its metrics.jsonl is written anew.
 The teacher of a distillation run is any frame-based backend, named by its
 backend YAML (configs/lrm/backends/*.yaml, or the backend.yaml of a LoRA run),
 which is read with the run's config.
@@ -19,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TYPE_CHECKING
 
-from common.config import ConfigFile, config_file
+from common.config import ConfigFile, config_file, config_to_dict
 from common.numbers import Pixels
+from common.tracking import ReportTo, make_tracker, parse_report_to, report_to_field
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteRunConfig
 from lrm.training.dataset import build_dataset
@@ -39,6 +43,11 @@ class LiteTrainRun(LiteRunConfig):
 
     type: Literal["lite"] = "lite"
     assume_success: bool | None = None  # for a LeRobotDataset without verdicts (lrm.training.lerobot_source)
+    report_to: ReportTo = report_to_field()  # jsonl (OUTPUT/metrics.jsonl), tensorboard, wandb, none
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
 
 
 @dataclass
@@ -53,6 +62,11 @@ class LiteDistillRun(LiteRunConfig):
     assume_success: bool | None = None
     teacher: ConfigFile[RewardBackendConfig] = config_file(RewardBackendConfig)
     teacher_image_size: tuple[Pixels, Pixels] | None = None
+    report_to: ReportTo = report_to_field()  # jsonl (OUTPUT/metrics.jsonl), tensorboard, wandb, none
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
 
 
 def run_lite(
@@ -77,13 +91,17 @@ def run_lite(
         if not dataset.train:
             where = config.store or store.path
             raise ValueError(f"{where}: no training examples (do the episodes have success verdicts?)")
-        if distill:
-            model, history = distill_lite(
-                dataset, teacher, config.train, config.model, output_dir=out,
-                teacher_image_size=config.teacher_image_size,
-            )  # fmt: skip
-        else:
-            model, history = train_lite(dataset, config.train, config.model, output_dir=out)
+        tracker = make_tracker(config.report_to, out, run_name=f"{config.type}-{out.name}",
+                               config=config_to_dict(config), fresh=True)
+        with tracker:
+            if distill:
+                model, history = distill_lite(
+                    dataset, teacher, config.train, config.model, output_dir=out,
+                    teacher_image_size=config.teacher_image_size, tracker=tracker, progress=config.progress,
+                )  # fmt: skip
+            else:
+                model, history = train_lite(dataset, config.train, config.model, output_dir=out, tracker=tracker,
+                                            progress=config.progress)
         store_path = str(getattr(store, "path", config.store))
     report = {
         "type": config.type,

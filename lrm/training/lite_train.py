@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.progress import progress_bar
 from lrm.backends.lite import LiteRewardModel
 from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
 from lrm.training.dataset import Example, RewardDataset
@@ -92,6 +93,8 @@ def train_lite(
     *,
     model: LiteRewardModel | None = None,
     output_dir: str | os.PathLike[str] | None = None,
+    tracker: Any | None = None,
+    progress: bool = True,
 ) -> tuple[LiteRewardModel, dict[str, Any]]:
     """Train on `dataset.train` (every modality it has), evaluate on `dataset.val`; returns (model, history).
 
@@ -100,6 +103,9 @@ def train_lite(
     every modality (seeded) and sums the weighted losses. `history` holds the
     training loss every `log_every` steps, the seconds taken and the held-out
     metrics of `evaluate_lite`. With `output_dir` the model is saved there.
+    A `tracker` (common.tracking.Tracker) gets the loss and learning rate of
+    every logged step and the held-out metrics (`val/...`) at the last step;
+    `progress` shows a progress bar (on a terminal).
     """
     cfg = train_config or LiteTrainConfig()
     torch.manual_seed(cfg.seed)
@@ -129,26 +135,36 @@ def train_lite(
     model.train()
     start = time.perf_counter()
     running: list[float] = []
-    for step in range(1, cfg.steps + 1):
-        total = torch.zeros((), device=model.device)
-        for m in modalities:
-            n = len(split.data[m]["label"])
-            rows = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-            total = total + cfg.loss_weights[m] * _losses(model, split, m, rows, cfg, gen, pos_weight)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        sched.step()
-        running.append(float(total.detach()))
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            history["steps"].append(step)
-            history["loss"].append(float(np.mean(running)))
-            log.info("lite step %d/%d: loss %.4f", step, cfg.steps, history["loss"][-1])
-            running = []
+    with progress_bar(cfg.steps, desc="lite", unit="step", enabled=progress) as bar:
+        for step in range(1, cfg.steps + 1):
+            total = torch.zeros((), device=model.device)
+            for m in modalities:
+                n = len(split.data[m]["label"])
+                rows = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
+                total = total + cfg.loss_weights[m] * _losses(model, split, m, rows, cfg, gen, pos_weight)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            lr = opt.param_groups[0]["lr"]
+            sched.step()
+            running.append(float(total.detach()))
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                history["steps"].append(step)
+                history["loss"].append(float(np.mean(running)))
+                log.info("lite step %d/%d: loss %.4f", step, cfg.steps, history["loss"][-1])
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+                if tracker is not None and step < cfg.steps:  # the last step's row waits for the held-out numbers
+                    tracker.log({"loss": history["loss"][-1], "lr": lr}, step)
+                running = []
     model.eval()
     history["seconds"] = time.perf_counter() - start
     if dataset.val:
         history["val"] = evaluate_lite(model, dataset, dataset.val)
+    if tracker is not None:
+        last = {"loss": history["loss"][-1], "lr": lr} if history["loss"] else {}
+        tracker.log({**last, "seconds": history["seconds"], **{f"val/{k}": v for k, v in history.get("val", {}).items()}},
+                    cfg.steps)
     if output_dir is not None:
         model.save_pretrained(output_dir)
         (Path(output_dir) / "history.json").write_text(json.dumps(history, indent=2) + "\n")
@@ -193,6 +209,8 @@ def distill_lite(
     model: LiteRewardModel | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     teacher_image_size: tuple[int, int] | None = None,
+    tracker: Any | None = None,
+    progress: bool = True,
 ) -> tuple[LiteRewardModel, dict[str, Any]]:
     """Train the compact model on a teacher backend's scores of `dataset.train` (teacher to student).
 
@@ -201,7 +219,8 @@ def distill_lite(
     """
     train = teacher_labels(dataset, dataset.train, teacher, size=teacher_image_size)
     relabelled = dataclasses.replace(dataset, train=train)
-    model, history = train_lite(relabelled, train_config, model_config, model=model, output_dir=output_dir)
+    model, history = train_lite(relabelled, train_config, model_config, model=model, output_dir=output_dir,
+                                tracker=tracker, progress=progress)
     history["teacher"] = type(teacher).__name__
     return model, history
 

@@ -17,13 +17,21 @@ a fixed subset of the training examples and on the held-out episodes.
 On a CPU the model trains in float32 (tests, the tiny model); on a GPU in
 bfloat16 by default (`device`/`dtype: auto`, as the backend picks them), with
 gradient checkpointing optional. The training loop is TRL's.
+
+Tracking (`report_to`, common.tracking): `jsonl` is ours, a callback writing
+every log of the Trainer to `<output_dir>/metrics.jsonl` (a row per log, with
+its `modality`; TRL itself gets `report_to=[]` for it); `tensorboard` and
+`wandb` go to TRL as it names them, TensorBoard's events into
+`<output_dir>/tensorboard/<modality>` (the Trainer's own output folder is scratch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -34,6 +42,7 @@ from typing import Any, Literal, TYPE_CHECKING
 import numpy as np
 
 from common.numbers import Count, Fraction, LearningRate, NonNegativeFloat, Pixels, Seed, Steps
+from common.tracking import TENSORBOARD_DIR, ReportTo, Tracker, make_tracker, parse_report_to, report_to_field
 from lrm.backends.prompts import PROMPTS_DIR, PromptTemplate, load_prompt
 from lrm.training.dataset import DatasetConfig, Example, RewardDataset
 from lrm.types import MODALITIES
@@ -117,8 +126,10 @@ class LoraRunConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: LoraTrainSettings = field(default_factory=LoraTrainSettings)
+    report_to: ReportTo = report_to_field()  # jsonl (ours), tensorboard, wandb (TRL's), none (module doc)
 
     def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
         unknown = [m for m in [*self.modalities, *self.prompts] if m not in MODALITIES]
         if unknown:
             raise ValueError(f"unknown modality {unknown[0]!r}, expected some of {list(MODALITIES)}")
@@ -172,8 +183,51 @@ def _losses(history: list[dict[str, Any]]) -> list[dict[str, float]]:
     ]
 
 
-def _make_trainer(modality: str, config: LoraRunConfig, model: Any, processor: Any, train_data: Any, scratch: str):
-    """TRL's SFTTrainer (progress, completion) or DPOTrainer (contrastive) with a fresh LoRA adapter."""
+def trl_report_to(report_to: list[str]) -> list[str]:
+    """What TRL's `report_to` gets: the trackers it runs itself (not `jsonl`, which our callback writes)."""
+    return [name for name in report_to if name != "jsonl"]
+
+
+def _metrics_callback(tracker: Tracker, modality: str) -> Any:
+    """A TrainerCallback writing every log of the Trainer (loss, accuracy, learning rate, evaluations) to `tracker`."""
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+            if logs:
+                tracker.log({"modality": modality, **logs}, state.global_step)
+
+    return MetricsCallback()
+
+
+@contextlib.contextmanager
+def _tracking_env(config: LoraRunConfig, modality: str):
+    """TRL's trackers read their folders from the environment: TensorBoard's into OUTPUT/tensorboard/<modality>."""
+    out = Path(config.output_dir)
+    wanted = {}
+    if "tensorboard" in config.report_to:
+        wanted["TENSORBOARD_LOGGING_DIR"] = str(out / TENSORBOARD_DIR / modality)
+    if "wandb" in config.report_to:
+        wanted.update(WANDB_PROJECT=os.environ.get("WANDB_PROJECT", "lrm-robot"), WANDB_DIR=os.environ.get("WANDB_DIR", str(out)))
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _make_trainer(modality: str, config: LoraRunConfig, model: Any, processor: Any, train_data: Any, scratch: str,
+                  callbacks: list[Any] | None = None):
+    """TRL's SFTTrainer (progress, completion) or DPOTrainer (contrastive) with a fresh LoRA adapter.
+
+    `callbacks` are added to the Trainer's (e.g. `_metrics_callback`); `config.report_to` goes to TRL
+    as `trl_report_to` says.
+    """
     import torch
     from peft import LoraConfig
 
@@ -198,7 +252,8 @@ def _make_trainer(modality: str, config: LoraRunConfig, model: Any, processor: A
         bf16=on_gpu and model.dtype == torch.bfloat16,
         use_cpu=not on_gpu,
         max_length=settings.max_length,
-        report_to=[],
+        report_to=trl_report_to(config.report_to),
+        run_name=f"{Path(config.output_dir).name}-{modality}",
         save_strategy="no",
         # the datasets hold image-bank rows and add the images on access; the columns must stay
         remove_unused_columns=False,
@@ -217,12 +272,14 @@ def _make_trainer(modality: str, config: LoraRunConfig, model: Any, processor: A
 
         args = DPOConfig(beta=settings.dpo_beta, **common)
         return DPOTrainer(
-            model=model, args=args, train_dataset=train_data, processing_class=processor, peft_config=lora
+            model=model, args=args, train_dataset=train_data, processing_class=processor, peft_config=lora,
+            callbacks=callbacks,
         )
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(completion_only_loss=True, **common)
-    return SFTTrainer(model=model, args=args, train_dataset=train_data, processing_class=processor, peft_config=lora)
+    return SFTTrainer(model=model, args=args, train_dataset=train_data, processing_class=processor, peft_config=lora,
+                      callbacks=callbacks)
 
 
 def train_modality(
@@ -231,8 +288,12 @@ def train_modality(
     dataset: RewardDataset,
     template: PromptTemplate,
     adapter_dir: str | Path,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Train one modality's adapter on `dataset.train`, save it to `adapter_dir`; returns its report entry.
+
+    The Trainer's logs go to `tracker` (our metrics.jsonl) where given; TRL's own
+    trackers (`config.report_to`) write TensorBoard / W&B.
 
     The loss before and after training is measured on up to `eval_examples`
     training examples (did it fit?) and held-out examples (does it generalise?).
@@ -271,11 +332,14 @@ def train_modality(
         model = Qwen3VLForConditionalGeneration.from_pretrained(
             config.model, dtype=dtype, attn_implementation=attn, device_map=device
         )
-        trainer = _make_trainer(modality, config, model, processor, train_data, scratch)
-        before = {n: trainer.evaluate(d, metric_key_prefix=n)[f"{n}_loss"] for n, d in evals.items()}
-        log.info("%s: %s on %d records for %d steps", modality, type(trainer).__name__, len(train_data), settings.steps)
-        result = trainer.train()
-        after = {n: trainer.evaluate(d, metric_key_prefix=n)[f"{n}_loss"] for n, d in evals.items()}
+        callbacks = [_metrics_callback(tracker, modality)] if tracker is not None and tracker.enabled else None
+        with _tracking_env(config, modality):
+            trainer = _make_trainer(modality, config, model, processor, train_data, scratch, callbacks)
+            before = {n: trainer.evaluate(d, metric_key_prefix=n)[f"{n}_loss"] for n, d in evals.items()}
+            log.info("%s: %s on %d records for %d steps", modality, type(trainer).__name__, len(train_data),
+                     settings.steps)
+            result = trainer.train()
+            after = {n: trainer.evaluate(d, metric_key_prefix=n)[f"{n}_loss"] for n, d in evals.items()}
         adapter_dir = Path(adapter_dir)
         trainer.model.save_pretrained(adapter_dir)
         history = _losses(trainer.state.log_history)
@@ -335,10 +399,13 @@ def train_lora(
             "modalities": {},
         }
         started = time.perf_counter()
-        for modality in config.modalities:
-            entry = train_modality(modality, config, dataset, templates[modality], out / "adapters" / modality)
-            report["modalities"][modality] = entry
-            _write_json(out / "report.json", report)  # a crash in a later modality keeps the earlier ones
+        # ours is the JSONL only: TRL runs TensorBoard and W&B itself (module doc); a run starts over, so anew
+        with make_tracker(["jsonl"] if "jsonl" in config.report_to else [], out, fresh=True) as tracker:
+            for modality in config.modalities:
+                entry = train_modality(modality, config, dataset, templates[modality], out / "adapters" / modality,
+                                       tracker=tracker)
+                report["modalities"][modality] = entry
+                _write_json(out / "report.json", report)  # a crash in a later modality keeps the earlier ones
         report["seconds"] = round(time.perf_counter() - started, 2)
     backend = {
         "type": "qwen3vl",

@@ -20,6 +20,7 @@ Output directory layout:
     OUTPUT/checkpoints/last/   config.json, model.safetensors, training_state.pt
     OUTPUT/split.json          train / validation episode indices
     OUTPUT/metrics.json        loss history and summary
+    OUTPUT/metrics.jsonl       one row per logged step (`report_to`, common.tracking; also tensorboard, wandb)
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from common.checkpoint_files import load_training_state
+from common.progress import progress_bar
+from common.tracking import ReportTo, Tracker, make_tracker, parse_report_to, report_to_field
 from common.numbers import Count, LearningRate, NonNegative, NonNegativeFloat, PositiveFloat, Seed, Steps, Threads
 from policies.actor_critic.model import ActorCriticConfig, GaussianActorCritic, compute_stats, make_policy
 from policies.errors import PolicyError
@@ -237,15 +240,15 @@ def fit_bc(
     generator_state: torch.Tensor | None = None,
     start_step: int = 0,
     progress: bool = True,
+    tracker: Tracker | None = None,
 ) -> FitReport:
     """Behaviour cloning: minimise the BC loss on random minibatches for `steps` optimiser steps in total.
 
     Resuming passes the saved `optimizer_state`, `generator_state` and
     `start_step`; the loop then continues to `steps`. `on_checkpoint` is
-    called every `checkpoint_every` steps and at the end.
+    called every `checkpoint_every` steps and at the end. Each logged step's
+    entry also goes to `tracker` (metrics.jsonl, TensorBoard, W&B).
     """
-    from tqdm.auto import tqdm
-
     if len(train_data) == 0:
         raise PolicyError("no training frames")
     policy.train()
@@ -258,7 +261,7 @@ def fit_bc(
     report = FitReport(steps=start_step, start_step=start_step)
     started = time.perf_counter()
     recent: list[float] = []
-    bar = tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(steps, initial=start_step, desc="train", unit="step", enabled=progress)
     step = start_step
     try:
         while step < steps:
@@ -291,6 +294,8 @@ def fit_bc(
                     if report.best_val_loss is None or report.val_loss < report.best_val_loss:
                         report.best_val_loss = report.val_loss
                 report.history.append(entry)
+                if tracker is not None:
+                    tracker.log({k: v for k, v in entry.items() if k != "step"}, step)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k in ("loss", "val_loss")})
                 log.debug("step %d: %s", step, entry)
             report.steps = step
@@ -338,8 +343,10 @@ class BCTrainConfig:
     init_from: Path | None = None
     num_threads: Threads | None = None  # torch CPU threads; None = torch's default
     progress: bool = True
+    report_to: ReportTo = report_to_field()  # jsonl (OUTPUT/metrics.jsonl), tensorboard, wandb, none (common.tracking)
 
     def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         for name in ("steps", "batch_size", "log_every", "val_every"):
@@ -466,30 +473,34 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
         _save_checkpoint(ckpt, policy, optimizer, generator, step)
         _write_metrics(out / "metrics.json", config, report)
 
-    report = fit_bc(
-        policy,
-        train_data,
-        val_data,
-        steps=total_steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        grad_clip=config.grad_clip,
-        lr_schedule=config.lr_schedule,
-        warmup_steps=config.warmup_steps,
-        loss=config.loss,
-        image_shift=config.image_shift,
-        state_noise=config.state_noise,
-        seed=config.seed,
-        log_every=config.log_every,
-        val_every=config.val_every,
-        checkpoint_every=config.checkpoint_every,
-        on_checkpoint=save,
-        optimizer_state=state.get("optimizer"),
-        generator_state=state.get("generator"),
-        start_step=int(state.get("step", 0)),
-        progress=config.progress,
-    )
+    tracker = make_tracker(config.report_to, out, run_name=f"bc-{out.name}", config=_jsonable(dataclasses.asdict(config)),
+                           resume_step=int(state.get("step", 0)))
+    with tracker:
+        report = fit_bc(
+            policy,
+            train_data,
+            val_data,
+            steps=total_steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            grad_clip=config.grad_clip,
+            lr_schedule=config.lr_schedule,
+            warmup_steps=config.warmup_steps,
+            loss=config.loss,
+            image_shift=config.image_shift,
+            state_noise=config.state_noise,
+            seed=config.seed,
+            log_every=config.log_every,
+            val_every=config.val_every,
+            checkpoint_every=config.checkpoint_every,
+            on_checkpoint=save,
+            optimizer_state=state.get("optimizer"),
+            generator_state=state.get("generator"),
+            start_step=int(state.get("step", 0)),
+            progress=config.progress,
+            tracker=tracker,
+        )
     if report.steps == report.start_step:  # nothing left to do after a resume: still leave metrics
         _write_metrics(out / "metrics.json", config, report)
     result = TrainResult(ckpt, report, train_ids, val_ids, len(train_data), len(val_data or []), total_steps)

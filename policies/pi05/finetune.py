@@ -21,7 +21,8 @@ One readable path, top to bottom (`finetune_pi05`):
    and periodic checkpoints;
 5. resume: OUTPUT/checkpoints/last holds the policy and processors (LeRobot
    format, loadable by `policies.pi05.Pi05Policy`), the optimiser and
-   scheduler state and the step; OUTPUT/split.json the episode split.
+   scheduler state and the step; OUTPUT/split.json the episode split;
+   OUTPUT/metrics.jsonl one row per logged step (`report_to`, common.tracking).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.checkpoint_files import load_training_state
+from common.progress import progress_bar
+from common.tracking import ReportTo, make_tracker, parse_report_to, report_to_field
 from common.numbers import Count, LearningRate, Seed, Steps
 from policies.errors import PolicyError
 from policies.pi05.policy import TOKENIZER_DIR, resolve_device_dtype, save_pi05
@@ -83,8 +86,10 @@ class Pi05TrainConfig:
     seed: Seed = 0
     resume: bool = False
     progress: bool = True
+    report_to: ReportTo = report_to_field()  # jsonl (OUTPUT/metrics.jsonl), tensorboard, wandb, none (common.tracking)
 
     def __post_init__(self) -> None:
+        self.report_to = parse_report_to(self.report_to)
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         for name in ("steps", "batch_size", "log_every", "val_every", "val_batches", "checkpoint_every"):
@@ -129,7 +134,6 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     from lerobot.policies.factory import make_policy, make_pre_post_processors
     from lerobot.policies.pi05 import PI05Config
     from lerobot.utils.feature_utils import dataset_to_policy_features
-    from tqdm import tqdm
 
     from recordings.lerobot_export import export_lerobot
 
@@ -288,34 +292,41 @@ def finetune_pi05(config: Pi05TrainConfig) -> Pi05TrainResult:
     train_loss = val_loss = None
     running: list[float] = []
     stream = batches()
-    bar = tqdm(total=config.steps, initial=start_step, desc="pi0.5", unit="step", disable=not config.progress)
+    bar = progress_bar(config.steps, initial=start_step, desc="pi0.5", unit="step", enabled=config.progress)
+    tracker = make_tracker(config.report_to, out, run_name=f"pi05-{out.name}", config=_jsonable(asdict(config)),
+                           resume_step=start_step)
     step = start_step
-    for step in range(start_step + 1, config.steps + 1):
-        batch = preprocessor(next(stream))
-        loss, _ = policy.forward(batch)
-        value = loss.detach().item()
-        if not math.isfinite(value):
-            raise PolicyError(f"the loss is {value} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        running.append(value)
-        bar.update()
-        if step % config.log_every == 0 or step == config.steps:
-            train_loss = sum(running) / len(running)
-            running = []
-            history.append({"step": step, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"]})
-            bar.set_postfix(loss=f"{train_loss:.4g}")
-        if step % config.val_every == 0 or step == config.steps:
-            val_loss = validation_loss()
-            if val_loss is not None:
-                history.append({"step": step, "val_loss": val_loss})
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            save(step)
-    bar.close()
+    try:
+        for step in range(start_step + 1, config.steps + 1):
+            batch = preprocessor(next(stream))
+            loss, _ = policy.forward(batch)
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise PolicyError(f"the loss is {value} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            running.append(value)
+            bar.update()
+            if step % config.log_every == 0 or step == config.steps:
+                train_loss = sum(running) / len(running)
+                running = []
+                history.append({"step": step, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"]})
+                bar.set_postfix(loss=f"{train_loss:.4g}")
+                tracker.log({"train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}, step)
+            if step % config.val_every == 0 or step == config.steps:
+                val_loss = validation_loss()
+                if val_loss is not None:
+                    history.append({"step": step, "val_loss": val_loss})
+                    tracker.log({"val_loss": val_loss}, step)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save(step)
+    finally:
+        bar.close()
+        tracker.close()
     if step == start_step and not ckpt.exists():
         save(step)
     result = Pi05TrainResult(

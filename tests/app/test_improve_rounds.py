@@ -135,6 +135,12 @@ def test_rounds_end_to_end(uninterrupted):
     assert report["finished"] and [e["round"] for e in report["rounds"]] == [0, 1, 2]
     assert all(e["eval"]["episodes"] == 2 for e in report["rounds"])
     assert (out / "success.png").stat().st_size > 1000
+    # metrics.jsonl (report_to's default): a row per round, and each round's trainer's rows in its folder
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert [r["eval/success_rate"] for r in rows] == [e["eval"]["success_rate"] for e in report["rounds"]]
+    assert {"judge/precision", "rollouts/kept", "train/rollouts", "seconds/rollouts", "seconds/train"} <= set(rows[2])
+    assert (out / "policy" / "round-2" / "metrics.jsonl").is_file()
     assert json.loads((out / "report.json").read_text())["rounds"] == json.loads(json.dumps(report["rounds"]))
     # the same command on a finished run: the same report, nothing added
     before = _summary(out / "store")
@@ -162,6 +168,7 @@ def test_resume_after_sigkill_at_several_points_matches_an_uninterrupted_run(uni
     assert "rollouts-1" in state and "judge-1" not in state
     report = ImproveRun(load_config(config_path, ImproveConfig)).run()
     assert report["finished"]
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     # no episode lost or duplicated, none redone differently: the same store as the uninterrupted run
     assert _summary(out / "store") == _summary(reference / "store")
     _assert_same_episodes(out / "store", reference / "store")  # and each the same episode, frame by frame

@@ -203,7 +203,8 @@ def test_cli_end_to_end_with_the_compact_reward_model(checkpoint: Path, sim, tmp
                  "--checkpoint", str(checkpoint), "--iterations", "1", *sum([["--set", s] for s in ENV_SETS + [
                      "env.backend=cpu_sync", "env.num_envs=2", "env.episode_steps=8", "env.sim.camera_width=32",
                      "env.sim.camera_height=32", f"reward.backend={backend}", "reward.hold.every=4",
-                     "reward.hold.weights={progress: 0.5, contrastive: 0.5}", "ppo.value_warmup_iterations=0"]], [])])
+                     "reward.hold.weights={progress: 0.5, contrastive: 0.5}", "ppo.value_warmup_iterations=0"]], []),
+                 "--report-to", "jsonl", "tensorboard"])
     assert code == 0, capsys.readouterr().err
     assert "PPO: 1 iterations, 16 env steps" in capsys.readouterr().out
     (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -216,6 +217,7 @@ def test_cli_end_to_end_with_the_compact_reward_model(checkpoint: Path, sim, tmp
             "contrastive/monotonicity", "contrastive/progress_recall"} <= set(row)
     for name in ("metrics.rrd", "learning_curve.png", "checkpoints/last/training_state.pt", "policy/model.safetensors"):
         assert (out / name).is_file(), name
+    assert "wall_time" not in row and list((out / "tensorboard").glob("events.out.tfevents.*"))  # the same row there
 
 
 def test_async_workers_step_in_lockstep_with_in_process_envs_and_render_only_when_listed(sim) -> None:
@@ -257,6 +259,7 @@ def test_bad_configs_are_one_line_errors(checkpoint: Path, tmp_path: Path, capsy
 
 def _command(checkpoint: Path, out: Path, iterations: int) -> list[str]:
     sets = ENV_SETS + ["env.backend=cpu_sync", "env.num_envs=2", "env.episode_steps=8", "checkpoint_every=1",
+                       "ppo.value_warmup_iterations=1",  # the actor trains from iteration 1 on
                        "rerun=false", "plot=false", "ppo.num_minibatches=2", "ppo.learning_rate=0.001"]
     return ["ppo", "--config", str(ROOT / "configs/ppo/pickcube_oracle.yaml"), "--output-dir", str(out),
             "--checkpoint", str(checkpoint), "--iterations", str(iterations), *sum([["--set", s] for s in sets], [])]

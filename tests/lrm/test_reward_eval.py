@@ -71,6 +71,11 @@ def test_oracle_backend_scores_perfectly_end_to_end(tmp_path, store_path, capsys
     assert "paper's open-loop progress (progress mode): roc_auc 1.000, pairwise_acc_pct 100.000" in printed
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["backend"]["backend"] == "oracle" and report["split"] == "val"
+    # metrics.jsonl (the default --report-to): the summary numbers as one row
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert row["step"] == 0 and row["episodes"] == report["episodes"]["count"] and "wall_time" in row
+    assert row["progress/mae"] == report["progress"]["mae"] and row["completion/f1"] == 1.0
+    assert row["trajectory/progress/roc_auc"] == 1.0 and row["contrastive/direction_accuracy"] == 1.0
     eps = report["episodes"]
     # stratified held-out half: of 5 successes and 4 failures per task, 2-3 each
     assert 6 <= eps["count"] <= 12 and 0 < eps["successes"] < eps["count"]

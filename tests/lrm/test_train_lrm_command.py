@@ -61,8 +61,15 @@ def test_lora_run_writes_adapters_that_the_backend_loads(
 ) -> None:
     config = lora_config(tmp_path, tiny_qwen3vl, store_path)
     # (SFT and DPO of every modality are covered in test_lora_train; one modality keeps this fast)
-    assert main(["train-lrm", "--config", str(config), "--steps", "1", "--set", "modalities=[completion]"]) == 0
+    assert main(["train-lrm", "--config", str(config), "--steps", "1", "--set", "modalities=[completion]",
+                 "--report-to", "jsonl", "tensorboard"]) == 0
     out = tmp_path / "out"
+    # our JSONL callback has the Trainer's logs (evaluations before / after, the training loss); TRL wrote
+    # TensorBoard's events into OUTPUT/tensorboard/<modality>, not into its scratch folder
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all(r["modality"] == "completion" and "wall_time" in r for r in rows)
+    assert any("loss" in r and r["step"] == 1 for r in rows) and any("val_loss" in r for r in rows)
+    assert list((out / "tensorboard" / "completion").glob("events.out.tfevents.*"))
     assert (out / "adapters" / "completion" / "adapter_model.safetensors").is_file()
     assert sorted(p.name for p in (out / "adapters").iterdir()) == ["completion"]
     report = json.loads((out / "report.json").read_text())
@@ -94,6 +101,10 @@ def test_lite_run_and_distillation(tmp_path: pathlib.Path, store_path: pathlib.P
     assert report["type"] == "lite" and report["history"]["steps"] == [10, 20, 30]
     assert report["tasks"] == ["fill green", "fill red"] and "progress_mae" in report["history"]["val"]
     assert "held-out" in capsys.readouterr().out
+    # metrics.jsonl (the default --report-to): a row per logged step, the held-out numbers on the last
+    rows = [json.loads(line) for line in (tmp_path / "lite" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30] and all({"loss", "lr", "wall_time"} <= set(r) for r in rows)
+    assert rows[-1]["val/progress_mae"] == report["history"]["val"]["progress_mae"] and "seconds" in rows[-1]
     teacher = load_config(tmp_path / "lite" / "backend.yaml", RewardBackendConfig)
     assert teacher.type == "lite"
     assert len(make_reward_backend(teacher).score(requests_for(np.zeros((32, 32, 3), np.uint8)))) == 3
@@ -108,8 +119,33 @@ def test_lite_run_and_distillation(tmp_path: pathlib.Path, store_path: pathlib.P
     assert main(["train-lrm", "--config", str(distill), "--steps", "5"]) == 0
     student = json.loads((tmp_path / "student" / "report.json").read_text())
     assert student["type"] == "lite_distill" and student["history"]["steps"] == [5]
+    assert [json.loads(line)["step"] for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()] == [5]
     assert student["teacher"]["backend"] == "lite" and student["teacher"]["config"].endswith("backend.yaml")
     assert (tmp_path / "student" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(("report_to", "expected"), [(["jsonl"], []), (["jsonl", "tensorboard"], ["tensorboard"]),
+                                                     ("tensorboard", ["tensorboard"]), ("none", [])])
+def test_report_to_reaches_trls_training_arguments(tmp_path: pathlib.Path, monkeypatch, report_to, expected) -> None:
+    """`jsonl` is ours (a callback), the others TRL's own: checked on the arguments the trainer is built with."""
+    import types
+
+    import torch
+    import trl
+
+    from lrm.training import lora_train
+
+    built: dict = {}
+    monkeypatch.setattr(trl, "SFTTrainer", lambda **kwargs: built.update(kwargs))
+    monkeypatch.setattr(trl, "DPOTrainer", lambda **kwargs: built.update(kwargs))
+    config = lora_train.LoraRunConfig(output_dir=str(tmp_path / "lora_out"), report_to=report_to)
+    model = types.SimpleNamespace(device=torch.device("cpu"), dtype=torch.float32)
+    callback = object()
+    for modality, config_class in (("completion", trl.SFTConfig), ("contrastive", trl.DPOConfig)):
+        lora_train._make_trainer(modality, config, model, None, None, str(tmp_path / "scratch"), [callback])
+        args = built["args"]
+        assert isinstance(args, config_class) and list(args.report_to) == expected
+        assert args.run_name == f"lora_out-{modality}" and built["callbacks"] == [callback]
 
 
 def test_shipped_configs_load() -> None:

@@ -14,6 +14,8 @@ shaped like lerobot/pi05_base (other camera names, padded sizes).
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,6 +243,10 @@ def test_finetune_from_the_store_and_resume(pickcube: dict, checkpoint: dict, tm
     resumed = finetune_pi05(dataclasses.replace(config, steps=3, resume=True))
     assert (resumed.start_step, resumed.steps) == (2, 3)
     assert resumed.train_episodes == result.train_episodes
+    # metrics.jsonl (report_to's default): a row per logged training / validation loss, continued without duplicates
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], "val_loss" in r) for r in rows] == [(1, False), (2, False), (2, True), (3, False), (3, True)]
+    assert all("wall_time" in r for r in rows) and rows[0]["train_loss"] == pytest.approx(resumed.history[0]["train_loss"])
     with pytest.raises(PolicyError, match="already holds a checkpoint"):
         finetune_pi05(config)
 
