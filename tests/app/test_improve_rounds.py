@@ -40,7 +40,9 @@ TINY = {
               # every rollout is kept at threshold 0.01 unless the judge is sure it failed: rounds then train on rollouts
               "threshold": 0.01,
               # two base-policy rollouts for the judge: the resume test kills the run in the middle of the second
-              "calibration_episodes": 2},
+              "calibration_episodes": 2,
+              # the precision floor (its own test below) would skip the rounds of a judge trained for 20 steps
+              "min_precision": 0.0},
     "rounds": 2,
     "rollouts_per_round": 3,
     "rollout": {"max_steps": 20, "time_limit_s": None},
@@ -298,7 +300,7 @@ def test_a_judge_below_the_precision_floor_skips_the_rounds_selection(uninterrup
     monkeypatch.setattr(lrm.backends, "make_reward_backend", lambda config: HalfSure())
     reference, _ = uninterrupted
     path = _from_reference(tmp_path, reference, "floor", rounds=1,
-                           judge={**TINY["judge"], "calibration_episodes": 4})
+                           judge={**TINY["judge"], "calibration_episodes": 4, "min_precision": 0.8})
     with caplog.at_level("INFO", logger="app.improve.loop"):
         report = ImproveRun(load_config(path, ImproveConfig)).run()
     out = tmp_path / "floor"

@@ -68,7 +68,11 @@ def test_sde_step_is_the_euler_step_without_noise_and_keeps_the_flow_marginals()
     _, std = sde_step(x, v, t=1.0, dt=-0.25, noise_level=0.5, t_cap=0.75)
     assert std == pytest.approx(0.5 * math.sqrt(3) * 0.5)
     lp = _gaussian_log_prob(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), 2.0)
-    assert float(lp) == pytest.approx(-0.5 * 0.25 - 2 * math.log(2.0) - math.log(2 * math.pi))
+    # one log-density per entry (PPO clips each entry's ratio), summing to the joint one
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    assert lp.shape == (1, 2)
+    assert lp[0].tolist() == pytest.approx([-0.5 * 0.25 - math.log(2.0) - half_log_2pi, -math.log(2.0) - half_log_2pi])
+    assert float(lp.sum()) == pytest.approx(-0.5 * 0.25 - 2 * math.log(2.0) - math.log(2 * math.pi))
 
 
 def test_chain_log_prob_is_recomputed_exactly_and_has_gradients(checkpoint: Path) -> None:
