@@ -73,19 +73,9 @@ def ppo_argv(out: Path, checkpoint: Path) -> list[str]:
 
 def ppo_checkpoint(workdir: Path) -> Path:
     """The tiny BC checkpoint of tests/app/test_ppo_loop.py (its `checkpoint` fixture)."""
-    import numpy as np
-    import torch
+    from tests.support.tiny_actor_critic import save_tiny_actor_critic
 
-    from policies.actor_critic.model import ActorCriticConfig, NormStats, make_policy
-    from tests.app.test_ppo_loop import ACTION_DIM, STATE_DIM
-
-    torch.manual_seed(0)
-    config = ActorCriticConfig(hidden_dims=[32, 32], relative_action_dims=list(range(7)), chunk_size=4,
-                               n_action_steps=2, log_std_init=-1.0)
-    stats = NormStats(np.zeros(STATE_DIM, np.float32), np.ones(STATE_DIM, np.float32),
-                      np.zeros(ACTION_DIM, np.float32), np.full(ACTION_DIM, 0.05, np.float32))
-    policy = make_policy(config, stats=stats, state_dim=STATE_DIM, action_dim=ACTION_DIM)
-    return Path(policy.save_pretrained(workdir / "bc_checkpoint"))
+    return save_tiny_actor_critic(workdir / "bc_checkpoint")
 
 
 def run_cli(argv: list[str], kill_after: float | None = None, timeout: float = 900) -> tuple[int, float, str]:

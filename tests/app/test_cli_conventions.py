@@ -28,6 +28,7 @@ from app.cli import build_parser, main
 from common.outputs import MARKER, mark_output_dir
 from recordings.store import EpisodeStore
 from tests.policies.conftest import synthetic_episode
+from tests.support.cli import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LITE = str(ROOT / "configs/lrm/train/lite_pickcube.yaml")
@@ -37,16 +38,6 @@ LITE = str(ROOT / "configs/lrm/train/lite_pickcube.yaml")
 def _repo_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
-
-def run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    """`lrm-robot ARGV` in-process: exit code, stdout, stderr (argparse's exits included)."""
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def refused(capsys, argv: list[str]) -> str:

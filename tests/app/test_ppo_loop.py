@@ -28,24 +28,17 @@ from app.ppo.rewards import StepReward
 from lrm.backends.oracle import OracleRewardModel
 from lrm.interval_hold import IntervalHoldConfig
 from lrm.types import Reward
-from policies.actor_critic.model import ActorCriticConfig, NormStats, make_policy
+from tests.support.tiny_actor_critic import save_tiny_actor_critic
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_SETS = ["env.sim.env_id=PickCube-v1", "env.sim.state_mode=full", "env.seed=500", "progress=false"]
-STATE_DIM, ACTION_DIM = 42, 8  # PickCube-v1, state_mode full, pd_joint_pos
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = ActorCriticConfig(hidden_dims=[32, 32], relative_action_dims=list(range(7)), chunk_size=4,
-                               n_action_steps=2, log_std_init=-1.0)
-    stats = NormStats(np.zeros(STATE_DIM, np.float32), np.ones(STATE_DIM, np.float32),
-                      np.zeros(ACTION_DIM, np.float32), np.full(ACTION_DIM, 0.05, np.float32))
-    policy = make_policy(config, stats=stats, state_dim=STATE_DIM, action_dim=ACTION_DIM)
-    return policy.save_pretrained(tmp_path_factory.mktemp("bc") / "checkpoint")
+    return save_tiny_actor_critic(tmp_path_factory.mktemp("bc") / "checkpoint")
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from app.cli import build_parser, main
+from app.cli import build_parser
 from common import tracking
 from common.tracking import read_rows
 from recordings.store import EpisodeStore
 from tests.policies.conftest import synthetic_episode
+from tests.support.cli import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
@@ -37,15 +38,6 @@ def store(tmp_path) -> pathlib.Path:
             writer.append(synthetic_episode(rng, 8, source="demo", oracle_success=True, env_id="PickCube-v1", seed=seed))
     return path
 
-
-def run(capsys, argv: list[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def bc_config(tmp_path: pathlib.Path, store: pathlib.Path) -> pathlib.Path:

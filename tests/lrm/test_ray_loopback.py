@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import time
 
 import psutil
 import pytest
+from tests.support.cli import free_port
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _is_loopback(ip: str) -> bool:
@@ -66,7 +61,7 @@ def test_every_ray_listener_is_on_loopback() -> None:
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
     start_ray(num_cpus=1)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})  # as start_serve does
+        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})  # as start_serve does
         deadline = time.monotonic() + 30  # the agents come up after ray.init returns
         while True:
             listeners = ray_listeners()

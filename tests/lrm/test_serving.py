@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,17 +30,13 @@ from lrm.types import MODALITIES, RequestError
 from tests.app.test_operator_app import make_lite_judge
 from tests.lrm.serving_client import seeded_requests
 from tests.support.tiny_reward_models import TinyModelPaths
+from tests.support.cli import free_port
 
 pytestmark = pytest.mark.serving
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cluster:
@@ -75,7 +70,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3vl: TinyModelPat
     qwen = RewardBackendConfig(type="qwen3vl", qwen3vl=Qwen3VLBackendConfig(
         model=str(tiny_qwen3vl.base), adapters={m: str(tiny_qwen3vl.adapters[m]) for m in MODALITIES},
         mode="logits", max_new_tokens=6, max_new_tokens_direct=4, image_size=(32, 32), max_batch_size=4))
-    port = _free_port()
+    port = free_port()
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
     start_ray(num_cpus=2)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
