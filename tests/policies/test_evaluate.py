@@ -63,7 +63,8 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
     env = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])
     n = 60
     bc = evaluate_in_sim(load_policy(result.checkpoint), env, n, max_steps=200, progress=False)
-    random = evaluate_in_sim(RandomPolicy(seed=0), env, n, max_steps=200, progress=False)
+    # random actions never succeed on PickCube: 20 episodes show it, and its dense reward, well enough
+    random = evaluate_in_sim(RandomPolicy(seed=0), env, 20, max_steps=200, progress=False)
     print(bc.summary(), random.summary(), sep="\n")
     assert random.successes == 0 and bc.successes > random.successes, (bc.summary(), random.summary())
     assert bc.mean_max_dense_reward > random.mean_max_dense_reward + 0.15, (bc.summary(), random.summary())
