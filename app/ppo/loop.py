@@ -232,7 +232,6 @@ def update(agent: PPOAgent, optimizer: torch.optim.Optimizer, rollout: Rollout, 
             break
     agent.train(False)
     out = {k: float(np.mean(v)) for k, v in stats.items()}
-    out["explained_variance"] = explained_variance(b_val, b_ret)
     out["mean_return"] = float(returns[0].mean())
     out["std"] = agent.exploration_std()
     return out
@@ -397,7 +396,9 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
             queries = reward.query_count - queries_before
             row: dict[str, Any] = {
                 "iteration": it, "env_steps": env_steps, "lr": lr, "policy_trained": warm,
-                "explained_variance_before": explained,
+                # measured once, on the values the critic predicted before this update; `explained_variance`
+                # is the same number under the name earlier metrics files used
+                "explained_variance_before": explained, "explained_variance": explained,
                 "reward_scale": None if scaler is None else float(np.sqrt(scaler.var + scaler.epsilon)),
                 "success_rate": float(rollout.success_once.mean()),
                 "success_at_end": float(rollout.success_end.mean()),
