@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from app.ppo.rewards import QueryRecord
+from common.tracking import read_rows
 from lrm.evaluation import metrics as M
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,7 @@ class MetricsLog:
         self.tracker = tracker  # a common.tracking.Tracker without jsonl, or None
 
     def rows(self) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_rows(self.path)
 
     def truncate(self, iterations: int) -> None:
         """Keep only rows of iterations already covered by the checkpoint a run resumes from."""
