@@ -27,7 +27,7 @@ from lrm.backends.vllm_protocol import option_logprob_sums, prompt_token_logprob
 from lrm.guarded import GuardedRewardModel
 from lrm.types import RequestError, RewardRequest
 from tests.support.fake_vllm import BASE, FakeVLLM, TinyEngine
-from tests.support.tiny_reward_models import TinyModelPaths
+from tests.support.tiny_reward_models import TinyModelPaths, build_tiny_vision_adapter
 
 PUBLISHED = PROMPTS_DIR / "published"
 MODALITIES = ("contrastive", "progress", "completion")
@@ -263,3 +263,25 @@ def test_logits_equal_the_qwen3vl_backends(tiny_qwen3vl: TinyModelPaths) -> None
         assert g.probs == pytest.approx(w.probs, abs=1e-5) and g.value == pytest.approx(w.value, abs=1e-5)
     assert len(got[1].probs) == 11 and min(got[1].probs.values()) > 0  # every progress value, none left at zero
 
+
+def test_progress_merged_scores_as_the_adapter_does(tiny_qwen3vl: TinyModelPaths, tmp_path: pathlib.Path) -> None:
+    """The workaround for the vision weights: the adapter merged, served as a plain model, scores as the adapter."""
+    from lrm.backends.merged import merge_adapter
+
+    vision = build_tiny_vision_adapter(tiny_qwen3vl.base, tmp_path / "vision_adapter")
+    merged = merge_adapter(str(tiny_qwen3vl.base), str(vision), tmp_path / "merged")
+    prompt = tmp_path / "progress.yaml"  # the published prompt, answered at once (no random reasoning to match)
+    prompt.write_text((PUBLISHED / "progress.yaml").read_text().replace("reasoning: true", "reasoning: false"))
+    prompts = {"progress": str(prompt)}
+    with_adapter = qwen3vl(tiny_qwen3vl, adapters={"progress": str(vision)}, prompts=prompts)
+    plain = qwen3vl(tiny_qwen3vl, model=str(merged), adapters={}, prompts=prompts)
+    request = [tiny_requests()[1]]
+    want = with_adapter.score(request)[0].probs
+    assert plain.score(request)[0].probs == pytest.approx(want, abs=1e-5)
+    server = FakeVLLM(engine=TinyEngine(plain), served=("progress",))
+    try:
+        backend = VLLMRewardModel(VLLMBackendConfig(url=server.url, urls={}, model="progress", loras={},
+                                                    mode="logits", prompts=prompts))
+        assert backend.score(request)[0].probs == pytest.approx(want, abs=1e-5)
+    finally:
+        server.close()
