@@ -18,8 +18,9 @@ Backends and what they answer:
   episode video (lrm.backends.lerobot_rewards); progress and completion.
 - `lite`: the compact CNN reward model (lrm.backends.lite), all three modalities, from
   a checkpoint written by `lrm.training.lite_train.train_lite`.
-- `vllm`: the LRM on vLLM's OpenAI-compatible server, the three adapters as LoRA
-  modules (lrm.backends.vllm; the `vllm serve` command line is there).
+- `vllm`: the LRM on vLLM's OpenAI-compatible servers, contrastive and completion
+  as LoRA modules, progress merged into its own model (lrm.backends.vllm; the
+  `vllm serve` command lines are there).
 - `remote`: any of the above served by `lrm-robot serve` on another machine
   (lrm.backends.remote, lrm.serving); `remote.serves` names which, and the
   modalities and trace names are that backend's.
