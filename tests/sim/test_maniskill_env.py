@@ -173,3 +173,20 @@ def test_unknown_env_id_is_one_line_listing_supported():
 def test_unknown_camera_is_refused():
     with pytest.raises(ValueError, match="has no camera 'wrist'"):
         make_sim_env(env_id="PickCube-v1", cameras=["wrist"])
+
+
+def test_a_rebuilding_reset_still_frees_the_old_scene_once_long_lived_objects_are_frozen():
+    """The first env freezes what the process holds (so ManiSkill's gc.collect per reset stays cheap), but a
+    scene built after that is still collected when a reset replaces it: freezing must not leak scenes."""
+    import gc
+    import weakref
+
+    with make_sim_env(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])) as env:
+        assert gc.get_freeze_count() > 0
+        env.reset(seed=0)
+        old_scene = weakref.ref(env.raw_env.scene)
+        old_cube = weakref.ref(env.raw_env.cube)
+        env.reset(seed=1)
+        gc.collect()
+        assert env.raw_env.scene is not None
+        assert old_scene() is None and old_cube() is None
