@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from app.env_choice import EnvSection
 from app.rollout import RolloutConfig
-from common.numbers import Count, Fraction, NonNegative, Range, Seed, Steps, Threads
+from common.numbers import Count, Fraction, NonNegative, NonNegativeFloat, Range, Seed, Steps, Threads
 from lrm.backends import RewardBackendConfig
 from lrm.backends.lite_config import LiteConfig, LiteTrainConfig
 from lrm.training.dataset import DatasetConfig
@@ -178,6 +178,22 @@ class EvalConfig:
 
 
 @dataclass
+class ExplorationConfig:
+    """How a round's rollouts, and the calibration episodes the judge learns from, reach beyond the policy's mean.
+
+    `parameter_noise`: each episode is rolled out by a copy of the policy whose actor weights carry
+    Gaussian noise of this fraction of each weight matrix's std, drawn from the episode's seed
+    (GaussianActorCritic.perturbed; 0 = the policy as it is). The round's evaluation never explores.
+    """
+
+    parameter_noise: NonNegativeFloat = 0.0
+
+    def __post_init__(self) -> None:
+        if self.parameter_noise < 0:
+            raise ValueError(f"exploration.parameter_noise must be >= 0, got {self.parameter_noise}")
+
+
+@dataclass
 class ImproveConfig:
     """`lrm-robot improve`: demos -> base policy -> R rounds of roll out, judge, select, fine-tune, evaluate."""
 
@@ -190,6 +206,7 @@ class ImproveConfig:
     rollouts_per_round: Count = 60
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rollout_seed: Seed = ROLLOUT_SEED
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     durable: bool = True  # fsync every committed episode (power-loss safe)
@@ -217,6 +234,9 @@ class ImproveConfig:
             # said before the run starts, not after its set-up when the first round plans its demos
             raise ValueError(f"demos.source: plan needs a motion-planning solver and {self.env.sim.env_id} has none "
                              f"(solvers: {', '.join(envs_with_solver())}); set demos.source: store and demos.store")
+        if self.exploration.parameter_noise and self.policy.type != "bc":
+            raise ValueError(f"exploration.parameter_noise perturbs the small actor-critic (policy.type: bc); "
+                             f"policy.type is {self.policy.type!r}")
         if self.judge.watch_every and self.rollout.stop_on_success:
             raise ValueError("judge.watch_every and rollout.stop_on_success both end rollouts: the judge or the "
                              "oracle, choose one")
@@ -270,6 +290,8 @@ class ImproveConfig:
                                       ("judge", "min_precision", 0.8), ("eval", "regression_alpha", 0.05)):
             if data[section].get(key, default) == default:
                 data[section].pop(key, None)
+        if data.get("exploration") == {"parameter_noise": 0.0}:
+            data.pop("exploration")
         # Only the judge's own backend decides results: the settings of backends it is not (new
         # ones, changed defaults) must not orphan a run folder.
         backend = data["judge"]["backend"]

@@ -389,17 +389,22 @@ class ImproveRun:
         policy = self._load_policy(policy_round) if todo else None
         if policy is not None and hasattr(policy, "set_action_bounds") and hasattr(self.env, "action_space"):
             policy.set_action_bounds(self.env.action_space.low, self.env.action_space.high)
+        noise = cfg.exploration.parameter_noise if phase in ("calibration", "rollout") else 0.0
         bar = _bar(len(todo), f"{phase} round {round_}", cfg.progress)
         try:
             for slot in todo:
                 def on_step(event: Any, slot: int = slot) -> None:
                     self.events("rollout-step", {"round": round_, "phase": phase, "slot": slot, "step": event.step})
 
+                acting, extra = policy, None
+                if noise:  # the slot's own explorer: a resumed run rolls out the same one
+                    acting = policy.perturbed(noise, seed0 + slot)
+                    extra = {"exploration": {"parameter_noise": noise, "seed": seed0 + slot}}
                 while True:
-                    result = rollout_slot(self.env, policy, store, round_=round_, phase=phase, slot=slot,
+                    result = rollout_slot(self.env, acting, store, round_=round_, phase=phase, slot=slot,
                                           seed=seed0 + slot, policy_id=f"round-{policy_round}", fields=fields,
                                           run=self.state.fingerprint, rollout=rollout_cfg, control=self.control,
-                                          on_step=on_step, stop_check=stop_check)
+                                          on_step=on_step, stop_check=stop_check, extra=extra)
                     if result.status != "discarded":
                         break
                     log.info("slot %d re-recorded by the operator", slot)

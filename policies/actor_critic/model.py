@@ -438,6 +438,26 @@ class GaussianActorCritic(nn.Module):
             action = np.clip(action, self.action_low, self.action_high)
         return action
 
+    def perturbed(self, scale: float, seed: int) -> GaussianActorCritic:
+        """A copy whose actor weights carry noise: N(0, (scale x the std of each weight matrix)^2), from `seed`.
+
+        One episode's explorer for filtered self-imitation. A deterministic policy that learns from its own
+        successes learns what it already does; parameter-space noise (Plappert et al., 2018, "Parameter
+        Space Noise for Exploration") changes its behaviour consistently for a whole episode, while
+        per-step action noise is mostly averaged away by the PD controller. Measured on PushCube (10 demos,
+        base 46/100, 100 rollouts, fine-tuned on the oracle-kept ones): action noise of 0.5 / 1.0
+        normalised stds 49 / 42; parameter noise 0.1 -> 55 (+15 / -6 seeds).
+        """
+        import copy
+
+        clone = copy.deepcopy(self)
+        generator = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            for layer in clone.actor:
+                if isinstance(layer, nn.Linear):
+                    layer.weight.add_(torch.randn(layer.weight.shape, generator=generator) * scale * layer.weight.std())
+        return clone
+
     def set_action_bounds(self, low: np.ndarray | None, high: np.ndarray | None) -> None:
         """Clip `act`'s output to the env's action box (not saved: it belongs to the env)."""
         self.action_low = None if low is None else np.asarray(low, dtype=np.float32)

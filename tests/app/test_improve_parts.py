@@ -62,6 +62,7 @@ def test_shipped_configs_load_with_the_real_loader(name):
         (["judge.cameras=[base_camera,render_camera]"], "judge camera 'render_camera' is not among env.sim.cameras"),
         (["judge.min_precision=1.5"], "key 'judge.min_precision': must be at most 1, got 1.5"),
         (["eval.regression_alpha=-0.1"], "key 'eval.regression_alpha': must be at least 0, got -0.1"),
+        (["exploration.parameter_noise=-0.1"], "key 'exploration.parameter_noise': must be at least 0, got -0.1"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, message):
@@ -78,7 +79,8 @@ def test_fingerprint_ignores_rounds_but_not_the_recipe():
     # the rules' numbers decide results; at their defaults they leave earlier runs' fingerprints as they were
     assert load_config(path, ImproveConfig, ["judge.min_precision=0.5"]).fingerprint() != base
     assert load_config(path, ImproveConfig, ["eval.regression_alpha=0.01"]).fingerprint() != base
-    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05"]
+    assert load_config(path, ImproveConfig, ["exploration.parameter_noise=0.1"]).fingerprint() != base
+    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05", "exploration.parameter_noise=0.0"]
     assert load_config(path, ImproveConfig, defaults).fingerprint() == base
     # the settings of a backend the judge is not (here the lite judge's qwen3vl section) change nothing
     assert load_config(path, ImproveConfig, ["judge.backend.qwen3vl.max_new_tokens=7"]).fingerprint() == base
@@ -597,3 +599,11 @@ def test_the_report_says_what_the_rules_decided():
     assert any(line.startswith("round 2 judge:") and line.endswith("selection skipped, no fine-tuning on judged"
                                                                      " rollouts this round") for line in lines)
     json.dumps(report)
+
+
+def test_parameter_noise_is_for_the_small_actor_critic_only():
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "improve" / "pickcube_pi05_gpu.yaml", ImproveConfig,
+                    ["exploration.parameter_noise=0.1"])
+    assert "exploration.parameter_noise perturbs the small actor-critic" in str(info.value)
+    assert "\n" not in str(info.value)

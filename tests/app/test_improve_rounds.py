@@ -321,3 +321,24 @@ def test_a_judge_below_the_precision_floor_skips_the_rounds_selection(uninterrup
     assert report["rounds"][1]["judge_check"]["action"] == "skip" and report["rounds"][1]["train"]["skipped"]
     assert any(line.endswith("selection skipped, no fine-tuning on judged rollouts this round")
                for line in format_table(report).splitlines())
+
+
+def test_parameter_noise_explores_in_rollouts_and_calibration_by_slot_seed(uninterrupted, tmp_path):
+    reference, _ = uninterrupted
+    path = _from_reference(tmp_path, reference, "explore", rounds=1, eval={"episodes": 0},
+                           exploration={"parameter_noise": 0.1})
+    config = load_config(path, ImproveConfig)
+    ImproveRun(config).run()
+    with EpisodeStore.open(Path(config.output_dir) / "store", mode="r") as store:
+        rollouts = [r.meta for r in store.episodes(source="sim")]
+    phases = {m.extra["improve"]["phase"] for m in rollouts}
+    assert phases == {"calibration", "rollout"} and len(rollouts) == 2 + 3
+    for m in rollouts:
+        assert m.extra["exploration"] == {"parameter_noise": 0.1, "seed": m.seed}
+    # an explorer differs from the policy it perturbs: the same seed's actions differ from the reference run's
+    with EpisodeStore.open(reference / "store", mode="r") as store:
+        plain = {r.meta.seed: store.load_episode(r.index).action for r in store.episodes(source="sim", round=1)}
+    with EpisodeStore.open(Path(config.output_dir) / "store", mode="r") as store:
+        explored = {r.meta.seed: store.load_episode(r.index).action for r in store.episodes(source="sim", round=1)}
+    assert plain.keys() == explored.keys()
+    assert all(not np.array_equal(plain[s][:2], explored[s][:2]) for s in plain)

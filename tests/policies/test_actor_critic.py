@@ -197,3 +197,22 @@ def test_the_log_probability_of_a_chunk_is_one_term_per_executed_element():
     assert agent.exploration_std() == pytest.approx(np.exp(-0.5), rel=1e-5)
     with pytest.raises(ValueError, match="n_action_steps"):
         ActorCriticAgent(_policy(rng, chunk_size=4), -np.ones(A), np.ones(A), n_action_steps=5)
+
+
+def test_a_perturbed_copy_explores_by_its_seed_and_leaves_the_policy_alone():
+    rng = np.random.default_rng(0)
+    policy = _policy(rng, cameras=[])
+    obs = _obs(rng)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    mean = policy.act(obs)
+    one, again, other = policy.perturbed(0.1, seed=3), policy.perturbed(0.1, seed=3), policy.perturbed(0.1, seed=4)
+    assert all(torch.equal(v, policy.state_dict()[k]) for k, v in before.items())  # the policy is untouched
+    assert np.array_equal(policy.act(obs), mean)
+    assert np.array_equal(one.act(obs), again.act(obs))  # same seed, same explorer (a resumed run)
+    assert not np.array_equal(one.act(obs), mean) and not np.array_equal(one.act(obs), other.act(obs))
+    changed = {k for k, v in one.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("actor.") and k.endswith(".weight") for k in changed)
+    # the noise is `scale` x each weight matrix's std
+    for k in changed:
+        ratio = float((one.state_dict()[k] - before[k]).std() / before[k].std())
+        assert 0.08 < ratio < 0.12
