@@ -607,3 +607,10 @@ def test_parameter_noise_is_for_the_small_actor_critic_only():
                     ["exploration.parameter_noise=0.1"])
     assert "exploration.parameter_noise perturbs the small actor-critic" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_pushcube_config_explores_and_runs_three_rounds():
+    config = load_config(ROOT / "configs" / "improve" / "pushcube_cpu.yaml", ImproveConfig)
+    assert config.env.sim.env_id == "PushCube-v1" and config.rounds == 3 and config.demos.count == 10
+    assert config.exploration.parameter_noise == 0.1 and config.policy.type == "bc"
+    assert config.rollout.max_steps == 104 and config.judge.backend.type == "lite"
