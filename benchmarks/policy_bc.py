@@ -18,16 +18,18 @@ Example:
 Measured on the 2-core development machine (no GPU), configs/policies/bc_pickcube.yaml
 (state "full", relative joint targets, chunks of 16 with 8 executed, 3000 steps of batch 256,
 input-state noise 0.1), 100 episodes on seeds 10000-10099, max 200 steps; two runs gave
-identical success counts (training and evaluation are deterministic on one machine):
+identical success counts (training and evaluation are deterministic on one machine), after
+every reset began to rebuild the scene:
 
     policy          success (95% Wilson CI)      mean best dense reward   training time
-    random          0/100 = 0%  (0.0%-3.7%)      0.086                    -
-    BC, 10 demos    0/100 = 0%  (0.0%-3.7%)      0.165                    11.0 s
-    BC, 25 demos    8/100 = 8%  (4.1%-15.0%)     0.360                     8.0 s
-    BC, 50 demos   14/100 = 14% (8.5%-22.1%)     0.499                     8.7 s
+    random          0/100 = 0%  (0.0%-3.7%)      0.085                    -
+    BC, 10 demos    0/100 = 0%  (0.0%-3.7%)      0.167                    30.7 s
+    BC, 25 demos    6/100 = 6%  (2.8%-12.5%)     0.321                    30.3 s
+    BC, 50 demos   20/100 = 20% (13.3%-28.9%)    0.521                    30.4 s
 
-(Training time includes loading the frames; it rose to 35-45 s when other jobs shared the
-two cores. Held-out demos: 10% of the episodes, at least one.)
+(Training time includes loading the frames, with two other jobs on the two cores; alone
+it took 8-11 s. Before the reset rebuild the same command gave 0 / 8 / 14%. Held-out demos:
+10% of the episodes, at least one.)
 """
 
 from __future__ import annotations
