@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-PROBE = "import app, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+PROBE = "import app, os; print(os.environ['OMP_WAIT_POLICY'])"
 
 
 def _probe(env: dict[str, str]) -> str:
