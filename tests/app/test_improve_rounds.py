@@ -161,11 +161,25 @@ def test_resume_after_sigkill_at_several_points_matches_an_uninterrupted_run(uni
         ("rollout-step", "round=1", "slot=1", "step=5"),  # in the middle of recording an episode
         ("judged", "round=1"),  # after the first verdict of round 1, before the others
     ]
-    for kill in kills:
-        proc = subprocess.run([sys.executable, str(WORKER), str(config_path), *kill], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == -9, f"{kill}: rc {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-        assert "killing at" in proc.stdout
+    log = tmp_path / "worker.log"
+    with log.open("w") as err:  # one server process imports once and forks a child for each killed run
+        server = subprocess.Popen([sys.executable, str(WORKER)], cwd=ROOT, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            for kill in kills:
+                server.stdin.write(json.dumps([str(config_path), *kill]) + "\n")
+                server.stdin.flush()
+                printed = []
+                while not (line := server.stdout.readline()).startswith("exit ") and line:
+                    printed.append(line)
+                assert line == "exit -9\n", f"{kill}: {line!r}\n{''.join(printed)}\n{log.read_text()[-3000:]}"
+                assert any(p.startswith("killing at") for p in printed)
+        finally:
+            server.stdin.close()
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
     state = json.loads((out / "state.json").read_text())["steps"]
     assert "rollouts-1" in state and "judge-1" not in state
     report = ImproveRun(load_config(config_path, ImproveConfig)).run()
