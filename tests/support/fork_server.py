@@ -64,7 +64,8 @@ class Child:
     def expect(self, line: str, timeout: float) -> None:
         """Wait until the child prints `line`."""
         while line not in self.printed:
-            assert self.returncode is None, f"exit {self.returncode} before {line!r}: {self.printed} {self.server.errors()}"
+            assert self.returncode is None, \
+                f"exit {self.returncode} before {line!r}: {self.printed} {self.server.errors()}"
             self._read(timeout)
 
     def send_signal(self, sig: int) -> None:
