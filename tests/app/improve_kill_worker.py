@@ -1,15 +1,23 @@
-"""Subprocess for the improve resume tests: runs `ImproveRun` and SIGKILLs itself at a chosen event.
+"""Fork server for the improve resume tests: each child runs `ImproveRun` and SIGKILLs itself at a chosen event.
 
-    python improve_kill_worker.py CONFIG.yaml EVENT KEY=VALUE...
+    python improve_kill_worker.py
 
-The process kills itself (SIGKILL: no cleanup, no atexit, no flush) the first
+imports torch, ManiSkill and the improve loop once (tests/support/fork_server.py),
+then forks a child for each line of stdin, a JSON list:
+
+    CONFIG.yaml EVENT KEY=VALUE...
+
+The child kills itself (SIGKILL: no cleanup, no atexit, no flush) the first
 time `ImproveRun` reports event EVENT whose info matches every KEY=VALUE
 (values compared as strings), e.g. `rollout-step round=1 slot=1 step=5` lands
 in the middle of recording an episode. Exit code 3 means the event never came.
+No scene, renderer or torch computation has started in the server (the fork
+server of sim.vector_env.AsyncSim preloads the same modules).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -18,15 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
-def main() -> int:
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+def run(argv: list[str]) -> int:
     from common.config import load_config
     from app.improve.config import ImproveConfig
     from app.improve.loop import ImproveRun
 
-    config_path, event, *conditions = sys.argv[1:]
+    config_path, event, *conditions = argv
     wanted = dict(c.split("=", 1) for c in conditions)
 
     def events(name: str, info: dict) -> None:
@@ -38,5 +43,23 @@ def main() -> int:
     return 3
 
 
+def main() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import app.improve.loop  # noqa: F401
+    from sim.vulkan import prepare_sim_env
+    from tests.support.fork_server import serve
+
+    prepare_sim_env()  # before mani_skill is imported: it reads the asset folder then
+    import mani_skill.envs  # noqa: F401
+
+    # ManiSkill runs gc.collect() at every scene rebuild (every reset): freeze what the imports made, so that it
+    # scans only what a run creates (~0.4 s -> ~0.05 s a reset), as the test process does (tests/conftest.py)
+    gc.collect()
+    gc.freeze()
+    serve(run)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -4,8 +4,6 @@ after SIGKILLs at several points: the resumed run ends with exactly the episodes
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from app.improve.loop import ImproveRun
 from app.improve.report import filter_metrics, format_table
 from lrm.types import Reward
 from recordings.store import EpisodeStore
+from tests.support.fork_server import ForkServer
 
 pytestmark = [pytest.mark.sim, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -161,11 +160,15 @@ def test_resume_after_sigkill_at_several_points_matches_an_uninterrupted_run(uni
         ("rollout-step", "round=1", "slot=1", "step=5"),  # in the middle of recording an episode
         ("judged", "round=1"),  # after the first verdict of round 1, before the others
     ]
-    for kill in kills:
-        proc = subprocess.run([sys.executable, str(WORKER), str(config_path), *kill], cwd=ROOT,
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == -9, f"{kill}: rc {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
-        assert "killing at" in proc.stdout
+    server = ForkServer(WORKER, tmp_path / "worker.log", cwd=ROOT)  # imports once, forks a run for each kill
+    try:
+        for kill in kills:
+            run = server.run(str(config_path), *kill)
+            code = run.wait(timeout=300)
+            assert code == -9, f"{kill}: exit {code}\n{run.printed}\n{server.errors()}"
+            assert any(line.startswith("killing at") for line in run.printed)
+    finally:
+        server.close()
     state = json.loads((out / "state.json").read_text())["steps"]
     assert "rollouts-1" in state and "judge-1" not in state
     report = ImproveRun(load_config(config_path, ImproveConfig)).run()

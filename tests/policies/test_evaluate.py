@@ -44,11 +44,13 @@ def test_rollouts_are_recorded_into_the_store(tmp_path):
 def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
     """BC on motion-planning demos beats random actions on PickCube, by the simulator's success flag.
 
-    The policy succeeds in roughly 10-15% of episodes at this size (50 demos), so it is judged
-    on 60 seeded episodes, where a policy of that rate fails every one with probability < 1e-3;
-    training and evaluation are seeded, so the counts repeat on one machine. The oracle's dense
-    reward (reach, grasp, lift, place) must also be far above random's. The success rate over
-    100 episodes per demo count is in benchmarks/policy_bc.py.
+    The policy succeeds in roughly 10-20% of episodes at this size (50 demos; 14/100 at 200 steps in
+    benchmarks/policy_bc.py). Its successes come after 65-171 steps (the demos take ~80; here 13 of 60
+    episodes succeeded at 200 steps, 12 of them within 125), so it is judged on 50 seeded episodes
+    capped at 150 steps, where a policy that succeeds in 12% of them fails every one with probability
+    0.88^50 < 2e-3; training and evaluation are seeded, so the counts repeat on one machine. The
+    oracle's dense reward (reach, grasp, lift, place) must also be far above random's over the same
+    horizon.
     """
     from policies.actor_critic.model import ActorCriticConfig
     from policies.factory import load_policy
@@ -61,10 +63,11 @@ def test_behaviour_cloning_beats_a_random_policy(pickcube_demos, tmp_path):
                                     steps=3000, lr=1e-3, state_noise=0.1, progress=False))
     assert result.report.val_loss is not None
     env = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=[])
-    n = 60
-    bc = evaluate_in_sim(load_policy(result.checkpoint), env, n, max_steps=200, progress=False)
-    # random actions never succeed on PickCube: 20 episodes show it, and its dense reward, well enough
-    random = evaluate_in_sim(RandomPolicy(seed=0), env, 20, max_steps=200, progress=False)
+    horizon = 150
+    bc = evaluate_in_sim(load_policy(result.checkpoint), env, 50, max_steps=horizon, progress=False)
+    # random actions never succeed on PickCube (0/100 in the benchmark): 10 episodes show it, and its dense
+    # reward (best 0.05-0.15 per episode, never near BC's) well enough
+    random = evaluate_in_sim(RandomPolicy(seed=0), env, 10, max_steps=horizon, progress=False)
     print(bc.summary(), random.summary(), sep="\n")
     assert random.successes == 0 and bc.successes > random.successes, (bc.summary(), random.summary())
     assert bc.mean_max_dense_reward > random.mean_max_dense_reward + 0.15, (bc.summary(), random.summary())

@@ -1,12 +1,17 @@
-"""Subprocess for the crash and concurrency tests: appends deterministic episodes.
+"""Worker processes for the crash and concurrency tests: each appends deterministic episodes.
 
-    python store_crash_worker.py STORE [--count N] [--durable] [--sleep S]
-                                       [--kill-at POINT --kill-after K]
+    python store_crash_worker.py
+
+is a fork server (tests/support/fork_server.py): it imports zarr and the store
+once, then forks a worker for each line of stdin, the worker's arguments as a
+JSON list (no store is open in the server, zarr's I/O thread has not started):
+
+    STORE [--count N] [--durable] [--sleep S] [--kill-at POINT --kill-after K]
 
 Episode i is `make_episode(i)`; even indices are streamed frame by frame
 through the EpisodeWriter (odd multiples of 7 committed with aborted=True),
-odd ones appended whole. Prints "ready" (after imports, before opening the
-store, so a kill can land inside the repair too) and then loops until it has
+odd ones appended whole. A worker prints "ready" before it opens the store
+(so a kill can land inside the repair too) and then loops until it has
 appended `--count` episodes or is killed.
 
 `--kill-at` makes the process SIGKILL itself at a named point of the write
@@ -36,6 +41,7 @@ import zarr.storage._local as zarr_local  # noqa: E402
 from recordings import arrays, layout  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
 from tests.recordings.store_testdata import make_episode  # noqa: E402
+from tests.support.fork_server import say, serve  # noqa: E402
 
 
 def _die() -> None:
@@ -100,7 +106,7 @@ def install_kill_point(point: str, after: int) -> None:
         raise SystemExit(f"unknown kill point {point!r}")
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("store")
     p.add_argument("--count", type=int, default=10**9)
@@ -109,10 +115,10 @@ def main() -> None:
     p.add_argument("--chunk-frames", type=int, default=4)
     p.add_argument("--kill-at", default=None)
     p.add_argument("--kill-after", type=int, default=1)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.kill_at:
         install_kill_point(args.kill_at, args.kill_after)
-    print("ready", flush=True)
+    say("ready")
     s = EpisodeStore.open(args.store, mode="a", durable=args.durable, chunk_frames=args.chunk_frames)
     appended = 0
     while appended < args.count:
@@ -129,8 +135,8 @@ def main() -> None:
         if args.sleep:
             time.sleep(args.sleep)
     s.close()
-    print("done", flush=True)
+    say("done")
 
 
 if __name__ == "__main__":
-    main()
+    serve(main)
