@@ -23,16 +23,23 @@ Example:
     .venv/bin/python benchmarks/improve_judge.py --run outputs/bench/improve_pickcube/lrm
     .venv/bin/python benchmarks/improve_judge.py --variants base --seeds 0 1 2 3 4
 
-Measured on the 2-core development machine (1-min load 1.2-2.5, shared) on the run of
-`benchmarks/improve_pickcube.py --rollouts 120 --eval-episodes 150 --oracle-selection`
-(150 demos, 40 calibration rollouts, 120 round-1 rollouts of which 29 oracle
-successes; 310 episodes replayed in 318 s, 0 oracle mismatches; ~12 min in all):
+Measured on the 2-core development machine (1-min load 1-3, shared), this session, on the run of
+`benchmarks/improve_pickcube.py --rollouts 120 --eval-episodes 150 --oracle-selection --out
+outputs/fig17/improve_pickcube` (150 demos, 40 calibration rollouts, 120 round-1 rollouts of which
+39 oracle successes; 310 episodes replayed, 0 oracle mismatches; ~12 min in all; results in
+benchmarks/results/improve_judge_variants.json and improve_judge_seeds.json):
 
     variant  P@0.5  R@0.5  P@0.9  R@0.9  ROC-AUC
-    base     0.618  0.724  0.625  0.690  0.847
-    tiled    0.636  0.724  0.704  0.655  0.855
-    side     0.526  0.690  0.607  0.586  0.848
-    frames   0.486  0.586  0.765  0.448  0.817
+    base     0.833  0.769  0.926  0.641  0.908
+    tiled    0.673  0.846  0.750  0.769  0.879
+    side     0.718  0.718  0.852  0.590  0.879
+    frames   0.486  0.462  0.750  0.308  0.688
+
+    base, training seeds 0-4: ROC-AUC 0.908 / 0.738 / 0.852 / 0.873 / 0.894,
+                              P@0.5 0.83 / 0.43 / 0.68 / 0.77 / 0.64
+
+Before every reset rebuilt the scene, the same command gave 0.847 / 0.855 / 0.848 / 0.817 and
+seeds 0.75-0.86; what follows was written then and still holds in kind.
 
 No variant separates the rollouts much better: a second viewpoint (which does
 show the cube's depth relative to the goal) and 20x more calibration frames
