@@ -1,11 +1,9 @@
 """Suite-wide setup: torch's threads wait without spinning, and the objects alive after collection are moved
 out of the cyclic garbage collector's sight.
 
-torch's OpenMP threads spin between parallel regions by default (OMP_WAIT_POLICY=active). On a machine shared
-with other jobs a spinning thread burns its slice waiting for one that is descheduled: 500 BC steps took 18-41 s
-with two threads at load ~5, 8.5 s with passive waiting. The threads and the numbers stay the same. libgomp
-reads the variable when torch is first loaded, which is after this file (no plugin imports torch); the
-subprocesses that tests start inherit it.
+Importing `app` sets OMP_WAIT_POLICY=PASSIVE as the `lrm-robot` command has it (app/__init__.py says why): here
+before any test module loads torch (no plugin imports torch), so tests of every package, and the subprocesses
+they start, wait passively too (500 BC steps: 18-41 s spinning at load ~5, 8.5 s passive).
 
 ManiSkill calls `gc.collect()` whenever it rebuilds a scene, and `ManiSkillEnv.reset` rebuilds on every
 reset. A full collection walks every tracked object of the process; after collecting the whole suite
@@ -18,11 +16,10 @@ still frees frozen objects. Nothing is alive yet that a test would need collecte
 from __future__ import annotations
 
 import gc
-import os
 
 import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import app  # noqa: F401  (sets OMP_WAIT_POLICY before torch is loaded)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -287,11 +287,12 @@ class ImproveConfig:
         # keys added later, at their defaults, leave earlier runs' fingerprints as they were
         for section, key, default in (("judge", "cameras", None), ("judge", "watch_every", 0),
                                       ("rollout", "render_every", 0), ("demos", "hold_steps", 0),
-                                      ("judge", "min_precision", 0.8), ("eval", "regression_alpha", 0.05)):
+                                      ("judge", "min_precision", 0.8), ("eval", "regression_alpha", 0.05),
+                                      ("exploration", "parameter_noise", 0.0)):
             if data[section].get(key, default) == default:
                 data[section].pop(key, None)
-        if data.get("exploration") == {"parameter_noise": 0.0}:
-            data.pop("exploration")
+            if not data[section]:  # a section added later, every key at its default
+                data.pop(section)
         # Only the judge's own backend decides results: the settings of backends it is not (new
         # ones, changed defaults) must not orphan a run folder.
         backend = data["judge"]["backend"]

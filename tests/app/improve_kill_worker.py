@@ -17,7 +17,6 @@ server of sim.vector_env.AsyncSim preloads the same modules).
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -54,10 +53,7 @@ def main() -> None:
     prepare_sim_env()  # before mani_skill is imported: it reads the asset folder then
     import mani_skill.envs  # noqa: F401
 
-    # ManiSkill runs gc.collect() at every scene rebuild (every reset): freeze what the imports made, so that it
-    # scans only what a run creates (~0.4 s -> ~0.05 s a reset), as the test process does (tests/conftest.py)
-    gc.collect()
-    gc.freeze()
+    # each child freezes these imports before its first scene (sim.maniskill_env), so resets stay cheap
     serve(run)
 
 
