@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_option(parser, "YAML config (default: configs/improve/pickcube_cpu.yaml)", required=False)
     add_output_dir_option(parser, "run directory (continued if it holds a run)")
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
+    parser.add_argument("--seed", type=int, help="the run seed (config key seed): 0, 1, 2 ... repeat the run on other "
+                        "demos, rollouts and training seeds, evaluated on the same episodes")
     add_fresh_option(parser, "the run directory", old=["--restart"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_report_to_option(parser)
@@ -64,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.improve.config import ImproveConfig
 
-    flags = {"output_dir": args.output_dir, "rounds": args.rounds, "progress": False if args.no_progress else None,
+    flags = {"output_dir": args.output_dir, "rounds": args.rounds, "seed": args.seed, "progress": False if args.no_progress else None,
              "report_to": report_to_flag(args)}
     config = load_command_config(args, ImproveConfig, flags, path=args.config or DEFAULT_CONFIG)
 

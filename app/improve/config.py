@@ -50,6 +50,10 @@ DEMO_SEED = 0
 CALIBRATION_SEED = 50_000
 ROLLOUT_SEED = 100_000
 EVAL_SEED = 900_000
+# A run seed s (`seed`, `improve --seed`) repeats the same recipe independently: each block's first
+# seed moves s strides into its block and the policy's and the judge's training seeds move by s; the
+# evaluation seeds stay, so that every run seed is measured on the same episodes.
+RUN_SEED_STRIDES = {"demos": 1_000, "calibration": 1_000, "rollouts": 10_000}
 
 
 @dataclass
@@ -206,6 +210,7 @@ class ImproveConfig:
     rollouts_per_round: Count = 60
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rollout_seed: Seed = ROLLOUT_SEED
+    seed: Seed = 0  # the run seed (RUN_SEED_STRIDES): 0, 1, 2 ... give independent repetitions of the run
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -255,6 +260,37 @@ class ImproveConfig:
                          (self.eval.seed, "eval")])
         if len({s for s, _ in blocks}) != len(blocks):
             raise ValueError(f"seed blocks overlap: {blocks}")
+        if self.seed:
+            self._check_run_seed(dict((name, start) for start, name in blocks))
+
+    def _check_run_seed(self, starts: dict[str, int]) -> None:
+        """A run seed must keep each block's seeds inside the block (one line naming what overflows)."""
+        used = {"demos": self.demos.max_attempts or 3 * self.demos.count,
+                "calibration": self.judge.calibration_episodes,
+                "rollouts": self.rounds * self.rollouts_per_round}
+        for name, stride in RUN_SEED_STRIDES.items():
+            if used[name] > stride:
+                raise ValueError(f"seed: {self.seed} needs at most {stride} {name} seeds per run; this config uses "
+                                 f"{used[name]} (run seeds apart from 0 move each block by {stride})")
+            end = min([s for s in starts.values() if s > starts[name]], default=None)
+            if end is not None and self.seed_of(name) + used[name] > end:
+                raise ValueError(f"seed: {self.seed} moves the {name} seeds past {end}, where the next seed block "
+                                 f"starts; use a smaller run seed")
+
+    def seed_of(self, block: str) -> int:
+        """The first simulator seed of `block` (demos, calibration, rollouts) for this run seed."""
+        first = {"demos": self.demos.seed, "calibration": CALIBRATION_SEED, "rollouts": self.rollout_seed}[block]
+        return first + self.seed * RUN_SEED_STRIDES[block]
+
+    def run_judge(self) -> JudgeConfig:
+        """The judge config with this run seed's training and split seeds (what trains and what is held out)."""
+        if not self.seed:
+            return self.judge
+        train = self.judge.train
+        train = dataclasses.replace(
+            train, dataset=dataclasses.replace(train.dataset, seed=train.dataset.seed + self.seed),
+            train=dataclasses.replace(train.train, seed=train.train.seed + self.seed))
+        return dataclasses.replace(self.judge, train=train)
 
     def _check_robot(self) -> None:
         """What needs the simulator's oracle or planner cannot run on a robot (one line each, naming the key)."""
@@ -278,6 +314,8 @@ class ImproveConfig:
         data = config_to_dict(self)
         for key in ("rounds", "output_dir", "progress", "report_to"):
             data.pop(key, None)
+        if not data["seed"]:  # added later: run seed 0 is every run before it
+            data.pop("seed")
         if not self.env.is_robot:
             # the shape before the env section and demos.source existed: earlier sim runs still resume
             data["env"] = data["env"]["sim"]

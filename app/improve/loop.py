@@ -24,7 +24,7 @@ The env is the config's `env` section (app.env_choice): ManiSkill or a robot.
   (and calibration episodes), never on a rollout it judges;
 - rollouts-r: N episodes of round r-1's policy through `app.rollout.run_rollout`
   (the function the operator UI drives), recorded as they happen, tagged
-  round r and slot i (seed rollout_seed + (r-1) N + i);
+  round r and slot i (seed rollout_seed + (r-1) N + i, moved by the run seed: config.RUN_SEED_STRIDES);
 - judge-r: the completion verdict and score of every rollout of round r,
   written into the episode's attributes next to the operator's verdict and
   the oracle's flag, at the threshold the judge's precision floor allows
@@ -65,7 +65,7 @@ import numpy as np
 
 from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
-from app.improve.config import CALIBRATION_SEED, ImproveConfig
+from app.improve.config import ImproveConfig
 from app.improve.judge import calibration_label, held_out_calibration, judge_episode, train_judge
 from app.improve.report import build_report, judged_success, phase_records, round_metrics, write_report
 from app.improve.round import (
@@ -250,12 +250,13 @@ class ImproveRun:
         sim = cfg.env.sim
         path = planned_store_path(self.out)
         plan_env = dataclasses.replace(sim, cameras=[])
-        have, next_seed = 0, cfg.demos.seed
+        first_seed = cfg.seed_of("demos")
+        have, next_seed = 0, first_seed
         if path.exists():
             with EpisodeStore.open(path, mode="a", durable=cfg.durable) as planned:  # 'a' repairs a torn tail
                 demos = planned.episodes(source="demo", oracle_success=True)
                 have = len(demos)
-                next_seed = max([cfg.demos.seed - 1, *(r.meta.seed for r in planned.episodes())]) + 1
+                next_seed = max([first_seed - 1, *(r.meta.seed for r in planned.episodes())]) + 1
         missing = cfg.demos.count - have
         if missing > 0:
             report = record_demos(sim.env_id, missing, path, seed=next_seed, env_config=plan_env,
@@ -332,7 +333,7 @@ class ImproveRun:
         log.info("round %d: training on %d demonstrations + %d rollouts", round_, counts["demos"], counts["rollouts"])
         trained = finetune(cfg.policy, self.out / "store", self._policy_dir(round_), round_=round_, select=select,
                            init_from=init_from, num_threads=cfg.num_threads, progress=cfg.progress,
-                           report_to=cfg.report_to)
+                           report_to=cfg.report_to, seed_offset=cfg.seed)
         # paths relative to the run directory (app.improve.state.in_run): the run can be moved or copied
         return {**trained, "checkpoint": in_run(trained["checkpoint"], self.out), "selected": counts,
                 "episodes": indices, "init_from": None if init_from is None else in_run(init_from, self.out),
@@ -428,7 +429,7 @@ class ImproveRun:
 
             rollout = dataclasses.replace(rollout, render_every=cfg.judge.watch_every)
             watch = watcher(self._judge_backend(), cfg.judge, judge_cameras(cfg.judge, self.store), self.env.task)
-        return self._run_slots(round_, "rollout", n, cfg.rollout_seed + (round_ - 1) * n, self._start_round(round_),
+        return self._run_slots(round_, "rollout", n, cfg.seed_of("rollouts") + (round_ - 1) * n, self._start_round(round_),
                                rollout, stop_check=watch)
 
     def _calibration(self) -> dict[str, Any]:
@@ -436,7 +437,8 @@ class ImproveRun:
         cfg = self.config
         # a watching judge is asked about any frame of a rollout: it learns from frames all along calibration ones
         rollout = dataclasses.replace(cfg.rollout, render_every=cfg.judge.watch_every)
-        info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, CALIBRATION_SEED, 0, rollout)
+        info = self._run_slots(0, "calibration", cfg.judge.calibration_episodes, cfg.seed_of("calibration"), 0,
+                                 rollout)
         if cfg.judge.calibration_labels == "operator":
             for index in self._unlabelled(info["indices"]):
                 # an operator at hand (`improve --operator`) labels episodes recorded before they were there
@@ -458,7 +460,7 @@ class ImproveRun:
         calibration = [r.index for r in self.store.episodes(round=0, aborted=False)
                        if (r.meta.extra.get("improve") or {}).get("phase") == "calibration"]
         try:
-            info = train_judge(self.store, demos, calibration, cfg.judge, self.out / "judge",
+            info = train_judge(self.store, demos, calibration, cfg.run_judge(), self.out / "judge",
                                label_source=cfg.judge.calibration_labels,
                                held_demos=cfg.demos.source == "plan" and cfg.demos.hold_steps > 0,
                                progress=cfg.progress)
@@ -494,7 +496,7 @@ class ImproveRun:
         """
         cfg = self.config
         calibration = [r.index for r in phase_records(self.store, 0, "calibration") if not r.meta.aborted]
-        held_out = held_out_calibration(self.store, calibration, cfg.judge, cfg.judge.calibration_labels)
+        held_out = held_out_calibration(self.store, calibration, cfg.run_judge(), cfg.judge.calibration_labels)
         model = self._judge_backend() if held_out else None
         scores = [judge_episode(model, self.store, i, cfg.judge).frame_scores for i in held_out]
         labels = [calibration_label(self.store, i, cfg.judge.calibration_labels) for i in held_out]

@@ -153,7 +153,8 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
             entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "measure",
                                                 "judged_by", "aborted")}
         elif ev and ev.get("episodes"):
-            entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "mean_max_dense_reward")}
+            entry["eval"] = {k: ev[k] for k in ("episodes", "successes", "success_rate", "ci95", "mean_max_dense_reward",
+                                                "seeds") if k in ev}
         carry = (steps.get(f"eval-{r}") or {}).get("carry")
         if "eval" in entry and carry:
             entry["eval"]["carry"] = carry
@@ -190,6 +191,7 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
         "env": config.env.name,
         "success_measure": JUDGED if robot else ORACLE,
         "policy": config.policy.type,
+        "run_seed": config.seed,
         "rounds_planned": config.rounds,
         "rollouts_per_round": config.rollouts_per_round,
         "selection": {"demos": config.selection.demos, "rollouts": config.selection.rollouts,

@@ -124,12 +124,14 @@ def unjudged(store: EpisodeStore, round_: int, phase: str) -> tuple[list[Any], l
 
 def finetune(policy: PolicyConfig, store_path: Path, out: Path, *, round_: int, select: list[Any],
              init_from: Path | None, num_threads: int | None, progress: bool,
-             report_to: list[str] | None = None) -> dict[str, Any]:
+             report_to: list[str] | None = None, seed_offset: int = 0) -> dict[str, Any]:
     """Train round `round_`'s policy on the selection (round 0 from scratch); resumes the trainer's checkpoint.
 
-    `report_to` (None: the trainer config's) says where the trainer's metrics go (common.tracking).
+    `report_to` (None: the trainer config's) says where the trainer's metrics go (common.tracking);
+    `seed_offset` (the improve run seed) moves the trainer's seed.
     """
     config = policy.train_config(store_path, out, select, round_=round_, init_from=init_from)
+    config.seed += seed_offset
     config.resume = (out / "checkpoints" / "last" / "training_state.pt").is_file()
     if getattr(config, "num_threads", 0) is None:
         config.num_threads = num_threads

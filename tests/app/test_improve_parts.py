@@ -63,6 +63,9 @@ def test_shipped_configs_load_with_the_real_loader(name):
         (["judge.min_precision=1.5"], "key 'judge.min_precision': must be at most 1, got 1.5"),
         (["eval.regression_alpha=-0.1"], "key 'eval.regression_alpha': must be at least 0, got -0.1"),
         (["exploration.parameter_noise=-0.1"], "key 'exploration.parameter_noise': must be at least 0, got -0.1"),
+        (["seed=1", "judge.calibration_episodes=1001"], "seed: 1 needs at most 1000 calibration seeds per run"),
+        (["seed=60"], "seed: 60 moves the demos seeds past 50000"),
+        (["seed=-1"], "key 'seed': must be at least 0, got -1"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, message):
@@ -80,11 +83,25 @@ def test_fingerprint_ignores_rounds_but_not_the_recipe():
     assert load_config(path, ImproveConfig, ["judge.min_precision=0.5"]).fingerprint() != base
     assert load_config(path, ImproveConfig, ["eval.regression_alpha=0.01"]).fingerprint() != base
     assert load_config(path, ImproveConfig, ["exploration.parameter_noise=0.1"]).fingerprint() != base
-    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05", "exploration.parameter_noise=0.0"]
+    assert load_config(path, ImproveConfig, ["seed=1"]).fingerprint() != base
+    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05", "exploration.parameter_noise=0.0", "seed=0"]
     assert load_config(path, ImproveConfig, defaults).fingerprint() == base
     # the settings of a backend the judge is not (here the lite judge's qwen3vl section) change nothing
     assert load_config(path, ImproveConfig, ["judge.backend.qwen3vl.max_new_tokens=7"]).fingerprint() == base
     assert load_config(path, ImproveConfig, ["judge.backend.lite.device=cuda"]).fingerprint() != base
+
+
+def test_a_run_seed_moves_every_seed_but_the_evaluation_s():
+    path = ROOT / "configs" / "improve" / "pickcube_cpu.yaml"
+    zero, two = load_config(path, ImproveConfig), load_config(path, ImproveConfig, ["seed=2"])
+    assert [zero.seed_of(b) for b in ("demos", "calibration", "rollouts")] == [0, 50_000, 100_000]
+    assert [two.seed_of(b) for b in ("demos", "calibration", "rollouts")] == [2_000, 52_000, 120_000]
+    assert two.eval.seed == zero.eval.seed
+    assert zero.run_judge() is zero.judge
+    judge = two.run_judge()
+    assert judge.train.train.seed == zero.judge.train.train.seed + 2
+    assert judge.train.dataset.seed == zero.judge.train.dataset.seed + 2
+    assert two.judge.train.train.seed == zero.judge.train.train.seed  # the config itself is left as written
 
 
 def test_fingerprint_does_not_depend_on_where_the_project_lives():

@@ -345,3 +345,26 @@ def test_parameter_noise_explores_in_rollouts_and_calibration_by_slot_seed(unint
         explored = {r.meta.seed: store.load_episode(r.index).action for r in store.episodes(source="sim", round=1)}
     assert plain.keys() == explored.keys()
     assert all(not np.array_equal(plain[s][:2], explored[s][:2]) for s in plain)
+
+
+def test_a_run_seed_moves_the_runs_episodes_and_training_but_not_its_evaluation(uninterrupted, tmp_path):
+    reference, _ = uninterrupted
+    path = _from_reference(tmp_path, reference, "seeded", rounds=1, seed=2)
+    config = load_config(path, ImproveConfig)
+    report = ImproveRun(config).run()
+    with EpisodeStore.open(Path(config.output_dir) / "store", mode="r") as store:
+        seeds = {p: sorted(r.meta.seed for r in store.episodes(source="sim") if r.meta.extra["improve"]["phase"] == p)
+                 for p in ("calibration", "rollout")}
+    assert seeds == {"calibration": [52_000, 52_001], "rollout": [120_000, 120_001, 120_002]}
+    reference_report = json.loads((reference / "report.json").read_text())
+    assert reference_report["run_seed"] == 0
+    assert report["run_seed"] == 2
+    assert [r["eval"]["seeds"] for r in report["rounds"]] == [r["eval"]["seeds"] for r in reference_report["rounds"][:2]]
+    # the policy's trainer ran on its own seed: the same demonstrations give another base policy
+    from safetensors.numpy import load_file
+
+    def weights(run: Path) -> dict:
+        return load_file(str(next((run / "policy" / "round-0" / "checkpoints" / "last").rglob("*.safetensors"))))
+
+    mine, theirs = weights(Path(config.output_dir)), weights(reference)
+    assert mine.keys() == theirs.keys() and any(not np.array_equal(mine[k], theirs[k]) for k in mine)
