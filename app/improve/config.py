@@ -131,6 +131,10 @@ class JudgeConfig:
     watch_every: NonNegative = 0
     calibration_episodes: Annotated[int, Range(0, 1_000_000)] = 0  # base-policy rollouts on their own seeds, labelled, added to the judge's data
     calibration_labels: Literal["oracle", "operator"] = "oracle"  # who labels them (sim: oracle; robot: operator)
+    # k >= 2: k judges, each trained without one k-th of the calibration episodes, judge together (the mean of
+    # their P): every calibration episode is then held out from one of them, and the precision the floor reads
+    # is measured on all of them, not on a fifth (app.improve.judge, "cross-fitted folds")
+    folds: Annotated[int, Range(1, 20)] = 1
     # before each round's selection: the judge's precision on the held-out calibration episodes; below this floor
     # the round judges at the lowest higher threshold that reaches it (keeping a calibration success), else its
     # selection is skipped (app.improve.rules); 0 = no floor
@@ -159,6 +163,11 @@ class JudgeConfig:
             raise ValueError(f"judge.calibration_episodes must be >= 0, got {self.calibration_episodes}")
         if not 0.0 <= self.min_precision <= 1.0:
             raise ValueError(f"judge.min_precision must be between 0 and 1, got {self.min_precision}")
+        if self.folds > 1 and not self.train_from_store:
+            raise ValueError("judge.folds trains several compact judges: it needs judge.train_from_store: true")
+        if self.folds > self.calibration_episodes > 0 or (self.folds > 1 and not self.calibration_episodes):
+            raise ValueError(f"judge.folds: {self.folds} holds out calibration episodes from each judge: it needs at "
+                             f"least {self.folds} judge.calibration_episodes, got {self.calibration_episodes}")
 
 
 @dataclass
@@ -326,7 +335,7 @@ class ImproveConfig:
         for section, key, default in (("judge", "cameras", None), ("judge", "watch_every", 0),
                                       ("rollout", "render_every", 0), ("demos", "hold_steps", 0),
                                       ("judge", "min_precision", 0.8), ("eval", "regression_alpha", 0.05),
-                                      ("exploration", "parameter_noise", 0.0)):
+                                      ("exploration", "parameter_noise", 0.0), ("judge", "folds", 1)):
             if data[section].get(key, default) == default:
                 data[section].pop(key, None)
             if not data[section]:  # a section added later, every key at its default

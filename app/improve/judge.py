@@ -18,6 +18,16 @@ right in the listed order, in training and in judging alike: one PickCube
 camera cannot tell a cube 5 cm in front of the goal from one at the goal
 (the offset lies along its line of sight), a second viewpoint can.
 
+Cross-fitted folds (`judge.folds: k`): the labelled calibration episodes are
+dealt into k folds (per outcome, in a seeded order) and k compact judges are
+trained, judge j on the demonstrations and every fold but j. Together they
+judge a rollout by the mean of their P (`MeanJudge`); each calibration
+episode is scored by the one judge that never saw it (`held_out_scores`), so
+that the precision the floor reads (app.improve.rules) is measured on every
+calibration episode instead of on a held-out fifth (16 episodes with 6
+successes at 160: too few to tell 70% from 85%). OUT/judge/folds.json
+records which judge held out which episode.
+
 The judge never sees the answer: `train_judge` builds the compact model's
 training set from an explicit list of episode indices (the demonstrations,
 plus calibration episodes on their own seeds when configured), never from
@@ -28,6 +38,7 @@ report prints.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -39,9 +50,9 @@ from typing import Any, TYPE_CHECKING
 import numpy as np
 
 from app.improve.config import JudgeConfig
-from lrm.types import RewardRequest
+from lrm.types import Reward, RewardRequest
 from lrm.training.dataset import Example, build_dataset
-from recordings.selection import hashed_split
+from recordings.selection import hash_rank, hashed_split
 
 if TYPE_CHECKING:
     from lrm.types import RewardModel
@@ -49,10 +60,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Verdict", "combine", "calibration_frames", "calibration_label", "calibration_split",
-           "held_out_calibration", "judge_cameras", "score_frames", "watcher", "judge_episode", "judged_frames",
-           "p_completed", "tile",
+__all__ = ["MeanJudge", "Verdict", "combine", "calibration_folds", "calibration_frames", "calibration_label",
+           "calibration_split", "held_out_calibration", "held_out_scores", "judge_cameras", "load_judge",
+           "make_judge", "score_frames", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
            "train_judge"]
+
+FOLDS_FILE = "folds.json"
 
 
 @dataclass
@@ -172,23 +185,23 @@ def watcher(model: RewardModel, config: JudgeConfig, cameras: Sequence[str], tas
     return check
 
 
-def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig,
-                      label_source: str) -> Any:
+def _with_calibration(dataset: Any, store: EpisodeSource, labelled: Sequence[tuple[int, list[tuple[int, bool]]]],
+                      held_out: Sequence[int]) -> Any:
     """Add the labelled frames of calibration episodes (`calibration_frames`): rollouts like those judged.
 
     A calibration episode is a rollout of the same policy kind on its own
-    seeds, so its frames are the kind a verdict reads. A seeded fifth of the
-    episodes (stratified by outcome) is held out.
+    seeds, so its frames are the kind a verdict reads. Those in `held_out`
+    go to the validation split, the others to training.
     """
-
-    labelled, train_eps, val_eps = calibration_split(store, calibration, config, label_source,
-                                                     dataset.config.val_fraction, dataset.config.seed)
+    held = set(held_out)
     train, val = list(dataset.train), list(dataset.val)
     for index, frames in labelled:
         task = store.record(index).meta.task
         for t, label in frames:
             ex = Example("completion", index, {"current": t}, task, float(label), "calibration", label)
-            (val if index in val_eps else train).append(ex)
+            (val if index in held else train).append(ex)
+    train_eps = [i for i, _ in labelled if i not in held]
+    val_eps = [i for i, _ in labelled if i in held]
     view = _StoreView(store, [*dataset.train_episodes, *dataset.val_episodes, *train_eps, *val_eps],
                       dataset.store.sources)
     return dataclasses.replace(dataset, store=view, train=train, val=val,
@@ -196,29 +209,53 @@ def _with_calibration(dataset: Any, store: EpisodeSource, calibration: Sequence[
                                val_episodes=[*dataset.val_episodes, *val_eps])
 
 
+def _labelled(store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig,
+              label_source: str) -> list[tuple[int, list[tuple[int, bool]]]]:
+    return [(index, frames) for index in calibration if (frames := calibration_frames(store, index, config, label_source))]
+
+
 def calibration_split(store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig, label_source: str,
                       val_fraction: float, seed: int) -> tuple[list[tuple[int, list[tuple[int, bool]]]], list[int],
                                                                list[int]]:
-    """(labelled episodes with their frames, those the judge trains on, those held out): `_with_calibration`'s split."""
-    labelled = [(index, frames) for index in calibration
-                if (frames := calibration_frames(store, index, config, label_source))]
+    """(labelled episodes with their frames, those a single judge trains on, those held out): a seeded
+    `val_fraction` of the labelled episodes, stratified by outcome."""
+    labelled = _labelled(store, calibration, config, label_source)
     outcomes = [frames[-1][1] for _, frames in labelled]
     train_eps, val_eps = hashed_split([i for i, _ in labelled], val_fraction, seed, groups=outcomes)
     return labelled, train_eps, val_eps
 
 
+def calibration_folds(labelled: Sequence[tuple[int, list[tuple[int, bool]]]], folds: int, seed: int) -> dict[int, int]:
+    """Each labelled calibration episode's fold 0..folds-1: per outcome (its last frame's label), in seeded
+    hash order, dealt round-robin, so that every fold holds its share of successes and failures."""
+    assignment: dict[int, int] = {}
+    for outcome in (False, True):
+        group = sorted((i for i, frames in labelled if frames[-1][1] == outcome), key=lambda i: hash_rank(seed, i))
+        assignment.update({index: n % folds for n, index in enumerate(group)})
+    return assignment
+
+
 def held_out_calibration(store: EpisodeSource, calibration: Sequence[int], config: JudgeConfig,
                          label_source: str) -> list[int]:
-    """The labelled calibration episodes the judge never trained on: where its precision can be measured honestly.
+    """The labelled calibration episodes some judge never trained on: where its precision can be measured honestly.
 
-    A judge trained here (`train_from_store`) holds out the split of
-    `_with_calibration` (none with `judge.train.dataset.val_fraction: 0`); any
-    other judge never saw a calibration episode, so all labelled ones count.
+    A single judge trained here (`train_from_store`) holds out the split of
+    `calibration_split` (none with `judge.train.dataset.val_fraction: 0`);
+    cross-fitted folds hold out every labelled episode (each from one fold's
+    judge); any other judge never saw a calibration episode, so all labelled
+    ones count.
     """
-    if not config.train_from_store:
-        return [i for i in calibration if calibration_frames(store, i, config, label_source)]
+    if not config.train_from_store or config.folds > 1:
+        return [i for i, _ in _labelled(store, calibration, config, label_source)]
     dataset = config.train.dataset
     return calibration_split(store, calibration, config, label_source, dataset.val_fraction, dataset.seed)[2]
+
+
+def held_out_scores(model: RewardModel, store: EpisodeSource, indices: Sequence[int], config: JudgeConfig) -> list[list[float]]:
+    """Per held-out calibration episode, the P(completed) of its judged frames by a judge that never saw it:
+    its fold's judge for cross-fitted folds (`MeanJudge.held_out`), else `model` itself."""
+    folds = getattr(model, "held_out", None) or {}
+    return [judge_episode(folds.get(i, model), store, i, config).frame_scores for i in indices]
 
 
 def calibration_label(store: EpisodeSource, index: int, label_source: str) -> bool | None:
@@ -295,7 +332,10 @@ def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequenc
     Demonstrations are labelled by construction (the final frame completes the
     task; earlier keyframes and the clipped prefix do not). Calibration
     episodes give their judged frames, labelled by `label_source`: the
-    simulator's oracle, or the operator's verdict.
+    simulator's oracle, or the operator's verdict. With `config.folds` > 1,
+    one judge per fold in `out_dir`/fold-<j> and the episodes' folds in
+    `out_dir`/folds.json (module doc); the provenance then gives the folds'
+    precision and recall on the calibration episodes each held out.
     """
     from lrm.training.lite_train import train_lite
 
@@ -303,21 +343,38 @@ def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequenc
     cameras = config.cameras or [config.camera or train.dataset.camera or next(iter(store.cameras))]
     view = _StoreView(store, demos, cameras)
     dataset_cfg = dataclasses.replace(train.dataset, camera=view.camera)
-    dataset = build_dataset(view, dataset_cfg)
+    base = build_dataset(view, dataset_cfg)
     if held_demos:
-        dataset = _demo_labels_from_oracle(dataset, store)
-    if calibration:
-        dataset = _with_calibration(dataset, store, calibration, config, label_source)
-    if not dataset.train:
-        raise ValueError("the judge has no training examples (no labelled demonstrations with images?)")
+        base = _demo_labels_from_oracle(base, store)
+    labelled = _labelled(store, calibration, config, label_source)
+    if config.folds > 1:
+        assignment = calibration_folds(labelled, config.folds, dataset_cfg.seed)
+        parts = [(f"fold-{j}", [i for i, f in assignment.items() if f == j]) for j in range(config.folds)]
+    else:
+        assignment = {}
+        outcomes = [frames[-1][1] for _, frames in labelled]
+        parts = [(None, hashed_split([i for i, _ in labelled], dataset_cfg.val_fraction, dataset_cfg.seed,
+                                     groups=outcomes)[1])]
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _, history = train_lite(dataset, train.train, train.model, output_dir=tmp, progress=progress)
+    histories, counts = [], {}
+    for name, held_out in parts:
+        dataset = _with_calibration(base, store, labelled, held_out) if labelled else base
+        if not dataset.train:
+            raise ValueError("the judge has no training examples (no labelled demonstrations with images?)")
+        train_cfg = train.train if name is None else dataclasses.replace(
+            train.train, seed=train.train.seed + int(name.split("-")[1]))
+        _, history = train_lite(dataset, train_cfg, train.model, output_dir=tmp if name is None else tmp / name,
+                                progress=progress)
+        histories.append(history)
+        counts = counts or dataset.counts()
+    if assignment:
+        (tmp / FOLDS_FILE).write_text(json.dumps({"folds": config.folds,
+                                                  "held_out": {str(i): f for i, f in sorted(assignment.items())}}))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)  # a checkpoint directory appears whole or not at all
-    counts = dataset.counts()
-    return {
+    info = {
         "backend": "lite",
         "checkpoint": str(out_dir),
         "trained_on": {
@@ -327,7 +384,67 @@ def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequenc
             "rollouts_judged": "none: the judge never trains on the rollouts it judges",
         },
         "examples": counts,
-        "validation": history.get("val", {}),
-        "train_seconds": history.get("seconds"),
+        "validation": histories[0].get("val", {}) if len(histories) == 1 else [h.get("val", {}) for h in histories],
+        "train_seconds": sum(h.get("seconds") or 0 for h in histories),
         "steps": train.train.steps,
     }
+    if assignment:
+        info["folds"] = config.folds
+        info["held_out"] = _held_out_summary(store, config, label_source, out_dir, sorted(assignment))
+    return info
+
+
+def _held_out_summary(store: EpisodeSource, config: JudgeConfig, label_source: str, checkpoint: Path,
+                      indices: Sequence[int]) -> dict[str, Any]:
+    """The folds' precision and recall at the configured threshold, and ROC-AUC, on the episodes each held out."""
+    from app.improve.report import filter_metrics
+    from lrm.evaluation.metrics import roc_auc
+
+    model = load_judge(config, checkpoint)
+    scores = held_out_scores(model, store, indices, config)
+    labels = [bool(calibration_label(store, i, label_source)) for i in indices]
+    kept = [combine(s, config.combine, config.threshold) for s in scores]
+    m = filter_metrics([k for k, _ in kept], labels)
+    auc = roc_auc([p for _, p in kept], [float(y) for y in labels]) if 0 < sum(labels) < len(labels) else None
+    return {"episodes": len(indices), "successes": sum(labels), "threshold": config.threshold,
+            "precision": m["precision"], "recall": m["recall"], "roc_auc": auc,
+            "measured_on": "each calibration episode by the fold's judge that never trained on it"}
+
+
+class MeanJudge:
+    """Several judges as one: P(completed) is the mean of theirs. `held_out` maps each calibration episode
+    to the member that never trained on it (cross-fitted folds, `held_out_scores`)."""
+
+    def __init__(self, members: Sequence[Any], held_out: dict[int, Any]) -> None:
+        self.members = list(members)
+        self.held_out = held_out
+
+    def score(self, requests: Sequence[RewardRequest]) -> list[Reward]:
+        answers = [member.score(requests) for member in self.members]
+        out = []
+        for per_request in zip(*answers, strict=True):
+            p = float(np.mean([p_completed(r) for r in per_request]))
+            out.append(Reward(value=p, raw_text=f"mean P(completed) of {len(per_request)} judges",
+                              probs={"yes": p, "no": 1.0 - p}, parsed_ok=all(r.parsed_ok for r in per_request),
+                              failed=any(r.failed for r in per_request)))
+        return out
+
+
+def make_judge(backend: Any) -> Any:
+    """The completion model a backend config names; a lite checkpoint folder of cross-fitted folds (it holds
+    folds.json, `train_judge`) as their `MeanJudge`."""
+    from lrm.backends import make_reward_backend
+
+    checkpoint = backend.lite.checkpoint if backend.type == "lite" else None
+    if not checkpoint or not (Path(checkpoint) / FOLDS_FILE).is_file():
+        return make_reward_backend(backend)
+    data = json.loads((Path(checkpoint) / FOLDS_FILE).read_text())
+    members = [make_reward_backend(dataclasses.replace(backend, lite=dataclasses.replace(
+        backend.lite, checkpoint=str(Path(checkpoint) / f"fold-{j}")))) for j in range(int(data["folds"]))]
+    return MeanJudge(members, {int(i): members[int(j)] for i, j in data["held_out"].items()})
+
+
+def load_judge(config: JudgeConfig, checkpoint: Path) -> Any:
+    """The compact judge `train_judge` saved at `checkpoint`: one model, or the folds as a `MeanJudge`."""
+    backend = config.backend
+    return make_judge(dataclasses.replace(backend, lite=dataclasses.replace(backend.lite, checkpoint=str(checkpoint))))

@@ -66,7 +66,8 @@ import numpy as np
 from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
 from app.improve.config import ImproveConfig
-from app.improve.judge import calibration_label, held_out_calibration, judge_episode, train_judge
+from app.improve.judge import (calibration_label, held_out_calibration, held_out_scores, load_judge, make_judge,
+                               train_judge)
 from app.improve.report import build_report, judged_success, phase_records, round_metrics, write_report
 from app.improve.round import (
     EmergencyStop,
@@ -470,13 +471,10 @@ class ImproveRun:
 
     def _judge_backend(self) -> Any:
         if self._judge_model is None:
-            from lrm.backends import make_reward_backend
-
-            backend = self.config.judge.backend
             if self.config.judge.train_from_store:
-                lite = dataclasses.replace(backend.lite, checkpoint=str(self.out / "judge"))
-                backend = dataclasses.replace(backend, lite=lite)
-            self._judge_model = make_reward_backend(backend)
+                self._judge_model = load_judge(self.config.judge, self.out / "judge")
+            else:
+                self._judge_model = make_judge(self.config.judge.backend)
         return self._judge_model
 
     def _judge(self, round_: int) -> dict[str, Any]:
@@ -497,8 +495,7 @@ class ImproveRun:
         cfg = self.config
         calibration = [r.index for r in phase_records(self.store, 0, "calibration") if not r.meta.aborted]
         held_out = held_out_calibration(self.store, calibration, cfg.run_judge(), cfg.judge.calibration_labels)
-        model = self._judge_backend() if held_out else None
-        scores = [judge_episode(model, self.store, i, cfg.judge).frame_scores for i in held_out]
+        scores = held_out_scores(self._judge_backend(), self.store, held_out, cfg.judge) if held_out else []
         labels = [calibration_label(self.store, i, cfg.judge.calibration_labels) for i in held_out]
         check = check_threshold(scores, labels, how=cfg.judge.combine, threshold=cfg.judge.threshold,
                                 floor=cfg.judge.min_precision)

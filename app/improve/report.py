@@ -191,7 +191,7 @@ def build_report(config: Any, steps: dict[str, Any], store: EpisodeStore, eval_s
         "env": config.env.name,
         "success_measure": JUDGED if robot else ORACLE,
         "policy": config.policy.type,
-        "run_seed": config.seed,
+        "run_seed": getattr(config, "seed", 0),
         "rounds_planned": config.rounds,
         "rollouts_per_round": config.rollouts_per_round,
         "selection": {"demos": config.selection.demos, "rollouts": config.selection.rollouts,

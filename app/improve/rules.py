@@ -6,7 +6,9 @@ evaluation seeds) and decides with a number from the config.
 
 1. The judge's precision floor (`judge.min_precision`). Before a round's
    selection the judge scores the calibration episodes it never trained on
-   (`held_out_calibration`), each labelled by the oracle or the operator, and
+   (`held_out_calibration`, `held_out_scores`: a held-out fifth for one judge,
+   every episode by the fold that held it out for `judge.folds`), each labelled
+   by the oracle or the operator, and
    `check_threshold` measures the filter's precision and recall there at the
    configured threshold. Below the floor the round judges its rollouts at the
    lowest higher threshold whose calibration precision reaches the floor while

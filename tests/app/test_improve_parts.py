@@ -66,6 +66,8 @@ def test_shipped_configs_load_with_the_real_loader(name):
         (["seed=1", "judge.calibration_episodes=1001"], "seed: 1 needs at most 1000 calibration seeds per run"),
         (["seed=60"], "seed: 60 moves the demos seeds past 50000"),
         (["seed=-1"], "key 'seed': must be at least 0, got -1"),
+        (["judge.folds=5", "judge.calibration_episodes=3"], "judge.folds: 5 holds out calibration episodes"),
+        (["judge.folds=0"], "key 'judge.folds': must be at least 1, got 0"),
     ],
 )
 def test_bad_configs_are_one_line_errors_naming_the_key(overrides, message):
@@ -84,7 +86,8 @@ def test_fingerprint_ignores_rounds_but_not_the_recipe():
     assert load_config(path, ImproveConfig, ["eval.regression_alpha=0.01"]).fingerprint() != base
     assert load_config(path, ImproveConfig, ["exploration.parameter_noise=0.1"]).fingerprint() != base
     assert load_config(path, ImproveConfig, ["seed=1"]).fingerprint() != base
-    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05", "exploration.parameter_noise=0.0", "seed=0"]
+    defaults = ["judge.min_precision=0.8", "eval.regression_alpha=0.05", "exploration.parameter_noise=0.0", "seed=0",
+                "judge.folds=1"]
     assert load_config(path, ImproveConfig, defaults).fingerprint() == base
     # the settings of a backend the judge is not (here the lite judge's qwen3vl section) change nothing
     assert load_config(path, ImproveConfig, ["judge.backend.qwen3vl.max_new_tokens=7"]).fingerprint() == base
@@ -244,6 +247,45 @@ def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(stor
         [RewardRequest("completion", {"current": np.ascontiguousarray(images[t])}, "pick up the cube") for t in (4, 5)])]
     assert verdict.frames == [4, 5] and verdict.frame_scores == pytest.approx(direct)
     assert verdict.accepted == combine(direct, "vote", 0.5)[0]
+
+
+def test_cross_fitted_folds_judge_by_their_mean_and_each_calibration_episode_by_the_fold_that_held_it_out(tmp_path):
+    import json
+
+    from app.improve.judge import MeanJudge, held_out_calibration, held_out_scores, load_judge
+    from lrm.types import RewardRequest
+
+    rng = np.random.default_rng(3)
+    with EpisodeStore.open(tmp_path / "store", mode="a", durable=False) as st:
+        for _ in range(2):
+            st.append(_episode(rng, source="demo", oracle_success=True))
+        for slot in range(6):  # calibration: 3 successes, 3 failures
+            st.append(_episode(rng, round=0, oracle_success=slot % 2 == 0,
+                               extra={"improve": {"phase": "calibration", "slot": slot}}))
+        config = JudgeConfig(folds=3, calibration_episodes=6)
+        config.train.train.steps = 2
+        config.train.model.image_size = (16, 16)
+        calibration = list(range(2, 8))
+        info = train_judge(st, [0, 1], calibration, config, tmp_path / "judge")
+        saved = json.loads((tmp_path / "judge" / "folds.json").read_text())
+        assert saved["folds"] == 3 and sorted(int(i) for i in saved["held_out"]) == calibration
+        for j in range(3):  # each fold holds out one success and one failure
+            held = [int(i) for i, f in saved["held_out"].items() if f == j]
+            assert sorted(st.record(i).meta.oracle_success for i in held) == [False, True]
+            assert (tmp_path / "judge" / f"fold-{j}" / "model.safetensors").is_file()
+        assert info["folds"] == 3 and info["held_out"]["episodes"] == 6 and info["held_out"]["successes"] == 3
+        model = load_judge(config, tmp_path / "judge")
+        assert isinstance(model, MeanJudge) and len(model.members) == 3
+        image = st.load_episode(7).images["cam"][-1]
+        request = [RewardRequest("completion", {"current": np.ascontiguousarray(image)}, "pick up the cube")]
+        each = [p_completed(m.score(request)[0]) for m in model.members]
+        assert p_completed(model.score(request)[0]) == pytest.approx(float(np.mean(each)))
+        # every labelled calibration episode is held out, and scored by the one fold that never trained on it
+        assert held_out_calibration(st, calibration, config, "oracle") == calibration
+        scores = held_out_scores(model, st, calibration, config)
+        for i, s in zip(calibration, scores):
+            member = model.members[saved["held_out"][str(i)]]
+            assert s == pytest.approx(judge_episode(member, st, i, config).frame_scores)
 
 
 def test_several_cameras_are_judged_as_one_tiled_image_in_training_and_judging(tmp_path):

@@ -368,3 +368,21 @@ def test_a_run_seed_moves_the_runs_episodes_and_training_but_not_its_evaluation(
 
     mine, theirs = weights(Path(config.output_dir)), weights(reference)
     assert mine.keys() == theirs.keys() and any(not np.array_equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_cross_fitted_folds_judge_the_rollouts_and_the_floor_reads_every_calibration_episode(uninterrupted, tmp_path):
+    reference, _ = uninterrupted
+    judge = {**TINY["judge"], "folds": 2}
+    path = _from_reference(tmp_path, reference, "folds", rounds=1, eval={"episodes": 0}, judge=judge)
+    config = load_config(path, ImproveConfig)
+    report = ImproveRun(config).run()
+    out = Path(config.output_dir)
+    saved = json.loads((out / "judge" / "folds.json").read_text())
+    assert saved["folds"] == 2 and sorted(saved["held_out"].values()) == [0, 1]
+    state = json.loads((out / "state.json").read_text())["steps"]
+    assert state["judge-train"]["held_out"]["episodes"] == 2
+    check = report["rounds"][1]["judge_check"]
+    assert check["episodes"] == 2 and sorted(check["held_out"]) == sorted(int(i) for i in saved["held_out"])
+    with EpisodeStore.open(out / "store", mode="r") as store:
+        judged = [r.meta for r in store.episodes(source="sim", round=1)]
+    assert len(judged) == 3 and all(m.lrm_score is not None for m in judged)
