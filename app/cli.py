@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="lrm-robot",
         description="Make robot policies better with Large Reward Models, in ManiSkill3 or on a real arm.",
-        epilog=example_epilog("lrm-robot improve --config configs/improve/pickcube_cpu.yaml"),
+        epilog=example_epilog("lrm-robot improve --config configs/improve/pushcube_cpu.yaml"),
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lrm-robot {package_version()}")

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: self-improvement rounds on ManiSkill PickCube, CPU only.
-#   lrm-robot improve --config configs/improve/pickcube_cpu.yaml
-# 150 motion-planning demos -> behaviour-cloned small policy -> compact completion judge trained on
-# the demos + 40 oracle-labelled calibration rollouts -> 2 rounds of 60 rollouts, judged, the kept ones
-# added, fine-tuned, evaluated on 100 fresh seeds. Prints oracle success per round and the judge's
-# precision/recall.
+# The main job on the embedded default: self-improvement rounds on ManiSkill PushCube, CPU only.
+#   lrm-robot improve --config configs/improve/pushcube_cpu.yaml
+# 10 motion-planning demos -> behaviour-cloned small policy -> 160 explored calibration rollouts,
+# labelled by the simulator -> the compact completion judge (5 cross-fitted folds) trained on the
+# demos + those -> 3 rounds of 200 rollouts explored with parameter noise, judged, the kept ones
+# added, fine-tuned, evaluated on 100 fresh seeds. Prints oracle success per round, its change from
+# the base with an exact McNemar test, and the judge's precision/recall.
+# Why PushCube and not PickCube: README, "The main job".
 # Run it again to continue an interrupted run (LRM_OUT picks another run directory; extra
-# arguments go to `lrm-robot improve`, e.g. --fresh or --set rounds=3).
+# arguments go to `lrm-robot improve`, e.g. --fresh, --seed 1 or --set rounds=4).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-out="${LRM_OUT:-outputs/improve-pickcube-cpu}"
-.venv/bin/lrm-robot improve --config configs/improve/pickcube_cpu.yaml --output-dir "$out" "$@"
+out="${LRM_OUT:-outputs/improve-pushcube-cpu}"
+.venv/bin/lrm-robot improve --config configs/improve/pushcube_cpu.yaml --output-dir "$out" "$@"
 echo
 echo "produced:"
 echo "  $out/report.json   success per round (95% intervals), filter precision/recall, judge provenance, phase times"

@@ -30,7 +30,7 @@ def register_ls(actions: argparse._SubParsersAction) -> None:
             "(the others are black placeholders; ? where the episode was recorded before the store kept the mark). "
             "Filters combine with AND. Reads only; a read-only store lists too."
         ),
-        example="lrm-robot store ls outputs/improve-pickcube-cpu/store --source sim --round 1 --accepted yes",
+        example="lrm-robot store ls outputs/improve-pushcube-cpu/store --source sim --round 1 --accepted yes",
     )
     ls.add_argument("store", help="path to the episode store")
     add_episode_filters(ls)

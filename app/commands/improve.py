@@ -29,7 +29,7 @@ from app.errors import UsageError
 from common.outputs import check_output_dir
 
 ORDER = 5
-DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "improve" / "pickcube_cpu.yaml"
+DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "improve" / "pushcube_cpu.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "precision and recall. Run the same command again to continue an interrupted run (a finished one prints "
             "its report again); --fresh starts over."
         ),
-        example="lrm-robot improve --config configs/improve/pickcube_cpu.yaml --output-dir outputs/improve-pickcube-cpu",
+        example="lrm-robot improve --config configs/improve/pushcube_cpu.yaml --output-dir outputs/improve-pushcube-cpu",
     )
-    add_config_option(parser, "YAML config (default: configs/improve/pickcube_cpu.yaml)", required=False)
+    add_config_option(parser, "YAML config (default: configs/improve/pushcube_cpu.yaml)", required=False)
     add_output_dir_option(parser, "run directory (continued if it holds a run)")
     parser.add_argument("--rounds", type=int, help="number of rounds (may grow when resuming)")
     parser.add_argument("--seed", type=int, help="the run seed (config key seed): 0, 1, 2 ... repeat the run on other "

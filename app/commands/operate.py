@@ -23,7 +23,7 @@ from common.config import load_config
 from common.outputs import check_output_dir, make_output_dir
 
 ORDER = 6
-DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "operate" / "pickcube_sim.yaml"
+DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "operate" / "pushcube_sim.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(v: viewer, w: save .rrd of the last episode). Started again on the same OUTPUT, it continues the "
             "rounds recorded there; --fresh starts over."
         ),
-        example="lrm-robot operate --config configs/operate/pickcube_sim.yaml --output-dir outputs/operate/pickcube_sim",
+        example="lrm-robot operate --config configs/operate/pushcube_sim.yaml --output-dir outputs/operate/pushcube_sim",
     )
-    add_config_option(parser, "YAML config (default: configs/operate/pickcube_sim.yaml)", required=False)
+    add_config_option(parser, "YAML config (default: configs/operate/pushcube_sim.yaml)", required=False)
     add_output_dir_option(parser, "where the report, the log, checkpoints and (by default) the store go")
     add_fresh_option(parser, "OUTPUT")
     parser.add_argument("--rounds", type=int, help="rounds to run")

@@ -21,7 +21,8 @@ camera cannot tell a cube 5 cm in front of the goal from one at the goal
 Cross-fitted folds (`judge.folds: k`): the labelled calibration episodes are
 dealt into k folds (per outcome, in a seeded order) and k compact judges are
 trained, judge j on the demonstrations and every fold but j. Together they
-judge a rollout by the mean of their P (`MeanJudge`); each calibration
+judge a rollout by the mean of their P (`lrm.backends.lite.LiteEnsemble`:
+any command given OUT/judge as a lite checkpoint loads them so); each calibration
 episode is scored by the one judge that never saw it (`held_out_scores`), so
 that the precision the floor reads (app.improve.rules) is measured on every
 calibration episode instead of on a held-out fifth (16 episodes with 6
@@ -50,7 +51,8 @@ from typing import Any, TYPE_CHECKING
 import numpy as np
 
 from app.improve.config import JudgeConfig
-from lrm.types import Reward, RewardRequest
+from lrm.backends.lite import FOLDS_FILE
+from lrm.types import RewardRequest
 from lrm.training.dataset import Example, build_dataset
 from recordings.selection import hash_rank, hashed_split
 
@@ -60,12 +62,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MeanJudge", "Verdict", "combine", "calibration_folds", "calibration_frames", "calibration_label",
+__all__ = ["Verdict", "combine", "calibration_folds", "calibration_frames", "calibration_label",
            "calibration_split", "held_out_calibration", "held_out_scores", "judge_cameras", "load_judge",
-           "make_judge", "score_frames", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
+           "score_frames", "watcher", "judge_episode", "judged_frames", "p_completed", "tile",
            "train_judge"]
 
-FOLDS_FILE = "folds.json"
+
 
 
 @dataclass
@@ -253,7 +255,7 @@ def held_out_calibration(store: EpisodeSource, calibration: Sequence[int], confi
 
 def held_out_scores(model: RewardModel, store: EpisodeSource, indices: Sequence[int], config: JudgeConfig) -> list[list[float]]:
     """Per held-out calibration episode, the P(completed) of its judged frames by a judge that never saw it:
-    its fold's judge for cross-fitted folds (`MeanJudge.held_out`), else `model` itself."""
+    its fold's judge for cross-fitted folds (`LiteEnsemble.held_out`), else `model` itself."""
     folds = getattr(model, "held_out", None) or {}
     return [judge_episode(folds.get(i, model), store, i, config).frame_scores for i in indices]
 
@@ -411,40 +413,11 @@ def _held_out_summary(store: EpisodeSource, config: JudgeConfig, label_source: s
             "measured_on": "each calibration episode by the fold's judge that never trained on it"}
 
 
-class MeanJudge:
-    """Several judges as one: P(completed) is the mean of theirs. `held_out` maps each calibration episode
-    to the member that never trained on it (cross-fitted folds, `held_out_scores`)."""
-
-    def __init__(self, members: Sequence[Any], held_out: dict[int, Any]) -> None:
-        self.members = list(members)
-        self.held_out = held_out
-
-    def score(self, requests: Sequence[RewardRequest]) -> list[Reward]:
-        answers = [member.score(requests) for member in self.members]
-        out = []
-        for per_request in zip(*answers, strict=True):
-            p = float(np.mean([p_completed(r) for r in per_request]))
-            out.append(Reward(value=p, raw_text=f"mean P(completed) of {len(per_request)} judges",
-                              probs={"yes": p, "no": 1.0 - p}, parsed_ok=all(r.parsed_ok for r in per_request),
-                              failed=any(r.failed for r in per_request)))
-        return out
-
-
-def make_judge(backend: Any) -> Any:
-    """The completion model a backend config names; a lite checkpoint folder of cross-fitted folds (it holds
-    folds.json, `train_judge`) as their `MeanJudge`."""
+def load_judge(config: JudgeConfig, checkpoint: Path) -> Any:
+    """The compact judge `train_judge` saved at `checkpoint`: one lite model, or its folds as a
+    `lrm.backends.lite.LiteEnsemble` (the mean of their P)."""
     from lrm.backends import make_reward_backend
 
-    checkpoint = backend.lite.checkpoint if backend.type == "lite" else None
-    if not checkpoint or not (Path(checkpoint) / FOLDS_FILE).is_file():
-        return make_reward_backend(backend)
-    data = json.loads((Path(checkpoint) / FOLDS_FILE).read_text())
-    members = [make_reward_backend(dataclasses.replace(backend, lite=dataclasses.replace(
-        backend.lite, checkpoint=str(Path(checkpoint) / f"fold-{j}")))) for j in range(int(data["folds"]))]
-    return MeanJudge(members, {int(i): members[int(j)] for i, j in data["held_out"].items()})
-
-
-def load_judge(config: JudgeConfig, checkpoint: Path) -> Any:
-    """The compact judge `train_judge` saved at `checkpoint`: one model, or the folds as a `MeanJudge`."""
     backend = config.backend
-    return make_judge(dataclasses.replace(backend, lite=dataclasses.replace(backend.lite, checkpoint=str(checkpoint))))
+    return make_reward_backend(dataclasses.replace(backend, lite=dataclasses.replace(backend.lite,
+                                                                                      checkpoint=str(checkpoint))))

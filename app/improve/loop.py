@@ -66,7 +66,7 @@ import numpy as np
 from app.env_choice import build_env, camera_sizes, episode_fields
 from app.errors import UsageError
 from app.improve.config import ImproveConfig
-from app.improve.judge import (calibration_label, held_out_calibration, held_out_scores, load_judge, make_judge,
+from app.improve.judge import (calibration_label, held_out_calibration, held_out_scores, load_judge,
                                train_judge)
 from app.improve.report import build_report, judged_success, phase_records, round_metrics, write_report
 from app.improve.round import (
@@ -474,7 +474,9 @@ class ImproveRun:
             if self.config.judge.train_from_store:
                 self._judge_model = load_judge(self.config.judge, self.out / "judge")
             else:
-                self._judge_model = make_judge(self.config.judge.backend)
+                from lrm.backends import make_reward_backend
+
+                self._judge_model = make_reward_backend(self.config.judge.backend)
         return self._judge_model
 
     def _judge(self, round_: int) -> dict[str, Any]:

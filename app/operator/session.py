@@ -382,10 +382,9 @@ class OperatorSession:
                              "(env.sim must match the store's, e.g. the improve run's env section)")
         self._set_phase("starting", "loading the policy and the reward models")
         self.policy = self._load_policy(self.checkpoint)
-        from app.improve.judge import make_judge
         from lrm.backends import make_reward_backend
 
-        self.judge_model = make_judge(cfg.judge.backend)  # an improve run's judge may be cross-fitted folds
+        self.judge_model = make_reward_backend(cfg.judge.backend)
         if cfg.rewards.enabled:
             backend = cfg.rewards.backend or cfg.judge.backend
             model = self.judge_model if cfg.rewards.backend is None else make_reward_backend(backend)

@@ -34,10 +34,12 @@ from common.nets import ConvEncoder
 from lrm.backends.lite_config import LiteBackendConfig, LiteConfig
 from lrm.types import MODALITIES, Reward, RewardRequest, prepare_frames
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "LiteRewardModel", "make_lite_backend", "trained_modalities"]
+__all__ = ["CONFIG_NAME", "FOLDS_FILE", "WEIGHTS_NAME", "LiteEnsemble", "LiteRewardModel", "make_lite_backend",
+           "trained_modalities"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+FOLDS_FILE = "folds.json"  # a folder of cross-fitted members (LiteEnsemble)
 
 _ANSWER_KEYS = {"progress": "completion_progress", "completion": "task_completed", "contrastive": "more_complete_image"}
 
@@ -205,6 +207,8 @@ def trained_modalities(path: str | os.PathLike[str]) -> tuple[str, ...] | None:
     before that the modalities with training examples (`train_examples`).
     """
     history = Path(path) / "history.json"
+    if (Path(path) / FOLDS_FILE).is_file():  # an ensemble's members are trained alike
+        history = Path(path) / "fold-0" / "history.json"
     try:
         data = json.loads(history.read_text())
     except (OSError, ValueError):
@@ -217,8 +221,53 @@ def trained_modalities(path: str | os.PathLike[str]) -> tuple[str, ...] | None:
     return None
 
 
-def make_lite_backend(config: LiteBackendConfig) -> LiteRewardModel:
-    """The `lite` backend from its YAML section: a trained checkpoint."""
+class LiteEnsemble:
+    """Several lite models as one backend: each answer is the mean of theirs (value and every option's probability).
+
+    A checkpoint folder holding `folds.json` (written by `app.improve.judge.train_judge` for cross-fitted
+    folds) and one checkpoint per member in `fold-<j>/` loads as an ensemble. `held_out` maps each episode
+    that a member never trained on (by store index) to that member.
+    """
+
+    def __init__(self, members: Sequence[LiteRewardModel], held_out: dict[int, LiteRewardModel] | None = None) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = list(members)
+        self.held_out = dict(held_out or {})
+
+    @classmethod
+    def from_folds(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", *,
+                   max_batch_size: int = 256) -> LiteEnsemble:
+        root = Path(path)
+        try:
+            data = json.loads((root / FOLDS_FILE).read_text())
+            n, held_out = int(data["folds"]), {int(i): int(j) for i, j in data["held_out"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{root / FOLDS_FILE}: not a folds record ({exc})") from None
+        members = [LiteRewardModel.from_pretrained(root / f"fold-{j}", device, max_batch_size=max_batch_size)
+                   for j in range(n)]
+        if any(not 0 <= j < n for j in held_out.values()):
+            raise ValueError(f"{root / FOLDS_FILE}: a held-out episode names a fold outside 0..{n - 1}")
+        return cls(members, {i: members[j] for i, j in held_out.items()})
+
+    def score(self, requests: Sequence[RewardRequest]) -> list[Reward]:
+        answers = [member.score(requests) for member in self.members]
+        out = []
+        for per_request in zip(*answers, strict=True):
+            probs = None
+            if all(r.probs for r in per_request):
+                probs = {k: float(np.mean([r.probs[k] for r in per_request])) for k in per_request[0].probs}
+            out.append(Reward(value=float(np.mean([r.value for r in per_request])),
+                              raw_text=f"mean of {len(per_request)} lite models", probs=probs,
+                              parsed_ok=all(r.parsed_ok for r in per_request),
+                              failed=any(r.failed for r in per_request)))
+        return out
+
+
+def make_lite_backend(config: LiteBackendConfig) -> LiteRewardModel | LiteEnsemble:
+    """The `lite` backend from its YAML section: a trained checkpoint (a folder of folds: their `LiteEnsemble`)."""
     if not config.checkpoint:
         raise ValueError("the lite backend needs lite.checkpoint (a directory written by train_lite)")
+    if (Path(config.checkpoint) / FOLDS_FILE).is_file():
+        return LiteEnsemble.from_folds(config.checkpoint, config.device, max_batch_size=config.max_batch_size)
     return LiteRewardModel.from_pretrained(config.checkpoint, config.device, max_batch_size=config.max_batch_size)

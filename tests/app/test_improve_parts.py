@@ -252,7 +252,9 @@ def test_judge_trains_only_on_the_given_episodes_and_scores_the_last_frames(stor
 def test_cross_fitted_folds_judge_by_their_mean_and_each_calibration_episode_by_the_fold_that_held_it_out(tmp_path):
     import json
 
-    from app.improve.judge import MeanJudge, held_out_calibration, held_out_scores, load_judge
+    from app.improve.judge import held_out_calibration, held_out_scores, load_judge
+    from lrm.backends import make_reward_backend
+    from lrm.backends.lite import LiteEnsemble, trained_modalities
     from lrm.types import RewardRequest
 
     rng = np.random.default_rng(3)
@@ -275,7 +277,11 @@ def test_cross_fitted_folds_judge_by_their_mean_and_each_calibration_episode_by_
             assert (tmp_path / "judge" / f"fold-{j}" / "model.safetensors").is_file()
         assert info["folds"] == 3 and info["held_out"]["episodes"] == 6 and info["held_out"]["successes"] == 3
         model = load_judge(config, tmp_path / "judge")
-        assert isinstance(model, MeanJudge) and len(model.members) == 3
+        assert isinstance(model, LiteEnsemble) and len(model.members) == 3
+        # any command given the folder as a lite checkpoint (score, eval-reward, serve, operate) loads the ensemble
+        assert isinstance(make_reward_backend(config.backend.__class__(
+            type="lite", lite=config.backend.lite.__class__(checkpoint=str(tmp_path / "judge")))), LiteEnsemble)
+        assert trained_modalities(tmp_path / "judge") == ("completion",)
         image = st.load_episode(7).images["cam"][-1]
         request = [RewardRequest("completion", {"current": np.ascontiguousarray(image)}, "pick up the cube")]
         each = [p_completed(m.score(request)[0]) for m in model.members]

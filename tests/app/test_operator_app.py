@@ -526,5 +526,7 @@ def test_the_default_config_operates_on_the_run_the_main_command_writes():
 
     root = Path(__file__).resolve().parents[2]
     main_out = re.search(r'LRM_OUT:-([^}]+)\}', (root / "scripts" / "main.sh").read_text()).group(1)
-    shipped = yaml.safe_load((root / "configs" / "operate" / "pickcube_sim.yaml").read_text())
-    assert shipped["improve_run"] == main_out == "outputs/improve-pickcube-cpu"
+    from app.commands.operate import DEFAULT_CONFIG
+
+    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert shipped["improve_run"] == main_out == "outputs/improve-pushcube-cpu"

@@ -114,6 +114,35 @@ def test_save_reload_identical_and_backend(tmp_path):
         make_reward_backend(RewardBackendConfig(type="lite"))
 
 
+def test_a_folder_of_folds_loads_as_an_ensemble_that_averages_every_answer(tmp_path):
+    from lrm.backends.lite import LiteEnsemble
+
+    members = []
+    for j in range(2):
+        torch.manual_seed(10 + j)
+        model = LiteRewardModel(LiteConfig.from_json({**SMALL.to_json(), "tasks": ["fill red"]}))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        members.append(model)
+        model.save_pretrained(tmp_path / "judge" / f"fold-{j}")
+    (tmp_path / "judge" / "folds.json").write_text(json.dumps({"folds": 2, "held_out": {"7": 0, "9": 1}}))
+    requests = _requests(np.random.default_rng(6))
+    backend = make_reward_backend(RewardBackendConfig(type="lite", lite=_lite(tmp_path / "judge")))
+    assert isinstance(backend, LiteEnsemble) and sorted(backend.held_out) == [7, 9]
+    each = [m.score(requests) for m in members]
+    for i, got in enumerate(backend.score(requests)):  # every modality: the mean value and mean option probabilities
+        assert got.value == pytest.approx(np.mean([e[i].value for e in each]))
+        assert got.probs.keys() == each[0][i].probs.keys()
+        assert all(got.probs[k] == pytest.approx(np.mean([e[i].probs[k] for e in each])) for k in got.probs)
+    (tmp_path / "judge" / "folds.json").write_text(json.dumps({"folds": 2, "held_out": {"7": 5}}))
+    with pytest.raises(ValueError, match="names a fold outside 0..1"):
+        make_reward_backend(RewardBackendConfig(type="lite", lite=_lite(tmp_path / "judge")))
+    (tmp_path / "judge" / "folds.json").write_text("{")
+    with pytest.raises(ValueError, match="folds.json: not a folds record"):
+        make_reward_backend(RewardBackendConfig(type="lite", lite=_lite(tmp_path / "judge")))
+
+
 def _lite(path):
     from lrm.backends.lite_config import LiteBackendConfig
 
