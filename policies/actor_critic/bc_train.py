@@ -231,6 +231,7 @@ def fit_bc(
     loss: Literal["mse", "nll"] = "mse",
     image_shift: int = 4,
     state_noise: float = 0.0,
+    frame_weights: np.ndarray | None = None,
     seed: int = 0,
     log_every: int = 50,
     val_every: int = 500,
@@ -245,7 +246,8 @@ def fit_bc(
     """Behaviour cloning: minimise the BC loss on random minibatches for `steps` optimiser steps in total.
 
     Resuming passes the saved `optimizer_state`, `generator_state` and
-    `start_step`; the loop then continues to `steps`. `on_checkpoint` is
+    `start_step`; the loop then continues to `steps`. `frame_weights` (one per
+    training frame; None: uniform) sets how often each frame is drawn. `on_checkpoint` is
     called every `checkpoint_every` steps and at the end. Each logged step's
     entry also goes to `tracker` (metrics.jsonl, TensorBoard, W&B).
     """
@@ -258,6 +260,10 @@ def fit_bc(
     generator = torch.Generator().manual_seed(seed)
     if generator_state is not None:
         generator.set_state(generator_state)
+    if frame_weights is not None:
+        if len(frame_weights) != len(train_data):
+            raise PolicyError(f"{len(frame_weights)} frame weights for {len(train_data)} training frames")
+        weights = torch.as_tensor(np.asarray(frame_weights, dtype=np.float64))
     report = FitReport(steps=start_step, start_step=start_step)
     started = time.perf_counter()
     recent: list[float] = []
@@ -267,7 +273,10 @@ def fit_bc(
         while step < steps:
             for group in optimizer.param_groups:
                 group["lr"] = lr * _lr_factor(lr_schedule, step, steps, warmup_steps)
-            idx = torch.randint(0, len(train_data), (batch_size,), generator=generator).numpy()
+            if frame_weights is None:
+                idx = torch.randint(0, len(train_data), (batch_size,), generator=generator).numpy()
+            else:
+                idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator).numpy()
             obs, act = train_data.batch(idx)
             if state_noise > 0:
                 obs["state"] = _perturb_state(obs["state"], policy, state_noise, generator)
@@ -333,6 +342,8 @@ class BCTrainConfig:
     loss: Literal["mse", "nll"] = "mse"
     image_shift: NonNegative = 4  # random-shift augmentation in pixels (0 = off)
     state_noise: NonNegativeFloat = 0.0  # Gaussian input-state noise, in state standard deviations (0 = off)
+    # how much more often a demonstration's frame is drawn than another episode's (a rollout's): 1 = as often
+    demo_weight: PositiveFloat = 1.0
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: Steps = 1000
@@ -445,6 +456,10 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
         chunk = arch.chunk_size
         train_data = load_frames(store, train_ids, cameras, chunk)
         val_data = load_frames(store, val_ids, cameras, chunk) if val_ids else None
+        frame_weights = None
+        if config.demo_weight != 1.0:
+            demos = {i for i in train_ids if store.record(i).meta.source == "demo"}
+            frame_weights = np.where(np.isin(train_data.episode, list(demos)), config.demo_weight, 1.0)
 
     total_steps = config.steps
     if config.epochs is not None:
@@ -490,6 +505,7 @@ def train_bc(config: BCTrainConfig) -> TrainResult:
             loss=config.loss,
             image_shift=config.image_shift,
             state_noise=config.state_noise,
+            frame_weights=frame_weights,
             seed=config.seed,
             log_every=config.log_every,
             val_every=config.val_every,

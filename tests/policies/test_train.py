@@ -93,6 +93,38 @@ def test_nll_loss_learns_the_std(synthetic_store):
     assert policy.log_std.mean().item() < -0.1  # the actions are a deterministic function: the std shrinks
 
 
+def test_frame_weights_set_how_often_each_frame_is_drawn(synthetic_store, monkeypatch):
+    with EpisodeStore.open(synthetic_store) as store:
+        data = load_frames(store, range(6))
+    drawn = []
+    batch = data.batch
+    monkeypatch.setattr(data, "batch", lambda idx: (drawn.extend(np.asarray(idx).tolist()), batch(idx))[1])
+    policy = make_policy(ActorCriticConfig(hidden_dims=[8]), stats=compute_stats(data.state, data.action))
+    weights = np.where(data.episode < 3, 4.0, 1.0)  # the 3 demos' frames 4x as often as the rollouts'
+    fit_bc(policy, data, steps=50, batch_size=64, frame_weights=weights, progress=False)
+    share = np.isin(np.asarray(drawn), np.flatnonzero(data.episode < 3)).mean()
+    assert share == pytest.approx(4 * 60 / (4 * 60 + 60), abs=0.03)  # 60 demo frames at 4, 60 rollout frames at 1
+    with pytest.raises(PolicyError, match="3 frame weights for 120 training frames"):
+        fit_bc(policy, data, steps=1, frame_weights=np.ones(3), progress=False)
+
+
+def test_demo_weight_draws_demonstrations_more_often(synthetic_store, tmp_path, monkeypatch):
+    import policies.actor_critic.bc_train as bc
+
+    seen = {}
+    fit = bc.fit_bc
+
+    def spy(policy, train_data, *args, **kwargs):
+        seen["weights"], seen["episodes"] = kwargs.get("frame_weights"), train_data.episode
+        return fit(policy, train_data, *args, **kwargs)
+
+    monkeypatch.setattr(bc, "fit_bc", spy)
+    train_bc(_config(synthetic_store, tmp_path / "w", val_fraction=0.0, demo_weight=3.0))
+    assert seen["weights"].tolist() == [3.0 if e < 3 else 1.0 for e in seen["episodes"]]
+    train_bc(_config(synthetic_store, tmp_path / "u", val_fraction=0.0))
+    assert seen["weights"] is None  # 1: uniform, the sampler as before
+
+
 def _config(store, out, **kw) -> BCTrainConfig:
     defaults = dict(policy=ActorCriticConfig(hidden_dims=[32, 32], chunk_size=2), steps=30, batch_size=16,
                     log_every=10, val_every=10, checkpoint_every=10, val_fraction=0.34, progress=False)
