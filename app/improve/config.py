@@ -133,7 +133,7 @@ class JudgeConfig:
     calibration_labels: Literal["oracle", "operator"] = "oracle"  # who labels them (sim: oracle; robot: operator)
     # k >= 2: k judges, each trained without one k-th of the calibration episodes, judge together (the mean of
     # their P): every calibration episode is then held out from one of them, and the precision the floor reads
-    # is measured on all of them, not on a fifth (app.improve.judge, "cross-fitted folds")
+    # is measured on all of them, not on the held-out tenth of one judge (app.improve.judge, "cross-fitted folds")
     folds: Annotated[int, Range(1, 20)] = 1
     # before each round's selection: the judge's precision on the held-out calibration episodes; below this floor
     # the round judges at the lowest higher threshold that reaches it (keeping a calibration success), else its

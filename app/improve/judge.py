@@ -25,8 +25,8 @@ judge a rollout by the mean of their P (`lrm.backends.lite.LiteEnsemble`:
 any command given OUT/judge as a lite checkpoint loads them so); each calibration
 episode is scored by the one judge that never saw it (`held_out_scores`), so
 that the precision the floor reads (app.improve.rules) is measured on every
-calibration episode instead of on a held-out fifth (16 episodes with 6
-successes at 160: too few to tell 70% from 85%). OUT/judge/folds.json
+calibration episode instead of on a held-out tenth (`val_fraction` 0.1: 16
+episodes with 6 successes of 160, too few to tell 70% from 85%). OUT/judge/folds.json
 records which judge held out which episode.
 
 The judge never sees the answer: `train_judge` builds the compact model's
