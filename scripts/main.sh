@@ -6,7 +6,7 @@
 # demos + those -> 3 rounds of 200 rollouts explored with parameter noise, judged, the kept ones
 # added, fine-tuned, evaluated on 100 fresh seeds. Prints oracle success per round, its change from
 # the base with an exact McNemar test, and the judge's precision/recall.
-# Why PushCube and not PickCube: README, "The main job".
+# Why PushCube and not PickCube: README, "What the main job shows".
 # Run it again to continue an interrupted run (LRM_OUT picks another run directory; extra
 # arguments go to `lrm-robot improve`, e.g. --fresh, --seed 1 or --set rounds=4).
 set -euo pipefail
