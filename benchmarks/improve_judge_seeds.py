@@ -43,13 +43,6 @@ from lrm.evaluation.metrics import roc_auc  # noqa: E402
 from recordings.store import EpisodeStore  # noqa: E402
 
 
-def _seeded(judge, seed: int):
-    train = judge.train
-    return dataclasses.replace(judge, train=dataclasses.replace(
-        train, train=dataclasses.replace(train.train, seed=train.train.seed + seed),
-        dataset=dataclasses.replace(train.dataset, seed=train.dataset.seed + seed)))
-
-
 def _at(scores: list[float], labels: list[bool], threshold: float) -> dict:
     m = filter_metrics([s >= threshold for s in scores], labels)
     return {"threshold": threshold, "precision": m["precision"], "recall": m["recall"],
@@ -78,7 +71,7 @@ def main() -> int:
         rollouts = [r.index for r in phase_records(store, 1, "rollout") if not r.meta.aborted]
         labels = [bool(store.record(i).meta.oracle_success) for i in rollouts]
         for seed in args.seeds:
-            judge = _seeded(cfg.judge, seed)
+            judge = dataclasses.replace(cfg, seed=seed).run_judge()  # the judge a run with this seed trains
             started = time.perf_counter()
             checkpoint = work / f"seed{seed}"
             train_judge(store, demos, calibration, judge, checkpoint, label_source=judge.calibration_labels,

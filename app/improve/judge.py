@@ -348,25 +348,23 @@ def train_judge(store: EpisodeSource, demos: Sequence[int], calibration: Sequenc
     base = build_dataset(view, dataset_cfg)
     if held_demos:
         base = _demo_labels_from_oracle(base, store)
-    labelled = _labelled(store, calibration, config, label_source)
-    if config.folds > 1:
+    if config.folds > 1:  # (fold, the episodes it holds out) per judge; fold None: the one judge, in out_dir
+        labelled = _labelled(store, calibration, config, label_source)
         assignment = calibration_folds(labelled, config.folds, dataset_cfg.seed)
-        parts = [(f"fold-{j}", [i for i, f in assignment.items() if f == j]) for j in range(config.folds)]
+        parts = [(j, [i for i, f in assignment.items() if f == j]) for j in range(config.folds)]
     else:
-        assignment = {}
-        outcomes = [frames[-1][1] for _, frames in labelled]
-        parts = [(None, hashed_split([i for i, _ in labelled], dataset_cfg.val_fraction, dataset_cfg.seed,
-                                     groups=outcomes)[1])]
+        labelled, _, held_out = calibration_split(store, calibration, config, label_source,
+                                                  dataset_cfg.val_fraction, dataset_cfg.seed)
+        assignment, parts = {}, [(None, held_out)]
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     histories, counts = [], {}
-    for name, held_out in parts:
+    for fold, held_out in parts:
         dataset = _with_calibration(base, store, labelled, held_out) if labelled else base
         if not dataset.train:
             raise ValueError("the judge has no training examples (no labelled demonstrations with images?)")
-        train_cfg = train.train if name is None else dataclasses.replace(
-            train.train, seed=train.train.seed + int(name.split("-")[1]))
-        _, history = train_lite(dataset, train_cfg, train.model, output_dir=tmp if name is None else tmp / name,
+        train_cfg = dataclasses.replace(train.train, seed=train.train.seed + (fold or 0))
+        _, history = train_lite(dataset, train_cfg, train.model, output_dir=tmp if fold is None else tmp / f"fold-{fold}",
                                 progress=progress)
         histories.append(history)
         counts = counts or dataset.counts()

@@ -120,6 +120,7 @@ class ImproveRun:
         self.env: Env | None = None
         self.eval_store: EpisodeStore | None = None  # robot runs: OUT/eval-store
         self._judge_model: Any = None
+        self._held_out: tuple[list[int], list[list[float]], list[Any]] | None = None  # _held_out_calibration's
         self.tracker: Tracker | None = None
         self._logged_rounds: set[int] = set()
 
@@ -495,10 +496,7 @@ class ImproveRun:
         Recomputed when a killed judge step runs again: the same judge on the same episodes gives the same answer.
         """
         cfg = self.config
-        calibration = [r.index for r in phase_records(self.store, 0, "calibration") if not r.meta.aborted]
-        held_out = held_out_calibration(self.store, calibration, cfg.run_judge(), cfg.judge.calibration_labels)
-        scores = held_out_scores(self._judge_backend(), self.store, held_out, cfg.judge) if held_out else []
-        labels = [calibration_label(self.store, i, cfg.judge.calibration_labels) for i in held_out]
+        held_out, scores, labels = self._held_out_calibration()
         check = check_threshold(scores, labels, how=cfg.judge.combine, threshold=cfg.judge.threshold,
                                 floor=cfg.judge.min_precision)
         check["held_out"] = held_out
@@ -522,6 +520,18 @@ class ImproveRun:
                         "reaches it with a kept calibration success: round %d's selection is skipped (no fine-tuning "
                         "on judged rollouts)", round_, pct(check["precision"]), pct(cfg.judge.min_precision), round_)
         return check
+
+    def _held_out_calibration(self) -> tuple[list[int], list[list[float]], list[Any]]:
+        """(held-out calibration episodes, the judge's frame scores of each, their labels): the same every round
+        of a run (one judge, calibration done before round 1), so scored once per process."""
+        if self._held_out is None:
+            cfg = self.config
+            calibration = [r.index for r in phase_records(self.store, 0, "calibration") if not r.meta.aborted]
+            held_out = held_out_calibration(self.store, calibration, cfg.run_judge(), cfg.judge.calibration_labels)
+            scores = held_out_scores(self._judge_backend(), self.store, held_out, cfg.judge) if held_out else []
+            labels = [calibration_label(self.store, i, cfg.judge.calibration_labels) for i in held_out]
+            self._held_out = (held_out, scores, labels)
+        return self._held_out
 
     def _judge_records(self, store: EpisodeStore, round_: int, phase: str, judge: Any = None) -> list[Any]:
         """Judge the round's unaborted episodes of `phase` that have no verdict yet; returns all their metas."""

@@ -244,10 +244,10 @@ class LiteEnsemble:
             n, held_out = int(data["folds"]), {int(i): int(j) for i, j in data["held_out"].items()}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{root / FOLDS_FILE}: not a folds record ({exc})") from None
-        members = [LiteRewardModel.from_pretrained(root / f"fold-{j}", device, max_batch_size=max_batch_size)
-                   for j in range(n)]
         if any(not 0 <= j < n for j in held_out.values()):
             raise ValueError(f"{root / FOLDS_FILE}: a held-out episode names a fold outside 0..{n - 1}")
+        members = [LiteRewardModel.from_pretrained(root / f"fold-{j}", device, max_batch_size=max_batch_size)
+                   for j in range(n)]
         return cls(members, {i: members[j] for i, j in held_out.items()})
 
     def score(self, requests: Sequence[RewardRequest]) -> list[Reward]:
