@@ -14,7 +14,11 @@ For each task, on this machine:
    env steps and the same hyper-parameters (configs/ppo/<task>_lite.yaml; the oracle arm is the same
    file with reward.source=env):
    (a) no further training;
-   (b) PPO with the compact reward model's progress, K = 10, interval-hold;
+   (b) PPO with the compact reward model's progress, K = 10, interval-hold; or, with --judge, PPO with
+       the completion judge of an `lrm-robot improve` run (its `judge/` folder: the fold ensemble trained
+       on demos and oracle-labelled, noise-explored calibration episodes; never on evaluation seeds),
+       P(done) every --judge-every steps (paper protocol: the first query K steps after the reset), the
+       camera at the judge run's resolution;
    (c) PPO with the simulator's normalised dense reward (the privileged upper bound);
    each evaluated by the oracle success flag over --episodes episodes on seeds 10000.. (mean actions),
    with Wilson 95% intervals; recovered = (b - a) / (c - a).
@@ -51,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "base_camera"
 TASKS = {"PushCube-v1": "configs/ppo/pushcube_lite.yaml", "PickCube-v1": "configs/ppo/pickcube_lite.yaml"}
 ARMS = {"a": "a_bc", "b": "b_ppo_lite", "c": "c_ppo_oracle"}
+JUDGE_ARM = "b_ppo_judge"  # arm (b) with --judge
 EVAL_SEED = 10_000
 ROLLOUT_SEED = 5_000
 
@@ -125,17 +130,24 @@ def evaluate(policy_dir: Path, env_id: str, horizon: int, episodes: int) -> dict
 def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Namespace, curves: Path) -> dict:
     from app.ppo import train_ppo
 
-    out = work / f"ppo_{arm}"
+    name = _arm_name(arm, args)
+    out = work / f"ppo_{arm}" if name == ARMS[arm] else work / f"ppo_{name}"
     overrides = [f"output_dir={out}", f"policy.checkpoint={prepared['bc']}", f"env.episode_steps={prepared['horizon']}",
-                 f"iterations={args.iterations}", "progress=false", f"num_threads={args.threads}", *args.set]
-    overrides.append(f"reward.backend={prepared['backend']}" if arm == "b" else "reward.source=env")
+                 f"iterations={args.iterations}", "progress=false", f"num_threads={args.threads}"]
+    if arm == "c":
+        overrides.append("reward.source=env")
+    elif args.judge:
+        overrides += _judge_overrides(work, args)
+    else:
+        overrides.append(f"reward.backend={prepared['backend']}")
+    overrides += args.set
     config = _ppo_config(env_id, overrides)
     started = time.perf_counter()
     result = train_ppo(config)  # resumes a killed arm from its last checkpoint
     train_s = time.perf_counter() - started
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curves.mkdir(parents=True, exist_ok=True)
-    stem = f"{env_id.split('-')[0].lower()}_{ARMS[arm]}"
+    stem = f"{env_id.split('-')[0].lower()}_{name}"
     shutil.copyfile(out / "metrics.jsonl", curves / f"{stem}.jsonl")
     if (out / "learning_curve.png").is_file():
         shutil.copyfile(out / "learning_curve.png", curves / f"{stem}.png")
@@ -145,10 +157,34 @@ def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Na
            "explained_variance_last": rows[-1].get("explained_variance_before"),
            "curves": str((curves / stem).relative_to(ROOT)) if curves.is_relative_to(ROOT) else str(curves / stem)}
     if arm == "b":
-        keys = ("progress/pearson_global", "progress/roc_auc", "progress/pairwise_accuracy",
-                "progress/pearson_per_trajectory")
+        modality = "completion" if args.judge else "progress"
+        keys = [f"{modality}/{k}" for k in ("pearson_global", "roc_auc", "pairwise_accuracy", "pearson_per_trajectory")]
         row["agreement_with_oracle_mean"] = {k: _nanmean([r.get(k) for r in rows]) for k in keys}
+        if args.judge:
+            row["judge"] = str(args.judge)
     return {**row, **evaluate(result.policy, env_id, prepared["horizon"], args.episodes)}
+
+
+def _arm_name(arm: str, args: argparse.Namespace) -> str:
+    return JUDGE_ARM if arm == "b" and args.judge else ARMS[arm]
+
+
+def _judge_overrides(work: Path, args: argparse.Namespace) -> list[str]:
+    """Arm (b)'s reward: P(done) of the completion judge in --judge, at the resolution its run rendered."""
+    from recordings.store import EpisodeStore
+
+    folder = args.judge.resolve()
+    if not (folder / "folds.json").is_file() and not (folder / "config.json").is_file():
+        raise SystemExit(f"--judge {args.judge}: not a judge folder (no folds.json or config.json)")
+    with EpisodeStore.open(folder.parent / "store", mode="r") as store:
+        if CAMERA not in store.cameras:
+            raise SystemExit(f"--judge {args.judge}: its run's store has no {CAMERA} camera")
+        height, width = store.cameras[CAMERA]
+    backend = work / "judge_backend.yaml"
+    backend.write_text(f"# arm (b) with --judge: the completion judge of {folder.parent}\n"
+                       f"type: lite\nlite:\n  checkpoint: {folder}\n  device: cpu\n")
+    return [f"reward.backend={backend}", "reward.hold.weights={completion: 1.0}", "reward.hold.protocol=paper",
+            f"reward.hold.every={args.judge_every}", f"env.sim.camera_width={width}", f"env.sim.camera_height={height}"]
 
 
 def _nanmean(values: list) -> float | None:
@@ -161,24 +197,26 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     prepared = prepare(env_id, work, args)
     row: dict = {"setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in prepared.items()}}
+    names = {arm: _arm_name(arm, args) for arm in args.arms}
     for arm in args.arms:
-        cached = work / f"arm_{arm}.json"
+        name = names[arm]
+        cached = work / (f"arm_{arm}.json" if name == ARMS[arm] else f"arm_{name}.json")
         if cached.is_file():
-            row[ARMS[arm]] = json.loads(cached.read_text())
+            row[name] = json.loads(cached.read_text())
         else:
             started = time.perf_counter()
             if arm == "a":
-                row[ARMS[arm]] = evaluate(prepared["bc"], env_id, prepared["horizon"], args.episodes)
+                row[name] = evaluate(prepared["bc"], env_id, prepared["horizon"], args.episodes)
             else:
-                row[ARMS[arm]] = ppo_arm(env_id, arm, prepared, work, args, curves)
-            row[ARMS[arm]]["wall_s"] = round(time.perf_counter() - started, 1)
-            row[ARMS[arm]]["load_after"] = _load()
-            cached.write_text(json.dumps(row[ARMS[arm]], indent=2) + "\n")
-        r = row[ARMS[arm]]
-        print(f"[{env_id}] ({arm}) {ARMS[arm]}: {r['successes']}/{r['episodes']} "
+                row[name] = ppo_arm(env_id, arm, prepared, work, args, curves)
+            row[name]["wall_s"] = round(time.perf_counter() - started, 1)
+            row[name]["load_after"] = _load()
+            cached.write_text(json.dumps(row[name], indent=2) + "\n")
+        r = row[name]
+        print(f"[{env_id}] ({arm}) {name}: {r['successes']}/{r['episodes']} "
               f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load {_load()}", flush=True)
-    if all(ARMS[a] in row for a in "abc"):
-        a, b, c = (row[ARMS[k]] for k in "abc")
+    if all(arm in names for arm in "abc"):
+        a, b, c = (row[names[k]] for k in "abc")
         row["oracle_gain_points"] = round(100 * (c["success_rate"] - a["success_rate"]), 1)
         row["oracle_gain_separated"] = c["ci95"][0] > a["ci95"][1]  # non-overlapping 95% intervals
         gain = c["success_rate"] - a["success_rate"]
@@ -196,6 +234,8 @@ def main() -> int:
     parser.add_argument("--bc-steps", type=int, default=3000)
     parser.add_argument("--failure-rollouts", type=int, default=20, help="BC rollouts for the reward model")
     parser.add_argument("--lite-steps", type=int, default=800)
+    parser.add_argument("--judge", type=Path, help="arm (b) with this improve run's completion judge (its judge/ folder)")
+    parser.add_argument("--judge-every", type=int, default=26, help="K for the judge's queries (paper protocol)")
     parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per arm (the config's envs each)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per arm")
