@@ -679,3 +679,5 @@ def test_the_pushcube_config_explores_and_runs_three_rounds():
     assert config.env.sim.env_id == "PushCube-v1" and config.rounds == 3 and config.demos.count == 10
     assert config.exploration.parameter_noise == 0.1 and config.policy.type == "bc"
     assert config.rollout.max_steps == 104 and config.judge.backend.type == "lite"
+    # the oracle never decides where one of its episodes ends (issue 16, item 4)
+    assert not config.rollout.stop_on_success and config.judge.watch_every == 0 and config.demos.hold_steps == 20
