@@ -17,8 +17,8 @@ For each task, on this machine:
    (b) PPO with the compact reward model's progress, K = 10, interval-hold; or, with --judge, PPO with
        the completion judge of an `lrm-robot improve` run (its `judge/` folder: the fold ensemble trained
        on demos and oracle-labelled, noise-explored calibration episodes; never on evaluation seeds),
-       P(done) every --judge-every steps (paper protocol: the first query K steps after the reset), the
-       camera at the judge run's resolution;
+       as configs/ppo/pushcube_judge.yaml says (P(done) every 26 steps), the camera at the judge run's
+       resolution;
    (c) PPO with the simulator's normalised dense reward (the privileged upper bound);
    each evaluated by the oracle success flag over --episodes episodes on seeds 10000.. (mean actions),
    with Wilson 95% intervals; recovered = (b - a) / (c - a).
@@ -55,7 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "base_camera"
 TASKS = {"PushCube-v1": "configs/ppo/pushcube_lite.yaml", "PickCube-v1": "configs/ppo/pickcube_lite.yaml"}
 ARMS = {"a": "a_bc", "b": "b_ppo_lite", "c": "c_ppo_oracle"}
-JUDGE_ARM = "b_ppo_judge"  # arm (b) with --judge
+JUDGE_ARM = "b_ppo_judge"  # arm (b) with --judge, from the task's judge config
+JUDGE_TASKS = {"PushCube-v1": "configs/ppo/pushcube_judge.yaml"}
 EVAL_SEED = 10_000
 ROLLOUT_SEED = 5_000
 
@@ -64,11 +65,11 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _ppo_config(env_id: str, overrides: list[str]):
+def _ppo_config(path: str, overrides: list[str]):
     from app.ppo import PPOConfig
     from common.config import load_config
 
-    return load_config(ROOT / TASKS[env_id], PPOConfig, overrides)
+    return load_config(ROOT / path, PPOConfig, overrides)
 
 
 def prepare(env_id: str, work: Path, args: argparse.Namespace) -> dict:
@@ -141,7 +142,7 @@ def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Na
     else:
         overrides.append(f"reward.backend={prepared['backend']}")
     overrides += args.set
-    config = _ppo_config(env_id, overrides)
+    config = _ppo_config(JUDGE_TASKS[env_id] if name == JUDGE_ARM else TASKS[env_id], overrides)
     started = time.perf_counter()
     result = train_ppo(config)  # resumes a killed arm from its last checkpoint
     train_s = time.perf_counter() - started
@@ -170,7 +171,7 @@ def _arm_name(arm: str, args: argparse.Namespace) -> str:
 
 
 def _judge_overrides(work: Path, args: argparse.Namespace) -> list[str]:
-    """Arm (b)'s reward: P(done) of the completion judge in --judge, at the resolution its run rendered."""
+    """Arm (b)'s reward backend: the completion judge in --judge, at the resolution its run rendered."""
     from recordings.store import EpisodeStore
 
     folder = args.judge.resolve()
@@ -183,8 +184,7 @@ def _judge_overrides(work: Path, args: argparse.Namespace) -> list[str]:
     backend = work / "judge_backend.yaml"
     backend.write_text(f"# arm (b) with --judge: the completion judge of {folder.parent}\n"
                        f"type: lite\nlite:\n  checkpoint: {folder}\n  device: cpu\n")
-    return [f"reward.backend={backend}", "reward.hold.weights={completion: 1.0}", "reward.hold.protocol=paper",
-            f"reward.hold.every={args.judge_every}", f"env.sim.camera_width={width}", f"env.sim.camera_height={height}"]
+    return [f"reward.backend={backend}", f"env.sim.camera_width={width}", f"env.sim.camera_height={height}"]
 
 
 def _nanmean(values: list) -> float | None:
@@ -235,13 +235,14 @@ def main() -> int:
     parser.add_argument("--failure-rollouts", type=int, default=20, help="BC rollouts for the reward model")
     parser.add_argument("--lite-steps", type=int, default=800)
     parser.add_argument("--judge", type=Path, help="arm (b) with this improve run's completion judge (its judge/ folder)")
-    parser.add_argument("--judge-every", type=int, default=26, help="K for the judge's queries (paper protocol)")
     parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per arm (the config's envs each)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per arm")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a PPO config key")
     parser.add_argument("--out", type=Path, help="write the results as JSON; curves go to OUT's folder")
     args = parser.parse_args()
+    if args.judge and set(args.tasks) - set(JUDGE_TASKS):
+        parser.error(f"--judge: no judge PPO config for {', '.join(sorted(set(args.tasks) - set(JUDGE_TASKS)))}")
     logging.basicConfig(level=logging.WARNING)
     import torch
 
