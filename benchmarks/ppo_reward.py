@@ -25,9 +25,12 @@ For each task, on this machine:
    Each PPO arm's learning curves (metrics.jsonl, learning_curve.png) are copied next to --out.
    A finished arm is cached in WORK/TASK/arm_X.json: rerunning the same command continues.
 
-Example (the run reported in README.md and benchmarks/results/ppo_reward.json):
+Example (the run reported in README.md and benchmarks/results/ppo_reward.json: the main job's judge as
+arm (b); run `bash scripts/main.sh` first, or point --judge at any PushCube improve run's judge/):
     .venv/bin/python benchmarks/ppo_reward.py --tasks PushCube-v1 --arms a c b \\
-        --out benchmarks/results/ppo_reward.json
+        --judge outputs/improve-pushcube-cpu/judge --out benchmarks/results/ppo_reward.json
+Without --judge, arm (b) is the lite progress model trained here
+(benchmarks/results/ppo_reward_lite_progress_prerebuild.json: it did not recover the oracle's gain).
 
 On a GPU machine (prepared, for the `device` tool; the preparation still runs on the CPU), the
 same arms with ManiSkill's GPU simulation and many envs; the learner stays the same:
