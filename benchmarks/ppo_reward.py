@@ -14,23 +14,26 @@ For each task, on this machine:
    env steps and the same hyper-parameters (configs/ppo/<task>_lite.yaml; the oracle arm is the same
    file with reward.source=env):
    (a) no further training;
-   (b) PPO with the compact reward model's progress, K = 10, interval-hold; or, with --judge, PPO with
-       the completion judge of an `lrm-robot improve` run (its `judge/` folder: the fold ensemble trained
-       on demos and oracle-labelled, noise-explored calibration episodes; never on evaluation seeds),
-       as configs/ppo/pushcube_judge.yaml says (P(done) every 26 steps), the camera at the judge run's
-       resolution;
+   (b) PPO with a reward model through interval-hold: with --judge, the completion judge of an
+       `lrm-robot improve` run (its `judge/` folder: the fold ensemble trained on demos and
+       oracle-labelled, noise-explored calibration episodes; never on evaluation seeds) for that run's
+       own task, as configs/ppo/pushcube_judge.yaml says (P(done) every K = 52 steps), the camera at the
+       judge run's resolution; for any other task (and without --judge), the lite progress model
+       trained here (K from the task's config, 10, unless --set reward.hold.every=K);
    (c) PPO with the simulator's normalised dense reward (the privileged upper bound);
    each evaluated by the oracle success flag over --episodes episodes on seeds 10000.. (mean actions),
    with Wilson 95% intervals; recovered = (b - a) / (c - a).
-   Each PPO arm's learning curves (metrics.jsonl, learning_curve.png) are copied next to --out.
+   Each PPO arm runs ITERATIONS[task] iterations (what fits 30 minutes an arm on a 2-core machine)
+   unless --iterations. Its learning curves (metrics.jsonl, learning_curve.png) are copied next to --out.
    A finished arm is cached in WORK/TASK/arm_X.json: rerunning the same command continues.
 
-Example (the run reported in README.md and benchmarks/results/ppo_reward.json: the main job's judge as
-arm (b); run `bash scripts/main.sh` first, or point --judge at any PushCube improve run's judge/):
-    .venv/bin/python benchmarks/ppo_reward.py --tasks PushCube-v1 --arms a c b \\
-        --judge outputs/improve-pushcube-cpu/judge --out benchmarks/results/ppo_reward.json
-Without --judge, arm (b) is the lite progress model trained here
-(benchmarks/results/ppo_reward_lite_progress_prerebuild.json: it did not recover the oracle's gain).
+The run reported in README.md and benchmarks/results/ppo_reward.json (the main job's judge as PushCube's
+arm (b): run `lrm-robot improve --config configs/improve/pushcube_cpu.yaml` first, or point --judge at
+any PushCube improve run's judge/; PickCube's arm (b) is the lite progress model, queried as often):
+    .venv/bin/python benchmarks/ppo_reward.py --tasks PushCube-v1 PickCube-v1 --arms a b c \\
+        --judge outputs/improve-pushcube-cpu/judge --set reward.hold.every=52 --out benchmarks/results/ppo_reward.json
+The lite progress model as PushCube's arm (b) did not recover the oracle's gain
+(benchmarks/results/ppo_reward_lite_progress_prerebuild.json).
 
 On a GPU machine (prepared, for the `device` tool; the preparation still runs on the CPU), the
 same arms with ManiSkill's GPU simulation and many envs; the learner stays the same:
@@ -57,6 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "base_camera"
 TASKS = {"PushCube-v1": "configs/ppo/pushcube_lite.yaml", "PickCube-v1": "configs/ppo/pickcube_lite.yaml"}
+# PPO iterations per arm where --iterations is not given: what fits the 30-minute bar per arm on a 2-core
+# machine (64 envs; a PickCube step costs ~1.5x a PushCube step, and its episode is longer)
+ITERATIONS = {"PushCube-v1": 30, "PickCube-v1": 20}
 ARMS = {"a": "a_bc", "b": "b_ppo_lite", "c": "c_ppo_oracle"}
 JUDGE_ARM = "b_ppo_judge"  # arm (b) with --judge, from the task's judge config
 JUDGE_TASKS = {"PushCube-v1": "configs/ppo/pushcube_judge.yaml"}
@@ -134,13 +140,13 @@ def evaluate(policy_dir: Path, env_id: str, horizon: int, episodes: int) -> dict
 def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Namespace, curves: Path) -> dict:
     from app.ppo import train_ppo
 
-    name = _arm_name(arm, args)
+    name = _arm_name(arm, args, env_id)
     out = work / f"ppo_{arm}" if name == ARMS[arm] else work / f"ppo_{name}"
     overrides = [f"output_dir={out}", f"policy.checkpoint={prepared['bc']}", f"env.episode_steps={prepared['horizon']}",
-                 f"iterations={args.iterations}", "progress=false", f"num_threads={args.threads}"]
+                 f"iterations={args.iterations or ITERATIONS[env_id]}", "progress=false", f"num_threads={args.threads}"]
     if arm == "c":
         overrides.append("reward.source=env")
-    elif args.judge:
+    elif name == JUDGE_ARM:
         overrides += _judge_overrides(work, args)
     else:
         overrides.append(f"reward.backend={prepared['backend']}")
@@ -161,29 +167,42 @@ def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Na
            "explained_variance_last": rows[-1].get("explained_variance_before"),
            "curves": str((curves / stem).relative_to(ROOT)) if curves.is_relative_to(ROOT) else str(curves / stem)}
     if arm == "b":
-        modality = "completion" if args.judge else "progress"
+        modality = "completion" if name == JUDGE_ARM else "progress"
         keys = [f"{modality}/{k}" for k in ("pearson_global", "roc_auc", "pairwise_accuracy", "pearson_per_trajectory")]
         row["agreement_with_oracle_mean"] = {k: _nanmean([r.get(k) for r in rows]) for k in keys}
-        if args.judge:
+        if name == JUDGE_ARM:
             row["judge"] = str(args.judge)
     return {**row, **evaluate(result.policy, env_id, prepared["horizon"], args.episodes)}
 
 
-def _arm_name(arm: str, args: argparse.Namespace) -> str:
-    return JUDGE_ARM if arm == "b" and args.judge else ARMS[arm]
+def _arm_name(arm: str, args: argparse.Namespace, env_id: str) -> str:
+    """--judge rewards arm (b) of its own run's task only; another task's arm (b) is the lite progress model."""
+    return JUDGE_ARM if arm == "b" and args.judge and env_id == args.judge_task else ARMS[arm]
+
+
+def read_judge(folder: Path) -> tuple[str, tuple[int, int]]:
+    """The task and camera size (H, W) of the improve run whose judge/ is `folder`; ValueError names what is wrong."""
+    from recordings.store import EpisodeStore
+
+    if not (folder / "folds.json").is_file() and not (folder / "config.json").is_file():
+        raise ValueError(f"--judge {folder}: not a judge folder (no folds.json or config.json)")
+    report = folder.parent / "report.json"
+    try:
+        env_id = json.loads(report.read_text())["env"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--judge {folder}: cannot read its run's task from {report} ({e})") from None
+    if env_id not in JUDGE_TASKS:
+        raise ValueError(f"--judge {folder}: its run is on {env_id}; judge PPO configs exist for {', '.join(JUDGE_TASKS)}")
+    with EpisodeStore.open(folder.parent / "store", mode="r") as store:
+        if CAMERA not in store.cameras:
+            raise ValueError(f"--judge {folder}: its run's store has no {CAMERA} camera")
+        return env_id, store.cameras[CAMERA]
 
 
 def _judge_overrides(work: Path, args: argparse.Namespace) -> list[str]:
     """Arm (b)'s reward backend: the completion judge in --judge, at the resolution its run rendered."""
-    from recordings.store import EpisodeStore
-
     folder = args.judge.resolve()
-    if not (folder / "folds.json").is_file() and not (folder / "config.json").is_file():
-        raise SystemExit(f"--judge {args.judge}: not a judge folder (no folds.json or config.json)")
-    with EpisodeStore.open(folder.parent / "store", mode="r") as store:
-        if CAMERA not in store.cameras:
-            raise SystemExit(f"--judge {args.judge}: its run's store has no {CAMERA} camera")
-        height, width = store.cameras[CAMERA]
+    height, width = args.judge_camera
     backend = work / "judge_backend.yaml"
     backend.write_text(f"# arm (b) with --judge: the completion judge of {folder.parent}\n"
                        f"type: lite\nlite:\n  checkpoint: {folder}\n  device: cpu\n")
@@ -200,7 +219,10 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     prepared = prepare(env_id, work, args)
     row: dict = {"setup": {k: (str(v) if isinstance(v, Path) else v) for k, v in prepared.items()}}
-    names = {arm: _arm_name(arm, args) for arm in args.arms}
+    names = {arm: _arm_name(arm, args, env_id) for arm in args.arms}
+    if "b" in names:
+        row["arm_b_reward"] = (f"completion judge {args.judge}" if names["b"] == JUDGE_ARM
+                               else "lite progress model trained here")
     for arm in args.arms:
         name = names[arm]
         cached = work / (f"arm_{arm}.json" if name == ARMS[arm] else f"arm_{name}.json")
@@ -238,14 +260,20 @@ def main() -> int:
     parser.add_argument("--failure-rollouts", type=int, default=20, help="BC rollouts for the reward model")
     parser.add_argument("--lite-steps", type=int, default=800)
     parser.add_argument("--judge", type=Path, help="arm (b) with this improve run's completion judge (its judge/ folder)")
-    parser.add_argument("--iterations", type=int, default=60, help="PPO iterations per arm (the config's envs each)")
+    parser.add_argument("--iterations", type=int, help="PPO iterations per arm (the config's envs each); default: "
+                        + ", ".join(f"{t} {n}" for t, n in ITERATIONS.items()))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per arm")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a PPO config key")
     parser.add_argument("--out", type=Path, help="write the results as JSON; curves go to OUT's folder")
     args = parser.parse_args()
-    if args.judge and set(args.tasks) - set(JUDGE_TASKS):
-        parser.error(f"--judge: no judge PPO config for {', '.join(sorted(set(args.tasks) - set(JUDGE_TASKS)))}")
+    args.judge_task = args.judge_camera = None
+    if args.judge:
+        try:
+            args.judge_task, args.judge_camera = read_judge(args.judge.resolve())
+        except ValueError as e:
+            print(f"ppo_reward.py: {e}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.WARNING)
     import torch
 
