@@ -17,7 +17,7 @@ For each task, on this machine:
    (b) PPO with a reward model through interval-hold: with --judge, the completion judge of an
        `lrm-robot improve` run (its `judge/` folder: the fold ensemble trained on demos and
        oracle-labelled, noise-explored calibration episodes; never on evaluation seeds) for that run's
-       own task, as configs/ppo/pushcube_judge.yaml says (P(done) every K = 52 steps), the camera at the
+       own task, as configs/ppo/pushcube_judge.yaml says (P(done) every K = 26 steps), the camera at the
        judge run's resolution; for any other task (and without --judge), the lite progress model
        trained here (K from the task's config, 10, unless --set reward.hold.every=K);
    (c) PPO with the simulator's normalised dense reward (the privileged upper bound);
@@ -31,7 +31,7 @@ The run reported in README.md and benchmarks/results/ppo_reward.json (the main j
 arm (b): run `lrm-robot improve --config configs/improve/pushcube_cpu.yaml` first, or point --judge at
 any PushCube improve run's judge/; PickCube's arm (b) is the lite progress model, queried as often):
     .venv/bin/python benchmarks/ppo_reward.py --tasks PushCube-v1 PickCube-v1 --arms a b c \\
-        --judge outputs/improve-pushcube-cpu/judge --set reward.hold.every=52 --out benchmarks/results/ppo_reward.json
+        --judge outputs/improve-pushcube-cpu/judge --set reward.hold.every=26 --out benchmarks/results/ppo_reward.json
 The lite progress model as PushCube's arm (b) did not recover the oracle's gain
 (benchmarks/results/ppo_reward_lite_progress_prerebuild.json).
 
@@ -72,6 +72,15 @@ ROLLOUT_SEED = 5_000
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cpu_model() -> str:
+    """What /proc/cpuinfo calls the CPU: timings and float results differ between machines of one kind."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def _ppo_config(path: str, overrides: list[str]):
@@ -137,11 +146,15 @@ def evaluate(policy_dir: Path, env_id: str, horizon: int, episodes: int) -> dict
             "ci95": [lo, hi], "eval_seeds": [EVAL_SEED, EVAL_SEED + episodes - 1], "eval_s": round(report.elapsed_s, 1)}
 
 
-def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Namespace, curves: Path) -> dict:
+def _run_dir(work: Path, arm: str, name: str) -> Path:
+    return work / f"ppo_{arm}" if name == ARMS[arm] else work / f"ppo_{name}"
+
+
+def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Namespace) -> dict:
     from app.ppo import train_ppo
 
     name = _arm_name(arm, args, env_id)
-    out = work / f"ppo_{arm}" if name == ARMS[arm] else work / f"ppo_{name}"
+    out = _run_dir(work, arm, name)
     overrides = [f"output_dir={out}", f"policy.checkpoint={prepared['bc']}", f"env.episode_steps={prepared['horizon']}",
                  f"iterations={args.iterations or ITERATIONS[env_id]}", "progress=false", f"num_threads={args.threads}"]
     if arm == "c":
@@ -156,16 +169,10 @@ def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Na
     result = train_ppo(config)  # resumes a killed arm from its last checkpoint
     train_s = time.perf_counter() - started
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    curves.mkdir(parents=True, exist_ok=True)
-    stem = f"{env_id.split('-')[0].lower()}_{name}"
-    shutil.copyfile(out / "metrics.jsonl", curves / f"{stem}.jsonl")
-    if (out / "learning_curve.png").is_file():
-        shutil.copyfile(out / "learning_curve.png", curves / f"{stem}.png")
     row = {"train_s": round(train_s, 1), "env_steps": result.env_steps, "iterations": result.iterations,
            "num_envs": config.env.num_envs, "episode_steps": config.env.episode_steps,
            "train_success_first_last": [rows[0]["success_rate"], rows[-1]["success_rate"]],
-           "explained_variance_last": rows[-1].get("explained_variance_before"),
-           "curves": str((curves / stem).relative_to(ROOT)) if curves.is_relative_to(ROOT) else str(curves / stem)}
+           "explained_variance_last": rows[-1].get("explained_variance_before")}
     if arm == "b":
         modality = "completion" if name == JUDGE_ARM else "progress"
         keys = [f"{modality}/{k}" for k in ("pearson_global", "roc_auc", "pairwise_accuracy", "pearson_per_trajectory")]
@@ -192,7 +199,8 @@ def read_judge(folder: Path) -> tuple[str, tuple[int, int]]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--judge {folder}: cannot read its run's task from {report} ({e})") from None
     if env_id not in JUDGE_TASKS:
-        raise ValueError(f"--judge {folder}: its run is on {env_id}; judge PPO configs exist for {', '.join(JUDGE_TASKS)}")
+        raise ValueError(f"--judge {folder}: its run is on {env_id}; judge PPO configs exist for "
+                         f"{', '.join(JUDGE_TASKS)}")
     with EpisodeStore.open(folder.parent / "store", mode="r") as store:
         if CAMERA not in store.cameras:
             raise ValueError(f"--judge {folder}: its run's store has no {CAMERA} camera")
@@ -207,6 +215,15 @@ def _judge_overrides(work: Path, args: argparse.Namespace) -> list[str]:
     backend.write_text(f"# arm (b) with --judge: the completion judge of {folder.parent}\n"
                        f"type: lite\nlite:\n  checkpoint: {folder}\n  device: cpu\n")
     return [f"reward.backend={backend}", f"env.sim.camera_width={width}", f"env.sim.camera_height={height}"]
+
+
+def _copy_curves(run: Path, stem: str, curves: Path) -> str:
+    """An arm's metrics.jsonl and learning_curve.png as curves/STEM.*, also for an arm read from the cache."""
+    curves.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "metrics.jsonl", curves / f"{stem}.jsonl")
+    if (run / "learning_curve.png").is_file():
+        shutil.copyfile(run / "learning_curve.png", curves / f"{stem}.png")
+    return str((curves / stem).relative_to(ROOT)) if curves.is_relative_to(ROOT) else str(curves / stem)
 
 
 def _nanmean(values: list) -> float | None:
@@ -233,10 +250,13 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
             if arm == "a":
                 row[name] = evaluate(prepared["bc"], env_id, prepared["horizon"], args.episodes)
             else:
-                row[name] = ppo_arm(env_id, arm, prepared, work, args, curves)
+                row[name] = ppo_arm(env_id, arm, prepared, work, args)
             row[name]["wall_s"] = round(time.perf_counter() - started, 1)
             row[name]["load_after"] = _load()
             cached.write_text(json.dumps(row[name], indent=2) + "\n")
+        if arm != "a":
+            stem = f"{env_id.split('-')[0].lower()}_{name}"
+            row[name]["curves"] = _copy_curves(_run_dir(work, arm, name), stem, curves)
         r = row[name]
         print(f"[{env_id}] ({arm}) {name}: {r['successes']}/{r['episodes']} "
               f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load {_load()}", flush=True)
@@ -259,7 +279,8 @@ def main() -> int:
     parser.add_argument("--bc-steps", type=int, default=3000)
     parser.add_argument("--failure-rollouts", type=int, default=20, help="BC rollouts for the reward model")
     parser.add_argument("--lite-steps", type=int, default=800)
-    parser.add_argument("--judge", type=Path, help="arm (b) with this improve run's completion judge (its judge/ folder)")
+    parser.add_argument("--judge", type=Path,
+                        help="an improve run's judge/ folder: the completion judge rewards arm (b) of that run's task")
     parser.add_argument("--iterations", type=int, help="PPO iterations per arm (the config's envs each); default: "
                         + ", ".join(f"{t} {n}" for t, n in ITERATIONS.items()))
     parser.add_argument("--threads", type=int, default=1)
@@ -280,7 +301,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results: dict = {"benchmark": "ppo_reward", "command": shlex.join([".venv/bin/python", *sys.argv]),
-                     "machine": platform.platform(), "cpus": os.cpu_count(), "load_at_start": _load(), "tasks": {}}
+                     "machine": platform.platform(), "cpu_model": _cpu_model(), "cpus": os.cpu_count(), "load_at_start": _load(), "tasks": {}}
     curves = (args.out.parent if args.out else args.work) / "ppo_reward_curves"
     for env_id in args.tasks:
         results["tasks"][env_id] = run_task(env_id, args, curves)
