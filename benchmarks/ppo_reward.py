@@ -25,7 +25,9 @@ For each task, on this machine:
    with Wilson 95% intervals; recovered = (b - a) / (c - a).
    Each PPO arm runs ITERATIONS[task] iterations (what fits 30 minutes an arm on a 2-core machine)
    unless --iterations. Its learning curves (metrics.jsonl, learning_curve.png) are copied next to --out.
-   A finished arm is cached in WORK/TASK/arm_X.json: rerunning the same command continues.
+   A finished arm is cached in WORK/TASK/arm_X.json: rerunning the same command continues. Arms run as
+   separate invocations (one --arms each, on a free core) are put together by the full command with
+   --cached-only, which runs nothing and writes null for an arm not in the cache.
 
 The run reported in README.md and benchmarks/results/ppo_reward.json (the main job's judge as PushCube's
 arm (b): run `lrm-robot improve --config configs/improve/pushcube_cpu.yaml` first, or point --judge at
@@ -245,6 +247,10 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
         cached = work / (f"arm_{arm}.json" if name == ARMS[arm] else f"arm_{name}.json")
         if cached.is_file():
             row[name] = json.loads(cached.read_text())
+        elif args.cached_only:
+            row[name] = None  # not run: the result says so rather than leaving the arm out
+            print(f"[{env_id}] ({arm}) {name}: not in the cache, not run (--cached-only)", flush=True)
+            continue
         else:
             started = time.perf_counter()
             if arm == "a":
@@ -260,7 +266,7 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
         r = row[name]
         print(f"[{env_id}] ({arm}) {name}: {r['successes']}/{r['episodes']} "
               f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load {_load()}", flush=True)
-    if all(arm in names for arm in "abc"):
+    if all(arm in names and row[names[arm]] is not None for arm in "abc"):
         a, b, c = (row[names[k]] for k in "abc")
         row["oracle_gain_points"] = round(100 * (c["success_rate"] - a["success_rate"]), 1)
         row["oracle_gain_separated"] = c["ci95"][0] > a["ci95"][1]  # non-overlapping 95% intervals
@@ -286,6 +292,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per arm")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a PPO config key")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="report the arms earlier invocations cached under --work; run none (null for the rest)")
     parser.add_argument("--out", type=Path, help="write the results as JSON; curves go to OUT's folder")
     args = parser.parse_args()
     args.judge_task = args.judge_camera = None
@@ -301,7 +309,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results: dict = {"benchmark": "ppo_reward", "command": shlex.join([".venv/bin/python", *sys.argv]),
-                     "machine": platform.platform(), "cpu_model": _cpu_model(), "cpus": os.cpu_count(), "load_at_start": _load(), "tasks": {}}
+                     "machine": platform.platform(), "cpu_model": _cpu_model(), "cpus": os.cpu_count(),
+                     "load_at_start": _load(), "tasks": {}}
     curves = (args.out.parent if args.out else args.work) / "ppo_reward_curves"
     for env_id in args.tasks:
         results["tasks"][env_id] = run_task(env_id, args, curves)
