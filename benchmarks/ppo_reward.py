@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "base_camera"
 TASKS = {"PushCube-v1": "configs/ppo/pushcube_lite.yaml", "PickCube-v1": "configs/ppo/pickcube_lite.yaml"}
 # PPO iterations per arm where --iterations is not given: what fits the 30-minute bar per arm on a 2-core
-# machine (64 envs; a PickCube step costs ~1.5x a PushCube step, and its episode is longer)
+# machine (64 envs; PickCube's steps cost more than PushCube's, and its episodes are longer)
 ITERATIONS = {"PushCube-v1": 30, "PickCube-v1": 20}
 ARMS = {"a": "a_bc", "b": "b_ppo_lite", "c": "c_ppo_oracle"}
 JUDGE_ARM = "b_ppo_judge"  # arm (b) with --judge, from the task's judge config
