@@ -148,8 +148,13 @@ def evaluate(policy_dir: Path, env_id: str, horizon: int, episodes: int) -> dict
             "ci95": [lo, hi], "eval_seeds": [EVAL_SEED, EVAL_SEED + episodes - 1], "eval_s": round(report.elapsed_s, 1)}
 
 
+def _stem(arm: str, name: str) -> str:
+    """What an arm's cache file and run folder are named after: its letter, or its variant's name (b_ppo_judge)."""
+    return arm if name == ARMS[arm] else name
+
+
 def _run_dir(work: Path, arm: str, name: str) -> Path:
-    return work / f"ppo_{arm}" if name == ARMS[arm] else work / f"ppo_{name}"
+    return work / f"ppo_{_stem(arm, name)}"
 
 
 def ppo_arm(env_id: str, arm: str, prepared: dict, work: Path, args: argparse.Namespace) -> dict:
@@ -244,7 +249,7 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
                                else "lite progress model trained here")
     for arm in args.arms:
         name = names[arm]
-        cached = work / (f"arm_{arm}.json" if name == ARMS[arm] else f"arm_{name}.json")
+        cached = work / f"arm_{_stem(arm, name)}.json"
         if cached.is_file():
             row[name] = json.loads(cached.read_text())
         elif args.cached_only:
