@@ -59,6 +59,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "base_camera"
 TASKS = {"PushCube-v1": "configs/ppo/pushcube_lite.yaml", "PickCube-v1": "configs/ppo/pickcube_lite.yaml"}
@@ -74,15 +76,6 @@ ROLLOUT_SEED = 5_000
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _cpu_model() -> str:
-    """What /proc/cpuinfo calls the CPU: timings and float results differ between machines of one kind."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def _ppo_config(path: str, overrides: list[str]):
@@ -314,7 +307,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results: dict = {"benchmark": "ppo_reward", "command": shlex.join([".venv/bin/python", *sys.argv]),
-                     "machine": platform.platform(), "cpu_model": _cpu_model(), "cpus": os.cpu_count(),
+                     "machine": platform.platform(), "cpu_model": cpu_model(), "cpus": os.cpu_count(),
                      "load_at_start": _load(), "tasks": {}}
     curves = (args.out.parent if args.out else args.work) / "ppo_reward_curves"
     for env_id in args.tasks:

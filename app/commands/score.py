@@ -57,8 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
+    from common.progress import progress_bar
     from lrm.backends import RewardBackendConfig, build_reward_backend
     from lrm.evaluation.score_episode import resolve_modalities
     from lrm.evaluation.score_store import EpisodeQueries
@@ -94,9 +93,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
-        with Progress(transient=True) as bar:
-            task_id = bar.add_task(f"scoring with {config.type}", total=queries.total)
-            scored = queries.score(model, progress=lambda n: bar.advance(task_id, n))
+        with progress_bar(queries.total, desc=f"scoring with {config.type}", unit="query", leave=False) as bar:
+            scored = queries.score(model, progress=bar.update)
     except RequestError as exc:
         raise UsageError(str(exc)) from None
     png = scored.write(output_dir)

@@ -323,7 +323,7 @@ def success_figure(report: dict[str, Any]) -> Any:
     ax.set_xticks(ticks[1:] or ticks)
     ax.set_xlabel("round (its rollouts)")
     ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 100)
     ax.set_title("LRM filter vs " + ("operator" if report.get("success_measure") == JUDGED else "oracle"))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)

@@ -73,15 +73,17 @@ class PPOHyper:
 class EnvSection:
     """Which task, how many parallel envs, on which backend.
 
-    `backend`: "cpu" runs `num_envs` single ManiSkill envs in `AsyncVectorEnv`
-    worker processes ("cpu_sync": in this process, one after another);
-    "gpu" one ManiSkill env with `num_envs` sub-scenes on physx_cuda; "auto"
-    picks gpu when torch sees CUDA.
+    `backend`: "cpu" splits `num_envs` single ManiSkill envs in equal blocks
+    over `workers` `AsyncVectorEnv` worker processes (0: one per CPU core;
+    "cpu_sync": all in this process, one after another); "gpu" one
+    ManiSkill env with `num_envs` sub-scenes on physx_cuda; "auto" picks gpu
+    when torch sees CUDA. Every backend on the CPU gives the same numbers.
     """
 
     sim: SimEnvConfig = field(default_factory=lambda: SimEnvConfig(state_mode="full", cameras=[]))
     num_envs: Annotated[int, Range(1, 100_000)] = 4
     backend: Literal["auto", "cpu", "cpu_sync", "gpu"] = "auto"
+    workers: Annotated[int, Range(0, 1024)] = 0  # "cpu": worker processes; must divide num_envs
     episode_steps: Steps = 100  # env steps per episode; all envs reset together (ManiSkill's partial_reset=False)
     seed: Seed = 0  # env seeds of iteration i: seed + i * num_envs + (0..num_envs-1)
 
@@ -90,6 +92,8 @@ class EnvSection:
             raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
         if self.episode_steps < 1:
             raise ValueError(f"episode_steps must be at least 1, got {self.episode_steps}")
+        if self.workers and self.num_envs % self.workers:
+            raise ValueError(f"env.workers {self.workers} must divide num_envs {self.num_envs} (equal blocks)")
 
 
 @dataclass

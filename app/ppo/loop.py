@@ -332,7 +332,7 @@ def train_ppo(config: PPOConfig, *, reward_model: RewardModel | None = None,
         reward_model = make_reward_model(config)
     if config.reward.source == "lrm" and config.env.sim.cameras == []:
         raise PPOSetupError("reward.source lrm needs a camera: env.sim.cameras is empty")
-    sim = make_vec_sim(config.env.sim, config.env.num_envs, config.env.backend)
+    sim = make_vec_sim(config.env.sim, config.env.num_envs, config.env.backend, config.env.workers)
     metrics: MetricsLog | None = None
     try:
         agent = make_agent(config, sim, device)

@@ -74,7 +74,7 @@ def _save(fig, path: pathlib.Path) -> pathlib.Path:
 
 
 def _finish(fig, ax, path: str | pathlib.Path, title: str, xlabel: str, ylabel: str, *, legend: str = "lower right",
-            ylim: tuple[float, float] | None = (0, 1.02)) -> pathlib.Path:
+            ylim: tuple[float, float] | None = (0, 1)) -> pathlib.Path:
     """The suite's plots share one frame: x over 0..1, labels, grid, legend, title; then saved."""
     ax.set_xlim(0, 1)
     if ylim is not None:

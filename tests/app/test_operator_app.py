@@ -21,6 +21,7 @@ import pytest
 from policies.factory import PolicyConfig
 from app.operator.app import OperatorApp
 from app.operator.config import EnvSection, JudgeSection, LiveRewardsConfig, OperateConfig, OperatorPolicy
+from app.operator.events import RoundStats
 from app.operator.session import OperatorSession
 from app.operator.widgets import PhaseBanner, RewardTraces, RolloutPanel, RoundDashboard
 from recordings.selection import SelectionConfig
@@ -346,16 +347,20 @@ def test_a_crashed_round_resumes_mid_round_as_improve_does(real_env, judge, tmp_
     """A session that dies after two of three rollouts: the next continues round 1 at slot 2, then fine-tunes."""
     config = operate_config(tmp_path / "out", judge, rollouts_per_round=3, auto_next=True,
                             rewards=LiveRewardsConfig(enabled=False), selection=SelectionConfig(rollouts="all"))
-    crashed = OperatorSession(config, env_factory=lambda cfg: CrashingEnv(real_env, crash_at=3))
+    seen = []
+    crashed = OperatorSession(config, env_factory=lambda cfg: CrashingEnv(real_env, crash_at=3), emit=seen.append)
     crashed.run()
     assert crashed.phase == "error"
     with EpisodeStore.open(config.store_path, mode="r") as store:
         assert [(r.meta.round, r.meta.extra["improve"]["slot"]) for r in store.episodes()] == [(1, 0), (1, 1)]
     assert not (tmp_path / "out" / "policy").exists()
 
-    resumed = OperatorSession(config, env_factory=lambda cfg: EnvProxy(real_env))
+    resumed = OperatorSession(config, env_factory=lambda cfg: EnvProxy(real_env), emit=seen.append)
     resumed.run()
     assert resumed.phase == "done", resumed.phase
+    # the dashboard's running counts after each finished rollout, the resumed session's counting the store's
+    live = [(s.round, s.rollouts) for s in seen if isinstance(s, RoundStats) and s.live]
+    assert live == [(1, 1), (1, 2), (1, 3)]
     with EpisodeStore.open(config.store_path, mode="r") as store:
         slots = [(r.meta.round, r.meta.extra["improve"]["slot"], r.meta.seed) for r in store.episodes()]
         assert all(r.meta.lrm_verdict is not None for r in store.episodes())

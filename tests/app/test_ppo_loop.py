@@ -213,23 +213,42 @@ def test_cli_end_to_end_with_the_compact_reward_model(checkpoint: Path, sim, tmp
     assert "wall_time" not in row and list((out / "tensorboard").glob("events.out.tfevents.*"))  # the same row there
 
 
-def test_async_workers_step_in_lockstep_with_in_process_envs_and_render_only_when_listed(sim) -> None:
+def test_worker_blocks_give_the_in_process_numbers_exactly_and_render_only_the_listed_envs() -> None:
     from sim.maniskill_env import SimEnvConfig
-    from sim.vector_env import AsyncSim
+    from sim.vector_env import AsyncSim, SyncSim
 
-    workers = AsyncSim(SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"],
-                                    camera_width=32, camera_height=32), 2)
+    config = SimEnvConfig(env_id="PickCube-v1", state_mode="full", cameras=["base_camera"], camera_width=32,
+                          camera_height=32)
+    workers, local = AsyncSim(config, 4, workers=2), SyncSim(config, 4)
     try:
-        assert workers.state_size == sim.state_size and workers.task == sim.task
-        a, b = workers.reset([7, 8]), sim.reset([7, 8])
-        actions = np.tile(a.states[:, :8], 1)  # hold the joints where they are
-        a, b = workers.step(actions), sim.step(actions)
-        assert np.allclose(a.states, b.states, atol=1e-5) and np.allclose(a.dense_reward, b.dense_reward, atol=1e-5)
-        frames = workers.capture([1])
-        assert list(frames) == [1] and frames[1]["base_camera"].shape == (32, 32, 3)
+        assert workers.workers == 2 and workers.state_size == local.state_size and workers.task == local.task
+        assert np.array_equal(workers.action_low, local.action_low)
+        a, b = workers.reset([7, 8, 9, 10]), local.reset([7, 8, 9, 10])
+        actions = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 8)).astype(np.float32)
+        for _ in range(3):
+            a, b = workers.step(actions), local.step(actions)
+        for field in ("states", "dense_reward", "success"):  # the split changes not a bit
+            assert np.array_equal(getattr(a, field), getattr(b, field)), field
+        frames, expected = workers.capture([2, 1]), local.capture([2, 1])
+        assert list(frames) == [2, 1]  # one from each worker's block, in the order asked
+        assert all(np.array_equal(frames[i]["base_camera"], expected[i]["base_camera"]) for i in (1, 2))
         assert workers.capture([]) == {}
     finally:
         workers.close()
+        local.close()
+
+
+def test_cpu_workers_split_the_envs_evenly_one_per_core() -> None:
+    from app.ppo.config import EnvSection
+    from sim.vector_env import cpu_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_workers(64, 0) == max(w for w in range(1, cores + 1) if 64 % w == 0)
+    assert cpu_workers(7, 0) in (1, 7) and cpu_workers(6, 3) == 3
+    with pytest.raises(ValueError, match="does not split evenly over 4 workers"):
+        cpu_workers(6, 4)
+    with pytest.raises(ValueError, match="env.workers 4 must divide num_envs 6"):
+        EnvSection(num_envs=6, workers=4)
 
 
 def test_bad_configs_are_one_line_errors(checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -337,3 +337,11 @@ def test_cli_selects_episodes_names_the_robot_and_lerobot_viz_plots_the_rewards(
     rrd = viz.visualize_dataset(dataset, episode_index=0, mode="local", save=True, output_dir=tmp_path / "viz")
     logged = set(rerun_experimental.RrdReader(str(rrd)).stream().collect().schema().entity_paths())
     assert {"/next.reward", "/next.done", "/next.success"} <= logged
+
+
+def test_the_setup_gives_lerobot_video_decoding_its_ffmpeg_libraries() -> None:
+    """LeRobot decodes video with torchcodec, which loads FFmpeg's shared libraries when first imported
+    and, where scripts/setup.sh did not install them, fails with a traceback for each version it tries."""
+    from torchcodec._core import ops
+
+    assert int(ops.ffmpeg_major_version) >= 4

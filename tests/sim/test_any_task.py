@@ -6,6 +6,8 @@ the CPU backend and is not in SUPPORTED_ENVS, which these tests check first so t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,24 @@ def test_improve_with_planned_demos_is_refused_in_one_line_and_with_stored_demos
     assert "\n" not in message and OFF_TABLE in message and "demos.source: store" in message
     config = ImproveConfig(env=EnvSection(sim=sim), demos=DemosConfig(source="store", store=str(tmp_path / "demos")))
     assert config.env.sim.task_sentence == SENTENCE
+
+
+def test_ppo_trains_on_the_off_table_task_with_its_oracle_reward(tmp_path, capsys):
+    """`ppo` takes the task by name and sentence like every command: one iteration, the sentence in its config."""
+    import json
+
+    from tests.support.tiny_actor_critic import save_tiny_actor_critic
+
+    with make_sim_env(env_id=OFF_TABLE, task=SENTENCE, state_mode="full", cameras=[]) as env:
+        checkpoint = save_tiny_actor_critic(tmp_path / "bc", state_dim=env.state_size)
+    out = tmp_path / "ppo"
+    sets = [f"env.sim.env_id={OFF_TABLE}", f"env.sim.task={SENTENCE}", "env.backend=cpu_sync", "env.num_envs=2",
+            "env.episode_steps=4", "ppo.value_warmup_iterations=0", "ppo.num_minibatches=1", "rerun=false",
+            "plot=false", "progress=false"]
+    config = Path(__file__).resolve().parents[2] / "configs/ppo/pickcube_oracle.yaml"
+    argv = ["ppo", "--config", str(config), "--output-dir", str(out), "--checkpoint",
+            str(checkpoint), "--iterations", "1", *sum([["--set", s] for s in sets], [])]
+    assert main(argv) == 0, capsys.readouterr().err
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["env_steps"] == 8 and row["policy_trained"] and np.isfinite(row["policy_loss"])
+    assert json.loads((out / "config.json").read_text())["env"]["sim"]["task"] == SENTENCE

@@ -12,12 +12,13 @@ from policies.actor_critic.model import ActorCriticConfig, NormStats, make_polic
 STATE_DIM, ACTION_DIM = 42, 8  # PickCube-v1, state_mode full, pd_joint_pos
 
 
-def save_tiny_actor_critic(directory: Path) -> Path:
-    """Write the checkpoint into `directory` (seeded: the same weights every time); its path."""
+def save_tiny_actor_critic(directory: Path, state_dim: int = STATE_DIM) -> Path:
+    """Write the checkpoint into `directory` (seeded: the same weights every time) for a state of
+    `state_dim` values (another task's full state); its path."""
     torch.manual_seed(0)
     config = ActorCriticConfig(hidden_dims=[32, 32], relative_action_dims=list(range(7)), chunk_size=4,
                                n_action_steps=2, log_std_init=-1.0)
-    stats = NormStats(np.zeros(STATE_DIM, np.float32), np.ones(STATE_DIM, np.float32),
+    stats = NormStats(np.zeros(state_dim, np.float32), np.ones(state_dim, np.float32),
                       np.zeros(ACTION_DIM, np.float32), np.full(ACTION_DIM, 0.05, np.float32))
-    policy = make_policy(config, stats=stats, state_dim=STATE_DIM, action_dim=ACTION_DIM)
+    policy = make_policy(config, stats=stats, state_dim=state_dim, action_dim=ACTION_DIM)
     return Path(policy.save_pretrained(directory))
