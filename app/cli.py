@@ -113,6 +113,14 @@ def _command_name(args: argparse.Namespace) -> str:
     return f"{args.command} {action}" if action else args.command
 
 
+def run_handler(args: argparse.Namespace) -> int:
+    """The command's handler, with every log line printed above the progress bars instead of through them."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        return int(args.handler(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -121,11 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     try:
-        with logging_redirect_tqdm():
-            return int(args.handler(args) or 0)
+        return run_handler(args)
     except _expected_errors() as exc:
         print(one_line(f"lrm-robot {_command_name(args)}: error: {exc}"), file=sys.stderr)
         return 2
