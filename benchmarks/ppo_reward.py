@@ -264,13 +264,19 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
             row[name]["curves"] = _copy_curves(_run_dir(work, arm, name), stem, curves)
         r = row[name]
         print(f"[{env_id}] ({arm}) {name}: {r['successes']}/{r['episodes']} "
-              f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load {_load()}", flush=True)
+              f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load after {r['load_after']}", flush=True)
     if all(arm in names and row[names[arm]] is not None for arm in "abc"):
         a, b, c = (row[names[k]] for k in "abc")
         row["oracle_gain_points"] = round(100 * (c["success_rate"] - a["success_rate"]), 1)
         row["oracle_gain_separated"] = c["ci95"][0] > a["ci95"][1]  # non-overlapping 95% intervals
         gain = c["success_rate"] - a["success_rate"]
         row["recovered_fraction"] = None if gain == 0 else (b["success_rate"] - a["success_rate"]) / gain
+        row["bars"] = {  # issue 15's, for this task
+            "oracle_gain_at_least_15_points_intervals_apart": row["oracle_gain_points"] >= 15
+            and row["oracle_gain_separated"],
+            "recovered_at_least_0.4": row["recovered_fraction"] is not None and row["recovered_fraction"] >= 0.4,
+            "every_arm_at_most_30_min": all(x["wall_s"] <= 1800 for x in (a, b, c)),
+        }
     return row
 
 

@@ -142,8 +142,8 @@ class AsyncSim:
 
     One block per core keeps every core stepping physics while this process
     waits for the batch (on 2 cores, 2 workers of 32 envs step a PushCube
-    batch ~1.8x faster than one process; one worker per env costs more in
-    messages than it gives). Workers come from a fork server (not from this
+    batch 1.9x faster than one process, benchmarks/sim_workers.py; one
+    worker per env costs more in messages than it gives). Workers come from a fork server (not from this
     process: forking a process that already runs torch threads can deadlock
     the child) that has imported ManiSkill once, so N workers cost one
     import, not N; `context="spawn"` imports in every worker. An env's
