@@ -264,7 +264,8 @@ def run_task(env_id: str, args: argparse.Namespace, curves: Path) -> dict:
             row[name]["curves"] = _copy_curves(_run_dir(work, arm, name), stem, curves)
         r = row[name]
         print(f"[{env_id}] ({arm}) {name}: {r['successes']}/{r['episodes']} "
-              f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load after {r['load_after']}", flush=True)
+              f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  wall {r['wall_s']} s  load after {r['load_after']}",
+              flush=True)
     if all(arm in names and row[names[arm]] is not None for arm in "abc"):
         a, b, c = (row[names[k]] for k in "abc")
         row["oracle_gain_points"] = round(100 * (c["success_rate"] - a["success_rate"]), 1)

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "python " + shlex.join(sys.argv if argv is None else ["benchmarks/sim_workers.py", *argv]),
         "env": args.env, "envs": args.envs, "workers": workers.workers, "steps": args.steps,
-        "capture_every": args.capture_every, "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "worker_start_s": round(start_s, 2),
+        "capture_every": args.capture_every, "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+        "worker_start_s": round(start_s, 2),
         "episode_s": {k: [round(t, 2) for t in v] for k, v in times.items()},
         "median_after_warmup_s": {k: round(v, 2) for k, v in median.items()},
         "speedup": round(median["in_process"] / median["workers"], 2), "bit_identical": bool(identical),

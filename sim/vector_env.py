@@ -101,20 +101,20 @@ def _shard_class() -> type:
 
         def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
             # AsyncVectorEnv gives each worker one seed; a block needs one per env, so all travel in options
-            states, _, _, _, info = self._out(self.sim.reset((options or {})["seeds"][self.first:self.first + self.count]))
-            return states, info
+            result = self.sim.reset((options or {})["seeds"][self.first:self.first + self.count])
+            return result.states, self._info(result)
 
         def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-            return self._out(self.sim.step(action))
+            result = self.sim.step(action)
+            return result.states, 0.0, False, False, self._info(result)
 
         @staticmethod
-        def _out(result: StepResult) -> tuple[np.ndarray, float, bool, bool, dict]:
-            return result.states, 0.0, False, False, {"success": result.success, "dense_reward": result.dense_reward}
+        def _info(result: StepResult) -> dict[str, np.ndarray]:
+            return {"success": result.success, "dense_reward": result.dense_reward}
 
         def capture_if_listed(self, indices: Sequence[int]) -> dict[int, Frames]:
-            mine = [i for i in indices if self.first <= i < self.first + self.count]
-            return {i: frames for i, frames in zip(mine, self.sim.capture([i - self.first for i in mine]).values(),
-                                                   strict=True)}
+            mine = [i - self.first for i in indices if self.first <= i < self.first + self.count]
+            return {self.first + i: frames for i, frames in self.sim.capture(mine).items()}
 
         def describe(self) -> dict[str, Any]:
             return {"task": self.sim.task, "cameras": self.sim.camera_names,
@@ -143,12 +143,12 @@ class AsyncSim:
     One block per core keeps every core stepping physics while this process
     waits for the batch (on 2 cores, 2 workers of 32 envs step a PushCube
     batch 1.9x faster than one process, benchmarks/sim_workers.py; one
-    worker per env costs more in messages than it gives). Workers come from a fork server (not from this
-    process: forking a process that already runs torch threads can deadlock
-    the child) that has imported ManiSkill once, so N workers cost one
-    import, not N; `context="spawn"` imports in every worker. An env's
-    episode is a function of its seed alone (`ManiSkillEnv.reset`), so the
-    split does not change a single number.
+    worker per env costs more in messages than it gives). Workers come from
+    a fork server (not from this process: forking a process that already
+    runs torch threads can deadlock the child) that has imported ManiSkill
+    once, so N workers cost one import, not N; `context="spawn"` imports in
+    every worker. An env's episode is a function of its seed alone
+    (`ManiSkillEnv.reset`), so the split does not change a single number.
     """
 
     def __init__(self, config: SimEnvConfig, num_envs: int, workers: int = 0, context: str = "forkserver") -> None:
